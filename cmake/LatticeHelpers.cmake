@@ -1,0 +1,64 @@
+# Build helpers shared by every layer: warnings, sanitizers, tests, benches.
+
+# Strict warnings for our own code. Third-party headers come in as SYSTEM
+# includes through their imported targets, so they do not trip these.
+function(lattice_set_warnings target)
+  target_compile_options(${target} PRIVATE
+    -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Woverloaded-virtual
+    -Wcast-align -Wimplicit-fallthrough -Wconversion -Wsign-conversion
+    $<$<BOOL:${LATTICE_WERROR}>:-Werror>)
+endfunction()
+
+# Sanitizers apply to everything we compile, so set them globally.
+if(LATTICE_SANITIZE STREQUAL "address")
+  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all)
+  add_link_options(-fsanitize=address,undefined)
+elseif(LATTICE_SANITIZE STREQUAL "thread")
+  add_compile_options(-fsanitize=thread -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=thread)
+elseif(NOT LATTICE_SANITIZE STREQUAL "")
+  message(FATAL_ERROR "LATTICE_SANITIZE must be '', 'address' or 'thread'")
+endif()
+
+# lattice_library(name SOURCES ...): a layer, with its own public include/ only,
+# so a layer cannot include headers of a layer above it.
+function(lattice_library name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;PUBLIC_DEPS;PRIVATE_DEPS" ${ARGN})
+  add_library(lattice_${name} ${ARG_SOURCES})
+  add_library(lattice::${name} ALIAS lattice_${name})
+  set_target_properties(lattice_${name} PROPERTIES EXPORT_NAME ${name}
+                        POSITION_INDEPENDENT_CODE ON)
+  target_include_directories(lattice_${name} PUBLIC
+    $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>
+    $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
+  target_link_libraries(lattice_${name} PUBLIC ${ARG_PUBLIC_DEPS} PRIVATE ${ARG_PRIVATE_DEPS})
+  target_compile_features(lattice_${name} PUBLIC cxx_std_20)
+  lattice_set_warnings(lattice_${name})
+  install(TARGETS lattice_${name} EXPORT latticeTargets
+          ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+          LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  install(DIRECTORY include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+endfunction()
+
+# lattice_test(name LABEL layer SOURCES ... LIBS ...): one Catch2 executable per
+# layer. Test cases tagged [slow] get the extra CTest label `slow`, so sanitizer
+# jobs can run `ctest -LE slow`.
+function(lattice_test name)
+  cmake_parse_arguments(ARG "" "LABEL" "SOURCES;LIBS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE lattice_test_support ${ARG_LIBS})
+  lattice_set_warnings(${name})
+  catch_discover_tests(${name} TEST_SPEC "~[slow]"
+    PROPERTIES LABELS "${ARG_LABEL}" TIMEOUT 600)
+  catch_discover_tests(${name} TEST_SPEC "[slow]"
+    PROPERTIES LABELS "${ARG_LABEL};slow" TIMEOUT 1200)
+endfunction()
+
+# lattice_bench(name SOURCES ...): a Google Benchmark executable. Run it with
+# --benchmark_format=json for machine-readable output.
+function(lattice_bench name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;LIBS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE benchmark::benchmark ${ARG_LIBS})
+  lattice_set_warnings(${name})
+endfunction()
