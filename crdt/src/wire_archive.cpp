@@ -8,11 +8,13 @@ wire_input_archive::wire_input_archive(std::span<const std::byte> bytes)
     : cereal::InputArchive<wire_input_archive, cereal::AllowEmptyClassElision>(this),
       bytes_(bytes) {
   if (bytes_.empty()) throw decode_error(make_error_code(errc::truncated));
-  const auto marker = std::to_integer<std::uint8_t>(bytes_[0]);
-  if (marker > 1) throw decode_error(make_error_code(errc::bad_endianness_marker));
+  // Lattice always writes little endian (marker 1). cereal would also accept
+  // 0 (big endian), but then one value would have two encodings, and digests
+  // and frozen vectors rely on there being exactly one.
+  if (std::to_integer<std::uint8_t>(bytes_[0]) != 1)
+    throw decode_error(make_error_code(errc::bad_endianness_marker));
   position_ = 1;
-  const bool input_little = marker == 1;
-  swap_ = input_little != wire_detail::host_is_little;
+  swap_ = !wire_detail::host_is_little;
 }
 
 std::error_code wire_input_archive::errc_truncated() noexcept {

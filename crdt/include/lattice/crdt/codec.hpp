@@ -26,6 +26,7 @@
 #include <vector>
 
 #include <cereal/cereal.hpp>
+#include <cereal/types/string.hpp>  // strings are our most common key type
 
 #include "lattice/crdt/error.hpp"
 #include "lattice/crdt/wire_archive.hpp"

@@ -46,7 +46,7 @@ enum class errc {
   malformed,
   /// Bytes remain after a complete value.
   trailing_bytes,
-  /// The input's endianness marker is neither big nor little.
+  /// The input's first byte is not the little-endian marker (1).
   bad_endianness_marker,
 };
 

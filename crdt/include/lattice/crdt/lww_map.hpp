@@ -198,7 +198,7 @@ class lww_map {
       // A compacted map holds no tombstone below its horizon.
       if (!e.live() && e.stamp < horizon_) throw_malformed();
       digest_ += stable_hash(key, e);
-      live_ += e.live() ? 1 : 0;
+      if (e.live()) ++live_;
     }
   }
 
@@ -217,7 +217,7 @@ class lww_map {
       entry& current = hint->second;
       if (!wins(incoming, current)) return false;
       digest_ -= stable_hash(key, current);
-      live_ -= current.live() ? 1 : 0;
+      if (current.live()) --live_;
       current = incoming;
     } else {
       // Unknown key below the horizon: already seen and compacted away.
@@ -225,7 +225,7 @@ class lww_map {
       hint = entries_.emplace_hint(hint, key, incoming);
     }
     digest_ += stable_hash(key, hint->second);
-    live_ += hint->second.live() ? 1 : 0;
+    if (hint->second.live()) ++live_;
     return true;
   }
 

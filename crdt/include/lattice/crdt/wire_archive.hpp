@@ -2,9 +2,10 @@
 //
 // The bytes are cereal's portable binary format: one endianness marker byte
 // (1 = little endian), then every arithmetic value in that byte order and
-// every container length as a 64-bit size tag. We write little endian always,
-// and read either order, so these archives interoperate with
-// cereal::PortableBinary{Output,Input}Archive.
+// every container length as a 64-bit size tag. We write little endian always
+// and accept only little endian (marker 1), so each value has exactly one
+// encoding; on little-endian hosts these archives interoperate with
+// cereal::PortableBinary{Output,Input}Archive byte for byte.
 //
 // Why our own archives rather than cereal's: cereal sizes a container from
 // the length it reads, before it reads the elements, so a garbage length of
@@ -90,7 +91,7 @@ class wire_input_archive
     : public cereal::InputArchive<wire_input_archive, cereal::AllowEmptyClassElision> {
  public:
   /// Reads the endianness marker. Throws decode_error(truncated) on empty
-  /// input and decode_error(bad_endianness_marker) on a marker other than 0/1.
+  /// input and decode_error(bad_endianness_marker) on a marker other than 1.
   explicit wire_input_archive(std::span<const std::byte> bytes);
 
   template <std::size_t ElementSize>
