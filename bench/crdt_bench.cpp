@@ -6,6 +6,8 @@
 //   BM_LwwSetJoin            full-state join, 100k elements, 1% differ
 //                            items_per_second = elements of the incoming state
 //                            [>= 20M/s per core]
+//   BM_LwwSetJoinAllDiffer   the same with every element differing (no
+//                            bucket can be skipped): the worst case
 //   BM_LwwSetApplyDelta10    merge of a 10-element delta into a 100k set,
 //                            every delta really changes 10 elements [<= 2 µs]
 //   BM_LwwSetEncode/Decode   100k elements; bytes_per_second and
@@ -69,6 +71,25 @@ void BM_LwwSetJoin(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(elements));
 }
 BENCHMARK(BM_LwwSetJoin)->Unit(benchmark::kMillisecond);
+
+// The worst case for the digest skip: every element of the incoming state is
+// newer, so every bucket differs and every entry is replaced.
+void BM_LwwSetJoinAllDiffer(benchmark::State& state) {
+  const set_type base = make_set(elements);
+  set_type other;
+  for (std::size_t i = 0; i < elements; ++i) other.insert(key_of(i), stamp(50'000'000 + i, 2));
+  for (auto _ : state) {
+    state.PauseTiming();
+    set_type target = base;
+    state.ResumeTiming();
+    benchmark::DoNotOptimize(target.merge(other));
+    state.PauseTiming();
+    target = set_type{};
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(elements));
+}
+BENCHMARK(BM_LwwSetJoinAllDiffer)->Unit(benchmark::kMillisecond);
 
 void BM_LwwSetApplyDelta10(benchmark::State& state) {
   set_type target = make_set(elements);

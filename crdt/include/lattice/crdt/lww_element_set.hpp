@@ -76,15 +76,26 @@ class lww_element_set {
   std::size_t size() const noexcept { return map_.size(); }
   std::size_t tombstones() const noexcept { return map_.tombstones(); }
   bool empty() const noexcept { return map_.empty(); }
-  /// Calls f(element, stamp) for each present element in order.
+  /// Calls f(element, stamp) for each present element, in (hash, element) order.
   template <class F>
   void for_each(F&& f) const {
     map_.for_each([&](const E& element, const set_member&, const hlc_timestamp& stamp) {
       f(element, stamp);
     });
   }
-  /// Every element with its latest stamp and whether it is present.
-  const auto& entries() const noexcept { return map_.entries(); }
+  /// Calls f(element, entry) for every element kept, removed ones included;
+  /// entry.stamp is its latest stamp and entry.live() whether it is present.
+  template <class F>
+  void for_each_entry(F&& f) const {
+    map_.for_each_entry(std::forward<F>(f));
+  }
+  /// The digest of one key-hash range, and its entries; see lww_map.
+  std::uint64_t range_digest(unsigned bits, std::size_t index) const noexcept {
+    return map_.range_digest(bits, index);
+  }
+  lww_element_set slice(unsigned bits, std::size_t index) const {
+    return lww_element_set(map_.slice(bits, index));
+  }
 
   /// See lww_map::compact.
   std::size_t compact(hlc_timestamp stable) { return map_.compact(stable); }

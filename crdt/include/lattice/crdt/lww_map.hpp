@@ -18,6 +18,23 @@
 //   auto d2 = config.erase("/db/url", clock.now(wall_us));
 //   config.find("/db/url");   // nullptr: erased, tombstone kept
 //
+// Layout and cost (docs/adr/0001-hash-bucketed-lww-map.md). Entries live in
+// 2^k buckets chosen by the top k bits of stable_hash(key); each bucket keeps
+// its entries sorted by (key hash, key) and the sum of their entry hashes.
+// A point write or lookup hashes the key once and searches one small bucket.
+// merge() compares bucket digests first and only visits buckets that differ,
+// so joining two large, mostly equal states costs little more than reading
+// their digests. Iteration follows (key hash, key): deterministic and the
+// same on every replica, but not key order; callers that need key order
+// (prefix scans) keep their own index.
+//
+// Digests. digest() is the sum (mod 2^64) of stable_hash(key, entry) over
+// all entries, tombstones included, kept current on every change.
+// range_digest(bits, i) is the same sum over the keys whose hash starts with
+// the bits of i, and slice(bits, i) is the sub-map of those keys: what an
+// anti-entropy round compares and ships. Sums compose, so two replicas with
+// different bucket counts can still compare ranges at the coarser level.
+//
 // Tombstones and the grace rule. An erase leaves a tombstone so that a late
 // merge of an older put cannot resurrect the key. compact(stable) drops
 // tombstones stamped before `stable`, a point every live replica is known to
@@ -35,20 +52,16 @@
 // bookkeeping, not content: operator== and digest() ignore it, merge()
 // takes the max.
 //
-// digest() is the sum of stable_hash(key, entry) over all entries,
-// tombstones included, kept up to date on every change: O(1) to read.
-//
 // REQUIRES of K and V: totally ordered, default constructible,
 // cereal-serializable. Thread safety: a value type with no internal
 // synchronisation.
 #pragma once
 
 #include <algorithm>
-#include <compare>
 #include <cstdint>
-#include <map>
 #include <optional>
 #include <utility>
+#include <vector>
 
 #include <cereal/types/optional.hpp>
 
@@ -106,57 +119,68 @@ class lww_map {
   /// applied if the op's write wins over what the key holds; duplicate if it
   /// loses (a repeat, an older write, or below the horizon).
   apply_status apply(const op_type& op) {
-    const auto hint = entries_.lower_bound(op.key);
-    return absorb(hint, op.key, entry{op.stamp, op.value}) ? apply_status::applied
-                                                           : apply_status::duplicate;
+    const bool changed = absorb(stable_hash(op.key), op.key, entry{op.stamp, op.value});
+    grow_if_needed();
+    return changed ? apply_status::applied : apply_status::duplicate;
   }
 
   /// Joins `other` into this map; returns whether anything changed.
   bool merge(const lww_map& other) {
-    if (&other == this) return false;
-    bool changed = false;
-    if (other.horizon_ > horizon_) changed |= compact(other.horizon_) != 0;
-    // A small delta into a large map: one lookup per key, O(m log n). Two
-    // maps of similar size: one ordered walk over both, O(n + m), which is
-    // what makes full-state anti-entropy cheap.
-    if (other.entries_.size() * 32 < entries_.size()) {
-      for (const auto& [key, theirs] : other.entries_)
-        changed |= absorb(entries_.lower_bound(key), key, theirs);
-      return changed;
+    if (&other == this || other.size_ == 0) return raise_horizon(other.horizon_);
+    bool changed = raise_horizon(other.horizon_);
+    const auto take = [&](const slot& s) {
+      changed |= absorb(s.key_hash, s.key, s.value, s.entry_hash);
+    };
+    if (buckets_.empty() || bits_ > other.bits_ + 2) {
+      // `other` is much smaller (a delta): summing our digests over its
+      // coarse ranges would cost more than looking up its few entries.
+      other.for_each_slot(take);
+    } else {
+      // Similar sizes (anti-entropy, full-state gossip): compare at the
+      // coarser bucket level and only visit ranges whose digests differ.
+      const unsigned bits = std::min(bits_, other.bits_);
+      const std::size_t ranges = std::size_t{1} << bits;
+      for (std::size_t r = 0; r < ranges; ++r)
+        if (range_digest(bits, r) != other.range_digest(bits, r))
+          other.for_each_slot_in_range(bits, r, take);
     }
-    auto mine = entries_.begin();
-    for (const auto& [key, theirs] : other.entries_) {
-      while (mine != entries_.end() && mine->first < key) ++mine;
-      const auto next = mine;
-      changed |= absorb(mine, key, theirs);
-      // absorb() inserted before `next` or updated it in place; either way
-      // the next key of `other` is past everything before `next`.
-      mine = next;
-    }
+    grow_if_needed();
     return changed;
   }
 
   /// The value of `key`, or nullptr if it is absent or erased. The pointer
   /// is valid until this map is next changed.
   const V* find(const K& key) const {
-    const auto it = entries_.find(key);
-    return it == entries_.end() || !it->second.live() ? nullptr : &*it->second.value;
+    const entry* e = find_entry(key);
+    return e == nullptr || !e->live() ? nullptr : &*e->value;
+  }
+  /// The latest write of `key`, tombstone included; nullptr if none is kept.
+  const entry* find_entry(const K& key) const {
+    if (buckets_.empty()) return nullptr;
+    const std::uint64_t key_hash = stable_hash(key);
+    const auto& slots = buckets_[bucket_of(key_hash)].slots;
+    const auto it = lower_bound(slots, key_hash, key);
+    return it != slots.end() && it->key_hash == key_hash && it->key == key ? &it->value : nullptr;
   }
   bool contains(const K& key) const { return find(key) != nullptr; }
   /// Number of live keys.
   std::size_t size() const noexcept { return live_; }
   /// Number of tombstones not yet compacted.
-  std::size_t tombstones() const noexcept { return entries_.size() - live_; }
+  std::size_t tombstones() const noexcept { return size_ - live_; }
   /// No entries at all (live or tombstone).
-  bool empty() const noexcept { return entries_.empty(); }
-  /// All entries, tombstones included, in key order.
-  const std::map<K, entry>& entries() const noexcept { return entries_; }
+  bool empty() const noexcept { return size_ == 0; }
 
-  /// Calls f(key, value, stamp) for each live key in key order.
+  /// Calls f(key, value, stamp) for each live key, in (key hash, key) order.
   template <class F>
   void for_each(F&& f) const {
-    for (const auto& [key, e] : entries_)
-      if (e.live()) f(key, *e.value, e.stamp);
+    for_each_slot([&](const slot& s) {
+      if (s.value.live()) f(s.key, *s.value.value, s.value.stamp);
+    });
+  }
+  /// Calls f(key, entry) for every entry, tombstones included.
+  template <class F>
+  void for_each_entry(F&& f) const {
+    for_each_slot([&](const slot& s) { f(s.key, s.value); });
   }
 
   /// Drops tombstones stamped before `stable` and raises the horizon to it
@@ -165,45 +189,147 @@ class lww_map {
   std::size_t compact(hlc_timestamp stable) {
     horizon_ = std::max(horizon_, stable);
     std::size_t dropped = 0;
-    for (auto it = entries_.begin(); it != entries_.end();) {
-      if (!it->second.live() && it->second.stamp < horizon_) {
-        digest_ -= stable_hash(it->first, it->second);
-        it = entries_.erase(it);
-        ++dropped;
-      } else {
-        ++it;
-      }
+    for (auto& b : buckets_) {
+      const auto gone = std::remove_if(b.slots.begin(), b.slots.end(), [&](const slot& s) {
+        if (s.value.live() || !(s.value.stamp < horizon_)) return false;
+        b.digest -= s.entry_hash;
+        digest_ -= s.entry_hash;
+        return true;
+      });
+      dropped += static_cast<std::size_t>(b.slots.end() - gone);
+      b.slots.erase(gone, b.slots.end());
     }
+    size_ -= dropped;
     return dropped;
   }
   hlc_timestamp horizon() const noexcept { return horizon_; }
 
   std::uint64_t digest() const noexcept { return digest_; }
+  /// log2 of the bucket count; grows with the number of entries.
+  unsigned bucket_bits() const noexcept { return bits_; }
+  /// The digest of the keys whose hash begins with the `bits`-bit prefix
+  /// `index`. REQUIRES: bits <= 64, index < 2^bits.
+  std::uint64_t range_digest(unsigned bits, std::size_t index) const noexcept {
+    if (buckets_.empty()) return 0;
+    if (bits <= bits_) {
+      const auto [first, last] = bucket_span(bits, index);
+      std::uint64_t sum = 0;
+      for (std::size_t b = first; b < last; ++b) sum += buckets_[b].digest;
+      return sum;
+    }
+    std::uint64_t sum = 0;
+    for_each_slot_in_range(bits, index, [&](const slot& s) { sum += s.entry_hash; });
+    return sum;
+  }
+  /// The entries of range_digest(bits, index) as a map of their own, to ship
+  /// to a peer whose digest for that range differs.
+  lww_map slice(unsigned bits, std::size_t index) const {
+    lww_map part;
+    for_each_slot_in_range(bits, index, [&](const slot& s) {
+      part.absorb(s.key_hash, s.key, s.value, s.entry_hash);
+    });
+    part.grow_if_needed();
+    return part;
+  }
 
   /// Equal entries; the horizon is not compared (see the file comment).
-  friend bool operator==(const lww_map& a, const lww_map& b) { return a.entries_ == b.entries_; }
+  friend bool operator==(const lww_map& a, const lww_map& b) {
+    if (a.size_ != b.size_ || a.digest_ != b.digest_) return false;
+    // Both iterate in the same global (key hash, key) order whatever their
+    // bucket counts, so walk them side by side.
+    std::size_t bucket = 0;
+    std::size_t position = 0;
+    bool equal = true;
+    a.for_each_slot([&](const slot& mine) {
+      if (!equal) return;
+      while (b.buckets_[bucket].slots.size() == position) {
+        ++bucket;
+        position = 0;
+      }
+      const slot& theirs = b.buckets_[bucket].slots[position++];
+      equal = mine.key == theirs.key && mine.value == theirs.value;
+    });
+    return equal;
+  }
 
   template <class Archive>
   void save(Archive& archive) const {
-    archive(horizon_);
-    save_ordered_map(archive, entries_);
+    archive(horizon_, cereal::make_size_tag(static_cast<cereal::size_type>(size_)));
+    for_each_slot([&](const slot& s) { archive(s.key, s.value); });
   }
   template <class Archive>
   void load(Archive& archive) {
-    archive(horizon_);
-    load_ordered_map(archive, entries_);
-    digest_ = 0;
-    live_ = 0;
-    for (const auto& [key, e] : entries_) {
+    *this = lww_map{};
+    cereal::size_type count = 0;
+    archive(horizon_, cereal::make_size_tag(count));
+    std::vector<slot> slots;
+    slots.reserve(static_cast<std::size_t>(count));
+    for (cereal::size_type i = 0; i < count; ++i) {
+      slot s;
+      archive(s.key, s.value);
+      s.key_hash = stable_hash(s.key);
+      // Canonical order is strictly ascending (key hash, key).
+      if (!slots.empty() && !slot_less(slots.back(), s.key_hash, s.key)) throw_malformed();
       // A compacted map holds no tombstone below its horizon.
-      if (!e.live() && e.stamp < horizon_) throw_malformed();
-      digest_ += stable_hash(key, e);
-      if (e.live()) ++live_;
+      if (!s.value.live() && s.value.stamp < horizon_) throw_malformed();
+      s.entry_hash = stable_hash(s.key, s.value);
+      slots.push_back(std::move(s));
     }
+    adopt_sorted(std::move(slots));
   }
 
  private:
-  // Whether `incoming` replaces `current` (see the tie rule in the file comment).
+  struct slot {
+    std::uint64_t key_hash = 0;
+    K key{};
+    entry value;
+    std::uint64_t entry_hash = 0;  // stable_hash(key, value), cached
+  };
+  struct bucket {
+    std::uint64_t digest = 0;  // sum of entry_hash
+    std::vector<slot> slots;   // ascending (key_hash, key)
+  };
+
+  // Average entries per bucket above which the table doubles.
+  static constexpr std::size_t max_load = 2;
+
+  static bool slot_less(const slot& s, std::uint64_t key_hash, const K& key) {
+    return s.key_hash < key_hash || (s.key_hash == key_hash && s.key < key);
+  }
+  template <class Slots>  // const or mutable std::vector<slot>
+  static auto lower_bound(Slots& slots, std::uint64_t key_hash, const K& key) {
+    return std::lower_bound(slots.begin(), slots.end(), key_hash,
+                            [&](const slot& s, std::uint64_t) { return slot_less(s, key_hash, key); });
+  }
+  static std::size_t prefix(std::uint64_t hash, unsigned bits) noexcept {
+    return bits == 0 ? 0 : static_cast<std::size_t>(hash >> (64 - bits));
+  }
+  std::size_t bucket_of(std::uint64_t key_hash) const noexcept { return prefix(key_hash, bits_); }
+  // Our buckets [first, last) that make up the `bits`-bit range `index`.
+  std::pair<std::size_t, std::size_t> bucket_span(unsigned bits, std::size_t index) const noexcept {
+    const unsigned shift = bits_ - bits;
+    return {index << shift, (index + 1) << shift};
+  }
+
+  template <class F>
+  void for_each_slot(F&& f) const {
+    for (const auto& b : buckets_)
+      for (const auto& s : b.slots) f(s);
+  }
+  template <class F>
+  void for_each_slot_in_range(unsigned bits, std::size_t index, F&& f) const {
+    if (buckets_.empty()) return;
+    if (bits <= bits_) {
+      const auto [first, last] = bucket_span(bits, index);
+      for (std::size_t b = first; b < last; ++b)
+        for (const auto& s : buckets_[b].slots) f(s);
+      return;
+    }
+    for (const auto& s : buckets_[index >> (bits - bits_)].slots)
+      if (prefix(s.key_hash, bits) == index) f(s);
+  }
+
+  // Wins rule: see the file comment.
   static bool wins(const entry& incoming, const entry& current) {
     if (incoming.stamp != current.stamp) return incoming.stamp > current.stamp;
     if (!current.live()) return false;
@@ -211,36 +337,104 @@ class lww_map {
     return *current.value < *incoming.value;
   }
 
-  // Merges one entry for `key`; `hint` is entries_.lower_bound(key).
-  bool absorb(typename std::map<K, entry>::iterator hint, const K& key, const entry& incoming) {
-    if (hint != entries_.end() && !(key < hint->first)) {
-      entry& current = hint->second;
-      if (!wins(incoming, current)) return false;
-      digest_ -= stable_hash(key, current);
-      if (current.live()) --live_;
-      current = incoming;
+  bool absorb(std::uint64_t key_hash, const K& key, const entry& incoming) {
+    if (buckets_.empty() || !covers(key_hash, key, incoming))
+      return absorb(key_hash, key, incoming, stable_hash(key, incoming));
+    return false;
+  }
+  // Fast rejection before hashing the entry: the key is present and wins.
+  bool covers(std::uint64_t key_hash, const K& key, const entry& incoming) const {
+    const auto& slots = buckets_[bucket_of(key_hash)].slots;
+    const auto it = lower_bound(slots, key_hash, key);
+    return it != slots.end() && it->key_hash == key_hash && it->key == key &&
+           !wins(incoming, it->value);
+  }
+
+  // Merges one entry whose hashes the caller knows. Does not grow the table.
+  bool absorb(std::uint64_t key_hash, const K& key, const entry& incoming,
+              std::uint64_t entry_hash) {
+    if (buckets_.empty()) buckets_.resize(1);
+    bucket& b = buckets_[bucket_of(key_hash)];
+    auto it = lower_bound(b.slots, key_hash, key);
+    if (it != b.slots.end() && it->key_hash == key_hash && it->key == key) {
+      if (!wins(incoming, it->value)) return false;
+      if (it->value.live()) --live_;
+      b.digest -= it->entry_hash;
+      digest_ -= it->entry_hash;
+      it->value = incoming;
+      it->entry_hash = entry_hash;
     } else {
       // Unknown key below the horizon: already seen and compacted away.
       if (incoming.stamp < horizon_) return false;
-      hint = entries_.emplace_hint(hint, key, incoming);
+      it = b.slots.insert(it, slot{key_hash, key, incoming, entry_hash});
+      ++size_;
     }
-    digest_ += stable_hash(key, hint->second);
-    if (hint->second.live()) ++live_;
+    if (incoming.live()) ++live_;
+    b.digest += entry_hash;
+    digest_ += entry_hash;
     return true;
+  }
+
+  // Doubles the bucket count while the load is too high. Each bucket splits
+  // into two contiguous halves, because slots are sorted by key hash.
+  void grow_if_needed() {
+    while (size_ > max_load * buckets_.size() && bits_ < 32) {
+      std::vector<bucket> grown(buckets_.size() * 2);
+      for (std::size_t i = 0; i < buckets_.size(); ++i) {
+        auto& slots = buckets_[i].slots;
+        const auto middle = std::partition_point(slots.begin(), slots.end(), [&](const slot& s) {
+          return prefix(s.key_hash, bits_ + 1) == 2 * i;
+        });
+        for (auto [target, first, last] : {std::tuple{2 * i, slots.begin(), middle},
+                                           std::tuple{2 * i + 1, middle, slots.end()}}) {
+          auto& out = grown[target];
+          out.slots.assign(std::make_move_iterator(first), std::make_move_iterator(last));
+          for (const auto& s : out.slots) out.digest += s.entry_hash;
+        }
+      }
+      buckets_ = std::move(grown);
+      ++bits_;
+    }
+  }
+
+  // Builds the table from slots already in canonical order (decode).
+  void adopt_sorted(std::vector<slot> slots) {
+    bits_ = 0;
+    while ((std::size_t{1} << bits_) * max_load < slots.size() && bits_ < 32) ++bits_;
+    buckets_.assign(std::size_t{1} << bits_, bucket{});
+    for (auto& s : slots) {
+      bucket& b = buckets_[bucket_of(s.key_hash)];
+      b.digest += s.entry_hash;
+      digest_ += s.entry_hash;
+      if (s.value.live()) ++live_;
+      b.slots.push_back(std::move(s));
+    }
+    size_ = slots.size();
+    if (size_ == 0) buckets_.clear();
+  }
+
+  bool raise_horizon(const hlc_timestamp& other) {
+    return other > horizon_ && compact(other) != 0;
   }
 
   // Applies `op` here and returns it as a delta.
   lww_map record(const op_type& op) {
-    apply(op);
+    const std::uint64_t key_hash = stable_hash(op.key);
+    const entry incoming{op.stamp, op.value};
+    const std::uint64_t entry_hash = stable_hash(op.key, incoming);
+    absorb(key_hash, op.key, incoming, entry_hash);
+    grow_if_needed();
     lww_map delta;
-    delta.apply(op);
+    delta.absorb(key_hash, op.key, incoming, entry_hash);
     return delta;
   }
 
-  std::map<K, entry> entries_;
+  std::vector<bucket> buckets_;  // empty, or 2^bits_ buckets
+  unsigned bits_ = 0;
+  std::size_t size_ = 0;  // entries, tombstones included
+  std::size_t live_ = 0;
   hlc_timestamp horizon_;
   std::uint64_t digest_ = 0;
-  std::size_t live_ = 0;
 };
 
 }  // namespace lattice::crdt

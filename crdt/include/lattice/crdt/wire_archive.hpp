@@ -73,8 +73,8 @@ class wire_output_archive
   template <std::size_t ElementSize>
   void save_binary(const void* data, std::size_t size) {
     const auto offset = out_.size();
-    out_.resize(offset + size);
-    std::memcpy(out_.data() + offset, data, size);
+    const auto* bytes = static_cast<const std::byte*>(data);
+    out_.insert(out_.end(), bytes, bytes + size);  // no zero-fill, unlike resize
     if constexpr (!wire_detail::host_is_little && ElementSize > 1) {
       for (std::size_t i = 0; i < size; i += ElementSize)
         wire_detail::reverse_bytes<ElementSize>(out_.data() + offset + i);
