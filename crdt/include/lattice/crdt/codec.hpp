@@ -52,6 +52,8 @@ template <class T>
 /// REQUIRES: T is default constructible.
 template <class T>
 [[nodiscard]] result<T> decode(std::span<const std::byte> bytes) noexcept {
+  static_assert(!std::is_const_v<T> && !std::is_reference_v<T>,
+                "decode<T>: name the plain value type (decltype of a const gives const T)");
   try {
     wire_input_archive archive(bytes);
     T value{};

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs the build tree given as $1 into a scratch prefix and builds and
+# runs tests/package/consumer against it, as a user project would.
+set -euo pipefail
+build=$1
+source_dir=$(cd "$(dirname "$0")" && pwd)
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+cmake --install "$build" --prefix "$scratch/prefix" >/dev/null
+cmake -S "$source_dir" -B "$scratch/build" -G Ninja -DCMAKE_PREFIX_PATH="$scratch/prefix" >/dev/null
+cmake --build "$scratch/build" >/dev/null
+"$scratch/build/consumer"
+echo "consumer built against the installed package and ran"
