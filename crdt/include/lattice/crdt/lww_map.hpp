@@ -263,7 +263,10 @@ class lww_map {
     cereal::size_type count = 0;
     archive(horizon_, cereal::make_size_tag(count));
     std::vector<slot> slots;
-    slots.reserve(static_cast<std::size_t>(count));
+    // `count` is only known to be <= the remaining bytes, and a slot is far
+    // larger than a byte, so reserving `count` would let a hostile header
+    // allocate ~100x the input. Reserve a little; real entries grow it.
+    slots.reserve(std::min<std::size_t>(static_cast<std::size_t>(count), 1024));
     for (cereal::size_type i = 0; i < count; ++i) {
       slot s;
       archive(s.key, s.value);

@@ -11,8 +11,10 @@
 // the length it reads, before it reads the elements, so a garbage length of
 // 2^60 would make std::string::resize try to allocate it. `wire_input_archive`
 // reads from a bounded span and refuses any size tag larger than the bytes
-// that remain (every element we encode takes at least one byte), so decoding
-// untrusted input allocates at most a constant times its length. It also
+// that remain (every element we encode takes at least one byte). A container
+// that cereal pre-sizes (std::vector, std::string) therefore allocates at
+// most sizeof(element) per input byte; our own maps and sets never reserve
+// more than a small constant ahead of the entries actually decoded. It also
 // rejects a bool that is neither 0 nor 1 instead of loading an invalid bool.
 // `wire_output_archive` appends straight to a std::vector, skipping ostream.
 //
