@@ -12,6 +12,7 @@ packages=(
   catch2 librapidcheck-dev
   libspdlog-dev libfmt-dev
   libbenchmark-dev
+  libssl-dev              # HMAC-SHA256 frame authentication, TLS
 )
 
 missing=()
