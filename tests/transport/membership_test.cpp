@@ -1,0 +1,131 @@
+// Membership: the gossiped table is a join; liveness is judged from local
+// progress on a hand-advanced clock; leave, restart and refutation.
+#include <catch2/catch.hpp>
+#include <rapidcheck.h>
+#include <rapidcheck/catch.h>
+
+#include "lattice/crdt/codec.hpp"
+#include "lattice/transport/membership.hpp"
+
+using namespace lattice::transport;
+using namespace std::chrono_literals;
+
+namespace {
+
+const steady_time t0{};  // the hand clock's origin
+
+member_record record(std::uint64_t incarnation, std::uint64_t heartbeat, bool left = false) {
+  return member_record{"127.0.0.1:7000", incarnation, heartbeat, left};
+}
+
+member_table table_with(replica_id id, const member_record& r) {
+  member_table t;
+  t.offer(id, r);
+  return t;
+}
+
+rc::Gen<member_table> gen_table() {
+  return rc::gen::map(
+      rc::gen::container<std::vector<std::tuple<int, int, int, bool>>>(
+          rc::gen::tuple(rc::gen::inRange(1, 5), rc::gen::inRange(0, 3), rc::gen::inRange(0, 5),
+                         rc::gen::arbitrary<bool>())),
+      [](const std::vector<std::tuple<int, int, int, bool>>& rows) {
+        member_table t;
+        for (const auto& [id, inc, hb, left] : rows)
+          t.offer(static_cast<replica_id>(id),
+                  record(static_cast<std::uint64_t>(inc), static_cast<std::uint64_t>(hb), left));
+        return t;
+      });
+}
+
+}  // namespace
+
+TEST_CASE("member tables merge as a join", "[transport][membership]") {
+  rc::prop("commutative, associative, idempotent", [] {
+    const auto a = *gen_table();
+    const auto b = *gen_table();
+    const auto c = *gen_table();
+    auto ab = a, ba = b;
+    ab.merge(b);
+    ba.merge(a);
+    RC_ASSERT(ab == ba);
+    auto ab_c = ab, bc = b;
+    ab_c.merge(c);
+    bc.merge(c);
+    auto a_bc = a;
+    a_bc.merge(bc);
+    RC_ASSERT(ab_c == a_bc);
+    auto aa = a;
+    RC_ASSERT(aa.merge(a).empty());
+    const auto decoded = lattice::crdt::decode<member_table>(lattice::crdt::encode(ab_c));
+    RC_ASSERT(decoded.has_value());
+    RC_ASSERT(decoded.value() == ab_c);
+  });
+}
+
+TEST_CASE("a silent peer goes alive -> suspect -> dead on the local clock",
+          "[transport][membership]") {
+  membership m(1, record(10, 0), liveness_options{400ms, 800ms}, t0);
+  CHECK(m.state_of(2, t0) == member_state::dead);  // unknown
+  m.merge(table_with(2, record(20, 5)), t0);
+  CHECK(m.state_of(2, t0 + 399ms) == member_state::alive);
+  CHECK(m.state_of(2, t0 + 400ms) == member_state::suspect);
+  CHECK(m.state_of(2, t0 + 799ms) == member_state::suspect);
+  CHECK(m.state_of(2, t0 + 800ms) == member_state::dead);
+  CHECK(m.reachable_peers(t0 + 500ms) == std::vector<replica_id>{2});
+  CHECK(m.reachable_peers(t0 + 900ms).empty());
+
+  // The same record again is not progress...
+  m.merge(table_with(2, record(20, 5)), t0 + 700ms);
+  CHECK(m.state_of(2, t0 + 800ms) == member_state::dead);
+  // ...a grown heartbeat is, and brings the member back.
+  m.merge(table_with(2, record(20, 6)), t0 + 900ms);
+  CHECK(m.state_of(2, t0 + 900ms) == member_state::alive);
+  CHECK(m.state_of(1, t0 + 10s) == member_state::alive);  // ourselves
+}
+
+TEST_CASE("a graceful leave is seen at once, without a timeout", "[transport][membership]") {
+  membership leaving(2, record(20, 0), liveness_options{}, t0);
+  leaving.beat();
+  leaving.leave();
+  CHECK(leaving.state_of(2, t0) == member_state::left);
+
+  membership observer(1, record(10, 0), liveness_options{}, t0);
+  observer.merge(table_with(2, record(20, 1)), t0);
+  observer.merge(leaving.table(), t0 + 1ms);
+  CHECK(observer.state_of(2, t0 + 1ms) == member_state::left);
+  CHECK(observer.reachable_peers(t0 + 1ms).empty());
+  // A stale, pre-leave record arriving later changes nothing.
+  CHECK_FALSE(observer.merge(table_with(2, record(20, 1)), t0 + 2ms));
+  CHECK(observer.state_of(2, t0 + 2ms) == member_state::left);
+}
+
+TEST_CASE("a restarted replica comes back with a higher incarnation", "[transport][membership]") {
+  membership observer(1, record(10, 0), liveness_options{400ms, 800ms}, t0);
+  observer.merge(table_with(2, record(20, 500)), t0);
+  CHECK(observer.state_of(2, t0 + 1s) == member_state::dead);  // killed
+  // It restarts: new incarnation, heartbeat back to 0, and still wins.
+  observer.merge(table_with(2, record(21, 0)), t0 + 2s);
+  CHECK(observer.state_of(2, t0 + 2s) == member_state::alive);
+  CHECK(observer.table().find(2)->incarnation == 21);
+  // Gossip still carrying the old life loses.
+  CHECK_FALSE(observer.merge(table_with(2, record(20, 900)), t0 + 2s));
+  // A leave from the old life does not end the new one.
+  observer.merge(table_with(2, record(20, 900, true)), t0 + 2s);
+  CHECK(observer.state_of(2, t0 + 2s) == member_state::alive);
+}
+
+TEST_CASE("a replica refutes a record of itself that beats its own", "[transport][membership]") {
+  membership m(1, record(10, 3), liveness_options{}, t0);
+  // A stale "left" of our own incarnation comes back through gossip.
+  CHECK(m.merge(table_with(1, record(10, 3, true)), t0));
+  CHECK(m.state_of(1, t0) == member_state::alive);
+  CHECK(m.self_record().incarnation == 11);
+  CHECK_FALSE(m.self_record().left);
+  // Peers merging our refutation see us alive again.
+  membership peer(2, record(20, 0), liveness_options{}, t0);
+  peer.merge(table_with(1, record(10, 3, true)), t0);
+  CHECK(peer.state_of(1, t0) == member_state::left);
+  peer.merge(m.table(), t0 + 1ms);
+  CHECK(peer.state_of(1, t0 + 1ms) == member_state::alive);
+}

@@ -1,0 +1,146 @@
+// lattice/transport/membership.hpp: who is in the cluster, and who is
+// alive. Sans-IO: the caller passes the local monotonic time.
+//
+// Two halves, deliberately separate:
+//
+//  - The member table is gossiped. Each replica owns its own record
+//    (address, incarnation, heartbeat, left) and is the only one that
+//    writes it. Records of one member are ordered by (incarnation, left,
+//    heartbeat, address), and the table merges by keeping the greater
+//    record per member: a join-semilattice, so tables gossiped in any order,
+//    duplicated or lost, converge.
+//
+//  - Liveness is local. Each replica notes, on its own monotonic clock, when
+//    it last saw a peer's record grow, and judges: alive until
+//    suspect_after without progress, then suspect, then dead after
+//    dead_after. Clocks of different machines are never compared. A member
+//    whose record says `left` is gone at once, without waiting for a timeout.
+//
+// Incarnations. A replica starts with a new incarnation greater than any it
+// had before (by default its start time in µs since the epoch, so restarts
+// need no persistence), with heartbeat 0; its new record beats all records
+// of its previous life. If gossip ever shows a record for itself that is
+// greater than its own (an old "left" of the same incarnation, a record
+// from a clone with its id), it moves to a greater incarnation: refutation,
+// as in SWIM (Das, Gupta, Motivala 2002).
+//
+//   membership m(self_record, liveness_options{});
+//   m.beat();                                  // every heartbeat interval
+//   gossip(m.table());                         // to a few peers
+//   m.merge(received_table, steady_now);       // on receipt
+//   if (m.state_of(peer, steady_now) == member_state::dead) ...
+//
+// Thread safety: not thread-safe; owned by the replica thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <cereal/types/string.hpp>
+
+#include "lattice/crdt/codec.hpp"
+#include "lattice/crdt/replica_id.hpp"
+
+namespace lattice::transport {
+
+using crdt::replica_id;
+using steady_time = std::chrono::steady_clock::time_point;
+
+/// One member's gossiped record.
+struct member_record {
+  std::string address;  // "host:port" of its gossip listener
+  std::uint64_t incarnation = 0;
+  std::uint64_t heartbeat = 0;
+  bool left = false;  // announced a graceful leave in this incarnation
+
+  /// The merge order: a later incarnation beats everything of an earlier
+  /// one; within one, a leave is final; then the higher heartbeat; the
+  /// address only breaks ties between records that should not exist.
+  friend auto operator<=>(const member_record& a, const member_record& b) {
+    return std::tie(a.incarnation, a.left, a.heartbeat, a.address) <=>
+           std::tie(b.incarnation, b.left, b.heartbeat, b.address);
+  }
+  friend bool operator==(const member_record&, const member_record&) = default;
+
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(address, incarnation, heartbeat, left);
+  }
+};
+
+/// The gossiped table: member id -> record, merged by max per member.
+class member_table {
+ public:
+  /// Keeps the greater record per member; returns the ids whose record grew.
+  std::vector<replica_id> merge(const member_table& other);
+  /// Sets `id`'s record if it is greater; returns whether it was.
+  bool offer(replica_id id, const member_record& record);
+  const member_record* find(replica_id id) const;
+  const std::map<replica_id, member_record>& records() const noexcept { return records_; }
+  std::size_t size() const noexcept { return records_.size(); }
+
+  friend bool operator==(const member_table&, const member_table&) = default;
+
+  template <class Archive>
+  void save(Archive& archive) const {
+    crdt::save_ordered_map(archive, records_);
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    crdt::load_ordered_map(archive, records_);
+  }
+
+ private:
+  std::map<replica_id, member_record> records_;
+};
+
+enum class member_state { alive, suspect, dead, left };
+const char* to_string(member_state state) noexcept;
+
+struct liveness_options {
+  /// Without progress for this long, a member is suspect (still listed,
+  /// flagged). Default: 4 heartbeats of 100 ms.
+  std::chrono::milliseconds suspect_after{400};
+  /// Without progress for this long, a member is dead: its ephemeral
+  /// registrations vanish from lookups. REQUIRES: >= suspect_after.
+  std::chrono::milliseconds dead_after{800};
+};
+
+/// This replica's view of the cluster.
+class membership {
+ public:
+  /// REQUIRES: self.incarnation is greater than in any previous life.
+  membership(replica_id self, member_record record, liveness_options options, steady_time now);
+
+  /// Bumps our heartbeat (call every heartbeat interval).
+  void beat();
+  /// Announces a graceful leave; peers drop us as soon as they merge it.
+  void leave();
+
+  /// Merges a gossiped table received at local time `now`. Records that grew
+  /// count as progress for their member. A record for ourselves that beats
+  /// ours makes us refute it with a greater incarnation. Returns whether our
+  /// table changed.
+  bool merge(const member_table& remote, steady_time now);
+
+  /// How we judge `id` at `now`; dead for unknown ids. Ourselves: alive
+  /// (or left after leave()).
+  member_state state_of(replica_id id, steady_time now) const;
+  /// Peers (not ourselves) judged alive or suspect at `now`, ascending.
+  std::vector<replica_id> reachable_peers(steady_time now) const;
+
+  const member_table& table() const noexcept { return table_; }
+  const member_record& self_record() const { return *table_.find(self_); }
+  replica_id self() const noexcept { return self_; }
+
+ private:
+  replica_id self_;
+  liveness_options options_;
+  member_table table_;
+  std::map<replica_id, steady_time> last_progress_;  // local clock, never gossiped
+};
+
+}  // namespace lattice::transport

@@ -1,0 +1,91 @@
+#include "lattice/transport/membership.hpp"
+
+namespace lattice::transport {
+
+const char* to_string(member_state state) noexcept {
+  switch (state) {
+    case member_state::alive: return "alive";
+    case member_state::suspect: return "suspect";
+    case member_state::dead: return "dead";
+    case member_state::left: return "left";
+  }
+  return "unknown";
+}
+
+bool member_table::offer(replica_id id, const member_record& record) {
+  auto [it, inserted] = records_.try_emplace(id, record);
+  if (inserted) return true;
+  if (!(it->second < record)) return false;
+  it->second = record;
+  return true;
+}
+
+std::vector<replica_id> member_table::merge(const member_table& other) {
+  std::vector<replica_id> grown;
+  for (const auto& [id, record] : other.records_)
+    if (offer(id, record)) grown.push_back(id);
+  return grown;
+}
+
+const member_record* member_table::find(replica_id id) const {
+  const auto it = records_.find(id);
+  return it == records_.end() ? nullptr : &it->second;
+}
+
+membership::membership(replica_id self, member_record record, liveness_options options,
+                       steady_time now)
+    : self_(self), options_(options) {
+  record.left = false;
+  table_.offer(self_, record);
+  last_progress_[self_] = now;
+}
+
+void membership::beat() {
+  member_record record = self_record();
+  ++record.heartbeat;
+  table_.offer(self_, record);
+}
+
+void membership::leave() {
+  member_record record = self_record();
+  record.left = true;
+  table_.offer(self_, record);
+}
+
+bool membership::merge(const member_table& remote, steady_time now) {
+  const member_record mine = self_record();
+  const auto grown = table_.merge(remote);
+  for (replica_id id : grown) last_progress_[id] = now;
+  if (self_record() != mine && !mine.left) {
+    // Someone holds a record for us that beats ours: move past it.
+    member_record refuted = mine;
+    refuted.incarnation = self_record().incarnation + 1;
+    refuted.heartbeat = 0;
+    table_.offer(self_, refuted);
+  }
+  return !grown.empty();
+}
+
+member_state membership::state_of(replica_id id, steady_time now) const {
+  const member_record* record = table_.find(id);
+  if (record == nullptr) return member_state::dead;
+  if (record->left) return member_state::left;
+  if (id == self_) return member_state::alive;
+  const auto seen = last_progress_.find(id);
+  const auto silent = seen == last_progress_.end() ? options_.dead_after : now - seen->second;
+  if (silent >= options_.dead_after) return member_state::dead;
+  if (silent >= options_.suspect_after) return member_state::suspect;
+  return member_state::alive;
+}
+
+std::vector<replica_id> membership::reachable_peers(steady_time now) const {
+  std::vector<replica_id> peers;
+  for (const auto& [id, record] : table_.records()) {
+    if (id == self_) continue;
+    const auto state = state_of(id, now);
+    if (state == member_state::alive || state == member_state::suspect) peers.push_back(id);
+  }
+  return peers;
+}
+
+}  // namespace lattice::transport
