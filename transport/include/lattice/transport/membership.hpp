@@ -102,11 +102,11 @@ const char* to_string(member_state state) noexcept;
 
 struct liveness_options {
   /// Without progress for this long, a member is suspect (still listed,
-  /// flagged). Default: 4 heartbeats of 100 ms.
-  std::chrono::milliseconds suspect_after{400};
+  /// flagged). Default: 3.5 heartbeats of 100 ms.
+  std::chrono::milliseconds suspect_after{350};
   /// Without progress for this long, a member is dead: its ephemeral
   /// registrations vanish from lookups. REQUIRES: >= suspect_after.
-  std::chrono::milliseconds dead_after{800};
+  std::chrono::milliseconds dead_after{700};
 };
 
 /// This replica's view of the cluster.

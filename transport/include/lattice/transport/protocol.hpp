@@ -1,0 +1,212 @@
+// lattice/transport/protocol.hpp: the gossip protocol as a pure state
+// machine (sans-IO). It owns the replicated state and the member table, is
+// told the time and handed received bytes, and hands back the messages to
+// send. The Asio driver and the deterministic simulator (tests/support/)
+// run this same code.
+//
+//   protocol<registry_document> core(options, now);
+//   core.local_change(delta, now);                 // after a local write
+//   core.on_message(type, payload, now);           // bytes from a frame
+//   core.on_tick(now);                             // every few ms
+//   for (auto& m : core.take_outgoing()) send(m.to, m.type, m.payload);
+//
+// Dissemination (delta mode, the default):
+//  - a local change is pushed at once to `fanout` random reachable peers;
+//    a peer that learns something new from it forwards it once, to
+//    `fanout` peers other than the sender (rumour mongering, Demers 1987);
+//  - every heartbeat interval the replica bumps its heartbeat and gossips
+//    its member table to `fanout` peers (to the seeds while it knows none);
+//  - every anti-entropy interval it starts a push-pull exchange with one
+//    random peer (anti_entropy.hpp), which repairs whatever rumours missed.
+//
+// Bad input: a payload that does not decode is dropped and counted in
+// stats().rejected; it never reaches the state. (Frames that fail their
+// CRC or MAC never get here: the driver closes that connection.)
+//
+// Thread safety: not thread-safe; one thread owns a protocol.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "lattice/transport/anti_entropy.hpp"
+#include "lattice/transport/membership.hpp"
+#include "lattice/transport/messages.hpp"
+
+namespace lattice::transport {
+
+struct protocol_options {
+  /// This replica's id; unique in the cluster.
+  replica_id self = 0;
+  /// Where peers reach this replica ("host:port").
+  std::string address;
+  /// Greater than in any previous run of this replica (default: start time
+  /// in µs since the epoch, see membership.hpp).
+  std::uint64_t incarnation = 0;
+  /// Addresses to contact while no peer is known. May include our own.
+  std::vector<std::string> seeds;
+  /// Peers each rumour and each member-table gossip goes to.
+  std::size_t fanout = 3;
+  std::chrono::milliseconds heartbeat_interval{100};
+  std::chrono::milliseconds anti_entropy_interval{200};
+  liveness_options liveness;
+  /// Seeds the peer-selection RNG, so simulated runs replay exactly.
+  std::uint64_t random_seed = 1;
+};
+
+struct protocol_stats {
+  std::uint64_t messages_sent = 0;
+  std::uint64_t bytes_sent = 0;
+  std::uint64_t messages_received = 0;
+  std::uint64_t rejected = 0;      // payloads that failed to decode
+  std::uint64_t state_changes = 0; // merges that changed the state
+};
+
+struct outgoing_message {
+  std::string to;
+  message_type type;
+  std::vector<std::byte> payload;
+};
+
+template <reconcilable S>
+class protocol {
+ public:
+  protocol(protocol_options options, steady_time now)
+      : options_(std::move(options)),
+        members_(options_.self, member_record{options_.address, options_.incarnation, 0, false},
+                 options_.liveness, now),
+        rng_(options_.random_seed),
+        next_heartbeat_(now),
+        next_anti_entropy_(now + options_.anti_entropy_interval) {}
+
+  const S& state() const noexcept { return state_; }
+  const membership& members() const noexcept { return members_; }
+  const protocol_stats& stats() const noexcept { return stats_; }
+  replica_id self() const noexcept { return options_.self; }
+
+  /// Merges a local mutation's delta and spreads it.
+  void local_change(const S& delta, steady_time now) {
+    if (state_.merge(delta)) ++stats_.state_changes;
+    spread(delta, /*except=*/options_.self, now);
+  }
+
+  /// Handles one received message.
+  void on_message(message_type type, std::span<const std::byte> payload, steady_time now) {
+    ++stats_.messages_received;
+    switch (type) {
+      case message_type::gossip:
+        if (auto m = decode_or_count<envelope<gossip_body<S>>>(payload)) on_gossip(*m, now);
+        return;
+      case message_type::sync_request:
+        if (auto m = decode_or_count<envelope<sync_request>>(payload)) {
+          if (auto digests = answer_sync_request(state_, m->body))
+            send(m->from_address, message_type::range_digests, *digests);
+        }
+        return;
+      case message_type::range_digests:
+        if (auto m = decode_or_count<envelope<range_digests>>(payload)) {
+          if (auto push = answer_range_digests(state_, m->body))
+            send(m->from_address, message_type::range_push, *push);
+        }
+        return;
+      case message_type::range_push:
+        if (auto m = decode_or_count<envelope<range_push<S>>>(payload)) {
+          const auto before = state_.digest();
+          auto reply = absorb_range_push(state_, m->body);
+          if (state_.digest() != before) ++stats_.state_changes;
+          if (reply) send(m->from_address, message_type::range_push, *reply);
+        }
+        return;
+    }
+    ++stats_.rejected;  // unknown type
+  }
+
+  /// Runs the timers that are due at `now`.
+  void on_tick(steady_time now) {
+    if (now >= next_heartbeat_) {
+      members_.beat();
+      const auto peers = pick_peers(options_.fanout, options_.self, now);
+      if (peers.empty()) {
+        for (const auto& seed : options_.seeds)
+          if (seed != options_.address) send(seed, message_type::gossip, gossip_body<S>{members_.table(), {}});
+      }
+      for (replica_id peer : peers)
+        send(address_of(peer), message_type::gossip, gossip_body<S>{members_.table(), {}});
+      next_heartbeat_ = now + options_.heartbeat_interval;
+    }
+    if (now >= next_anti_entropy_) {
+      const auto peers = pick_peers(1, options_.self, now);
+      if (!peers.empty())
+        send(address_of(peers.front()), message_type::sync_request, make_sync_request(state_));
+      next_anti_entropy_ = now + options_.anti_entropy_interval;
+    }
+  }
+
+  /// Announces a graceful leave to every reachable peer; call before stopping.
+  void leave(steady_time now) {
+    members_.leave();
+    for (replica_id peer : members_.reachable_peers(now))
+      send(address_of(peer), message_type::gossip, gossip_body<S>{members_.table(), {}});
+  }
+
+  /// The messages produced since the last call.
+  std::vector<outgoing_message> take_outgoing() { return std::exchange(outgoing_, {}); }
+
+ private:
+  template <class M>
+  std::optional<M> decode_or_count(std::span<const std::byte> payload) {
+    auto decoded = crdt::decode<M>(payload);
+    if (!decoded) {
+      ++stats_.rejected;
+      return std::nullopt;
+    }
+    return std::move(decoded).value();
+  }
+
+  void on_gossip(const envelope<gossip_body<S>>& m, steady_time now) {
+    members_.merge(m.body.members, now);
+    if (m.body.delta && state_.merge(*m.body.delta)) {
+      ++stats_.state_changes;
+      spread(*m.body.delta, m.from, now);  // news: forward it once
+    }
+  }
+
+  void spread(const S& delta, replica_id except, steady_time now) {
+    for (replica_id peer : pick_peers(options_.fanout, except, now))
+      send(address_of(peer), message_type::gossip, gossip_body<S>{members_.table(), delta});
+  }
+
+  // Up to `count` distinct reachable peers other than `except`, at random.
+  std::vector<replica_id> pick_peers(std::size_t count, replica_id except, steady_time now) {
+    auto peers = members_.reachable_peers(now);
+    std::erase(peers, except);
+    std::shuffle(peers.begin(), peers.end(), rng_);
+    if (peers.size() > count) peers.resize(count);
+    return peers;
+  }
+
+  const std::string& address_of(replica_id peer) const { return members_.table().find(peer)->address; }
+
+  template <class Body>
+  void send(const std::string& to, message_type type, const Body& body) {
+    auto payload = crdt::encode(envelope<Body>{options_.self, options_.address, body});
+    ++stats_.messages_sent;
+    stats_.bytes_sent += payload.size();
+    outgoing_.push_back(outgoing_message{to, type, std::move(payload)});
+  }
+
+  protocol_options options_;
+  membership members_;
+  S state_;
+  std::mt19937_64 rng_;
+  steady_time next_heartbeat_;
+  steady_time next_anti_entropy_;
+  protocol_stats stats_;
+  std::vector<outgoing_message> outgoing_;
+};
+
+}  // namespace lattice::transport
