@@ -72,8 +72,20 @@ struct outgoing_message {
   std::vector<std::byte> payload;
 };
 
+/// What a driver needs from a protocol core, whatever state it replicates:
+/// the Asio driver holds a protocol_core&, so it is compiled once.
+class protocol_core {
+ public:
+  virtual ~protocol_core() = default;
+  virtual void on_message(message_type type, std::span<const std::byte> payload,
+                          steady_time now) = 0;
+  virtual void on_tick(steady_time now) = 0;
+  virtual void leave(steady_time now) = 0;
+  virtual std::vector<outgoing_message> take_outgoing() = 0;
+};
+
 template <reconcilable S>
-class protocol {
+class protocol final : public protocol_core {
  public:
   protocol(protocol_options options, steady_time now)
       : options_(std::move(options)),
@@ -95,7 +107,8 @@ class protocol {
   }
 
   /// Handles one received message.
-  void on_message(message_type type, std::span<const std::byte> payload, steady_time now) {
+  void on_message(message_type type, std::span<const std::byte> payload,
+                  steady_time now) override {
     ++stats_.messages_received;
     switch (type) {
       case message_type::gossip:
@@ -126,7 +139,7 @@ class protocol {
   }
 
   /// Runs the timers that are due at `now`.
-  void on_tick(steady_time now) {
+  void on_tick(steady_time now) override {
     if (now >= next_heartbeat_) {
       members_.beat();
       const auto peers = pick_peers(options_.fanout, options_.self, now);
@@ -147,14 +160,14 @@ class protocol {
   }
 
   /// Announces a graceful leave to every reachable peer; call before stopping.
-  void leave(steady_time now) {
+  void leave(steady_time now) override {
     members_.leave();
     for (replica_id peer : members_.reachable_peers(now))
       send(address_of(peer), message_type::gossip, gossip_body<S>{members_.table(), {}});
   }
 
   /// The messages produced since the last call.
-  std::vector<outgoing_message> take_outgoing() { return std::exchange(outgoing_, {}); }
+  std::vector<outgoing_message> take_outgoing() override { return std::exchange(outgoing_, {}); }
 
  private:
   template <class M>

@@ -1,0 +1,168 @@
+// The Asio driver over real loopback TCP: five replicas, each on its own
+// io_context thread, converge; a replica with the wrong cluster key is
+// rejected and counted. Every wait is bounded; every thread is joined.
+#include <future>
+#include <string>
+#include <thread>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <catch2/catch.hpp>
+
+#include "lattice/crdt/lww_element_set.hpp"
+#include "lattice/transport/asio_driver.hpp"
+
+using namespace lattice::transport;
+using namespace std::chrono_literals;
+using lattice::crdt::hlc_timestamp;
+using set_type = lattice::crdt::lww_element_set<std::string>;
+
+namespace {
+
+std::shared_ptr<const cluster_key> key_of(const std::string& secret) {
+  std::vector<std::byte> bytes;
+  for (char c : secret) bytes.push_back(static_cast<std::byte>(c));
+  return std::make_shared<const cluster_key>(std::move(bytes));
+}
+
+// One replica: its io_context runs on its own thread, which owns the core.
+class node {
+ public:
+  node(replica_id id, std::shared_ptr<const cluster_key> key, std::vector<std::string> seeds) {
+    driver_options d;
+    d.frames.key = std::move(key);
+    driver_ = std::make_unique<asio_driver>(io_, d);
+    address_ = "127.0.0.1:" + std::to_string(driver_->port());
+    protocol_options p;
+    p.self = id;
+    p.address = address_;
+    p.incarnation = 1;
+    p.seeds = seeds.empty() ? std::vector<std::string>{address_} : std::move(seeds);
+    p.random_seed = id;
+    core_ = std::make_unique<protocol<set_type>>(p, std::chrono::steady_clock::now());
+    driver_->start(*core_);
+    thread_ = std::thread([this] {
+      io_.run();
+      finished_ = true;
+    });
+  }
+
+  ~node() { stop(); }
+
+  // Runs f on the replica thread and returns its result.
+  template <class F>
+  auto on(F f) {
+    std::packaged_task<decltype(f())()> task(std::move(f));
+    auto result = task.get_future();
+    boost::asio::post(io_, [&task] { task(); });
+    return result.get();
+  }
+
+  void stop() {
+    if (!thread_.joinable()) return;
+    boost::asio::post(io_, [this] { driver_->stop(); });
+    // The flush takes at most stop_flush_timeout (500 ms); allow 3 s, then
+    // force the io_context down so the join can never hang.
+    for (int i = 0; i < 300 && !finished_; ++i) std::this_thread::sleep_for(10ms);
+    if (!finished_) io_.stop();
+    thread_.join();
+  }
+
+  const std::string& address() const { return address_; }
+  protocol<set_type>& core() { return *core_; }
+  asio_driver& driver() { return *driver_; }
+
+ private:
+  boost::asio::io_context io_;
+  std::unique_ptr<asio_driver> driver_;
+  std::unique_ptr<protocol<set_type>> core_;
+  std::string address_;
+  std::thread thread_;
+  std::atomic<bool> finished_{false};
+};
+
+// Polls `done` every 20 ms for at most `limit`.
+template <class Pred>
+bool wait_for(Pred done, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return done();
+}
+
+}  // namespace
+
+TEST_CASE("five replicas converge over loopback TCP", "[transport][driver]") {
+  const auto key = key_of("a-cluster-key-of-some-length");
+  std::vector<std::unique_ptr<node>> nodes;
+  nodes.push_back(std::make_unique<node>(1, key, std::vector<std::string>{}));
+  for (replica_id id = 2; id <= 5; ++id)
+    nodes.push_back(std::make_unique<node>(id, key, std::vector<std::string>{nodes[0]->address()}));
+
+  auto all_members = [&] {
+    for (auto& n : nodes)
+      if (n->on([&] { return n->core().members().reachable_peers(std::chrono::steady_clock::now()).size(); }) != 4)
+        return false;
+    return true;
+  };
+  REQUIRE(wait_for(all_members, 10s));
+
+  set_type scratch;
+  const auto a = scratch.insert("/svc/a", hlc_timestamp{100, 0, 1});
+  const auto b = scratch.insert("/svc/b", hlc_timestamp{100, 0, 4});
+  nodes[0]->on([&] { nodes[0]->core().local_change(a, std::chrono::steady_clock::now()); return 0; });
+  nodes[3]->on([&] { nodes[3]->core().local_change(b, std::chrono::steady_clock::now()); return 0; });
+
+  auto converged = [&] {
+    for (auto& n : nodes) {
+      const bool has_both = n->on([&] {
+        return n->core().state().contains("/svc/a") && n->core().state().contains("/svc/b");
+      });
+      if (!has_both) return false;
+    }
+    return true;
+  };
+  REQUIRE(wait_for(converged, 10s));
+  for (auto& n : nodes) {
+    const auto rejected = n->on([&] {
+      std::uint64_t total = 0;
+      for (auto count : n->driver().stats().rejected_frames) total += count;
+      return total;
+    });
+    CHECK(rejected == 0);
+  }
+
+  // A graceful stop is seen by the others as a leave.
+  nodes[4]->stop();
+  auto left = [&] {
+    return nodes[0]->on([&] {
+      return nodes[0]->core().members().state_of(5, std::chrono::steady_clock::now()) ==
+             member_state::left;
+    });
+  };
+  CHECK(wait_for(left, 5s));
+}
+
+TEST_CASE("a replica with the wrong cluster key is rejected and counted", "[transport][driver]") {
+  const auto key = key_of("the-right-cluster-key-0001");
+  node a(1, key, {});
+  node b(2, key, {a.address()});
+  node intruder(9, key_of("the-wrong-cluster-key-0002"), {a.address()});
+
+  auto rejected_by_a = [&] { return a.on([&] { return a.driver().stats().rejected(errc::bad_mac); }); };
+  REQUIRE(wait_for([&] { return rejected_by_a() > 0; }, 10s));
+
+  set_type scratch;
+  const auto x = scratch.insert("/svc/x", hlc_timestamp{100, 0, 9});
+  const auto y = scratch.insert("/svc/y", hlc_timestamp{100, 0, 1});
+  intruder.on([&] { intruder.core().local_change(x, std::chrono::steady_clock::now()); return 0; });
+  a.on([&] { a.core().local_change(y, std::chrono::steady_clock::now()); return 0; });
+  REQUIRE(wait_for([&] { return b.on([&] { return b.core().state().contains("/svc/y"); }); }, 10s));
+
+  for (node* n : {&a, &b}) {
+    CHECK_FALSE(n->on([&] { return n->core().state().contains("/svc/x"); }));
+    CHECK(n->on([&] { return n->core().members().table().find(9) == nullptr; }));
+  }
+}

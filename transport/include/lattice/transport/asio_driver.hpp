@@ -1,0 +1,128 @@
+// lattice/transport/asio_driver.hpp: runs a protocol_core over TCP with
+// Boost.Asio.
+//
+// One io_context thread owns the core, the acceptor, every connection and
+// the tick timer, so none of them needs a lock. Other threads talk to the
+// core only by posting to that io_context.
+//
+//   boost::asio::io_context io;
+//   transport::asio_driver driver(io, driver_options{});   // binds now
+//   options.address = "127.0.0.1:" + std::to_string(driver.port());
+//   transport::protocol<my_state> core(options, std::chrono::steady_clock::now());
+//   driver.start(core);
+//   std::thread thread([&] { io.run(); });
+//   ...
+//   boost::asio::post(io, [&] { driver.stop(); });   // leave, flush, close
+//   thread.join();
+//
+// Connections. Messages to a peer go over one outbound connection to its
+// gossip address, opened on first use, with one write in flight and a
+// bounded queue (max_queued_bytes): when a peer cannot keep up, new
+// messages to it are dropped and counted, and anti-entropy repairs the gap
+// later. Connects time out; a failed connection is retried with jittered
+// exponential backoff. Inbound connections only read. A frame that fails
+// to decode closes its connection, is logged once with the peer's address,
+// and is counted in stats().rejected_frames by reason.
+//
+// Thread safety: construct, start() and stop() on the io_context's thread
+// (or before it runs); stats() likewise.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "lattice/transport/frame.hpp"
+#include "lattice/transport/protocol.hpp"
+
+namespace lattice::transport {
+
+struct driver_options {
+  /// Address to listen on; 127.0.0.1 by default so nothing is exposed by
+  /// accident. Port 0 picks a free port (see port()).
+  std::string listen_host = "127.0.0.1";
+  std::uint16_t listen_port = 0;
+  /// Frame size limit and cluster key.
+  frame_options frames;
+  /// How often the core's timers are run.
+  std::chrono::milliseconds tick{5};
+  std::chrono::milliseconds connect_timeout{1000};
+  /// An inbound connection silent this long is closed.
+  std::chrono::milliseconds idle_timeout{60'000};
+  /// Queued, unsent bytes per peer above which messages are dropped.
+  std::size_t max_queued_bytes = 8 * 1024 * 1024;
+  std::chrono::milliseconds reconnect_initial{50};
+  std::chrono::milliseconds reconnect_max{2000};
+  /// How long stop() waits for queued messages (the leave) to go out.
+  std::chrono::milliseconds stop_flush_timeout{500};
+};
+
+struct driver_stats {
+  /// Indexed by transport::errc value.
+  std::array<std::uint64_t, 16> rejected_frames{};
+  std::uint64_t frames_received = 0;
+  std::uint64_t frames_sent = 0;
+  std::uint64_t bytes_sent = 0;
+  std::uint64_t dropped_queue_full = 0;
+  std::uint64_t connect_failures = 0;
+
+  std::uint64_t rejected(errc reason) const { return rejected_frames[static_cast<std::size_t>(reason)]; }
+};
+
+class asio_driver {
+ public:
+  /// Binds and listens at once. Throws boost::system::system_error if the
+  /// address cannot be bound (a setup error).
+  asio_driver(boost::asio::io_context& io, driver_options options);
+  ~asio_driver();
+  asio_driver(const asio_driver&) = delete;
+  asio_driver& operator=(const asio_driver&) = delete;
+
+  /// The bound port (useful with listen_port 0).
+  std::uint16_t port() const noexcept { return port_; }
+
+  /// Starts accepting and ticking `core`. REQUIRES: `core` outlives the driver.
+  void start(protocol_core& core);
+
+  /// Announces a leave, flushes queued messages for up to
+  /// stop_flush_timeout, then closes everything; io.run() then returns once
+  /// nothing else uses the io_context.
+  void stop();
+
+  const driver_stats& stats() const noexcept { return stats_; }
+
+ private:
+  class inbound;
+  class outbound;
+  friend class inbound;
+  friend class outbound;
+
+  void do_accept();
+  void do_tick();
+  void dispatch();
+  void deliver(message_type type, std::span<const std::byte> payload);
+  void on_rejected(errc reason, const std::string& peer);
+  void finish_stop(std::chrono::steady_clock::time_point deadline);
+
+  boost::asio::io_context& io_;
+  driver_options options_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer tick_timer_;
+  std::uint16_t port_ = 0;
+  protocol_core* core_ = nullptr;
+  std::map<std::string, std::shared_ptr<outbound>> peers_;
+  std::map<inbound*, std::weak_ptr<inbound>> inbound_;
+  std::mt19937_64 rng_;
+  driver_stats stats_;
+  bool stopping_ = false;
+};
+
+}  // namespace lattice::transport

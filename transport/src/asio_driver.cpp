@@ -1,0 +1,281 @@
+#include "lattice/transport/asio_driver.hpp"
+
+#include <deque>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <spdlog/spdlog.h>
+
+namespace lattice::transport {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using clock_type = std::chrono::steady_clock;
+
+// ---- inbound: reads frames from a peer that connected to us ---------------
+class asio_driver::inbound : public std::enable_shared_from_this<inbound> {
+ public:
+  inbound(asio_driver& driver, tcp::socket socket)
+      : driver_(driver),
+        socket_(std::move(socket)),
+        idle_(socket_.get_executor()),
+        decoder_(driver.options_.frames) {
+    boost::system::error_code ignored;
+    const auto endpoint = socket_.remote_endpoint(ignored);
+    peer_ = endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
+  }
+
+  void start() { do_read(); }
+
+  void close() {
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    idle_.cancel();
+  }
+
+ private:
+  void do_read() {
+    idle_.expires_after(driver_.options_.idle_timeout);
+    idle_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (!ec) self->close();  // silent too long
+    });
+    socket_.async_read_some(asio::buffer(buffer_),
+                            [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+                              self->on_read(ec, n);
+                            });
+  }
+
+  void on_read(boost::system::error_code ec, std::size_t n) {
+    if (ec) return finish();
+    decoder_.feed(std::span(buffer_).first(n));
+    while (true) {
+      auto next = decoder_.next();
+      if (!next) {
+        driver_.on_rejected(static_cast<errc>(next.error().value()), peer_);
+        return finish();
+      }
+      if (!next.value()) break;
+      ++driver_.stats_.frames_received;
+      driver_.deliver(static_cast<message_type>(next.value()->type), next.value()->payload);
+    }
+    if (driver_.stopping_) return finish();
+    do_read();
+  }
+
+  void finish() {
+    close();
+    driver_.inbound_.erase(this);
+  }
+
+  asio_driver& driver_;
+  tcp::socket socket_;
+  asio::steady_timer idle_;
+  frame_decoder decoder_;
+  std::array<std::byte, 64 * 1024> buffer_{};
+  std::string peer_;
+};
+
+// ---- outbound: one connection to a peer's gossip address, writes only ----
+class asio_driver::outbound : public std::enable_shared_from_this<outbound> {
+ public:
+  outbound(asio_driver& driver, std::string address)
+      : driver_(driver),
+        address_(std::move(address)),
+        socket_(driver.io_),
+        resolver_(driver.io_),
+        timer_(driver.io_),
+        backoff_(driver.options_.reconnect_initial) {}
+
+  void enqueue(std::vector<std::byte> frame) {
+    if (queued_bytes_ + frame.size() > driver_.options_.max_queued_bytes) {
+      ++driver_.stats_.dropped_queue_full;
+      return;
+    }
+    queued_bytes_ += frame.size();
+    queue_.push_back(std::move(frame));
+    if (state_ == state::connected && !writing_) do_write();
+    if (state_ == state::idle) do_connect();
+  }
+
+  bool flushed() const noexcept { return queue_.empty() || state_ != state::connected; }
+
+  void close() {
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    resolver_.cancel();
+    timer_.cancel();
+    state_ = state::closed;
+  }
+
+ private:
+  enum class state { idle, connecting, connected, backoff, closed };
+
+  void do_connect() {
+    const auto colon = address_.rfind(':');
+    if (colon == std::string::npos) {
+      spdlog::warn("lattice: peer address '{}' has no port; messages to it are dropped", address_);
+      queue_.clear();
+      queued_bytes_ = 0;
+      return;
+    }
+    state_ = state::connecting;
+    timer_.expires_after(driver_.options_.connect_timeout);
+    timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (!ec && self->state_ == state::connecting) {
+        boost::system::error_code ignored;
+        self->socket_.close(ignored);
+        self->resolver_.cancel();
+      }
+    });
+    resolver_.async_resolve(
+        address_.substr(0, colon), address_.substr(colon + 1),
+        [self = shared_from_this()](boost::system::error_code ec, tcp::resolver::results_type results) {
+          if (ec) return self->on_failure();
+          asio::async_connect(self->socket_, results,
+                              [self](boost::system::error_code connect_ec, const tcp::endpoint&) {
+                                if (connect_ec) return self->on_failure();
+                                self->timer_.cancel();
+                                self->state_ = state::connected;
+                                self->backoff_ = self->driver_.options_.reconnect_initial;
+                                boost::system::error_code ignored;
+                                self->socket_.set_option(tcp::no_delay(true), ignored);
+                                if (!self->queue_.empty()) self->do_write();
+                              });
+        });
+  }
+
+  void on_failure() {
+    if (state_ == state::closed) return;
+    ++driver_.stats_.connect_failures;
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    writing_ = false;
+    state_ = state::backoff;
+    // Full jitter between half and all of the current backoff, so peers
+    // that lost the same node do not reconnect in lockstep.
+    const auto span = static_cast<std::uint64_t>(backoff_.count());
+    const auto wait = std::chrono::milliseconds(span / 2 + driver_.rng_() % (span / 2 + 1));
+    backoff_ = std::min(backoff_ * 2, driver_.options_.reconnect_max);
+    timer_.expires_after(wait);
+    timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (ec || self->state_ != state::backoff) return;
+      self->state_ = state::idle;
+      if (!self->queue_.empty()) self->do_connect();
+    });
+  }
+
+  void do_write() {
+    writing_ = true;
+    asio::async_write(socket_, asio::buffer(queue_.front()),
+                      [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+                        self->writing_ = false;
+                        if (ec) return self->on_failure();
+                        ++self->driver_.stats_.frames_sent;
+                        self->driver_.stats_.bytes_sent += n;
+                        self->queued_bytes_ -= self->queue_.front().size();
+                        self->queue_.pop_front();
+                        if (!self->queue_.empty()) self->do_write();
+                      });
+  }
+
+  asio_driver& driver_;
+  std::string address_;
+  tcp::socket socket_;
+  tcp::resolver resolver_;
+  asio::steady_timer timer_;
+  std::chrono::milliseconds backoff_;
+  std::deque<std::vector<std::byte>> queue_;
+  std::size_t queued_bytes_ = 0;
+  bool writing_ = false;
+  state state_ = state::idle;
+};
+
+// ---- the driver -------------------------------------------------------------
+asio_driver::asio_driver(asio::io_context& io, driver_options options)
+    : io_(io),
+      options_(std::move(options)),
+      acceptor_(io),
+      tick_timer_(io),
+      rng_(std::random_device{}()) {
+  const tcp::endpoint endpoint(asio::ip::make_address(options_.listen_host), options_.listen_port);
+  acceptor_.open(endpoint.protocol());
+  acceptor_.set_option(tcp::acceptor::reuse_address(true));
+  acceptor_.bind(endpoint);
+  acceptor_.listen();
+  port_ = acceptor_.local_endpoint().port();
+}
+
+asio_driver::~asio_driver() = default;
+
+void asio_driver::start(protocol_core& core) {
+  core_ = &core;
+  do_accept();
+  do_tick();
+}
+
+void asio_driver::do_accept() {
+  acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
+    if (ec || stopping_) return;
+    auto session = std::make_shared<inbound>(*this, std::move(socket));
+    inbound_.emplace(session.get(), session);
+    session->start();
+    do_accept();
+  });
+}
+
+void asio_driver::do_tick() {
+  if (stopping_) return;
+  core_->on_tick(clock_type::now());
+  dispatch();
+  tick_timer_.expires_after(options_.tick);
+  tick_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) do_tick();
+  });
+}
+
+void asio_driver::deliver(message_type type, std::span<const std::byte> payload) {
+  core_->on_message(type, payload, clock_type::now());
+  dispatch();
+}
+
+void asio_driver::dispatch() {
+  for (auto& message : core_->take_outgoing()) {
+    auto& peer = peers_[message.to];
+    if (!peer) peer = std::make_shared<outbound>(*this, message.to);
+    peer->enqueue(encode_frame(static_cast<std::uint8_t>(message.type), message.payload,
+                               options_.frames));
+  }
+}
+
+void asio_driver::on_rejected(errc reason, const std::string& peer) {
+  const auto index = static_cast<std::size_t>(reason);
+  if (index < stats_.rejected_frames.size()) ++stats_.rejected_frames[index];
+  spdlog::warn("lattice: closing connection from {}: {}", peer, make_error_code(reason).message());
+}
+
+void asio_driver::stop() {
+  if (stopping_ || core_ == nullptr) return;
+  stopping_ = true;
+  tick_timer_.cancel();
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+  core_->leave(clock_type::now());
+  dispatch();
+  finish_stop(clock_type::now() + options_.stop_flush_timeout);
+}
+
+void asio_driver::finish_stop(clock_type::time_point deadline) {
+  const bool flushed = std::all_of(peers_.begin(), peers_.end(),
+                                   [](const auto& p) { return p.second->flushed(); });
+  if (!flushed && clock_type::now() < deadline) {
+    tick_timer_.expires_after(std::chrono::milliseconds(5));
+    tick_timer_.async_wait([this, deadline](boost::system::error_code) { finish_stop(deadline); });
+    return;
+  }
+  for (auto& [address, peer] : peers_) peer->close();
+  for (auto& [raw, weak] : inbound_)
+    if (auto session = weak.lock()) session->close();
+}
+
+}  // namespace lattice::transport
