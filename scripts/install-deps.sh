@@ -11,7 +11,7 @@ packages=(
   libxxhash-dev           # stable state digests
   catch2 librapidcheck-dev
   libspdlog-dev libfmt-dev
-  libbenchmark-dev
+  libbenchmark-dev nlohmann-json3-dev
   libssl-dev              # HMAC-SHA256 frame authentication, TLS
 )
 

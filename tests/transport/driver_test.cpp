@@ -112,8 +112,14 @@ TEST_CASE("five replicas converge over loopback TCP", "[transport][driver]") {
   set_type scratch;
   const auto a = scratch.insert("/svc/a", hlc_timestamp{100, 0, 1});
   const auto b = scratch.insert("/svc/b", hlc_timestamp{100, 0, 4});
-  nodes[0]->on([&] { nodes[0]->core().local_change(a, std::chrono::steady_clock::now()); return 0; });
-  nodes[3]->on([&] { nodes[3]->core().local_change(b, std::chrono::steady_clock::now()); return 0; });
+  for (auto [index, delta] : {std::pair{0, &a}, std::pair{3, &b}}) {
+    auto& n = *nodes[static_cast<std::size_t>(index)];
+    n.on([&] {
+      n.core().local_change(*delta, std::chrono::steady_clock::now());
+      n.driver().flush();
+      return 0;
+    });
+  }
 
   auto converged = [&] {
     for (auto& n : nodes) {

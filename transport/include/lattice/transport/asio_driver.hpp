@@ -12,6 +12,7 @@
 //   driver.start(core);
 //   std::thread thread([&] { io.run(); });
 //   ...
+//   boost::asio::post(io, [&] { core.local_change(delta, now); driver.flush(); });
 //   boost::asio::post(io, [&] { driver.stop(); });   // leave, flush, close
 //   thread.join();
 //
@@ -96,6 +97,11 @@ class asio_driver {
   /// stop_flush_timeout, then closes everything; io.run() then returns once
   /// nothing else uses the io_context.
   void stop();
+
+  /// Sends what the core has queued now, instead of at the next tick. Call
+  /// it on the io_context's thread right after core.local_change(), so a
+  /// local write leaves at once.
+  void flush() { dispatch(); }
 
   const driver_stats& stats() const noexcept { return stats_; }
 

@@ -28,6 +28,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <span>
 #include <string>
@@ -96,13 +97,17 @@ class protocol final : public protocol_core {
         next_anti_entropy_(now + options_.anti_entropy_interval) {}
 
   const S& state() const noexcept { return state_; }
+
+  /// Called on the owning thread after every merge that changed the state
+  /// (local or remote): how upper layers publish snapshots and fire watches.
+  void set_change_listener(std::function<void()> listener) { listener_ = std::move(listener); }
   const membership& members() const noexcept { return members_; }
   const protocol_stats& stats() const noexcept { return stats_; }
   replica_id self() const noexcept { return options_.self; }
 
   /// Merges a local mutation's delta and spreads it.
   void local_change(const S& delta, steady_time now) {
-    if (state_.merge(delta)) ++stats_.state_changes;
+    if (state_.merge(delta)) changed();
     spread(delta, /*except=*/options_.self, now);
   }
 
@@ -130,7 +135,7 @@ class protocol final : public protocol_core {
         if (auto m = decode_or_count<envelope<range_push<S>>>(payload)) {
           const auto before = state_.digest();
           auto reply = absorb_range_push(state_, m->body);
-          if (state_.digest() != before) ++stats_.state_changes;
+          if (state_.digest() != before) changed();
           if (reply) send(m->from_address, message_type::range_push, *reply);
         }
         return;
@@ -183,14 +188,24 @@ class protocol final : public protocol_core {
   void on_gossip(const envelope<gossip_body<S>>& m, steady_time now) {
     members_.merge(m.body.members, now);
     if (m.body.delta && state_.merge(*m.body.delta)) {
-      ++stats_.state_changes;
+      changed();
       spread(*m.body.delta, m.from, now);  // news: forward it once
     }
   }
 
+  void changed() {
+    ++stats_.state_changes;
+    if (listener_) listener_();
+  }
+
+  // A rumour carries the delta and only our own member record: the whole
+  // table travels with heartbeats, so a busy cluster's rumours stay small
+  // instead of growing with the number of members.
   void spread(const S& delta, replica_id except, steady_time now) {
+    member_table own;
+    own.offer(options_.self, members_.self_record());
     for (replica_id peer : pick_peers(options_.fanout, except, now))
-      send(address_of(peer), message_type::gossip, gossip_body<S>{members_.table(), delta});
+      send(address_of(peer), message_type::gossip, gossip_body<S>{own, delta});
   }
 
   // Up to `count` distinct reachable peers other than `except`, at random.
@@ -220,6 +235,7 @@ class protocol final : public protocol_core {
   steady_time next_anti_entropy_;
   protocol_stats stats_;
   std::vector<outgoing_message> outgoing_;
+  std::function<void()> listener_;
 };
 
 }  // namespace lattice::transport
