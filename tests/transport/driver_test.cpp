@@ -6,7 +6,9 @@
 #include <thread>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
 #include <catch2/catch.hpp>
 
 #include "lattice/crdt/lww_element_set.hpp"
@@ -171,4 +173,35 @@ TEST_CASE("a replica with the wrong cluster key is rejected and counted", "[tran
     CHECK_FALSE(n->on([&] { return n->core().state().contains("/svc/x"); }));
     CHECK(n->on([&] { return n->core().members().table().find(9) == nullptr; }));
   }
+}
+
+TEST_CASE("garbage on a gossip port is rejected, counted and harmless", "[transport][driver]") {
+  node a(1, nullptr, {});
+  const auto digest_before = a.on([&] { return a.core().state().digest(); });
+
+  boost::asio::io_context client_io;
+  boost::asio::ip::tcp::socket client(client_io);
+  client.connect({boost::asio::ip::make_address("127.0.0.1"), a.driver().port()});
+  const std::string garbage = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  boost::asio::write(client, boost::asio::buffer(garbage));
+
+  REQUIRE(wait_for([&] { return a.on([&] { return a.driver().stats().rejected(errc::bad_magic); }) == 1; }, 5s));
+  // The replica closed that connection: our next read sees end of stream.
+  std::array<char, 16> sink{};
+  boost::system::error_code ec;
+  client.read_some(boost::asio::buffer(sink), ec);
+  CHECK(ec == boost::asio::error::eof);
+  CHECK(a.on([&] { return a.core().state().digest(); }) == digest_before);
+
+  // And it still serves real peers.
+  node b(2, nullptr, {a.address()});
+  set_type scratch;
+  const auto delta = scratch.insert("/svc/after", hlc_timestamp{5, 0, 2});
+  REQUIRE(wait_for([&] { return b.on([&] { return b.core().members().reachable_peers(std::chrono::steady_clock::now()).size(); }) == 1; }, 10s));
+  b.on([&] {
+    b.core().local_change(delta, std::chrono::steady_clock::now());
+    b.driver().flush();
+    return 0;
+  });
+  CHECK(wait_for([&] { return a.on([&] { return a.core().state().contains("/svc/after"); }); }, 10s));
 }

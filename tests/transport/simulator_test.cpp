@@ -64,6 +64,9 @@ TEST_CASE("replicas converge after loss, duplication and a partition", "[transpo
     o.drop_percent = *rc::gen::inRange(0u, 31u);
     o.duplicate_percent = *rc::gen::inRange(0u, 11u);
     o.seed = *rc::gen::arbitrary<std::uint64_t>();
+    o.base.mode = *rc::gen::element(lattice::transport::dissemination::delta,
+                                    lattice::transport::dissemination::state);
+    RC_TAG(o.base.mode == lattice::transport::dissemination::delta ? "delta" : "state");
     sim_type sim(o);
     RC_ASSERT(sim.run_until([&] { return everyone_sees_everyone_alive(sim); }, 10s));
 

@@ -10,7 +10,8 @@
 //   core.on_tick(now);                             // every few ms
 //   for (auto& m : core.take_outgoing()) send(m.to, m.type, m.payload);
 //
-// Dissemination (delta mode, the default):
+// Dissemination, `delta` mode (the default; `state` mode instead sends the
+// whole state with every heartbeat and runs no rumours or anti-entropy):
 //  - a local change is pushed at once to `fanout` random reachable peers;
 //    a peer that learns something new from it forwards it once, to
 //    `fanout` peers other than the sender (rumour mongering, Demers 1987);
@@ -40,6 +41,17 @@
 
 namespace lattice::transport {
 
+/// How changes travel; chosen per cluster (every replica must agree).
+enum class dissemination {
+  /// Push each change at once to `fanout` peers, who forward news once;
+  /// periodic push-pull anti-entropy repairs the rest. Cheap and fast.
+  delta,
+  /// Every heartbeat round, send the whole state to `fanout` peers (pure
+  /// CvRDT). Simple and robust, but bytes grow with the state: for small
+  /// states or debugging.
+  state,
+};
+
 struct protocol_options {
   /// This replica's id; unique in the cluster.
   replica_id self = 0;
@@ -50,6 +62,7 @@ struct protocol_options {
   std::uint64_t incarnation = 0;
   /// Addresses to contact while no peer is known. May include our own.
   std::vector<std::string> seeds;
+  dissemination mode = dissemination::delta;
   /// Peers each rumour and each member-table gossip goes to.
   std::size_t fanout = 3;
   std::chrono::milliseconds heartbeat_interval{100};
@@ -108,7 +121,7 @@ class protocol final : public protocol_core {
   /// Merges a local mutation's delta and spreads it.
   void local_change(const S& delta, steady_time now) {
     if (state_.merge(delta)) changed();
-    spread(delta, /*except=*/options_.self, now);
+    if (options_.mode == dissemination::delta) spread(delta, /*except=*/options_.self, now);
   }
 
   /// Handles one received message.
@@ -152,11 +165,12 @@ class protocol final : public protocol_core {
         for (const auto& seed : options_.seeds)
           if (seed != options_.address) send(seed, message_type::gossip, gossip_body<S>{members_.table(), {}});
       }
-      for (replica_id peer : peers)
-        send(address_of(peer), message_type::gossip, gossip_body<S>{members_.table(), {}});
+      gossip_body<S> body{members_.table(), {}};
+      if (options_.mode == dissemination::state) body.delta = state_;
+      for (replica_id peer : peers) send(address_of(peer), message_type::gossip, body);
       next_heartbeat_ = now + options_.heartbeat_interval;
     }
-    if (now >= next_anti_entropy_) {
+    if (options_.mode == dissemination::delta && now >= next_anti_entropy_) {
       const auto peers = pick_peers(1, options_.self, now);
       if (!peers.empty())
         send(address_of(peers.front()), message_type::sync_request, make_sync_request(state_));
@@ -189,7 +203,9 @@ class protocol final : public protocol_core {
     members_.merge(m.body.members, now);
     if (m.body.delta && state_.merge(*m.body.delta)) {
       changed();
-      spread(*m.body.delta, m.from, now);  // news: forward it once
+      // News: forward it once (delta mode; in state mode every round
+      // already carries everything).
+      if (options_.mode == dissemination::delta) spread(*m.body.delta, m.from, now);
     }
   }
 
