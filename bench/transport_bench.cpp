@@ -8,6 +8,8 @@
 //    until every replica holds one new change (median of 20 changes), and
 //    bytes sent per replica per round while quiet and under churn (1% of a
 //    1,000-entry state changing per round);
+//  - "kill_detection": 8 simulated replicas, 5% loss, 20 seeds: time until
+//    every live replica declares a killed one dead (median, max);
 //  - "loopback": 3 replicas over real loopback TCP, each on its own thread:
 //    time from local_change on one to the change listener firing on
 //    another, p50/p99 over 1,000 changes.
@@ -114,6 +116,38 @@ nlohmann::json spread(std::size_t n) {
   return out;
 }
 
+// 8 replicas, 5% loss: time until every live replica declares a killed one
+// dead, over 20 seeds (virtual time; defaults: heartbeat 100 ms, dead 700 ms).
+nlohmann::json kill_detection() {
+  std::vector<double> ms;
+  for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+    sim_type::options o;
+    o.nodes = 8;
+    o.drop_percent = 5;
+    o.seed = seed;
+    sim_type sim(o);
+    if (!sim.run_until([&] { return all_know_all(sim); }, 10s)) continue;
+    sim.run_for(2s);
+    const std::size_t victim = seed % o.nodes;
+    sim.kill(victim);
+    const auto took = sim.run_until([&] {
+      for (std::size_t i = 0; i < sim.size(); ++i)
+        if (sim.alive(i) && sim.node(i).members().state_of(victim + 1, sim.now()) !=
+                                lattice::transport::member_state::dead)
+          return false;
+      return true;
+    }, 5s);
+    if (took) ms.push_back(static_cast<double>(took->count()));
+  }
+  std::sort(ms.begin(), ms.end());
+  nlohmann::json out{{"replicas", 8}, {"loss_percent", 5}, {"runs", ms.size()}};
+  if (!ms.empty()) {
+    out["median_ms"] = ms[ms.size() / 2];
+    out["max_ms"] = ms.back();
+  }
+  return out;
+}
+
 nlohmann::json loopback() {
   using namespace lattice::transport;
   struct node {
@@ -183,6 +217,7 @@ nlohmann::json loopback() {
 int main() {
   nlohmann::json report;
   for (std::size_t n : {10u, 100u}) report["spread"].push_back(spread(n));
+  report["kill_detection"] = kill_detection();
   report["loopback"] = loopback();
   std::printf("%s\n", report.dump(2).c_str());
 }

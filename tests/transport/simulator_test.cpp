@@ -107,7 +107,6 @@ TEST_CASE("a killed replica is declared dead by all within its timeout plus prop
           "[transport][simulator]") {
   // 20 seeded runs; liveness defaults: suspect 350 ms, dead 700 ms,
   // heartbeat 100 ms, fanout 3, 1-10 ms network delay, 5% loss.
-  std::vector<long> detection_ms;
   for (std::uint64_t seed = 1; seed <= 20; ++seed) {
     sim_type::options o;
     o.nodes = 8;
@@ -128,11 +127,9 @@ TEST_CASE("a killed replica is declared dead by all within its timeout plus prop
     REQUIRE(took.has_value());
     // dead_after, plus how stale the freshest heartbeat news can be.
     CHECK(*took <= 700ms + 400ms);
-    detection_ms.push_back(took->count());
   }
-  std::sort(detection_ms.begin(), detection_ms.end());
-  INFO("median detection " << detection_ms[detection_ms.size() / 2] << " ms");
-  CHECK(detection_ms[detection_ms.size() / 2] < 1000);
+  // The median detection time is a figure, not a law: it is reported by
+  // bench/transport_bench.cpp ("kill_detection").
 }
 
 TEST_CASE("a graceful leave is seen by all at once", "[transport][simulator]") {
