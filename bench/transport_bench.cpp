@@ -128,15 +128,7 @@ nlohmann::json kill_detection() {
     sim_type sim(o);
     if (!sim.run_until([&] { return all_know_all(sim); }, 10s)) continue;
     sim.run_for(2s);
-    const std::size_t victim = seed % o.nodes;
-    sim.kill(victim);
-    const auto took = sim.run_until([&] {
-      for (std::size_t i = 0; i < sim.size(); ++i)
-        if (sim.alive(i) && sim.node(i).members().state_of(victim + 1, sim.now()) !=
-                                lattice::transport::member_state::dead)
-          return false;
-      return true;
-    }, 5s);
+    const auto took = sim.time_to_detect_kill(seed % o.nodes, 5s);
     if (took) ms.push_back(static_cast<double>(took->count()));
   }
   std::sort(ms.begin(), ms.end());

@@ -17,8 +17,4 @@ wire_input_archive::wire_input_archive(std::span<const std::byte> bytes)
   swap_ = !wire_detail::host_is_little;
 }
 
-std::error_code wire_input_archive::errc_truncated() noexcept {
-  return make_error_code(errc::truncated);
-}
-
 }  // namespace lattice::crdt

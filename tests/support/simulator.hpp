@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -90,6 +91,47 @@ class simulator {
   }
 
   std::uint64_t rng() { return rng_(); }
+
+  // ---- questions tests and benchmarks ask of the whole cluster ----------
+
+  /// All live nodes hold the same state digest.
+  bool converged() {
+    std::optional<std::uint64_t> digest;
+    for (std::size_t i = 0; i < size(); ++i) {
+      if (!alive(i)) continue;
+      const auto d = node(i).state().digest();
+      if (digest && *digest != d) return false;
+      digest = d;
+    }
+    return true;
+  }
+  /// Every live node other than `who` judges node `who` to be in `state`.
+  bool all_see(std::size_t who, transport::member_state state) {
+    for (std::size_t i = 0; i < size(); ++i)
+      if (i != who && alive(i) && node(i).members().state_of(who + 1, now_) != state) return false;
+    return true;
+  }
+  /// Every live node judges every other live node alive.
+  bool everyone_alive() {
+    for (std::size_t i = 0; i < size(); ++i)
+      if (alive(i) && !all_see(i, transport::member_state::alive)) return false;
+    return true;
+  }
+  /// Some live node judges another live node dead: a false positive.
+  bool false_death() {
+    for (std::size_t i = 0; i < size(); ++i)
+      for (std::size_t j = 0; j < size(); ++j)
+        if (i != j && alive(i) && alive(j) &&
+            node(i).members().state_of(j + 1, now_) == transport::member_state::dead)
+          return true;
+    return false;
+  }
+  /// Kills `victim` and returns how long until every live node judges it
+  /// dead, or nullopt if that takes longer than `limit`.
+  std::optional<duration> time_to_detect_kill(std::size_t victim, duration limit) {
+    kill(victim);
+    return run_until([&] { return all_see(victim, transport::member_state::dead); }, limit);
+  }
 
  private:
   struct in_flight {

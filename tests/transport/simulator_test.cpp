@@ -17,45 +17,6 @@ using lattice::crdt::hlc_timestamp;
 using set_type = lattice::crdt::lww_element_set<std::string>;
 using sim_type = lattice::testing::simulator<set_type>;
 
-namespace {
-
-bool converged(sim_type& sim) {
-  std::optional<std::uint64_t> digest;
-  for (std::size_t i = 0; i < sim.size(); ++i) {
-    if (!sim.alive(i)) continue;
-    const auto d = sim.node(i).state().digest();
-    if (digest && *digest != d) return false;
-    digest = d;
-  }
-  return true;
-}
-
-// Every live node other than `who` judges `who` to be in `state`.
-bool all_see(sim_type& sim, std::size_t who, lattice::transport::member_state state) {
-  for (std::size_t i = 0; i < sim.size(); ++i)
-    if (i != who && sim.alive(i) && sim.node(i).members().state_of(who + 1, sim.now()) != state)
-      return false;
-  return true;
-}
-
-// Some live node judges another live node dead: a false positive.
-bool false_death(sim_type& sim) {
-  for (std::size_t i = 0; i < sim.size(); ++i)
-    for (std::size_t j = 0; j < sim.size(); ++j)
-      if (i != j && sim.alive(i) && sim.alive(j) &&
-          sim.node(i).members().state_of(j + 1, sim.now()) ==
-              lattice::transport::member_state::dead)
-        return true;
-  return false;
-}
-
-bool everyone_sees_everyone_alive(sim_type& sim) {
-  for (std::size_t i = 0; i < sim.size(); ++i)
-    if (sim.alive(i) && !all_see(sim, i, lattice::transport::member_state::alive)) return false;
-  return true;
-}
-
-}  // namespace
 
 TEST_CASE("replicas converge after loss, duplication and a partition", "[transport][simulator]") {
   rc::prop("all live digests equal the join of every change", [] {
@@ -68,7 +29,7 @@ TEST_CASE("replicas converge after loss, duplication and a partition", "[transpo
                                     lattice::transport::dissemination::state);
     RC_TAG(o.base.mode == lattice::transport::dissemination::delta ? "delta" : "state");
     sim_type sim(o);
-    RC_ASSERT(sim.run_until([&] { return everyone_sees_everyone_alive(sim); }, 10s));
+    RC_ASSERT(sim.run_until([&] { return sim.everyone_alive(); }, 10s));
 
     std::vector<lattice::testing::replica_context> clocks;
     for (std::size_t i = 0; i < o.nodes; ++i) clocks.emplace_back(i + 1, 1'000'000);
@@ -96,7 +57,7 @@ TEST_CASE("replicas converge after loss, duplication and a partition", "[transpo
       sim.run_for(std::chrono::milliseconds(wait_ms));
     }
     sim.heal();
-    const auto took = sim.run_until([&] { return converged(sim); }, 30s);
+    const auto took = sim.run_until([&] { return sim.converged(); }, 30s);
     RC_ASSERT(took.has_value());
     for (std::size_t i = 0; i < sim.size(); ++i) RC_ASSERT(sim.node(i).state() == expected);
     for (std::size_t i = 0; i < sim.size(); ++i) RC_ASSERT(sim.node(i).stats().rejected == 0u);
@@ -113,16 +74,14 @@ TEST_CASE("a killed replica is declared dead by all within its timeout plus prop
     o.drop_percent = 5;
     o.seed = seed;
     sim_type sim(o);
-    REQUIRE(sim.run_until([&] { return everyone_sees_everyone_alive(sim); }, 10s));
+    REQUIRE(sim.run_until([&] { return sim.everyone_alive(); }, 10s));
     // No live replica is ever judged dead in a healthy cluster (checked
     // every tick for 3 s). Suspicion may flicker under loss; that is what
     // the suspect state is for, so it is counted, not failed.
-    REQUIRE_FALSE(sim.run_until([&] { return false_death(sim); }, 3s).has_value());
+    REQUIRE_FALSE(sim.run_until([&] { return sim.false_death(); }, 3s).has_value());
 
     const std::size_t victim = seed % o.nodes;
-    sim.kill(victim);
-    const auto took =
-        sim.run_until([&] { return all_see(sim, victim, lattice::transport::member_state::dead); }, 5s);
+    const auto took = sim.time_to_detect_kill(victim, 5s);
     INFO("seed " << seed);
     REQUIRE(took.has_value());
     // dead_after, plus how stale the freshest heartbeat news can be.
@@ -136,10 +95,10 @@ TEST_CASE("a graceful leave is seen by all at once", "[transport][simulator]") {
   sim_type::options o;
   o.nodes = 6;
   sim_type sim(o);
-  REQUIRE(sim.run_until([&] { return everyone_sees_everyone_alive(sim); }, 10s));
+  REQUIRE(sim.run_until([&] { return sim.everyone_alive(); }, 10s));
   sim.stop_gracefully(4);
   const auto took =
-      sim.run_until([&] { return all_see(sim, 4, lattice::transport::member_state::left); }, 1s);
+      sim.run_until([&] { return sim.all_see(4, lattice::transport::member_state::left); }, 1s);
   REQUIRE(took.has_value());
   CHECK(*took <= o.max_delay + o.tick);  // one message, no timeout
 }
@@ -150,17 +109,17 @@ TEST_CASE("a restarted replica rejoins with a higher incarnation and catches up"
   o.nodes = 5;
   o.seed = 3;
   sim_type sim(o);
-  REQUIRE(sim.run_until([&] { return everyone_sees_everyone_alive(sim); }, 10s));
+  REQUIRE(sim.run_until([&] { return sim.everyone_alive(); }, 10s));
   set_type scratch;
   sim.node(0).local_change(scratch.insert("/svc/a", hlc_timestamp{10, 0, 1}), sim.now());
-  REQUIRE(sim.run_until([&] { return converged(sim); }, 5s));
+  REQUIRE(sim.run_until([&] { return sim.converged(); }, 5s));
 
   sim.kill(2);
-  REQUIRE(sim.run_until([&] { return all_see(sim, 2, lattice::transport::member_state::dead); }, 5s));
+  REQUIRE(sim.run_until([&] { return sim.all_see(2, lattice::transport::member_state::dead); }, 5s));
   sim.restart(2);
   CHECK(sim.node(2).state().empty());
-  REQUIRE(sim.run_until([&] { return all_see(sim, 2, lattice::transport::member_state::alive); }, 5s));
-  REQUIRE(sim.run_until([&] { return converged(sim); }, 5s));
+  REQUIRE(sim.run_until([&] { return sim.all_see(2, lattice::transport::member_state::alive); }, 5s));
+  REQUIRE(sim.run_until([&] { return sim.converged(); }, 5s));
   CHECK(sim.node(2).state().contains("/svc/a"));
   CHECK(sim.node(0).members().table().find(3)->incarnation == 2);
 }

@@ -119,7 +119,9 @@ class lww_map {
   /// applied if the op's write wins over what the key holds; duplicate if it
   /// loses (a repeat, an older write, or below the horizon).
   apply_status apply(const op_type& op) {
-    const bool changed = absorb(stable_hash(op.key), op.key, entry{op.stamp, op.value});
+    const entry incoming{op.stamp, op.value};
+    const bool changed = absorb(stable_hash(op.key), op.key, incoming,
+                                [&] { return stable_hash(op.key, incoming); });
     grow_if_needed();
     return changed ? apply_status::applied : apply_status::duplicate;
   }
@@ -129,7 +131,7 @@ class lww_map {
     if (&other == this || other.size_ == 0) return raise_horizon(other.horizon_);
     bool changed = raise_horizon(other.horizon_);
     const auto take = [&](const slot& s) {
-      changed |= absorb(s.key_hash, s.key, s.value, s.entry_hash);
+      changed |= absorb(s.key_hash, s.key, s.value, [&] { return s.entry_hash; });
     };
     if (buckets_.empty() || bits_ > other.bits_ + 2) {
       // `other` is much smaller (a delta): summing our digests over its
@@ -226,7 +228,7 @@ class lww_map {
   lww_map slice(unsigned bits, std::size_t index) const {
     lww_map part;
     for_each_slot_in_range(bits, index, [&](const slot& s) {
-      part.absorb(s.key_hash, s.key, s.value, s.entry_hash);
+      part.absorb(s.key_hash, s.key, s.value, [&] { return s.entry_hash; });
     });
     part.grow_if_needed();
     return part;
@@ -340,27 +342,19 @@ class lww_map {
     return *current.value < *incoming.value;
   }
 
-  bool absorb(std::uint64_t key_hash, const K& key, const entry& incoming) {
-    if (buckets_.empty() || !covers(key_hash, key, incoming))
-      return absorb(key_hash, key, incoming, stable_hash(key, incoming));
-    return false;
-  }
-  // Fast rejection before hashing the entry: the key is present and wins.
-  bool covers(std::uint64_t key_hash, const K& key, const entry& incoming) const {
-    const auto& slots = buckets_[bucket_of(key_hash)].slots;
-    const auto it = lower_bound(slots, key_hash, key);
-    return it != slots.end() && it->key_hash == key_hash && it->key == key &&
-           !wins(incoming, it->value);
-  }
-
-  // Merges one entry whose hashes the caller knows. Does not grow the table.
+  // Merges one entry. `entry_hash()` gives stable_hash(key, incoming); it is
+  // called only if the entry wins, so a duplicate costs one lookup and no
+  // hashing. Does not grow the table.
+  template <class EntryHash>
   bool absorb(std::uint64_t key_hash, const K& key, const entry& incoming,
-              std::uint64_t entry_hash) {
+              EntryHash&& entry_hash_of) {
     if (buckets_.empty()) buckets_.resize(1);
     bucket& b = buckets_[bucket_of(key_hash)];
     auto it = lower_bound(b.slots, key_hash, key);
+    std::uint64_t entry_hash = 0;
     if (it != b.slots.end() && it->key_hash == key_hash && it->key == key) {
       if (!wins(incoming, it->value)) return false;
+      entry_hash = entry_hash_of();
       if (it->value.live()) --live_;
       b.digest -= it->entry_hash;
       digest_ -= it->entry_hash;
@@ -369,6 +363,7 @@ class lww_map {
     } else {
       // Unknown key below the horizon: already seen and compacted away.
       if (incoming.stamp < horizon_) return false;
+      entry_hash = entry_hash_of();
       it = b.slots.insert(it, slot{key_hash, key, incoming, entry_hash});
       ++size_;
     }
@@ -425,10 +420,11 @@ class lww_map {
     const std::uint64_t key_hash = stable_hash(op.key);
     const entry incoming{op.stamp, op.value};
     const std::uint64_t entry_hash = stable_hash(op.key, incoming);
-    absorb(key_hash, op.key, incoming, entry_hash);
+    const auto known = [&] { return entry_hash; };
+    absorb(key_hash, op.key, incoming, known);
     grow_if_needed();
     lww_map delta;
-    delta.absorb(key_hash, op.key, incoming, entry_hash);
+    delta.absorb(key_hash, op.key, incoming, known);
     return delta;
   }
 

@@ -98,7 +98,7 @@ class wire_input_archive
 
   template <std::size_t ElementSize>
   void load_binary(void* data, std::size_t size) {
-    if (size > remaining()) throw decode_error(errc_truncated());
+    if (size > remaining()) throw decode_error(make_error_code(errc::truncated));
     std::memcpy(data, bytes_.data() + position_, size);
     position_ += size;
     if (swap_ && ElementSize > 1) {
@@ -112,8 +112,6 @@ class wire_input_archive
   std::size_t remaining() const noexcept { return bytes_.size() - position_; }
 
  private:
-  static std::error_code errc_truncated() noexcept;
-
   std::span<const std::byte> bytes_;
   std::size_t position_ = 0;
   bool swap_ = false;
