@@ -55,25 +55,39 @@ bool all_know_all(sim_type& sim) {
   return true;
 }
 
-nlohmann::json spread(std::size_t n) {
+nlohmann::json spread(std::size_t n, lattice::transport::dissemination mode,
+                      std::chrono::milliseconds heartbeat) {
   sim_type::options o;
   o.nodes = n;
   o.drop_percent = 1;
   o.seed = 42;
+  o.base.mode = mode;
+  o.base.heartbeat_interval = heartbeat;
+  // Liveness scales with the heartbeat: 3.5 and 7 intervals.
+  o.base.liveness.suspect_after = heartbeat * 7 / 2;
+  o.base.liveness.dead_after = heartbeat * 7;
+  const auto wall_start = std::chrono::steady_clock::now();
   sim_type sim(o);
-  nlohmann::json out{{"replicas", n}};
+  nlohmann::json out{{"replicas", n}, {"mode", to_string(mode)}, {"heartbeat_ms", heartbeat.count()}};
+  std::fprintf(stderr, "spread: %zu replicas, %s mode\n", n, to_string(mode));
   if (!sim.run_until([&] { return all_know_all(sim); }, 60s)) {
     out["error"] = "membership did not form within 60 s of virtual time";
     return out;
   }
+  out["membership_formed_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(sim.now().time_since_epoch()).count();
   sim.run_for(1s);
-  const double round_ms = 100.0;
+  // A round is the heartbeat interval in state mode, the anti-entropy
+  // interval otherwise (rumours themselves move at network speed).
+  const double round_ms = static_cast<double>(
+      (mode == lattice::transport::dissemination::state ? heartbeat : o.base.anti_entropy_interval).count());
+  const double rounds_per_5s = 5000.0 / round_ms;
+  out["round_ms"] = round_ms;
 
   // Quiet: nothing changes for 5 s.
   auto before = total_bytes(sim);
   sim.run_for(5s);
   out["quiet_bytes_per_replica_per_round"] =
-      static_cast<double>(total_bytes(sim) - before) / static_cast<double>(n) / 50.0;
+      static_cast<double>(total_bytes(sim) - before) / static_cast<double>(n) / rounds_per_5s;
   // Of which anti-entropy: one sync_request per replica per round (the root
   // digest in its envelope); member-table heartbeats are the rest.
   out["quiet_anti_entropy_bytes_per_round_per_peer"] = lattice::crdt::encode(
@@ -109,10 +123,11 @@ nlohmann::json spread(std::size_t n) {
       const int key = (round * 37 + k * 101) % 1000;
       sim.node(static_cast<std::size_t>(key) % n).local_change(scratch.insert("/svc/e/" + std::to_string(key), hlc_timestamp{++t, 0, 3}), sim.now());
     }
-    sim.run_for(100ms);
+    sim.run_for(std::chrono::milliseconds(static_cast<long>(round_ms)));
   }
   out["churn_bytes_per_replica_per_round"] =
       static_cast<double>(total_bytes(sim) - before) / static_cast<double>(n) / 30.0;
+  out["simulation_wall_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   return out;
 }
 
@@ -206,9 +221,23 @@ nlohmann::json loopback() {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  // `lattice_transport_bench N` runs only the spread section at N replicas
+  // in delta mode (for profiling); no argument runs everything.
+  if (argc > 1) {
+    const auto n = static_cast<std::size_t>(std::stoul(argv[1]));
+    std::printf("%s\n", spread(n, lattice::transport::dissemination::delta,
+                               n >= 1000 ? 1000ms : 100ms).dump(2).c_str());
+    return 0;
+  }
   nlohmann::json report;
-  for (std::size_t n : {10u, 100u}) report["spread"].push_back(spread(n));
+  using lattice::transport::dissemination;
+  for (auto mode : {dissemination::delta, dissemination::op, dissemination::state})
+    for (std::size_t n : {10u, 100u}) report["spread"].push_back(spread(n, mode, 100ms));
+  // 1,000 replicas: heartbeats carry the whole member table, so large
+  // clusters run a 1 s heartbeat (README, "Failure detection and cluster size").
+  for (auto mode : {dissemination::delta, dissemination::op})
+    report["spread"].push_back(spread(1000, mode, 1000ms));
   report["kill_detection"] = kill_detection();
   report["loopback"] = loopback();
   std::printf("%s\n", report.dump(2).c_str());

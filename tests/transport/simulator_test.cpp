@@ -26,8 +26,14 @@ TEST_CASE("replicas converge after loss, duplication and a partition", "[transpo
     o.duplicate_percent = *rc::gen::inRange(0u, 11u);
     o.seed = *rc::gen::arbitrary<std::uint64_t>();
     o.base.mode = *rc::gen::element(lattice::transport::dissemination::delta,
-                                    lattice::transport::dissemination::state);
-    RC_TAG(o.base.mode == lattice::transport::dissemination::delta ? "delta" : "state");
+                                    lattice::transport::dissemination::state,
+                                    lattice::transport::dissemination::op);
+    // Tiny op logs and gap buffers force op mode's fallback to range sync.
+    o.base.op_limits.log_per_origin = *rc::gen::element<std::size_t>(2, 1024);
+    o.base.op_limits.pending_limit = *rc::gen::element<std::size_t>(3, 4096);
+    // Without the periodic digest round, op repair alone must converge.
+    o.base.op_digest_check_every = *rc::gen::element(10u, 1'000'000u);
+    RC_TAG(to_string(o.base.mode));
     sim_type sim(o);
     RC_ASSERT(sim.run_until([&] { return sim.everyone_alive(); }, 10s));
 
@@ -105,13 +111,22 @@ TEST_CASE("a graceful leave is seen by all at once", "[transport][simulator]") {
 
 TEST_CASE("a restarted replica rejoins with a higher incarnation and catches up",
           "[transport][simulator]") {
+  using lattice::transport::dissemination;
   sim_type::options o;
   o.nodes = 5;
   o.seed = 3;
+  o.base.mode = GENERATE(dissemination::delta, dissemination::state, dissemination::op);
+  // op mode: a log that holds everything (repair by ops) or too little
+  // (repair by range sync).
+  o.base.op_limits.log_per_origin = GENERATE(as<std::size_t>{}, 1024, 2);
+  o.base.op_digest_check_every = 1'000'000;
+  INFO("mode " << to_string(o.base.mode) << ", log " << o.base.op_limits.log_per_origin);
   sim_type sim(o);
   REQUIRE(sim.run_until([&] { return sim.everyone_alive(); }, 10s));
-  set_type scratch;
-  sim.node(0).local_change(scratch.insert("/svc/a", hlc_timestamp{10, 0, 1}), sim.now());
+  for (int k = 0; k < 5; ++k) {
+    set_type scratch;
+    sim.node(0).local_change(scratch.insert("/svc/" + std::to_string(k), hlc_timestamp{10, 0, 1}), sim.now());
+  }
   REQUIRE(sim.run_until([&] { return sim.converged(); }, 5s));
 
   sim.kill(2);
@@ -120,6 +135,6 @@ TEST_CASE("a restarted replica rejoins with a higher incarnation and catches up"
   CHECK(sim.node(2).state().empty());
   REQUIRE(sim.run_until([&] { return sim.all_see(2, lattice::transport::member_state::alive); }, 5s));
   REQUIRE(sim.run_until([&] { return sim.converged(); }, 5s));
-  CHECK(sim.node(2).state().contains("/svc/a"));
+  CHECK(sim.node(2).state().contains("/svc/4"));
   CHECK(sim.node(0).members().table().find(3)->incarnation == 2);
 }

@@ -21,9 +21,20 @@ bool member_table::offer(replica_id id, const member_record& record) {
 }
 
 std::vector<replica_id> member_table::merge(const member_table& other) {
+  // Both maps are sorted by id: walk them together, so a merge costs
+  // O(N + M) rather than a search per received record.
   std::vector<replica_id> grown;
-  for (const auto& [id, record] : other.records_)
-    if (offer(id, record)) grown.push_back(id);
+  auto mine = records_.begin();
+  for (const auto& [id, record] : other.records_) {
+    while (mine != records_.end() && mine->first < id) ++mine;
+    if (mine == records_.end() || mine->first != id) {
+      mine = records_.emplace_hint(mine, id, record);  // inserting moves the others
+      grown.push_back(id);
+    } else if (mine->second < record) {
+      mine->second = record;
+      grown.push_back(id);
+    }
+  }
   return grown;
 }
 
@@ -79,11 +90,16 @@ member_state membership::state_of(replica_id id, steady_time now) const {
 }
 
 std::vector<replica_id> membership::reachable_peers(steady_time now) const {
+  // One pass over the table and the progress map together (both sorted by
+  // id): this runs for every message sent, so no search per member.
   std::vector<replica_id> peers;
+  peers.reserve(table_.size());
+  auto seen = last_progress_.begin();
   for (const auto& [id, record] : table_.records()) {
-    if (id == self_) continue;
-    const auto state = state_of(id, now);
-    if (state == member_state::alive || state == member_state::suspect) peers.push_back(id);
+    while (seen != last_progress_.end() && seen->first < id) ++seen;
+    if (id == self_ || record.left) continue;
+    if (seen == last_progress_.end() || seen->first != id) continue;  // never progressed
+    if (now - seen->second < options_.dead_after) peers.push_back(id);
   }
   return peers;
 }

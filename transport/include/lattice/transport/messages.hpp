@@ -16,6 +16,7 @@
 
 #include "lattice/transport/anti_entropy.hpp"
 #include "lattice/transport/membership.hpp"
+#include "lattice/transport/op_log.hpp"
 
 namespace lattice::transport {
 
@@ -25,6 +26,12 @@ enum class message_type : std::uint8_t {
   sync_request = 2,
   range_digests = 3,
   range_push = 4,
+  /// `op` mode: one numbered op.
+  op = 5,
+  /// `op` mode anti-entropy: the sender's delivered vector and root digest.
+  op_summary = 6,
+  /// `op` mode: the ops the summary's sender lacks.
+  op_repair = 7,
 };
 
 template <class Body>
@@ -45,6 +52,42 @@ struct gossip_body {
   template <class Archive>
   void serialize(Archive& archive) {
     archive(members, delta);
+  }
+};
+
+struct op_summary {
+  std::uint64_t root = 0;
+  stream_vector delivered;
+  bool is_reply = false;  // an answer to a summary: do not answer again
+  template <class Archive>
+  void save(Archive& archive) const {
+    archive(root, is_reply);
+    crdt::save_ordered_map(archive, delivered);
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    archive(root, is_reply);
+    crdt::load_ordered_map(archive, delivered);
+  }
+};
+
+template <class S>
+struct op_repair {
+  std::vector<numbered_op<S>> ops;  // per origin in seq order
+  /// The sender's log no longer holds everything the receiver lacks, or the
+  /// vectors agree but the states do not: the receiver should range-sync
+  /// with the sender and then count itself caught up to `sender_vector`.
+  bool needs_range_sync = false;
+  stream_vector sender_vector;
+  template <class Archive>
+  void save(Archive& archive) const {
+    archive(ops, needs_range_sync);
+    crdt::save_ordered_map(archive, sender_vector);
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    archive(ops, needs_range_sync);
+    crdt::load_ordered_map(archive, sender_vector);
   }
 };
 

@@ -20,6 +20,15 @@
 //  - every anti-entropy interval it starts a push-pull exchange with one
 //    random peer (anti_entropy.hpp), which repairs whatever rumours missed.
 //
+// `op` mode (CmRDT style, op_log.hpp): each local change becomes an op
+// numbered per origin and is pushed at once to `fanout` peers, who deliver
+// it exactly once in origin order and forward it once. Every anti-entropy
+// interval a replica sends one random peer its delivered vector; the peer
+// answers with the ops it lacks from a bounded log of recent ops, or, when
+// its log no longer reaches back that far, asks for a range sync. Every
+// `op_digest_check_every`-th round is a digest range sync instead, so a
+// divergence the vectors cannot see (a lost range push) is still repaired.
+//
 // Bad input: a payload that does not decode is dropped and counted in
 // stats().rejected; it never reaches the state. (Frames that fail their
 // CRC or MAC never get here: the driver closes that connection.)
@@ -30,6 +39,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <random>
 #include <span>
 #include <string>
@@ -38,6 +48,7 @@
 #include "lattice/transport/anti_entropy.hpp"
 #include "lattice/transport/membership.hpp"
 #include "lattice/transport/messages.hpp"
+#include "lattice/transport/op_log.hpp"
 
 namespace lattice::transport {
 
@@ -50,7 +61,20 @@ enum class dissemination {
   /// CvRDT). Simple and robust, but bytes grow with the state: for small
   /// states or debugging.
   state,
+  /// Numbered ops, delivered exactly once in origin order, gaps repaired
+  /// from peers' op logs (op_log.hpp). For states whose deltas are
+  /// expensive to compare but cheap to replay.
+  op,
 };
+
+inline const char* to_string(dissemination mode) noexcept {
+  switch (mode) {
+    case dissemination::delta: return "delta";
+    case dissemination::state: return "state";
+    case dissemination::op: return "op";
+  }
+  return "?";
+}
 
 struct protocol_options {
   /// This replica's id; unique in the cluster.
@@ -68,6 +92,13 @@ struct protocol_options {
   std::chrono::milliseconds heartbeat_interval{100};
   std::chrono::milliseconds anti_entropy_interval{200};
   liveness_options liveness;
+  /// `op` mode: bounds of the op log and gap buffer.
+  op_log_limits op_limits;
+  /// `op` mode: most ops in one repair message.
+  std::size_t op_repair_batch = 256;
+  /// `op` mode: every this many anti-entropy rounds, a digest range sync
+  /// replaces the vector exchange.
+  unsigned op_digest_check_every = 10;
   /// Seeds the peer-selection RNG, so simulated runs replay exactly.
   std::uint64_t random_seed = 1;
 };
@@ -78,6 +109,8 @@ struct protocol_stats {
   std::uint64_t messages_received = 0;
   std::uint64_t rejected = 0;      // payloads that failed to decode
   std::uint64_t state_changes = 0; // merges that changed the state
+  std::uint64_t ops_duplicate = 0; // `op` mode: ops already delivered
+  std::uint64_t ops_overflow = 0;  // `op` mode: dropped, gap buffer full
 };
 
 struct outgoing_message {
@@ -105,6 +138,7 @@ class protocol final : public protocol_core {
       : options_(std::move(options)),
         members_(options_.self, member_record{options_.address, options_.incarnation, 0, false},
                  options_.liveness, now),
+        ops_(options_.op_limits),
         rng_(options_.random_seed),
         next_heartbeat_(now),
         next_anti_entropy_(now + options_.anti_entropy_interval) {}
@@ -122,6 +156,11 @@ class protocol final : public protocol_core {
   void local_change(const S& delta, steady_time now) {
     if (state_.merge(delta)) changed();
     if (options_.mode == dissemination::delta) spread(delta, /*except=*/options_.self, now);
+    if (options_.mode == dissemination::op) {
+      const auto& op = ops_.record_local(options_.self, members_.self_record().incarnation, delta);
+      for (replica_id peer : pick_peers(options_.fanout, options_.self, now))
+        send(address_of(peer), message_type::op, op);
+    }
   }
 
   /// Handles one received message.
@@ -152,6 +191,15 @@ class protocol final : public protocol_core {
           if (reply) send(m->from_address, message_type::range_push, *reply);
         }
         return;
+      case message_type::op:
+        if (auto m = decode_or_count<envelope<numbered_op<S>>>(payload)) on_op(std::move(*m), now);
+        return;
+      case message_type::op_summary:
+        if (auto m = decode_or_count<envelope<op_summary>>(payload)) on_op_summary(*m);
+        return;
+      case message_type::op_repair:
+        if (auto m = decode_or_count<envelope<op_repair<S>>>(payload)) on_op_repair(std::move(*m));
+        return;
     }
     ++stats_.rejected;  // unknown type
   }
@@ -170,10 +218,17 @@ class protocol final : public protocol_core {
       for (replica_id peer : peers) send(address_of(peer), message_type::gossip, body);
       next_heartbeat_ = now + options_.heartbeat_interval;
     }
-    if (options_.mode == dissemination::delta && now >= next_anti_entropy_) {
+    if (options_.mode != dissemination::state && now >= next_anti_entropy_) {
       const auto peers = pick_peers(1, options_.self, now);
-      if (!peers.empty())
-        send(address_of(peers.front()), message_type::sync_request, make_sync_request(state_));
+      const bool digest_round = options_.mode == dissemination::delta ||
+                                ++op_rounds_ % std::max(1u, options_.op_digest_check_every) == 0;
+      if (!peers.empty()) {
+        if (digest_round)
+          send(address_of(peers.front()), message_type::sync_request, make_sync_request(state_));
+        else
+          send(address_of(peers.front()), message_type::op_summary,
+               op_summary{state_.digest(), ops_.vector(), false});
+      }
       next_anti_entropy_ = now + options_.anti_entropy_interval;
     }
   }
@@ -209,6 +264,57 @@ class protocol final : public protocol_core {
     }
   }
 
+  void on_op(envelope<numbered_op<S>> m, steady_time now) {
+    const auto origin = m.body.origin;
+    std::vector<numbered_op<S>> ready;
+    switch (ops_.accept(m.body, ready)) {
+      case op_verdict::delivered:
+      case op_verdict::buffered:
+        // News either way: forward it once, to peers other than the sender
+        // and the origin.
+        for (replica_id peer : pick_peers(options_.fanout, m.from, now, origin))
+          send(address_of(peer), message_type::op, m.body);
+        break;
+      case op_verdict::duplicate: ++stats_.ops_duplicate; break;
+      case op_verdict::overflow: ++stats_.ops_overflow; break;
+    }
+    apply_ops(ready);
+  }
+
+  void on_op_summary(const envelope<op_summary>& m) {
+    auto catch_up = ops_.missing_from(m.body.delivered, options_.op_repair_batch);
+    const bool we_lag = ops_.behind(m.body.delivered);
+    // Same ops delivered on both sides but different states: something the
+    // vectors cannot see (a range sync that skipped ahead and lost its
+    // push). Only a range sync repairs that.
+    if (catch_up.ops.empty() && !we_lag && m.body.root != state_.digest())
+      catch_up.needs_range_sync = true;
+    if (!catch_up.ops.empty() || catch_up.needs_range_sync)
+      send(m.from_address, message_type::op_repair,
+           op_repair<S>{std::move(catch_up.ops), catch_up.needs_range_sync, ops_.vector()});
+    if (we_lag && !m.body.is_reply)
+      send(m.from_address, message_type::op_summary, op_summary{state_.digest(), ops_.vector(), true});
+  }
+
+  void on_op_repair(envelope<op_repair<S>> m) {
+    std::vector<numbered_op<S>> ready;
+    for (auto& op : m.body.ops)
+      if (ops_.accept(std::move(op), ready) == op_verdict::duplicate) ++stats_.ops_duplicate;
+    if (m.body.needs_range_sync) {
+      // The range sync brings the sender's state, which covers its vector;
+      // if that exchange is lost, the periodic digest round repairs it.
+      ops_.skip_to(m.body.sender_vector, ready);
+      send(m.from_address, message_type::sync_request, make_sync_request(state_));
+    }
+    apply_ops(ready);
+  }
+
+  void apply_ops(const std::vector<numbered_op<S>>& ready) {
+    bool any = false;
+    for (const auto& op : ready) any = state_.merge(op.delta) || any;
+    if (any) changed();
+  }
+
   void changed() {
     ++stats_.state_changes;
     if (listener_) listener_();
@@ -224,12 +330,19 @@ class protocol final : public protocol_core {
       send(address_of(peer), message_type::gossip, gossip_body<S>{own, delta});
   }
 
-  // Up to `count` distinct reachable peers other than `except`, at random.
-  std::vector<replica_id> pick_peers(std::size_t count, replica_id except, steady_time now) {
+  // Up to `count` distinct reachable peers other than `except` and
+  // `also_except`, at random (a partial Fisher-Yates shuffle: only the
+  // picked prefix is shuffled).
+  std::vector<replica_id> pick_peers(std::size_t count, replica_id except, steady_time now,
+                                     std::optional<replica_id> also_except = std::nullopt) {
     auto peers = members_.reachable_peers(now);
-    std::erase(peers, except);
-    std::shuffle(peers.begin(), peers.end(), rng_);
-    if (peers.size() > count) peers.resize(count);
+    std::erase_if(peers, [&](replica_id p) { return p == except || p == also_except; });
+    const std::size_t picked = std::min(count, peers.size());
+    for (std::size_t i = 0; i < picked; ++i) {
+      std::uniform_int_distribution<std::size_t> pick(i, peers.size() - 1);
+      std::swap(peers[i], peers[pick(rng_)]);
+    }
+    peers.resize(picked);
     return peers;
   }
 
@@ -246,6 +359,8 @@ class protocol final : public protocol_core {
   protocol_options options_;
   membership members_;
   S state_;
+  op_log<S> ops_;
+  unsigned op_rounds_ = 0;
   std::mt19937_64 rng_;
   steady_time next_heartbeat_;
   steady_time next_anti_entropy_;
