@@ -11,6 +11,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <type_traits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -23,10 +25,12 @@
 
 namespace lattice::testing {
 
-template <class S>
-class simulator {
+// Node: a protocol core with state() and members(), such as
+// transport::protocol<S> or registry::registry_core.
+template <class Node>
+class basic_simulator {
  public:
-  using protocol_type = transport::protocol<S>;
+  using protocol_type = Node;
   using duration = std::chrono::milliseconds;
 
   struct options {
@@ -38,9 +42,11 @@ class simulator {
     duration tick{5};
     std::uint64_t seed = 1;
     transport::protocol_options base;  // self, address, incarnation, seeds filled in per node
+    /// Builds a node (default: Node(options, now)).
+    std::function<std::unique_ptr<Node>(transport::protocol_options, transport::steady_time)> make;
   };
 
-  explicit simulator(options o) : options_(std::move(o)), rng_(options_.seed) {
+  explicit basic_simulator(options o) : options_(std::move(o)), rng_(options_.seed) {
     for (std::size_t i = 0; i < options_.nodes; ++i) options_.base.seeds.push_back(address(0));
     nodes_.resize(options_.nodes);
     for (std::size_t i = 0; i < options_.nodes; ++i) start(i, 1);
@@ -148,7 +154,10 @@ class simulator {
     o.incarnation = incarnation;
     o.random_seed = options_.seed * 1000 + i * 7 + incarnation;
     incarnations_[i] = incarnation;
-    nodes_[i] = std::make_unique<protocol_type>(o, now_);
+    if (options_.make)
+      nodes_[i] = options_.make(o, now_);
+    else if constexpr (std::is_constructible_v<Node, transport::protocol_options, transport::steady_time>)
+      nodes_[i] = std::make_unique<Node>(o, now_);
   }
 
   bool cut(std::size_t a, std::size_t b) const {
@@ -190,5 +199,8 @@ class simulator {
   transport::steady_time now_{};
   std::set<std::size_t> side_;
 };
+
+template <class S>
+using simulator = basic_simulator<transport::protocol<S>>;
 
 }  // namespace lattice::testing

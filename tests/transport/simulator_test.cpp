@@ -46,10 +46,15 @@ TEST_CASE("replicas converge after loss, duplication and a partition", "[transpo
     const auto changes = *rc::gen::container<std::vector<std::tuple<std::size_t, bool, int, int>>>(
         rc::gen::tuple(rc::gen::inRange<std::size_t>(0, o.nodes), rc::gen::arbitrary<bool>(),
                        rc::gen::inRange(0, 40), rc::gen::inRange(0, 30)));
+    const int hold_ms = *rc::gen::inRange(0, 3000);
     const std::size_t cut_from = changes.size() / 3;
     const std::size_t cut_to = 2 * changes.size() / 3;
     for (std::size_t c = 0; c < changes.size(); ++c) {
-      if (c == cut_from) sim.partition(side);
+      if (c == cut_from) {
+        sim.partition(side);
+        // Long enough, often, for each side to judge the other dead.
+        sim.run_for(std::chrono::milliseconds(hold_ms));
+      }
       if (c == cut_to) sim.heal();
       const auto& [at, insert, k, wait_ms] = changes[c];
       auto& clock = clocks[at];

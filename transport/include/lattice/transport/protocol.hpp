@@ -144,17 +144,33 @@ class protocol final : public protocol_core {
         next_anti_entropy_(now + options_.anti_entropy_interval) {}
 
   const S& state() const noexcept { return state_; }
+  /// Local maintenance that peers must not hear of, such as compacting
+  /// tombstones: `f` may change the state in place; nothing is spread and
+  /// no listener is called.
+  template <class F>
+  void maintain(F&& f) {
+    f(state_);
+  }
 
   /// Called on the owning thread after every merge that changed the state
-  /// (local or remote): how upper layers publish snapshots and fire watches.
-  void set_change_listener(std::function<void()> listener) { listener_ = std::move(listener); }
+  /// (local or remote), with what was merged (a delta, an op's delta, a
+  /// range slice or, in state mode, a whole state): every key that changed
+  /// is in it. How upper layers find what to republish and whom to notify.
+  void set_change_listener(std::function<void(const S& merged)> listener) {
+    listener_ = std::move(listener);
+  }
+
+  /// Replaces the state wholesale, without notifying: for the grace rule
+  /// (a replica away longer than the tombstone grace period starts over
+  /// from its peers' state instead of merging its own).
+  void replace_state(S state) { state_ = std::move(state); ops_ = op_log<S>(options_.op_limits); }
   const membership& members() const noexcept { return members_; }
   const protocol_stats& stats() const noexcept { return stats_; }
   replica_id self() const noexcept { return options_.self; }
 
   /// Merges a local mutation's delta and spreads it.
   void local_change(const S& delta, steady_time now) {
-    if (state_.merge(delta)) changed();
+    if (state_.merge(delta)) changed(delta);
     if (options_.mode == dissemination::delta) spread(delta, /*except=*/options_.self, now);
     if (options_.mode == dissemination::op) {
       const auto& op = ops_.record_local(options_.self, members_.self_record().incarnation, delta);
@@ -187,7 +203,7 @@ class protocol final : public protocol_core {
         if (auto m = decode_or_count<envelope<range_push<S>>>(payload)) {
           const auto before = state_.digest();
           auto reply = absorb_range_push(state_, m->body);
-          if (state_.digest() != before) changed();
+          if (state_.digest() != before) changed(m->body.entries);
           if (reply) send(m->from_address, message_type::range_push, *reply);
         }
         return;
@@ -216,6 +232,7 @@ class protocol final : public protocol_core {
       gossip_body<S> body{members_.table(), {}};
       if (options_.mode == dissemination::state) body.delta = state_;
       for (replica_id peer : peers) send(address_of(peer), message_type::gossip, body);
+      probe_one_dead(now);
       next_heartbeat_ = now + options_.heartbeat_interval;
     }
     if (options_.mode != dissemination::state && now >= next_anti_entropy_) {
@@ -257,7 +274,7 @@ class protocol final : public protocol_core {
   void on_gossip(const envelope<gossip_body<S>>& m, steady_time now) {
     members_.merge(m.body.members, now);
     if (m.body.delta && state_.merge(*m.body.delta)) {
-      changed();
+      changed(*m.body.delta);
       // News: forward it once (delta mode; in state mode every round
       // already carries everything).
       if (options_.mode == dissemination::delta) spread(*m.body.delta, m.from, now);
@@ -310,14 +327,27 @@ class protocol final : public protocol_core {
   }
 
   void apply_ops(const std::vector<numbered_op<S>>& ready) {
-    bool any = false;
-    for (const auto& op : ready) any = state_.merge(op.delta) || any;
-    if (any) changed();
+    for (const auto& op : ready)
+      if (state_.merge(op.delta)) changed(op.delta);
   }
 
-  void changed() {
+  // Members judged dead are never picked as gossip peers, so without this
+  // two sides of a healed partition would each wait forever for the other
+  // to speak first. Each round one random dead (not left) member hears our
+  // table; if it is alive, its reply revives it here, and its own probes
+  // do the same on its side.
+  void probe_one_dead(steady_time now) {
+    std::vector<replica_id> dead;
+    for (const auto& [id, record] : members_.table().records())
+      if (id != options_.self && members_.state_of(id, now) == member_state::dead) dead.push_back(id);
+    if (dead.empty()) return;
+    std::uniform_int_distribution<std::size_t> pick(0, dead.size() - 1);
+    send(address_of(dead[pick(rng_)]), message_type::gossip, gossip_body<S>{members_.table(), {}});
+  }
+
+  void changed(const S& merged) {
     ++stats_.state_changes;
-    if (listener_) listener_();
+    if (listener_) listener_(merged);
   }
 
   // A rumour carries the delta and only our own member record: the whole
@@ -366,7 +396,7 @@ class protocol final : public protocol_core {
   steady_time next_anti_entropy_;
   protocol_stats stats_;
   std::vector<outgoing_message> outgoing_;
-  std::function<void()> listener_;
+  std::function<void(const S&)> listener_;
 };
 
 }  // namespace lattice::transport

@@ -1,0 +1,148 @@
+// lattice/registry/document.hpp: the replicated registry document, one CRDT
+// composed of three last-writer-wins maps:
+//
+//   instances  "path\0p<id>" / "path\0c<id>"  -> instance (provider/consumer)
+//   config     "path"                          -> value
+//   load       (instance key, epoch, origin)   -> calls started, finished
+//
+// Each map joins on its own, so the document is a join-semilattice: the
+// product of three. Removals are tombstones (lww_map.hpp).
+//
+// Load counters. An instance's calls in flight are a PN-Counter and its
+// calls served a G-Counter, both kept as per-origin entries: the entry of
+// origin r holds r's cumulative (started, finished) for that instance and
+// registration epoch. That is the PN-Counter's own state (P_r = started,
+// N_r = finished, in flight = sum of P - sum of N; served = sum of
+// finished), stored in the LWW map because only r writes r's entry and its
+// totals only grow with r's clock, so "latest stamp wins" is "max wins".
+// Keeping them in the map gives counters the same range digests, slices and
+// tombstone collection as the rest of the document (docs/adr/0003).
+//
+// The document satisfies transport::reconcilable: digest, range digests
+// and slices are those of the three maps, combined range by range.
+//
+// Records are held through shared pointers to immutable instances, so the
+// snapshots that readers see share them with the document instead of
+// copying.
+//
+// Thread safety: a value type; owned by the replica thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "lattice/crdt/lww_map.hpp"
+#include "lattice/registry/instance.hpp"
+#include "lattice/registry/path.hpp"
+
+namespace lattice::registry {
+
+/// An immutable instance behind a shared pointer, ordered and encoded by
+/// value.
+struct shared_instance {
+  std::shared_ptr<const instance> ptr;
+
+  const instance& operator*() const noexcept { return *ptr; }
+  const instance* operator->() const noexcept { return ptr.get(); }
+
+  friend bool operator==(const shared_instance& a, const shared_instance& b) {
+    return a.ptr == b.ptr || (a.ptr && b.ptr && *a.ptr == *b.ptr);
+  }
+  friend bool operator<(const shared_instance& a, const shared_instance& b) {
+    if (!a.ptr || !b.ptr) return !a.ptr && b.ptr;
+    return *a.ptr < *b.ptr;
+  }
+  template <class Archive>
+  void save(Archive& archive) const {
+    archive(*ptr);
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    auto fresh = std::make_shared<instance>();
+    archive(*fresh);
+    ptr = std::move(fresh);
+  }
+};
+
+/// Key of one origin's load entry for one registration of an instance.
+struct load_key {
+  std::string instance_key;
+  hlc_timestamp epoch;
+  replica_id origin = 0;
+  friend auto operator<=>(const load_key&, const load_key&) = default;
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(instance_key, epoch, origin);
+  }
+};
+
+/// One origin's cumulative counts; in flight = started - finished.
+struct load_counts {
+  std::uint64_t started = 0;
+  std::uint64_t finished = 0;
+  friend auto operator<=>(const load_counts&, const load_counts&) = default;
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(started, finished);
+  }
+};
+
+/// "path\0" + 'p' or 'c' + id: unique per (path, kind, id), sorted by path
+/// first, so one path's instances are adjacent in an ordered index.
+std::string instance_key(std::string_view path, instance_kind kind, std::string_view id);
+/// The path part of an instance key.
+std::string_view path_of_key(std::string_view key) noexcept;
+
+struct registry_document {
+  using instance_map = crdt::lww_map<std::string, shared_instance>;
+  using config_map = crdt::lww_map<std::string, std::string>;
+  using load_map = crdt::lww_map<load_key, load_counts>;
+
+  instance_map instances;
+  config_map config;
+  load_map load;
+
+  bool merge(const registry_document& other) {
+    bool changed = instances.merge(other.instances);
+    changed |= config.merge(other.config);
+    changed |= load.merge(other.load);
+    return changed;
+  }
+  std::uint64_t digest() const noexcept {
+    return combine(instances.digest(), config.digest(), load.digest());
+  }
+  std::uint64_t range_digest(unsigned bits, std::size_t index) const noexcept {
+    return combine(instances.range_digest(bits, index), config.range_digest(bits, index),
+                   load.range_digest(bits, index));
+  }
+  registry_document slice(unsigned bits, std::size_t index) const {
+    return {instances.slice(bits, index), config.slice(bits, index), load.slice(bits, index)};
+  }
+  std::size_t size() const noexcept { return instances.size() + config.size() + load.size(); }
+  std::size_t tombstones() const noexcept {
+    return instances.tombstones() + config.tombstones() + load.tombstones();
+  }
+  bool empty() const noexcept { return instances.empty() && config.empty() && load.empty(); }
+  /// Drops tombstones stamped before `stable` in all three maps.
+  std::size_t compact(hlc_timestamp stable) {
+    return instances.compact(stable) + config.compact(stable) + load.compact(stable);
+  }
+
+  friend bool operator==(const registry_document&, const registry_document&) = default;
+
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(instances, config, load);
+  }
+
+ private:
+  // Distinct odd multipliers keep an entry moving between maps from
+  // cancelling out in the sum.
+  static std::uint64_t combine(std::uint64_t a, std::uint64_t b, std::uint64_t c) noexcept {
+    return a * 0x9e3779b97f4a7c15ULL + b * 0xc2b2ae3d27d4eb4fULL + c * 0x165667b19e3779f9ULL;
+  }
+};
+
+}  // namespace lattice::registry

@@ -1,0 +1,201 @@
+// lattice/registry/registry_core.hpp: the registry's logic, sans-IO and
+// single-threaded. The replica facade (replica.hpp) runs one on its own
+// io_context thread; tests run several in the deterministic simulator.
+//
+// It owns a transport::protocol<registry_document> and adds what a
+// registry needs on top of replication:
+//
+//  - writes: register / deregister instances, set / erase config, each
+//    stamped by this replica's HLC after any stamp already on that key (so a
+//    deregistration always beats the registration it saw);
+//  - an ordered index from paths to their instances (the document's maps
+//    iterate in hash order);
+//  - visibility: an ephemeral instance is listed while its owner is judged
+//    alive or suspect in the incarnation that registered it. A replica that
+//    knows peers but reaches none is more likely cut off than alone in the
+//    world, so it keeps listing them (Eureka's self-preservation, without
+//    a tuning knob);
+//  - reaping: an owner hidden for `reap_after` has its ephemeral instances
+//    tombstoned by whichever replica notices first;
+//  - re-assertion: an owner that finds one of its ephemeral registrations
+//    tombstoned or outdated (it was wrongly judged dead and reaped, or its
+//    incarnation moved on refutation) writes it again with a newer stamp;
+//  - load counters: flushes this replica's call counts every
+//    `load_publish_interval`;
+//  - tombstone collection after `gc_grace`, and the grace rule: a replica
+//    that reached no peer for longer than `gc_grace` drops its state when it
+//    reconnects and takes its peers', re-asserting only its own
+//    registrations;
+//  - publication: publish() builds the next immutable snapshot from what
+//    changed, and says which paths and config keys changed (for watches).
+//
+// Thread safety: not thread-safe; one thread owns a core.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "lattice/crdt/hlc.hpp"
+#include "lattice/registry/document.hpp"
+#include "lattice/registry/path.hpp"
+#include "lattice/registry/snapshot.hpp"
+#include "lattice/transport/protocol.hpp"
+
+namespace lattice::registry {
+
+using transport::steady_time;
+
+struct core_options {
+  /// Replica id, address, seeds, dissemination, timeouts: see
+  /// transport/protocol.hpp.
+  transport::protocol_options protocol;
+  /// How long an owner must stay hidden (dead, left, or restarted) before
+  /// its ephemeral instances are tombstoned. Until then they are only
+  /// hidden, so a replica that was wrongly judged dead gets them back as is.
+  std::chrono::milliseconds reap_after{30'000};
+  /// How often this replica's call counts are written to the document.
+  std::chrono::milliseconds load_publish_interval{100};
+  /// Tombstones older than this are collected; a replica cut off from all
+  /// peers for longer starts over from its peers' state (the grace rule).
+  std::chrono::milliseconds gc_grace{3'600'000};
+  /// How often tombstones are collected.
+  std::chrono::milliseconds compaction_interval{60'000};
+  /// Largest config value accepted.
+  std::size_t max_config_value = 512 * 1024;
+};
+
+/// What one publish() produced.
+struct publication {
+  std::shared_ptr<const snapshot> snap;
+  /// Paths whose version moved, ascending.
+  std::vector<std::string> changed_paths;
+  /// Config keys whose value changed, ascending.
+  std::vector<std::string> changed_config;
+};
+
+class registry_core final : public transport::protocol_core {
+ public:
+  using wall_clock = std::function<std::uint64_t()>;
+
+  /// `wall` gives µs since the epoch for HLC stamps (the simulator passes
+  /// virtual time).
+  registry_core(core_options options, steady_time now,
+                wall_clock wall = crdt::system_wall_clock_us);
+
+  // ---- writes (each spreads at once) ------------------------------------
+
+  /// Registers `inst` under `path`, or updates it if this id is already
+  /// registered there. Returns the stored record. Registering the same
+  /// fields again writes nothing. Errors: errc::root_path_not_allowed, and
+  /// those of validate() (instance.hpp).
+  result<instance> register_instance(const service_path& path, instance inst,
+                                     instance_kind kind = instance_kind::provider);
+  /// Removes instance `id` from `path`. Any replica may remove a persistent
+  /// instance. An ephemeral one lives as long as its owner: removed
+  /// elsewhere, the owner writes it back; remove it at its owner (or stop
+  /// the owner). Errors: errc::not_found.
+  result<void> deregister_instance(const service_path& path, std::string_view id,
+                                   instance_kind kind = instance_kind::provider);
+  /// Errors: errc::root_path_not_allowed, errc::value_too_large.
+  result<void> set_config(const service_path& key, std::string value);
+  /// Errors: errc::not_found.
+  result<void> erase_config(const service_path& key);
+
+  // ---- transport::protocol_core ----------------------------------------
+
+  void on_message(transport::message_type type, std::span<const std::byte> payload,
+                  steady_time now) override;
+  void on_tick(steady_time now) override;
+  /// Tombstones this replica's ephemeral instances, then announces the leave.
+  void leave(steady_time now) override;
+  std::vector<transport::outgoing_message> take_outgoing() override;
+
+  // ---- reads -------------------------------------------------------------
+
+  /// The next snapshot, or a publication with a null `snap` if nothing a
+  /// reader can see changed since the last one.
+  publication publish(steady_time now);
+  /// The last snapshot publish() produced (null before the first).
+  const std::shared_ptr<const snapshot>& published() const noexcept { return published_; }
+  const registry_document& state() const noexcept { return protocol_.state(); }
+  const transport::membership& members() const noexcept { return protocol_.members(); }
+  const transport::protocol_stats& stats() const noexcept { return protocol_.stats(); }
+  replica_id self() const noexcept { return protocol_.self(); }
+  /// Instances whose owner was hidden long enough and that this replica
+  /// tombstoned.
+  std::uint64_t reaped() const noexcept { return reaped_; }
+  /// Times the grace rule made this replica start over.
+  std::uint64_t resyncs() const noexcept { return resyncs_; }
+
+ private:
+  struct path_state {
+    std::vector<shared_instance> entries;  // live in the document, by (kind, id)
+    std::shared_ptr<const service_view> view;
+  };
+  struct owner_state {
+    std::map<std::string, std::size_t, std::less<>> paths;  // path -> ephemeral entries
+    bool visible = true;
+    std::uint64_t incarnation = 0;
+    steady_time hidden_since{};
+  };
+  struct remote_load {
+    hlc_timestamp epoch;
+    std::map<replica_id, load_counts> by_origin;
+  };
+  struct own_cell {
+    hlc_timestamp epoch;
+    std::shared_ptr<load_cell> cell;
+    load_counts flushed;
+  };
+
+  void on_merged(const registry_document& merged);
+  void on_instance_key(const std::string& key);
+  void on_load_key(const load_key& key);
+  void track_owner(const instance& inst, std::string_view path, int delta);
+  bool owner_visible(replica_id owner, std::uint64_t incarnation, steady_time now) const;
+  bool visible(const instance& inst, steady_time now) const;
+  void refresh_owners(steady_time now);
+  void reap(steady_time now);
+  void reassert_pending();
+  void flush_load();
+  void apply_grace_rule(steady_time now);
+  void write(registry_document delta);
+  hlc_timestamp stamp_after(const hlc_timestamp* existing);
+  std::shared_ptr<const service_view> build_view(const std::string& path, const path_state& ps,
+                                                 std::uint64_t version, steady_time now);
+
+  core_options options_;
+  wall_clock wall_;
+  crdt::hlc clock_;
+  transport::protocol<registry_document> protocol_;
+
+  std::map<std::string, path_state, std::less<>> paths_;
+  std::map<replica_id, owner_state> owners_;
+  std::unordered_map<std::string, remote_load> loads_;
+  std::unordered_map<std::string, own_cell> cells_;
+  std::map<std::string, shared_instance> own_;  // key -> what this replica registered
+  std::set<std::string> reassert_;              // own keys to write again
+
+  std::set<std::string, std::less<>> dirty_paths_;
+  std::set<std::string, std::less<>> dirty_config_;
+  bool config_dirty_ = true;
+  std::shared_ptr<const snapshot> published_;
+  std::uint64_t self_incarnation_ = 0;
+  bool isolated_ = false;
+  steady_time last_now_;  // the latest time we were told, for rumour peer picks
+  std::optional<steady_time> isolated_since_;
+  steady_time next_load_flush_;
+  steady_time next_compaction_;
+  std::uint64_t reaped_ = 0;
+  std::uint64_t resyncs_ = 0;
+};
+
+}  // namespace lattice::registry

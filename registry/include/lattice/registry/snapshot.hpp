@@ -1,0 +1,101 @@
+// lattice/registry/snapshot.hpp: what readers see. The replica thread
+// publishes an immutable snapshot after each batch of changes; a lookup
+// reads one without taking a lock, and may keep it as long as it likes.
+//
+//   auto snap = replica.snapshot();                       // shared_ptr
+//   if (const service_view* s = snap->find("/api/user/1.0.0"))
+//     for (const auto& i : s->providers) connect(i->address, i->port);
+//
+// Only visible instances are listed: an ephemeral instance whose owner is
+// judged dead (or has restarted since registering it) is left out.
+//
+// Thread safety: immutable once published; share freely. The load cells
+// are atomics, written by call guards on any thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "lattice/registry/document.hpp"
+
+namespace lattice::registry {
+
+/// This replica's own calls to one instance, counted by call guards.
+struct load_cell {
+  std::atomic<std::uint64_t> started{0};
+  std::atomic<std::uint64_t> finished{0};
+};
+
+/// One instance as a reader sees it.
+struct instance_view {
+  shared_instance record;
+  /// This replica's counts, live (null for consumers).
+  std::shared_ptr<load_cell> local;
+  /// The other replicas' calls in flight and served, as of publication.
+  std::int64_t remote_in_flight = 0;
+  std::uint64_t remote_served = 0;
+
+  const instance& operator*() const noexcept { return *record; }
+  const instance* operator->() const noexcept { return record.ptr.get(); }
+
+  /// Calls in flight to this instance, cluster-wide: the other replicas'
+  /// (as last gossiped) plus this replica's own (live).
+  std::int64_t in_flight() const noexcept {
+    if (!local) return remote_in_flight;
+    const auto finished = local->finished.load(std::memory_order_relaxed);
+    const auto started = local->started.load(std::memory_order_relaxed);
+    return remote_in_flight + static_cast<std::int64_t>(started - finished);
+  }
+  /// Calls served by this instance in its current registration, cluster-wide.
+  std::uint64_t served() const noexcept {
+    return remote_served + (local ? local->finished.load(std::memory_order_relaxed) : 0);
+  }
+};
+
+/// One path: its visible instances, in id order, and its version.
+struct service_view {
+  std::string path;
+  /// Moves (grows) on every change of this path's visible instances; equal
+  /// versions mean equal lists. Versions are this replica's: compare them
+  /// only with versions from the same replica.
+  std::uint64_t version = 0;
+  std::vector<instance_view> providers;
+  std::vector<instance_view> consumers;
+};
+
+struct string_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
+struct snapshot {
+  /// Grows with every publication.
+  std::uint64_t sequence = 0;
+  /// Every path that has or had instances, in path order (prefix scans).
+  std::map<std::string, std::shared_ptr<const service_view>, std::less<>> services;
+  /// The same views, for point lookups.
+  std::unordered_map<std::string_view, const service_view*, string_hash, std::equal_to<>> by_path;
+  /// Config key -> value, in key order.
+  std::shared_ptr<const std::map<std::string, std::string, std::less<>>> config;
+  /// Peers this replica judges alive or suspect, and all it knows of.
+  std::size_t reachable_peers = 0;
+  std::size_t known_peers = 0;
+  /// Knows peers but reaches none: instances of peers are kept visible
+  /// (it is more likely that we are cut off than that everyone died).
+  bool isolated = false;
+
+  /// The view of `path`, or nullptr if it never had instances.
+  const service_view* find(std::string_view path) const {
+    const auto it = by_path.find(path);
+    return it == by_path.end() ? nullptr : it->second;
+  }
+};
+
+}  // namespace lattice::registry

@@ -1,0 +1,487 @@
+#include "lattice/registry/registry_core.hpp"
+
+#include <algorithm>
+
+namespace lattice::registry {
+namespace {
+
+using transport::member_state;
+
+// Entries of one path are kept sorted by (kind, id).
+auto entry_position(std::vector<shared_instance>& entries, instance_kind kind, std::string_view id) {
+  return std::lower_bound(entries.begin(), entries.end(), std::pair{kind, id},
+                          [](const shared_instance& e, const std::pair<instance_kind, std::string_view>& k) {
+                            return std::pair{e->kind, std::string_view(e->id)} < k;
+                          });
+}
+
+bool same_list(const std::vector<instance_view>& a, const std::vector<instance_view>& b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(),
+                    [](const instance_view& x, const instance_view& y) { return x.record == y.record; });
+}
+
+}  // namespace
+
+registry_core::registry_core(core_options options, steady_time now, wall_clock wall)
+    : options_(std::move(options)),
+      wall_(std::move(wall)),
+      clock_(options_.protocol.self),
+      protocol_(options_.protocol, now),
+      self_incarnation_(options_.protocol.incarnation),
+      next_load_flush_(now + options_.load_publish_interval),
+      next_compaction_(now + options_.compaction_interval) {
+  protocol_.set_change_listener([this](const registry_document& merged) { on_merged(merged); });
+}
+
+// ---- writes -----------------------------------------------------------------
+
+hlc_timestamp registry_core::stamp_after(const hlc_timestamp* existing) {
+  const auto wall = wall_();
+  if (existing == nullptr) return clock_.now(wall);
+  if (auto observed = clock_.update(*existing, wall)) return observed.value();
+  // The key holds a stamp from a clock far ahead of ours (beyond the drift
+  // bound): still write after it, or this write would silently lose.
+  return hlc_timestamp{existing->physical_us, existing->logical + 1, self()};
+}
+
+void registry_core::write(registry_document delta) {
+  protocol_.local_change(delta, last_now_);
+  reassert_pending();
+}
+
+result<instance> registry_core::register_instance(const service_path& path, instance inst,
+                                                  instance_kind kind) {
+  if (path.is_root()) return errc::root_path_not_allowed;
+  if (auto ok = validate(inst); !ok) return ok.error();
+  const std::string key = instance_key(path.str(), kind, inst.id);
+  const auto* current = state().instances.find_entry(key);
+  const auto own = own_.find(key);
+  inst.kind = kind;
+  inst.owner = self();
+  inst.owner_incarnation = self_incarnation_;
+  // An update of our live registration keeps its epoch (and load counts);
+  // anything else is a new registration.
+  const bool ours_live = own != own_.end() && current && current->live() &&
+                         (*current->value)->epoch == own->second->epoch;
+  if (ours_live) {
+    if (own->second->same_provider_fields(inst) &&
+        own->second->owner_incarnation == self_incarnation_)
+      return *own->second;  // idempotent: nothing to write
+    inst.epoch = own->second->epoch;
+  }
+  const auto stamp = stamp_after(current ? &current->stamp : nullptr);
+  if (!ours_live) inst.epoch = stamp;
+  shared_instance record{std::make_shared<const instance>(std::move(inst))};
+  own_[key] = record;
+  registry_document delta;
+  delta.instances = registry_document::instance_map{}.put(key, record, stamp);
+  write(std::move(delta));
+  return *record;
+}
+
+result<void> registry_core::deregister_instance(const service_path& path, std::string_view id,
+                                                instance_kind kind) {
+  const std::string key = instance_key(path.str(), kind, id);
+  const auto* current = state().instances.find_entry(key);
+  const bool was_ours = own_.erase(key) != 0;
+  if (current == nullptr || !current->live()) {
+    // Ours, and someone removed it before we wrote it back: it is gone
+    // now, as asked.
+    if (was_ours) return success();
+    return errc::not_found;
+  }
+  registry_document delta;
+  delta.instances = registry_document::instance_map{}.erase(key, stamp_after(&current->stamp));
+  write(std::move(delta));
+  return success();
+}
+
+result<void> registry_core::set_config(const service_path& key, std::string value) {
+  if (key.is_root()) return errc::root_path_not_allowed;
+  if (value.size() > options_.max_config_value) return errc::value_too_large;
+  const auto* current = state().config.find_entry(key.str());
+  if (current && current->live() && *current->value == value) return success();
+  registry_document delta;
+  delta.config = registry_document::config_map{}.put(key.str(), std::move(value),
+                                                     stamp_after(current ? &current->stamp : nullptr));
+  write(std::move(delta));
+  return success();
+}
+
+result<void> registry_core::erase_config(const service_path& key) {
+  const auto* current = state().config.find_entry(key.str());
+  if (current == nullptr || !current->live()) return errc::not_found;
+  registry_document delta;
+  delta.config = registry_document::config_map{}.erase(key.str(), stamp_after(&current->stamp));
+  write(std::move(delta));
+  return success();
+}
+
+// ---- protocol ---------------------------------------------------------------
+
+void registry_core::on_message(transport::message_type type, std::span<const std::byte> payload,
+                               steady_time now) {
+  last_now_ = now;
+  protocol_.on_message(type, payload, now);
+  reassert_pending();
+}
+
+void registry_core::on_tick(steady_time now) {
+  last_now_ = now;
+  protocol_.on_tick(now);
+  const auto incarnation = members().self_record().incarnation;
+  if (incarnation != self_incarnation_) {
+    // Refuted a stale record of ourselves: our registrations must carry the
+    // new incarnation or peers would hide them.
+    self_incarnation_ = incarnation;
+    for (const auto& [key, record] : own_) reassert_.insert(key);
+  }
+  apply_grace_rule(now);
+  refresh_owners(now);
+  reap(now);
+  reassert_pending();
+  if (now >= next_load_flush_) {
+    flush_load();
+    next_load_flush_ = now + options_.load_publish_interval;
+  }
+  if (now >= next_compaction_) {
+    const hlc_timestamp stable{wall_() - static_cast<std::uint64_t>(
+                                             std::chrono::microseconds(options_.gc_grace).count()),
+                               0, 0};
+    protocol_.maintain([&](registry_document& doc) { doc.compact(stable); });
+    next_compaction_ = now + options_.compaction_interval;
+  }
+}
+
+void registry_core::leave(steady_time now) {
+  registry_document delta;
+  for (const auto& [key, record] : own_) {
+    if (!record->ephemeral) continue;
+    const auto* current = state().instances.find_entry(key);
+    delta.instances.merge(registry_document::instance_map{}.erase(
+        key, stamp_after(current ? &current->stamp : nullptr)));
+  }
+  own_.clear();
+  reassert_.clear();
+  if (!delta.empty()) protocol_.local_change(delta, now);
+  protocol_.leave(now);
+}
+
+std::vector<transport::outgoing_message> registry_core::take_outgoing() {
+  return protocol_.take_outgoing();
+}
+
+// ---- what changed -------------------------------------------------------------
+
+void registry_core::on_merged(const registry_document& merged) {
+  merged.instances.for_each_entry([&](const std::string& key, const auto&) { on_instance_key(key); });
+  merged.config.for_each_entry([&](const std::string& key, const auto&) {
+    dirty_config_.insert(key);
+  });
+  merged.load.for_each_entry([&](const load_key& key, const auto&) { on_load_key(key); });
+}
+
+void registry_core::on_instance_key(const std::string& key) {
+  const std::string_view path = path_of_key(key);
+  const shared_instance* now_live = state().instances.find(key);
+  auto ps = paths_.find(path);
+  if (ps == paths_.end()) {
+    if (now_live == nullptr) return;
+    ps = paths_.emplace(std::string(path), path_state{}).first;
+  }
+  const instance_kind kind = key[path.size() + 1] == 'p' ? instance_kind::provider : instance_kind::consumer;
+  const std::string_view id = std::string_view(key).substr(path.size() + 2);
+  auto& entries = ps->second.entries;
+  auto at = entry_position(entries, kind, id);
+  const bool present = at != entries.end() && (*at)->kind == kind && (*at)->id == id;
+  if (present && now_live && *at == *now_live) return;
+  if (present) {
+    track_owner(**at, path, -1);
+    if (now_live) *at = *now_live; else entries.erase(at);
+  } else if (now_live) {
+    entries.insert(at, *now_live);
+  }
+  if (now_live) track_owner(**now_live, path, +1);
+  dirty_paths_.insert(ps->first);
+
+  // Our own registrations: write back what someone else removed or
+  // overwrote; remove what an earlier life of ours left behind.
+  if (const auto own = own_.find(key); own != own_.end()) {
+    if (now_live == nullptr || !(*now_live == own->second)) {
+      // Ephemeral: it lives while we do, so a removal (a reap while we
+      // were wrongly judged dead) is undone. Persistent: a removal or
+      // overwrite by anyone stands, and it is no longer ours.
+      if (own->second->ephemeral)
+        reassert_.insert(key);
+      else
+        own_.erase(own);
+    }
+  } else if (now_live && (*now_live)->owner == self() &&
+             (*now_live)->owner_incarnation < self_incarnation_) {
+    registry_document delta;
+    delta.instances = registry_document::instance_map{}.erase(
+        key, stamp_after(&state().instances.find_entry(key)->stamp));
+    protocol_.local_change(delta, last_now_);  // re-enters on_instance_key, which drops it
+  }
+}
+
+void registry_core::on_load_key(const load_key& key) {
+  if (key.origin == self()) return;
+  auto& load = loads_[key.instance_key];
+  if (key.epoch < load.epoch) return;  // an earlier registration's counts
+  if (load.epoch < key.epoch) load = remote_load{key.epoch, {}};
+  if (const load_counts* counts = state().load.find(key))
+    load.by_origin[key.origin] = *counts;
+  else
+    load.by_origin.erase(key.origin);
+  const std::string_view path = path_of_key(key.instance_key);
+  if (paths_.find(path) != paths_.end()) dirty_paths_.insert(std::string(path));
+}
+
+void registry_core::track_owner(const instance& inst, std::string_view path, int delta) {
+  if (!inst.ephemeral) return;
+  auto& owner = owners_[inst.owner];
+  auto it = owner.paths.find(path);
+  if (delta > 0) {
+    if (it == owner.paths.end()) it = owner.paths.emplace(std::string(path), 0).first;
+    ++it->second;
+  } else if (it != owner.paths.end() && --it->second == 0) {
+    owner.paths.erase(it);
+  }
+}
+
+void registry_core::reassert_pending() {
+  while (!reassert_.empty()) {
+    registry_document delta;
+    for (const auto& key : std::exchange(reassert_, {})) {
+      const auto own = own_.find(key);
+      if (own == own_.end()) continue;
+      const auto* current = state().instances.find_entry(key);
+      if (current && current->live() && *current->value == own->second &&
+          own->second->owner_incarnation == self_incarnation_)
+        continue;
+      if (own->second->owner_incarnation != self_incarnation_) {
+        instance renewed = *own->second;
+        renewed.owner_incarnation = self_incarnation_;
+        own->second = shared_instance{std::make_shared<const instance>(std::move(renewed))};
+      }
+      delta.instances.merge(registry_document::instance_map{}.put(
+          key, own->second, stamp_after(current ? &current->stamp : nullptr)));
+    }
+    if (!delta.empty()) protocol_.local_change(delta, last_now_);
+  }
+}
+
+// ---- liveness -------------------------------------------------------------------
+
+bool registry_core::owner_visible(replica_id owner, std::uint64_t incarnation,
+                                  steady_time now) const {
+  if (owner == self()) return incarnation == self_incarnation_;
+  const auto* record = members().table().find(owner);
+  if (record == nullptr || record->incarnation != incarnation) return false;
+  const auto state = members().state_of(owner, now);
+  if (state == member_state::left) return false;
+  return isolated_ || state != member_state::dead;
+}
+
+bool registry_core::visible(const instance& inst, steady_time now) const {
+  return !inst.ephemeral || owner_visible(inst.owner, inst.owner_incarnation, now);
+}
+
+void registry_core::refresh_owners(steady_time now) {
+  const std::size_t known = members().table().size() - 1;
+  const bool isolated = known > 0 && members().reachable_peers(now).empty();
+  const bool isolation_changed = isolated != isolated_;
+  isolated_ = isolated;
+  for (auto it = owners_.begin(); it != owners_.end();) {
+    auto& [id, owner] = *it;
+    if (owner.paths.empty()) {
+      it = owners_.erase(it);
+      continue;
+    }
+    const auto* record = members().table().find(id);
+    const std::uint64_t incarnation = record ? record->incarnation : 0;
+    const bool alive = id == self() ||
+                       (record && (isolated_ || members().state_of(id, now) == member_state::alive ||
+                                   members().state_of(id, now) == member_state::suspect));
+    if (alive != owner.visible || incarnation != owner.incarnation || isolation_changed) {
+      if (owner.visible && !alive) owner.hidden_since = now;
+      owner.visible = alive;
+      owner.incarnation = incarnation;
+      for (const auto& [path, count] : owner.paths) dirty_paths_.insert(path);
+    }
+    ++it;
+  }
+}
+
+void registry_core::reap(steady_time now) {
+  if (isolated_) return;
+  registry_document delta;
+  for (const auto& [id, owner] : owners_) {
+    if (id == self()) continue;
+    const auto* record = members().table().find(id);
+    const bool owner_gone = !owner.visible && now - owner.hidden_since >= options_.reap_after;
+    for (const auto& [path, count] : owner.paths) {
+      const auto ps = paths_.find(path);
+      if (ps == paths_.end()) continue;
+      for (const auto& e : ps->second.entries) {
+        if (!e->ephemeral || e->owner != id) continue;
+        // An earlier life's instances go as soon as the owner is back in a
+        // newer incarnation (it removes them itself too, when it sees them).
+        const bool stale_life = record && record->incarnation > e->owner_incarnation &&
+                                owner.visible && now - owner.hidden_since >= options_.reap_after;
+        if (!owner_gone && !stale_life) continue;
+        const std::string key = instance_key(path, e->kind, e->id);
+        const auto* current = state().instances.find_entry(key);
+        delta.instances.merge(registry_document::instance_map{}.erase(key, stamp_after(&current->stamp)));
+        ++reaped_;
+      }
+    }
+  }
+  if (!delta.empty()) protocol_.local_change(delta, now);
+}
+
+void registry_core::apply_grace_rule(steady_time now) {
+  const std::size_t known = members().table().size() - 1;
+  const bool reaches_none = known > 0 && members().reachable_peers(now).empty();
+  if (reaches_none) {
+    if (!isolated_since_) isolated_since_ = now;
+    return;
+  }
+  if (!isolated_since_) return;
+  const bool too_long = now - *isolated_since_ > options_.gc_grace;
+  isolated_since_.reset();
+  if (!too_long) return;
+  // Away longer than peers keep tombstones: our copy may hold entries they
+  // erased and forgot. Start over from theirs; keep only what we own.
+  ++resyncs_;
+  protocol_.replace_state(registry_document{});
+  for (auto& [path, ps] : paths_) {
+    if (!ps.entries.empty()) dirty_paths_.insert(path);
+    ps.entries.clear();
+  }
+  owners_.clear();
+  loads_.clear();
+  config_dirty_ = true;
+  for (const auto& [key, record] : own_) reassert_.insert(key);
+}
+
+// ---- load ---------------------------------------------------------------------------
+
+void registry_core::flush_load() {
+  registry_document delta;
+  for (auto it = cells_.begin(); it != cells_.end();) {
+    auto& [key, own] = *it;
+    const shared_instance* live = state().instances.find(key);
+    if (live == nullptr || (*live)->epoch != own.epoch) {
+      it = cells_.erase(it);  // the registration it counted is gone
+      continue;
+    }
+    const load_counts counts{own.cell->started.load(std::memory_order_relaxed),
+                             own.cell->finished.load(std::memory_order_relaxed)};
+    if (counts != own.flushed) {
+      const load_key lk{key, own.epoch, self()};
+      const auto* current = state().load.find_entry(lk);
+      delta.load.merge(registry_document::load_map{}.put(lk, counts, stamp_after(current ? &current->stamp : nullptr)));
+      own.flushed = counts;
+    }
+    ++it;
+  }
+  if (!delta.empty()) protocol_.local_change(delta, last_now_);
+}
+
+// ---- publication --------------------------------------------------------------------
+
+std::shared_ptr<const service_view> registry_core::build_view(const std::string& path,
+                                                              const path_state& ps,
+                                                              std::uint64_t version,
+                                                              steady_time now) {
+  auto view = std::make_shared<service_view>();
+  view->path = path;
+  view->version = version;
+  for (const auto& e : ps.entries) {
+    if (!visible(*e, now)) continue;
+    instance_view v{e, nullptr, 0, 0};
+    if (e->kind == instance_kind::provider) {
+      const std::string key = instance_key(path, e->kind, e->id);
+      auto& own = cells_[key];
+      if (!own.cell || own.epoch != e->epoch) own = own_cell{e->epoch, std::make_shared<load_cell>(), {}};
+      v.local = own.cell;
+      if (const auto load = loads_.find(key); load != loads_.end() && load->second.epoch == e->epoch)
+        for (const auto& [origin, counts] : load->second.by_origin) {
+          v.remote_in_flight += static_cast<std::int64_t>(counts.started - counts.finished);
+          v.remote_served += counts.finished;
+        }
+      view->providers.push_back(std::move(v));
+    } else {
+      view->consumers.push_back(std::move(v));
+    }
+  }
+  return view;
+}
+
+publication registry_core::publish(steady_time now) {
+  const std::size_t known = members().table().size() - 1;
+  const std::size_t reachable = members().reachable_peers(now).size();
+  const bool membership_moved = !published_ || published_->known_peers != known ||
+                                published_->reachable_peers != reachable ||
+                                published_->isolated != isolated_;
+  if (dirty_paths_.empty() && dirty_config_.empty() && !config_dirty_ && !membership_moved) return {};
+
+  publication out;
+  const std::uint64_t sequence = published_ ? published_->sequence + 1 : 1;
+  auto next = std::make_shared<snapshot>();
+  next->sequence = sequence;
+  if (published_) next->services = published_->services;
+  for (const auto& path : std::exchange(dirty_paths_, {})) {
+    const auto ps = paths_.find(path);
+    if (ps == paths_.end()) continue;
+    const auto& old = ps->second.view;
+    auto view = build_view(path, ps->second, sequence, now);
+    if (old && same_list(old->providers, view->providers) && same_list(old->consumers, view->consumers)) {
+      // Only load figures moved: no new version, no notification.
+      std::const_pointer_cast<service_view>(view)->version = old->version;
+    } else {
+      out.changed_paths.push_back(path);
+    }
+    ps->second.view = view;
+    next->services[path] = std::move(view);
+  }
+  next->by_path.reserve(next->services.size());
+  for (const auto& [path, view] : next->services) next->by_path.emplace(path, view.get());
+
+  if (config_dirty_ || !dirty_config_.empty() || !published_) {
+    auto config = std::make_shared<std::map<std::string, std::string, std::less<>>>();
+    state().config.for_each([&](const std::string& key, const std::string& value, const auto&) {
+      config->emplace(key, value);
+    });
+    // Both maps are sorted: one merge-walk finds the keys that changed.
+    static const std::map<std::string, std::string, std::less<>> none;
+    const auto& before = published_ ? *published_->config : none;
+    auto a = before.begin();
+    auto b = config->begin();
+    while (a != before.end() || b != config->end()) {
+      if (b == config->end() || (a != before.end() && a->first < b->first)) {
+        out.changed_config.push_back((a++)->first);
+      } else if (a == before.end() || b->first < a->first) {
+        out.changed_config.push_back((b++)->first);
+      } else {
+        if (a->second != b->second) out.changed_config.push_back(a->first);
+        ++a, ++b;
+      }
+    }
+    dirty_config_.clear();
+    config_dirty_ = false;
+    next->config = std::move(config);
+  } else {
+    next->config = published_->config;
+  }
+  next->known_peers = known;
+  next->reachable_peers = reachable;
+  next->isolated = isolated_;
+  published_ = next;
+  out.snap = std::move(next);
+  return out;
+}
+
+}  // namespace lattice::registry

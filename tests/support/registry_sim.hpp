@@ -1,0 +1,50 @@
+// tests/support/registry_sim.hpp: registry cores in the deterministic
+// simulator, with HLC wall time taken from virtual time.
+#pragma once
+
+#include <memory>
+
+#include "lattice/registry/registry_core.hpp"
+#include "simulator.hpp"
+
+namespace lattice::testing {
+
+using registry_sim = basic_simulator<registry::registry_core>;
+
+/// A simulator of `nodes` registry cores built from `core` (its protocol
+/// field is filled in per node).
+inline std::unique_ptr<registry_sim> make_registry_sim(registry_sim::options o,
+                                                       registry::core_options core = {}) {
+  auto sim_ptr = std::make_shared<registry_sim*>(nullptr);
+  o.make = [core, sim_ptr](transport::protocol_options p, transport::steady_time now) {
+    auto c = core;
+    c.protocol = std::move(p);
+    auto wall = [sim_ptr] {
+      const auto t = (*sim_ptr)->now().time_since_epoch();
+      return 1'700'000'000'000'000ULL +
+             static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(t).count());
+    };
+    return std::make_unique<registry::registry_core>(std::move(c), now, wall);
+  };
+  auto sim = std::make_unique<registry_sim>(std::move(o));
+  *sim_ptr = sim.get();
+  return sim;
+}
+
+/// Ids of the providers node `i` would list for `path` right now.
+inline std::vector<std::string> providers_on(registry_sim& sim, std::size_t i, std::string_view path) {
+  sim.node(i).publish(sim.now());
+  std::vector<std::string> ids;
+  if (const auto* view = sim.node(i).published()->find(path))
+    for (const auto& p : view->providers) ids.push_back(p->id);
+  return ids;
+}
+
+/// Whether every live node lists exactly `ids` as providers of `path`.
+inline bool all_list(registry_sim& sim, std::string_view path, const std::vector<std::string>& ids) {
+  for (std::size_t i = 0; i < sim.size(); ++i)
+    if (sim.alive(i) && providers_on(sim, i, path) != ids) return false;
+  return true;
+}
+
+}  // namespace lattice::testing
