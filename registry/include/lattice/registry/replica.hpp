@@ -1,0 +1,244 @@
+// lattice/registry/replica.hpp: the embedded replica, what a service links.
+//
+//   lattice::registry::replica_options o;
+//   o.id = 7;                                   // unique in the cluster
+//   o.seeds = {"10.0.0.1:7946"};
+//   auto r = lattice::registry::replica::open(o);
+//   if (!r) { log(r.error().message()); return; }
+//   auto& replica = *r.value();
+//
+//   replica.register_instance("/HelloWorldService/1.0.0", hello);  // provider
+//   auto providers = replica.lookup("/HelloWorldService/1.0.0");     // consumer
+//   auto w = replica.watch("/HelloWorldService", [](const service_view& v) {
+//     // every change under the prefix, with the full list and its version
+//   });
+//   replica.stop();   // removes our ephemeral instances, announces leave
+//
+// Threads. The replica runs one thread of its own that owns all replica
+// state (the io_context thread: gossip, timers, writes) and, unless
+// `callbacks_on_replica_thread`, one that runs watch callbacks. Every
+// public call is safe from any thread. Writes are posted to the replica
+// thread and wait for it (microseconds). Reads never wait: they load the
+// last published snapshot, which the replica thread replaces after each
+// batch of changes.
+//
+// Errors: calls return lattice::result; see error.hpp for each errc.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lattice/registry/registry_core.hpp"
+#include "lattice/registry/snapshot.hpp"
+#include "lattice/transport/protocol.hpp"
+
+namespace lattice::registry {
+
+struct replica_options {
+  /// Unique among live replicas. 0: a random id.
+  replica_id id = 0;
+  /// Gossip listener. Default 127.0.0.1 and a free port.
+  std::string listen_host = "127.0.0.1";
+  std::uint16_t listen_port = 0;
+  /// Host peers use to reach us (default: listen_host).
+  std::string advertise_host;
+  /// "host:port" of replicas to join through; may include ourselves.
+  /// Empty: a cluster of one until someone joins through us.
+  std::vector<std::string> seeds;
+  /// Shared cluster key (>= 16 bytes): every frame is authenticated with
+  /// HMAC-SHA256 and frames without it are rejected. Empty: none.
+  std::string cluster_key;
+  /// How changes travel; every replica of a cluster must agree.
+  transport::dissemination mode = transport::dissemination::delta;
+  /// Heartbeat every 100 ms; suspect after 350 ms, dead after 700 ms of
+  /// silence (see README, "Failure detection and cluster size").
+  std::chrono::milliseconds heartbeat_interval{100};
+  std::chrono::milliseconds suspect_after{350};
+  std::chrono::milliseconds dead_after{700};
+  std::chrono::milliseconds anti_entropy_interval{200};
+  /// A dead owner's ephemeral instances are tombstoned after this.
+  std::chrono::milliseconds reap_after{30'000};
+  /// Call counts are gossiped this often.
+  std::chrono::milliseconds load_publish_interval{100};
+  /// Tombstones are kept this long (and the grace rule: see registry_core.hpp).
+  std::chrono::milliseconds gc_grace{3'600'000};
+  /// Largest frame accepted from a peer.
+  std::size_t max_frame_bytes = 16 * 1024 * 1024;
+  /// Run watch callbacks on the replica thread (cheaper; a slow callback
+  /// then delays replication). Default: on a thread of their own.
+  bool callbacks_on_replica_thread = false;
+};
+
+class watch_hub;
+
+/// Keeps a watch alive; destroying it (or cancel()) stops it, and after it
+/// returns the callback is not running and will not run again (unless
+/// cancelled from inside the callback itself).
+class watch_handle {
+ public:
+  watch_handle() = default;
+  watch_handle(std::shared_ptr<watch_hub> hub, std::uint64_t id) : hub_(std::move(hub)), id_(id) {}
+  watch_handle(watch_handle&& other) noexcept { *this = std::move(other); }
+  watch_handle& operator=(watch_handle&& other) noexcept;
+  ~watch_handle() { cancel(); }
+  void cancel();
+  explicit operator bool() const noexcept { return hub_ != nullptr; }
+
+ private:
+  std::shared_ptr<watch_hub> hub_;
+  std::uint64_t id_ = 0;
+};
+
+/// A config change seen by a config watch: the key, and its value (nullopt
+/// once erased).
+struct config_change {
+  std::string key;
+  std::optional<std::string> value;
+};
+
+/// Counts one call to an instance while it lives: in flight on
+/// construction, served on destruction. Cheap (two relaxed atomics), any
+/// thread.
+class call_guard {
+ public:
+  explicit call_guard(const instance_view& target) : cell_(target.local) {
+    if (cell_) cell_->started.fetch_add(1, std::memory_order_relaxed);
+  }
+  call_guard(call_guard&& other) noexcept : cell_(std::move(other.cell_)) {}
+  call_guard(const call_guard&) = delete;
+  call_guard& operator=(const call_guard&) = delete;
+  ~call_guard() {
+    if (cell_) cell_->finished.fetch_add(1, std::memory_order_relaxed);
+  }
+
+ private:
+  std::shared_ptr<load_cell> cell_;
+};
+
+/// One service's visible instances, kept alive with the snapshot they
+/// came from.
+class service_list {
+ public:
+  service_list() = default;
+  service_list(std::shared_ptr<const snapshot> snap, const service_view* view)
+      : snap_(std::move(snap)), view_(view) {}
+  /// False if the path never had instances.
+  explicit operator bool() const noexcept { return view_ != nullptr; }
+  const service_view& operator*() const noexcept { return *view_; }
+  const service_view* operator->() const noexcept { return view_; }
+  const std::vector<instance_view>& providers() const noexcept { return view_ ? view_->providers : empty_; }
+  std::uint64_t version() const noexcept { return view_ ? view_->version : 0; }
+
+ private:
+  static inline const std::vector<instance_view> empty_{};
+  std::shared_ptr<const snapshot> snap_;
+  const service_view* view_ = nullptr;
+};
+
+/// A member of the cluster as this replica judges it.
+struct member_info {
+  replica_id id = 0;
+  std::string address;
+  std::uint64_t incarnation = 0;
+  transport::member_state state = transport::member_state::alive;
+};
+
+class replica {
+ public:
+  /// Binds the gossip listener, starts the replica thread and joins through
+  /// the seeds. Errors: the bind's error (address in use...), or
+  /// std::errc::invalid_argument for a cluster key shorter than 16 bytes.
+  static result<std::unique_ptr<replica>> open(replica_options options);
+  ~replica();
+  replica(const replica&) = delete;
+  replica& operator=(const replica&) = delete;
+
+  /// Graceful stop: removes this replica's ephemeral instances, announces
+  /// the leave, flushes (bounded by 500 ms), joins the threads.
+  /// Idempotent; afterwards writes fail with errc::stopped and reads see
+  /// the last snapshot.
+  void stop();
+
+  replica_id id() const noexcept { return id_; }
+  /// "host:port" peers reach us at.
+  const std::string& address() const noexcept { return address_; }
+
+  // ---- writes ------------------------------------------------------------------
+
+  /// See registry_core::register_instance. Also errc::invalid_path,
+  /// errc::path_too_long, errc::stopped.
+  result<instance> register_instance(std::string_view path, instance inst,
+                                     instance_kind kind = instance_kind::provider);
+  result<void> deregister_instance(std::string_view path, std::string_view id,
+                                   instance_kind kind = instance_kind::provider);
+  result<void> set_config(std::string_view key, std::string value);
+  result<void> erase_config(std::string_view key);
+
+  // ---- reads (never wait, never lock) -----------------------------------------
+
+  /// The current snapshot.
+  std::shared_ptr<const snapshot> current() const;
+  /// The visible instances of one path.
+  service_list lookup(std::string_view path) const;
+  std::optional<std::string> get_config(std::string_view key) const;
+  /// Cluster members as this replica judges them (a copy; for operators).
+  std::vector<member_info> members() const;
+
+  /// A cheap per-thread handle for hot paths: current() only reloads when
+  /// a new snapshot was published (one atomic load otherwise). The
+  /// reference it returns stays valid until the next current() on this
+  /// reader; keep a reader per thread.
+  class reader {
+   public:
+    explicit reader(const replica& r) : replica_(&r), snap_(r.current()) {}
+    const snapshot& current() {
+      if (replica_->sequence_.load(std::memory_order_acquire) != snap_->sequence) snap_ = replica_->current();
+      return *snap_;
+    }
+
+   private:
+    const replica* replica_;
+    std::shared_ptr<const snapshot> snap_;
+  };
+
+  // ---- watches -----------------------------------------------------------------
+
+  /// Calls `callback` with the current view of every path under `prefix`
+  /// now, then after every change of one (coalesced: a slow watcher gets
+  /// the latest view, never a stale one after the last change). Errors:
+  /// errc::invalid_path, errc::stopped.
+  result<watch_handle> watch(std::string_view prefix,
+                             std::function<void(const service_view&)> callback);
+  /// Calls `callback` for every config key under `prefix` now, then for
+  /// every change of one.
+  result<watch_handle> watch_config(std::string_view prefix,
+                                    std::function<void(const config_change&)> callback);
+
+  /// Counts of this replica's transport (for tests and metrics).
+  transport::protocol_stats stats() const;
+
+ private:
+  replica();
+  class driver_adapter;
+  template <class F>
+  auto on_replica_thread(F&& f) -> decltype(f());
+  void publish();
+
+  struct impl;
+  std::unique_ptr<impl> impl_;
+  replica_id id_ = 0;
+  std::string address_;
+  std::atomic<std::uint64_t> sequence_{0};
+  mutable std::mutex published_mutex_;  // guards published_ only; never held across work
+  std::shared_ptr<const snapshot> published_;
+};
+
+}  // namespace lattice::registry

@@ -1,0 +1,185 @@
+// The replica facade over real loopback TCP: discovery across replicas,
+// watches (initial view, every change or a later one, never stale at the
+// end), graceful stop, load-aware balancing, and the balancers themselves.
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include "lattice/registry/balancer.hpp"
+#include "lattice/registry/replica.hpp"
+
+using namespace std::chrono_literals;
+using namespace lattice::registry;
+
+namespace {
+
+instance provider(const char* address, std::uint16_t port, std::uint32_t weight = 100) {
+  instance i;
+  i.address = address;
+  i.port = port;
+  i.weight = weight;
+  return i;
+}
+
+// Polls `done` every 5 ms for at most `limit`.
+template <class F>
+bool eventually(F done, std::chrono::milliseconds limit = 5s) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (done()) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return done();
+}
+
+std::vector<std::unique_ptr<replica>> cluster(std::size_t n) {
+  std::vector<std::unique_ptr<replica>> out;
+  for (std::size_t i = 0; i < n; ++i) {
+    replica_options o;
+    o.id = i + 1;
+    if (!out.empty()) o.seeds = {out.front()->address()};
+    out.push_back(replica::open(o).value());
+  }
+  return out;
+}
+
+std::size_t provider_count(const replica& r, std::string_view path) {
+  return r.lookup(path).providers().size();
+}
+
+}  // namespace
+
+TEST_CASE("three replicas over loopback discover, watch and stop gracefully", "[registry][replica]") {
+  auto rs = cluster(3);
+  REQUIRE(rs[0]->register_instance("/HelloWorldService/1.0.0", provider("127.0.0.1", 9001)));
+  REQUIRE(rs[1]->register_instance("/HelloWorldService/1.0.0", provider("127.0.0.1", 9002)));
+  CHECK(eventually([&] {
+    return provider_count(*rs[0], "/HelloWorldService/1.0.0") == 2 &&
+           provider_count(*rs[1], "/HelloWorldService/1.0.0") == 2 &&
+           provider_count(*rs[2], "/HelloWorldService/1.0.0") == 2;
+  }));
+
+  // A prefix watch on the third replica: it sees the current list first.
+  std::mutex m;
+  std::vector<std::pair<std::uint64_t, std::size_t>> seen;  // (version, providers)
+  auto w = rs[2]->watch("/HelloWorldService", [&](const service_view& v) {
+    std::lock_guard lock(m);
+    seen.emplace_back(v.version, v.providers.size());
+  }).value();
+  REQUIRE(eventually([&] { std::lock_guard lock(m); return !seen.empty(); }));
+  { std::lock_guard lock(m); CHECK(seen.front().second == 2); }
+
+  // Graceful stop of replica 1: its instance is removed everywhere at once.
+  rs[1]->stop();
+  CHECK(eventually([&] { return provider_count(*rs[2], "/HelloWorldService/1.0.0") == 1; }, 2s));
+  CHECK(eventually([&] { std::lock_guard lock(m); return seen.back().second == 1; }, 2s));
+  {
+    std::lock_guard lock(m);
+    for (std::size_t i = 1; i < seen.size(); ++i) CHECK(seen[i].first > seen[i - 1].first);  // in order
+    CHECK(seen.back().first == rs[2]->lookup("/HelloWorldService/1.0.0").version());  // not stale
+  }
+  CHECK(rs[1]->register_instance("/x", provider("a", 1)).error() == errc::stopped);
+
+  SECTION("config changes reach a config watch on another replica") {
+    std::vector<config_change> changes;
+    auto cw = rs[2]->watch_config("/app", [&](const config_change& c) {
+      std::lock_guard lock(m);
+      changes.push_back(c);
+    }).value();
+    REQUIRE(rs[0]->set_config("/app/timeout", "5s"));
+    REQUIRE(eventually([&] { std::lock_guard lock(m); return !changes.empty(); }));
+    REQUIRE(rs[0]->erase_config("/app/timeout"));
+    REQUIRE(eventually([&] { std::lock_guard lock(m); return changes.size() == 2; }));
+    std::lock_guard lock(m);
+    CHECK(changes[0].value == std::optional<std::string>("5s"));
+    CHECK_FALSE(changes[1].value.has_value());
+  }
+}
+
+TEST_CASE("a watch handle stops its callback; several watches each get one call", "[registry][replica]") {
+  auto rs = cluster(1);
+  std::atomic<int> a{0}, b{0};
+  auto wa = rs[0]->watch("/svc", [&](const service_view&) { ++a; }).value();
+  auto wb = rs[0]->watch("/svc", [&](const service_view&) { ++b; }).value();
+  REQUIRE(rs[0]->register_instance("/svc/p", provider("h", 1)));
+  REQUIRE(eventually([&] { return a == 1 && b == 1; }));
+  wa.cancel();
+  REQUIRE(rs[0]->register_instance("/svc/p", provider("h", 2)));
+  REQUIRE(eventually([&] { return b == 2; }));
+  CHECK(a == 1);
+}
+
+TEST_CASE("least-loaded balancing steers away from an instance others keep busy",
+          "[registry][replica]") {
+  auto rs = cluster(2);
+  REQUIRE(rs[0]->register_instance("/api/user", provider("127.0.0.1", 1)));
+  REQUIRE(rs[0]->register_instance("/api/user", provider("127.0.0.1", 2)));
+  REQUIRE(eventually([&] { return provider_count(*rs[1], "/api/user") == 2; }));
+  // Consumer on replica 0 holds 5 calls open to :1.
+  auto list0 = rs[0]->lookup("/api/user");
+  std::vector<call_guard> open_calls;
+  for (int i = 0; i < 5; ++i) open_calls.emplace_back(list0.providers()[0]);
+  // Consumer on replica 1 sees it through the gossiped counter.
+  least_loaded lb;
+  CHECK(eventually([&] {
+    auto list1 = rs[1]->lookup("/api/user");
+    return list1.providers()[0].in_flight() == 5 && lb.pick(*list1) == &list1.providers()[1];
+  }));
+  open_calls.clear();
+  CHECK(eventually([&] { return rs[1]->lookup("/api/user").providers()[0].in_flight() == 0; }));
+}
+
+TEST_CASE("balancers pick as documented", "[registry][balancer]") {
+  service_view v;
+  auto add = [&](const char* id, std::uint32_t weight, instance_role role) {
+    instance i;
+    i.id = id;
+    i.address = "h";
+    i.weight = weight;
+    i.role = role;
+    v.providers.push_back(instance_view{shared_instance{std::make_shared<const instance>(i)},
+                                        std::make_shared<load_cell>(), 0, 0});
+  };
+  add("a", 100, instance_role::secondary);
+  add("b", 300, instance_role::primary);
+  add("c", 0, instance_role::primary);  // drained
+
+  round_robin rr;
+  std::map<std::string, int> counts;
+  for (int i = 0; i < 10; ++i) ++counts[rr.pick(v)->record->id];
+  CHECK(counts["a"] == 5);
+  CHECK(counts["b"] == 5);
+  CHECK(counts.count("c") == 0);
+
+  weighted_random wr;
+  counts.clear();
+  for (int i = 0; i < 4000; ++i) ++counts[wr.pick(v)->record->id];
+  CHECK(counts["b"] > 2 * counts["a"]);  // 3:1 expected; bound far from the 1:1 of ignoring weight
+  CHECK(counts.count("c") == 0);
+
+  primary_first pf(std::make_unique<round_robin>());
+  for (int i = 0; i < 4; ++i) CHECK(pf.pick(v)->record->id == "b");
+
+  v.providers[1].local->started = 3;
+  least_loaded ll;
+  CHECK(ll.pick(v)->record->id == "a");
+
+  consistent_hash ch;
+  const auto* first = ch.pick(v, {.role = {}, .key = "user-42"});
+  for (int i = 0; i < 5; ++i) CHECK(ch.pick(v, {.role = {}, .key = "user-42"}) == first);
+  int moved = 0;
+  for (int k = 0; k < 200; ++k) {
+    const std::string key = "k" + std::to_string(k);
+    const auto before = ch.pick(v, {.role = {}, .key = key})->record->id;
+    service_view without_a = v;
+    without_a.providers.erase(without_a.providers.begin());
+    const auto after = ch.pick(without_a, {.role = {}, .key = key})->record->id;
+    if (before != "a") CHECK(after == before);  // only a's keys move
+    moved += before == "a";
+  }
+  CHECK(moved > 0);
+}
