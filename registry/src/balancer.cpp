@@ -18,7 +18,7 @@ const instance_view* round_robin::pick(const service_view& view, const pick_opti
   // Turn over the eligible providers only, so a drained one does not hand
   // its turns to its neighbour.
   std::size_t eligible_count = 0;
-  for (const auto& v : view.providers) eligible_count += eligible(v, options) ? 1 : 0;
+  for (const auto& v : view.providers) if (eligible(v, options)) ++eligible_count;
   if (eligible_count == 0) return nullptr;
   auto turn = cursor_.fetch_add(1, std::memory_order_relaxed) % eligible_count;
   for (const auto& v : view.providers)
