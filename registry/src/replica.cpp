@@ -48,7 +48,10 @@ struct replica::impl {
   std::mutex stop_mutex;
 };
 
-replica::replica() : impl_(std::make_unique<impl>()) {}
+replica::replica() : impl_(std::make_unique<impl>()) {
+  static std::atomic<std::uint64_t> next_serial{1};
+  serial_ = next_serial.fetch_add(1, std::memory_order_relaxed);
+}
 
 replica::~replica() { stop(); }
 
@@ -188,14 +191,14 @@ std::shared_ptr<const snapshot> replica::current() const {
   // the mutex is taken only when a new snapshot was published since this
   // thread last looked.
   struct cache {
-    const replica* owner = nullptr;
+    std::uint64_t owner = 0;  // serial_, not the address: addresses are reused
     std::shared_ptr<const snapshot> snap;
   };
   thread_local cache local;
-  if (local.owner != this || !local.snap ||
+  if (local.owner != serial_ || !local.snap ||
       local.snap->sequence != sequence_.load(std::memory_order_acquire)) {
     std::lock_guard lock(published_mutex_);
-    local.owner = this;
+    local.owner = serial_;
     local.snap = published_;
   }
   return local.snap;

@@ -236,6 +236,9 @@ class replica {
   std::unique_ptr<impl> impl_;
   replica_id id_ = 0;
   std::string address_;
+  // Unique per replica object in this process (never reused, unlike its
+  // address): keys the thread-local snapshot cache in current().
+  std::uint64_t serial_ = 0;
   std::atomic<std::uint64_t> sequence_{0};
   mutable std::mutex published_mutex_;  // guards published_ only; never held across work
   std::shared_ptr<const snapshot> published_;
