@@ -88,9 +88,11 @@ nlohmann::json spread(std::size_t n, lattice::transport::dissemination mode,
   sim.run_for(5s);
   out["quiet_bytes_per_replica_per_round"] =
       static_cast<double>(total_bytes(sim) - before) / static_cast<double>(n) / rounds_per_5s;
-  // Of which anti-entropy: one sync_request per replica per round (the root
-  // digest in its envelope); member-table heartbeats are the rest.
-  out["quiet_anti_entropy_bytes_per_round_per_peer"] = lattice::crdt::encode(
+  // Of which anti-entropy, in delta mode: one sync_request per replica per
+  // round (the root digest in its envelope); member-table heartbeats are
+  // the rest. (op mode sends its delivered vector instead; state mode none.)
+  if (mode == lattice::transport::dissemination::delta)
+    out["quiet_anti_entropy_bytes_per_round_per_peer"] = lattice::crdt::encode(
       lattice::transport::envelope<lattice::transport::sync_request>{
           1, lattice::testing::simulator<set_type>::address(0), {sim.node(0).state().digest()}})
       .size();

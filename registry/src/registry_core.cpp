@@ -136,8 +136,13 @@ void registry_core::on_tick(steady_time now) {
     self_incarnation_ = incarnation;
     for (const auto& [key, record] : own_) reassert_.insert(key);
   }
-  apply_grace_rule(now);
-  refresh_owners(now);
+  // Reachability once per tick: the grace rule, owner visibility and the
+  // next snapshot's peer counts all read it.
+  known_peers_ = members().table().size() - 1;
+  reachable_peers_ = members().reachable_peers(now).size();
+  const bool reaches_none = known_peers_ > 0 && reachable_peers_ == 0;
+  apply_grace_rule(now, reaches_none);
+  refresh_owners(now, reaches_none);
   reap(now);
   reassert_pending();
   if (now >= next_load_flush_) {
@@ -157,9 +162,7 @@ void registry_core::leave(steady_time now) {
   registry_document delta;
   for (const auto& [key, record] : own_) {
     if (!record->ephemeral) continue;
-    const auto* current = state().instances.find_entry(key);
-    delta.instances.merge(registry_document::instance_map{}.erase(
-        key, stamp_after(current ? &current->stamp : nullptr)));
+    delta.instances.merge(registry_document::instance_map{}.erase(key, stamp_for(state().instances, key)));
   }
   own_.clear();
   reassert_.clear();
@@ -219,8 +222,7 @@ void registry_core::on_instance_key(const std::string& key) {
   } else if (now_live && (*now_live)->owner == self() &&
              (*now_live)->owner_incarnation < self_incarnation_) {
     registry_document delta;
-    delta.instances = registry_document::instance_map{}.erase(
-        key, stamp_after(&state().instances.find_entry(key)->stamp));
+    delta.instances = registry_document::instance_map{}.erase(key, stamp_for(state().instances, key));
     protocol_.local_change(delta, last_now_);  // re-enters on_instance_key, which drops it
   }
 }
@@ -288,9 +290,7 @@ bool registry_core::visible(const instance& inst, steady_time now) const {
   return !inst.ephemeral || owner_visible(inst.owner, inst.owner_incarnation, now);
 }
 
-void registry_core::refresh_owners(steady_time now) {
-  const std::size_t known = members().table().size() - 1;
-  const bool isolated = known > 0 && members().reachable_peers(now).empty();
+void registry_core::refresh_owners(steady_time now, bool isolated) {
   const bool isolation_changed = isolated != isolated_;
   isolated_ = isolated;
   for (auto it = owners_.begin(); it != owners_.end();) {
@@ -301,9 +301,9 @@ void registry_core::refresh_owners(steady_time now) {
     }
     const auto* record = members().table().find(id);
     const std::uint64_t incarnation = record ? record->incarnation : 0;
+    const auto state = members().state_of(id, now);
     const bool alive = id == self() ||
-                       (record && (isolated_ || members().state_of(id, now) == member_state::alive ||
-                                   members().state_of(id, now) == member_state::suspect));
+                       (record && (isolated_ || state == member_state::alive || state == member_state::suspect));
     if (alive != owner.visible || incarnation != owner.incarnation || isolation_changed) {
       if (owner.visible && !alive) owner.hidden_since = now;
       owner.visible = alive;
@@ -318,22 +318,18 @@ void registry_core::reap(steady_time now) {
   if (isolated_) return;
   registry_document delta;
   for (const auto& [id, owner] : owners_) {
-    if (id == self()) continue;
-    const auto* record = members().table().find(id);
-    const bool owner_gone = !owner.visible && now - owner.hidden_since >= options_.reap_after;
+    // Only owners hidden for reap_after: a visible owner's paths are not
+    // walked at all, so this costs nothing per tick in a healthy cluster.
+    // (An owner back in a newer incarnation removes its earlier life's
+    // instances itself, in on_instance_key.)
+    if (id == self() || owner.visible || now - owner.hidden_since < options_.reap_after) continue;
     for (const auto& [path, count] : owner.paths) {
       const auto ps = paths_.find(path);
       if (ps == paths_.end()) continue;
       for (const auto& e : ps->second.entries) {
         if (!e->ephemeral || e->owner != id) continue;
-        // An earlier life's instances go as soon as the owner is back in a
-        // newer incarnation (it removes them itself too, when it sees them).
-        const bool stale_life = record && record->incarnation > e->owner_incarnation &&
-                                owner.visible && now - owner.hidden_since >= options_.reap_after;
-        if (!owner_gone && !stale_life) continue;
         const std::string key = instance_key(path, e->kind, e->id);
-        const auto* current = state().instances.find_entry(key);
-        delta.instances.merge(registry_document::instance_map{}.erase(key, stamp_after(&current->stamp)));
+        delta.instances.merge(registry_document::instance_map{}.erase(key, stamp_for(state().instances, key)));
         ++reaped_;
       }
     }
@@ -341,9 +337,7 @@ void registry_core::reap(steady_time now) {
   if (!delta.empty()) protocol_.local_change(delta, now);
 }
 
-void registry_core::apply_grace_rule(steady_time now) {
-  const std::size_t known = members().table().size() - 1;
-  const bool reaches_none = known > 0 && members().reachable_peers(now).empty();
+void registry_core::apply_grace_rule(steady_time now, bool reaches_none) {
   if (reaches_none) {
     if (!isolated_since_) isolated_since_ = now;
     return;
@@ -381,8 +375,7 @@ void registry_core::flush_load() {
                              own.cell->finished.load(std::memory_order_relaxed)};
     if (counts != own.flushed) {
       const load_key lk{key, own.epoch, self()};
-      const auto* current = state().load.find_entry(lk);
-      delta.load.merge(registry_document::load_map{}.put(lk, counts, stamp_after(current ? &current->stamp : nullptr)));
+      delta.load.merge(registry_document::load_map{}.put(lk, counts, stamp_for(state().load, lk)));
       own.flushed = counts;
     }
     ++it;
@@ -421,10 +414,8 @@ std::shared_ptr<const service_view> registry_core::build_view(const std::string&
 }
 
 publication registry_core::publish(steady_time now) {
-  const std::size_t known = members().table().size() - 1;
-  const std::size_t reachable = members().reachable_peers(now).size();
-  const bool membership_moved = !published_ || published_->known_peers != known ||
-                                published_->reachable_peers != reachable ||
+  const bool membership_moved = !published_ || published_->known_peers != known_peers_ ||
+                                published_->reachable_peers != reachable_peers_ ||
                                 published_->isolated != isolated_;
   if (dirty_paths_.empty() && dirty_config_.empty() && !config_dirty_ && !membership_moved) return {};
 
@@ -476,8 +467,8 @@ publication registry_core::publish(steady_time now) {
   } else {
     next->config = published_->config;
   }
-  next->known_peers = known;
-  next->reachable_peers = reachable;
+  next->known_peers = known_peers_;
+  next->reachable_peers = reachable_peers_;
   next->isolated = isolated_;
   published_ = next;
   out.snap = std::move(next);

@@ -19,11 +19,17 @@ namespace lattice::registry {
 // per burst: the publish is posted once and runs after what is queued).
 class replica::driver_adapter final : public transport::protocol_core {
  public:
-  driver_adapter(replica& owner, registry_core& core) : owner_(owner), core_(core) {}
+  driver_adapter(replica& owner, registry_core& core, boost::asio::io_context& io)
+      : owner_(owner), core_(core), io_(io) {}
   void on_message(transport::message_type type, std::span<const std::byte> payload,
                   steady_time now) override {
     core_.on_message(type, payload, now);
-    owner_.publish();
+    if (publish_posted_) return;
+    publish_posted_ = true;
+    boost::asio::post(io_, [this] {
+      publish_posted_ = false;
+      owner_.publish();
+    });
   }
   void on_tick(steady_time now) override {
     core_.on_tick(now);
@@ -35,6 +41,8 @@ class replica::driver_adapter final : public transport::protocol_core {
  private:
   replica& owner_;
   registry_core& core_;
+  boost::asio::io_context& io_;
+  bool publish_posted_ = false;
 };
 
 struct replica::impl {
@@ -94,7 +102,7 @@ result<std::unique_ptr<replica>> replica::open(replica_options options) {
   r->id_ = options.id;
   r->address_ = c.protocol.address;
   in.core = std::make_unique<registry_core>(std::move(c), now);
-  in.adapter = std::make_unique<driver_adapter>(*r, *in.core);
+  in.adapter = std::make_unique<driver_adapter>(*r, *in.core, in.io);
   in.watches = std::make_shared<watch_hub>(!options.callbacks_on_replica_thread);
   r->publish();  // the first, empty snapshot: readers never see null
   in.driver->start(*in.adapter);
@@ -115,15 +123,22 @@ void replica::stop() {
 }
 
 template <class F>
-auto replica::on_replica_thread(F&& f) -> decltype(f()) {
+auto replica::on_replica_thread(F&& f) const -> std::optional<decltype(f())> {
   using R = decltype(f());
-  if (impl_->stopped.load()) return R(errc::stopped);
+  if (impl_->stopped.load()) return std::nullopt;
   std::packaged_task<R()> task(std::forward<F>(f));
   auto done = task.get_future();
   boost::asio::post(impl_->io, [&task] { task(); });
   // The io_context may stop before running it (a concurrent stop()).
-  if (done.wait_for(std::chrono::seconds(10)) != std::future_status::ready) return R(errc::stopped);
+  if (done.wait_for(std::chrono::seconds(10)) != std::future_status::ready) return std::nullopt;
   return done.get();
+}
+
+template <class F>
+auto replica::write_on_replica_thread(F&& f) -> decltype(f()) {
+  auto r = on_replica_thread(std::forward<F>(f));
+  if (!r) return errc::stopped;
+  return std::move(*r);
 }
 
 void replica::publish() {
@@ -143,7 +158,7 @@ result<instance> replica::register_instance(std::string_view path, instance inst
   auto p = service_path::parse(path);
   if (!p) return p.error();
   if (auto ok = validate(inst); !ok) return ok.error();  // fail fast, off the replica thread
-  return on_replica_thread([&]() -> result<instance> {
+  return write_on_replica_thread([&]() -> result<instance> {
     auto r = impl_->core->register_instance(p.value(), std::move(inst), kind);
     impl_->driver->flush();
     publish();
@@ -154,7 +169,7 @@ result<instance> replica::register_instance(std::string_view path, instance inst
 result<void> replica::deregister_instance(std::string_view path, std::string_view id, instance_kind kind) {
   auto p = service_path::parse(path);
   if (!p) return p.error();
-  return on_replica_thread([&]() -> result<void> {
+  return write_on_replica_thread([&]() -> result<void> {
     auto r = impl_->core->deregister_instance(p.value(), id, kind);
     impl_->driver->flush();
     publish();
@@ -165,7 +180,7 @@ result<void> replica::deregister_instance(std::string_view path, std::string_vie
 result<void> replica::set_config(std::string_view key, std::string value) {
   auto p = service_path::parse(key);
   if (!p) return p.error();
-  return on_replica_thread([&]() -> result<void> {
+  return write_on_replica_thread([&]() -> result<void> {
     auto r = impl_->core->set_config(p.value(), std::move(value));
     impl_->driver->flush();
     publish();
@@ -176,7 +191,7 @@ result<void> replica::set_config(std::string_view key, std::string value) {
 result<void> replica::erase_config(std::string_view key) {
   auto p = service_path::parse(key);
   if (!p) return p.error();
-  return on_replica_thread([&]() -> result<void> {
+  return write_on_replica_thread([&]() -> result<void> {
     auto r = impl_->core->erase_config(p.value());
     impl_->driver->flush();
     publish();
@@ -218,8 +233,7 @@ std::optional<std::string> replica::get_config(std::string_view key) const {
 }
 
 std::vector<member_info> replica::members() const {
-  if (impl_->stopped.load()) return {};
-  std::packaged_task<std::vector<member_info>()> task([this] {
+  auto r = on_replica_thread([this] {
     std::vector<member_info> out;
     const auto now = std::chrono::steady_clock::now();
     const auto& m = impl_->core->members();
@@ -227,19 +241,11 @@ std::vector<member_info> replica::members() const {
       out.push_back(member_info{id, record.address, record.incarnation, m.state_of(id, now)});
     return out;
   });
-  auto done = task.get_future();
-  boost::asio::post(impl_->io, [&task] { task(); });
-  if (done.wait_for(std::chrono::seconds(10)) != std::future_status::ready) return {};
-  return done.get();
+  return r ? std::move(*r) : std::vector<member_info>{};
 }
 
 transport::protocol_stats replica::stats() const {
-  std::packaged_task<transport::protocol_stats()> task([this] { return impl_->core->stats(); });
-  auto done = task.get_future();
-  if (impl_->stopped.load()) return {};
-  boost::asio::post(impl_->io, [&task] { task(); });
-  if (done.wait_for(std::chrono::seconds(10)) != std::future_status::ready) return {};
-  return done.get();
+  return on_replica_thread([this] { return impl_->core->stats(); }).value_or(transport::protocol_stats{});
 }
 
 // ---- watches ----------------------------------------------------------------------

@@ -25,36 +25,39 @@ void watch_hub::queue_service(watch& w, const std::shared_ptr<const service_view
 std::uint64_t watch_hub::add_service_watch(service_path prefix,
                                            std::function<void(const service_view&)> callback,
                                            const snapshot_source& source) {
-  std::unique_lock lock(mutex_);
-  const auto snap = source();
-  const snapshot& current = *snap;
-  const auto id = next_id_++;
-  auto& w = watches_[id];
-  w.on_service = std::move(callback);
-  for (auto it = current.services.lower_bound(prefix.str()); it != current.services.end(); ++it) {
-    if (!prefix.is_prefix_of(it->first)) {
-      if (!prefix.is_root()) break;
-      continue;
-    }
-    queue_service(w, it->second);
-  }
+  watch w;
   w.prefix = std::move(prefix);
-  if (threaded_) wake_.notify_all(); else deliver_all(lock);
-  return id;
+  w.on_service = std::move(callback);
+  return add(std::move(w), source);
 }
 
 std::uint64_t watch_hub::add_config_watch(service_path prefix,
                                           std::function<void(const config_change&)> callback,
                                           const snapshot_source& source) {
+  watch w;
+  w.prefix = std::move(prefix);
+  w.on_config = std::move(callback);
+  return add(std::move(w), source);
+}
+
+std::uint64_t watch_hub::add(watch w, const snapshot_source& source) {
   std::unique_lock lock(mutex_);
   const auto snap = source();
-  const snapshot& current = *snap;
+  // Paths under a prefix share its characters, so they form one run of the
+  // sorted map; but the run also holds "/api-x" for "/api" ('-' sorts
+  // before '/'), hence the segment-wise check inside it.
+  const std::string& text = w.prefix.str();
+  if (w.on_service) {
+    for (auto it = snap->services.lower_bound(text);
+         it != snap->services.end() && it->first.starts_with(text); ++it)
+      if (w.prefix.is_prefix_of(it->first)) queue_service(w, it->second);
+  } else {
+    for (auto it = snap->config->lower_bound(text);
+         it != snap->config->end() && it->first.starts_with(text); ++it)
+      if (w.prefix.is_prefix_of(it->first)) w.pending_config[it->first] = it->second;
+  }
   const auto id = next_id_++;
-  auto& w = watches_[id];
-  w.on_config = std::move(callback);
-  for (const auto& [key, value] : *current.config)
-    if (prefix.is_prefix_of(key)) w.pending_config[key] = value;
-  w.prefix = std::move(prefix);
+  watches_.emplace(id, std::move(w));
   if (threaded_) wake_.notify_all(); else deliver_all(lock);
   return id;
 }

@@ -56,6 +56,7 @@ class watch_hub {
     std::map<std::string, std::optional<std::string>> pending_config;
   };
 
+  std::uint64_t add(watch w, const snapshot_source& source);
   void queue_service(watch& w, const std::shared_ptr<const service_view>& view);
   void run();
   void deliver_all(std::unique_lock<std::mutex>& lock);

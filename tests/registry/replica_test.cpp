@@ -183,3 +183,20 @@ TEST_CASE("balancers pick as documented", "[registry][balancer]") {
   }
   CHECK(moved > 0);
 }
+
+TEST_CASE("a prefix watch starts with every path under it, segment-wise", "[registry][replica]") {
+  auto rs = cluster(1);
+  // "/api-x" sorts between "/api" and "/api/user" ('-' < '/').
+  REQUIRE(rs[0]->register_instance("/api-x/v1", provider("h", 1)));
+  REQUIRE(rs[0]->register_instance("/api/user", provider("h", 2)));
+  REQUIRE(rs[0]->register_instance("/api", provider("h", 3)));
+  std::mutex m;
+  std::vector<std::string> paths;
+  auto w = rs[0]->watch("/api", [&](const service_view& v) {
+    std::lock_guard lock(m);
+    paths.push_back(v.path);
+  }).value();
+  REQUIRE(eventually([&] { std::lock_guard lock(m); return paths.size() >= 2; }));
+  std::lock_guard lock(m);
+  CHECK(paths == std::vector<std::string>{"/api", "/api/user"});
+}

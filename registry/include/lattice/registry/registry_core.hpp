@@ -162,13 +162,19 @@ class registry_core final : public transport::protocol_core {
   void track_owner(const instance& inst, std::string_view path, int delta);
   bool owner_visible(replica_id owner, std::uint64_t incarnation, steady_time now) const;
   bool visible(const instance& inst, steady_time now) const;
-  void refresh_owners(steady_time now);
+  void refresh_owners(steady_time now, bool isolated);
   void reap(steady_time now);
   void reassert_pending();
   void flush_load();
-  void apply_grace_rule(steady_time now);
+  void apply_grace_rule(steady_time now, bool reaches_none);
   void write(registry_document delta);
   hlc_timestamp stamp_after(const hlc_timestamp* existing);
+  /// A stamp after whatever `map` holds for `key` (tombstones included).
+  template <class Map, class Key>
+  hlc_timestamp stamp_for(const Map& map, const Key& key) {
+    const auto* current = map.find_entry(key);
+    return stamp_after(current ? &current->stamp : nullptr);
+  }
   std::shared_ptr<const service_view> build_view(const std::string& path, const path_state& ps,
                                                  std::uint64_t version, steady_time now);
 
@@ -190,6 +196,9 @@ class registry_core final : public transport::protocol_core {
   std::shared_ptr<const snapshot> published_;
   std::uint64_t self_incarnation_ = 0;
   bool isolated_ = false;
+  // As of the last tick.
+  std::size_t known_peers_ = 0;
+  std::size_t reachable_peers_ = 0;
   steady_time last_now_;  // the latest time we were told, for rumour peer picks
   std::optional<steady_time> isolated_since_;
   steady_time next_load_flush_;

@@ -190,6 +190,7 @@ class replica {
   service_list lookup(std::string_view path) const;
   std::optional<std::string> get_config(std::string_view key) const;
   /// Cluster members as this replica judges them (a copy; for operators).
+  /// Empty once stopped.
   std::vector<member_info> members() const;
 
   /// A cheap per-thread handle for hot paths: current() only reloads when
@@ -228,8 +229,12 @@ class replica {
  private:
   replica();
   class driver_adapter;
+  // Runs f on the replica thread and waits; nullopt if stopped.
   template <class F>
-  auto on_replica_thread(F&& f) -> decltype(f());
+  auto on_replica_thread(F&& f) const -> std::optional<decltype(f())>;
+  // The same for writes: errc::stopped if stopped.
+  template <class F>
+  auto write_on_replica_thread(F&& f) -> decltype(f());
   void publish();
 
   struct impl;
