@@ -8,10 +8,11 @@ namespace {
 using transport::member_state;
 
 // Entries of one path are kept sorted by (kind, id).
-auto entry_position(std::vector<shared_instance>& entries, instance_kind kind, std::string_view id) {
+template <class Entries>
+auto entry_position(Entries& entries, instance_kind kind, std::string_view id) {
   return std::lower_bound(entries.begin(), entries.end(), std::pair{kind, id},
-                          [](const shared_instance& e, const std::pair<instance_kind, std::string_view>& k) {
-                            return std::pair{e->kind, std::string_view(e->id)} < k;
+                          [](const auto& e, const std::pair<instance_kind, std::string_view>& k) {
+                            return std::pair{e.record->kind, std::string_view(e.record->id)} < k;
                           });
 }
 
@@ -176,7 +177,13 @@ std::vector<transport::outgoing_message> registry_core::take_outgoing() {
 
 // ---- what changed -------------------------------------------------------------
 
+void registry_core::restore(const registry_document& saved) {
+  protocol_.maintain([&](registry_document& state) { state.merge(saved); });
+  on_merged(saved);
+}
+
 void registry_core::on_merged(const registry_document& merged) {
+  if (options_.observer) options_.observer(merged);
   merged.instances.for_each_entry([&](const std::string& key, const auto&) { on_instance_key(key); });
   merged.config.for_each_entry([&](const std::string& key, const auto&) {
     dirty_config_.insert(key);
@@ -196,19 +203,26 @@ void registry_core::on_instance_key(const std::string& key) {
   const std::string_view id = std::string_view(key).substr(path.size() + 2);
   auto& entries = ps->second.entries;
   auto at = entry_position(entries, kind, id);
-  const bool present = at != entries.end() && (*at)->kind == kind && (*at)->id == id;
-  if (present && now_live && *at == *now_live) return;
+  const bool present = at != entries.end() && at->record->kind == kind && at->record->id == id;
+  if (present && now_live && at->record == *now_live) return;
   if (present) {
-    track_owner(**at, path, -1);
-    if (now_live) *at = *now_live; else entries.erase(at);
+    track_owner(*at->record, path, -1);
+    if (!now_live) {
+      entries.erase(at);
+    } else {
+      // A new registration of the id starts counting from zero.
+      if ((*now_live)->epoch != at->record->epoch) *at = tracked{};
+      at->record = *now_live;
+    }
   } else if (now_live) {
-    entries.insert(at, *now_live);
+    entries.insert(at, tracked{*now_live, nullptr, {}});
   }
   if (now_live) track_owner(**now_live, path, +1);
   dirty_paths_.insert(ps->first);
 
   // Our own registrations: write back what someone else removed or
-  // overwrote; remove what an earlier life of ours left behind.
+  // overwrote; remove the ephemeral ones an earlier life of ours left
+  // behind (persistent ones outlive us by definition).
   if (const auto own = own_.find(key); own != own_.end()) {
     if (now_live == nullptr || !(*now_live == own->second)) {
       // Ephemeral: it lives while we do, so a removal (a reap while we
@@ -219,7 +233,7 @@ void registry_core::on_instance_key(const std::string& key) {
       else
         own_.erase(own);
     }
-  } else if (now_live && (*now_live)->owner == self() &&
+  } else if (now_live && (*now_live)->ephemeral && (*now_live)->owner == self() &&
              (*now_live)->owner_incarnation < self_incarnation_) {
     registry_document delta;
     delta.instances = registry_document::instance_map{}.erase(key, stamp_for(state().instances, key));
@@ -326,9 +340,10 @@ void registry_core::reap(steady_time now) {
     for (const auto& [path, count] : owner.paths) {
       const auto ps = paths_.find(path);
       if (ps == paths_.end()) continue;
-      for (const auto& e : ps->second.entries) {
-        if (!e->ephemeral || e->owner != id) continue;
-        const std::string key = instance_key(path, e->kind, e->id);
+      for (const auto& t : ps->second.entries) {
+        const instance& e = *t.record;
+        if (!e.ephemeral || e.owner != id) continue;
+        const std::string key = instance_key(path, e.kind, e.id);
         delta.instances.merge(registry_document::instance_map{}.erase(key, stamp_for(state().instances, key)));
         ++reaped_;
       }
@@ -364,47 +379,43 @@ void registry_core::apply_grace_rule(steady_time now, bool reaches_none) {
 
 void registry_core::flush_load() {
   registry_document delta;
-  for (auto it = cells_.begin(); it != cells_.end();) {
-    auto& [key, own] = *it;
-    const shared_instance* live = state().instances.find(key);
-    if (live == nullptr || (*live)->epoch != own.epoch) {
-      it = cells_.erase(it);  // the registration it counted is gone
-      continue;
-    }
-    const load_counts counts{own.cell->started.load(std::memory_order_relaxed),
-                             own.cell->finished.load(std::memory_order_relaxed)};
-    if (counts != own.flushed) {
-      const load_key lk{key, own.epoch, self()};
+  for (auto& [path, ps] : paths_)
+    for (auto& t : ps.entries) {
+      if (!t.cell) continue;
+      const load_counts counts{t.cell->started.load(std::memory_order_relaxed),
+                               t.cell->finished.load(std::memory_order_relaxed)};
+      if (counts == t.flushed) continue;
+      const load_key lk{instance_key(path, t.record->kind, t.record->id), t.record->epoch, self()};
       delta.load.merge(registry_document::load_map{}.put(lk, counts, stamp_for(state().load, lk)));
-      own.flushed = counts;
+      t.flushed = counts;
     }
-    ++it;
-  }
   if (!delta.empty()) protocol_.local_change(delta, last_now_);
 }
 
 // ---- publication --------------------------------------------------------------------
 
 std::shared_ptr<const service_view> registry_core::build_view(const std::string& path,
-                                                              const path_state& ps,
+                                                              path_state& ps,
                                                               std::uint64_t version,
                                                               steady_time now) {
   auto view = std::make_shared<service_view>();
   view->path = path;
   view->version = version;
-  for (const auto& e : ps.entries) {
+  for (auto& t : ps.entries) {
+    const shared_instance& e = t.record;
     if (!visible(*e, now)) continue;
     instance_view v{e, nullptr, 0, 0};
     if (e->kind == instance_kind::provider) {
-      const std::string key = instance_key(path, e->kind, e->id);
-      auto& own = cells_[key];
-      if (!own.cell || own.epoch != e->epoch) own = own_cell{e->epoch, std::make_shared<load_cell>(), {}};
-      v.local = own.cell;
-      if (const auto load = loads_.find(key); load != loads_.end() && load->second.epoch == e->epoch)
-        for (const auto& [origin, counts] : load->second.by_origin) {
-          v.remote_in_flight += static_cast<std::int64_t>(counts.started - counts.finished);
-          v.remote_served += counts.finished;
-        }
+      if (!t.cell) t.cell = std::make_shared<load_cell>();
+      v.local = t.cell;
+      if (!loads_.empty()) {  // else skip building the key: nobody has called anyone
+        const auto load = loads_.find(instance_key(path, e->kind, e->id));
+        if (load != loads_.end() && load->second.epoch == e->epoch)
+          for (const auto& [origin, counts] : load->second.by_origin) {
+            v.remote_in_flight += static_cast<std::int64_t>(counts.started - counts.finished);
+            v.remote_served += counts.finished;
+          }
+      }
       view->providers.push_back(std::move(v));
     } else {
       view->consumers.push_back(std::move(v));
@@ -424,6 +435,7 @@ publication registry_core::publish(steady_time now) {
   auto next = std::make_shared<snapshot>();
   next->sequence = sequence;
   if (published_) next->services = published_->services;
+  service_index::editor services(next->services);
   for (const auto& path : std::exchange(dirty_paths_, {})) {
     const auto ps = paths_.find(path);
     if (ps == paths_.end()) continue;
@@ -436,10 +448,8 @@ publication registry_core::publish(steady_time now) {
       out.changed_paths.push_back(path);
     }
     ps->second.view = view;
-    next->services[path] = std::move(view);
+    services.put(std::move(view));
   }
-  next->by_path.reserve(next->services.size());
-  for (const auto& [path, view] : next->services) next->by_path.emplace(path, view.get());
 
   if (config_dirty_ || !dirty_config_.empty() || !published_) {
     auto config = std::make_shared<std::map<std::string, std::string, std::less<>>>();

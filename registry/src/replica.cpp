@@ -2,6 +2,7 @@
 
 #include <future>
 #include <random>
+#include <set>
 #include <thread>
 
 #include <boost/asio/io_context.hpp>
@@ -10,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "lattice/transport/asio_driver.hpp"
+#include "store.hpp"
 #include "watch_hub.hpp"
 
 namespace lattice::registry {
@@ -54,6 +56,37 @@ struct replica::impl {
   std::thread thread;
   std::atomic<bool> stopped{false};
   std::mutex stop_mutex;
+
+  // Durable state (data_dir set). Keys merged since the last commit; the
+  // entries themselves are read from the document at commit time.
+  std::unique_ptr<store> disk;
+  bool restoring = false;
+  std::set<std::string> dirty_instances;
+  std::set<std::string> dirty_config;
+  std::atomic<std::uint64_t> commits{0};
+  std::atomic<std::uint64_t> commit_failures{0};
+  std::atomic<std::uint64_t> commit_micros{0};
+
+  void observe(const registry_document& merged) {
+    if (!disk || restoring) return;
+    merged.instances.for_each_entry([&](const std::string& key, const auto&) { dirty_instances.insert(key); });
+    merged.config.for_each_entry([&](const std::string& key, const auto&) { dirty_config.insert(key); });
+  }
+  // Writes what changed since the last call; true if it is durable.
+  bool persist() {
+    if (!disk) return true;
+    const auto& doc = core->state();
+    for (const auto& key : std::exchange(dirty_instances, {})) disk->put_instance(key, doc.instances.find_entry(key));
+    for (const auto& key : std::exchange(dirty_config, {})) disk->put_config(key, doc.config.find_entry(key));
+    if (!disk->has_staged()) return true;
+    const auto start = std::chrono::steady_clock::now();
+    const bool ok = disk->commit().has_value();
+    commit_micros.fetch_add(static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                std::chrono::steady_clock::now() - start).count()),
+                            std::memory_order_relaxed);
+    (ok ? commits : commit_failures).fetch_add(1, std::memory_order_relaxed);
+    return ok;
+  }
 };
 
 replica::replica() : impl_(std::make_unique<impl>()) {
@@ -82,13 +115,28 @@ result<std::unique_ptr<replica>> replica::open(replica_options options) {
   } catch (const boost::system::system_error& e) {
     return e.code();
   }
+  // A data directory gives back our id, and the incarnation to beat.
+  std::unique_ptr<store> disk;
+  store::contents saved;
+  if (!options.data_dir.empty()) {
+    auto opened = store::open(options.data_dir, options.fsync_writes);
+    if (!opened) return opened.error();
+    disk = std::move(opened).value();
+    saved = disk->load();
+    if (options.id == 0 && saved.id) options.id = *saved.id;
+  }
   if (options.id == 0) options.id = std::random_device{}() | (std::uint64_t{std::random_device{}()} << 32) | 1;
+  const std::uint64_t incarnation = std::max(crdt::system_wall_clock_us(), saved.incarnation + 1);
+  if (disk) {
+    disk->put_identity(options.id, incarnation);
+    if (!disk->commit()) return make_error_code(errc::storage_failed);
+  }
   const auto now = std::chrono::steady_clock::now();
   core_options c;
   c.protocol.self = options.id;
   c.protocol.address = (options.advertise_host.empty() ? options.listen_host : options.advertise_host) + ":" +
                        std::to_string(in.driver->port());
-  c.protocol.incarnation = crdt::system_wall_clock_us();
+  c.protocol.incarnation = incarnation;
   c.protocol.seeds = options.seeds;
   c.protocol.mode = options.mode;
   c.protocol.heartbeat_interval = options.heartbeat_interval;
@@ -99,12 +147,32 @@ result<std::unique_ptr<replica>> replica::open(replica_options options) {
   c.reap_after = options.reap_after;
   c.load_publish_interval = options.load_publish_interval;
   c.gc_grace = options.gc_grace;
+  c.observer = [&in](const registry_document& merged) { in.observe(merged); };
   r->id_ = options.id;
   r->address_ = c.protocol.address;
   in.core = std::make_unique<registry_core>(std::move(c), now);
   in.adapter = std::make_unique<driver_adapter>(*r, *in.core, in.io);
   in.watches = std::make_shared<watch_hub>(!options.callbacks_on_replica_thread);
-  r->publish();  // the first, empty snapshot: readers never see null
+  if (disk) {
+    in.disk = std::move(disk);
+    in.restoring = true;
+    in.core->restore(saved.document);
+    in.restoring = false;
+    // Our ephemeral registrations come back: they live as long as we do.
+    // Persistent ones need nothing: the document (ours or our peers') has
+    // them, or someone removed them while we were away, which must stand.
+    for (auto& own : saved.own) {
+      const auto path = service_path::parse(own.path);
+      if (!own.record.ephemeral || !path ||
+          !in.core->register_instance(path.value(), own.record, own.kind))
+        in.disk->erase_own(instance_key(own.path, own.kind, own.record.id));
+    }
+    if (!in.persist()) return make_error_code(errc::storage_failed);
+    spdlog::info("lattice replica {}: restored {} instance entries, {} config entries, {} own registrations from {}",
+                 options.id, saved.document.instances.size(), saved.document.config.size(), saved.own.size(),
+                 options.data_dir);
+  }
+  r->publish();  // the first snapshot: readers never see null
   in.driver->start(*in.adapter);
   in.thread = std::thread([&io = in.io] { io.run(); });
   spdlog::info("lattice replica {} listening on {}", r->id_, r->address_);
@@ -114,6 +182,7 @@ result<std::unique_ptr<replica>> replica::open(replica_options options) {
 void replica::stop() {
   std::lock_guard lock(impl_->stop_mutex);
   if (impl_->stopped.exchange(true)) return;
+  if (!impl_->thread.joinable()) return;  // open() failed before starting
   boost::asio::post(impl_->io, [this] {
     impl_->driver->stop();  // leave (tombstones our ephemeral instances), flush, close
     publish();
@@ -126,9 +195,10 @@ template <class F>
 auto replica::on_replica_thread(F&& f) const -> std::optional<decltype(f())> {
   using R = decltype(f());
   if (impl_->stopped.load()) return std::nullopt;
-  std::packaged_task<R()> task(std::forward<F>(f));
-  auto done = task.get_future();
-  boost::asio::post(impl_->io, [&task] { task(); });
+  // Shared: after a timeout the task may still be queued.
+  auto task = std::make_shared<std::packaged_task<R()>>(std::forward<F>(f));
+  auto done = task->get_future();
+  boost::asio::post(impl_->io, [task] { (*task)(); });
   // The io_context may stop before running it (a concurrent stop()).
   if (done.wait_for(std::chrono::seconds(10)) != std::future_status::ready) return std::nullopt;
   return done.get();
@@ -142,6 +212,7 @@ auto replica::write_on_replica_thread(F&& f) -> decltype(f()) {
 }
 
 void replica::publish() {
+  if (!impl_->persist()) spdlog::error("lattice replica {}: could not persist merged changes", id_);
   auto p = impl_->core->publish(std::chrono::steady_clock::now());
   if (!p.snap) return;
   {
@@ -154,15 +225,24 @@ void replica::publish() {
 
 // ---- writes -------------------------------------------------------------------
 
+template <class R>
+R replica::finish_write(R r) {
+  const bool durable = impl_->persist();
+  impl_->driver->flush();
+  publish();
+  if (r && !durable) return errc::storage_failed;
+  return r;
+}
+
 result<instance> replica::register_instance(std::string_view path, instance inst, instance_kind kind) {
   auto p = service_path::parse(path);
   if (!p) return p.error();
   if (auto ok = validate(inst); !ok) return ok.error();  // fail fast, off the replica thread
   return write_on_replica_thread([&]() -> result<instance> {
-    auto r = impl_->core->register_instance(p.value(), std::move(inst), kind);
-    impl_->driver->flush();
-    publish();
-    return r;
+    auto r = impl_->core->register_instance(p.value(), inst, kind);
+    if (r && impl_->disk)
+      impl_->disk->put_own(instance_key(p.value().str(), kind, r.value().id), own_registration{p.value().str(), kind, inst});
+    return finish_write(std::move(r));
   });
 }
 
@@ -171,9 +251,8 @@ result<void> replica::deregister_instance(std::string_view path, std::string_vie
   if (!p) return p.error();
   return write_on_replica_thread([&]() -> result<void> {
     auto r = impl_->core->deregister_instance(p.value(), id, kind);
-    impl_->driver->flush();
-    publish();
-    return r;
+    if (r && impl_->disk) impl_->disk->erase_own(instance_key(p.value().str(), kind, id));
+    return finish_write(std::move(r));
   });
 }
 
@@ -181,10 +260,7 @@ result<void> replica::set_config(std::string_view key, std::string value) {
   auto p = service_path::parse(key);
   if (!p) return p.error();
   return write_on_replica_thread([&]() -> result<void> {
-    auto r = impl_->core->set_config(p.value(), std::move(value));
-    impl_->driver->flush();
-    publish();
-    return r;
+    return finish_write(impl_->core->set_config(p.value(), std::move(value)));
   });
 }
 
@@ -192,10 +268,7 @@ result<void> replica::erase_config(std::string_view key) {
   auto p = service_path::parse(key);
   if (!p) return p.error();
   return write_on_replica_thread([&]() -> result<void> {
-    auto r = impl_->core->erase_config(p.value());
-    impl_->driver->flush();
-    publish();
-    return r;
+    return finish_write(impl_->core->erase_config(p.value()));
   });
 }
 

@@ -43,14 +43,12 @@ std::uint64_t watch_hub::add_config_watch(service_path prefix,
 std::uint64_t watch_hub::add(watch w, const snapshot_source& source) {
   std::unique_lock lock(mutex_);
   const auto snap = source();
-  // Paths under a prefix share its characters, so they form one run of the
-  // sorted map; but the run also holds "/api-x" for "/api" ('-' sorts
-  // before '/'), hence the segment-wise check inside it.
+  // Paths under a prefix start with its characters, but so does "/api-x"
+  // for "/api": hence the segment-wise check.
   const std::string& text = w.prefix.str();
   if (w.on_service) {
-    for (auto it = snap->services.lower_bound(text);
-         it != snap->services.end() && it->first.starts_with(text); ++it)
-      if (w.prefix.is_prefix_of(it->first)) queue_service(w, it->second);
+    for (const auto& view : snap->services.starting_with(text))
+      if (w.prefix.is_prefix_of(view->path)) queue_service(w, view);
   } else {
     for (auto it = snap->config->lower_bound(text);
          it != snap->config->end() && it->first.starts_with(text); ++it)
@@ -76,7 +74,7 @@ void watch_hub::notify(const publication& p) {
     if (w.on_service) {
       for (const auto& path : p.changed_paths)
         if (w.prefix.is_prefix_of(path)) {
-          queue_service(w, p.snap->services.at(path));
+          queue_service(w, p.snap->services.find_shared(path));
           any = true;
         }
     } else {

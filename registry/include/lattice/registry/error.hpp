@@ -46,6 +46,10 @@ enum class errc {
   not_found,
   /// The replica has stopped (or is stopping); nothing was done.
   stopped,
+  /// The write was applied and is spreading, but could not be made durable
+  /// in the data directory (see the log): it is not acknowledged, and may
+  /// be lost if this replica restarts before a peer has it. Retry.
+  storage_failed,
 };
 
 /// The category of `errc`; its name() is "lattice.registry".

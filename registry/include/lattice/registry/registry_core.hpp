@@ -70,6 +70,9 @@ struct core_options {
   std::chrono::milliseconds compaction_interval{60'000};
   /// Largest config value accepted.
   std::size_t max_config_value = 512 * 1024;
+  /// Called on the core's thread with every delta merged into the document,
+  /// local writes and peers' alike (the replica persists from it).
+  std::function<void(const registry_document& merged)> observer;
 };
 
 /// What one publish() produced.
@@ -109,6 +112,11 @@ class registry_core final : public transport::protocol_core {
   /// Errors: errc::not_found.
   result<void> erase_config(const service_path& key);
 
+  /// Merges a document saved by an earlier life of this replica, without
+  /// spreading it (anti-entropy reconciles it with peers). Instances that
+  /// life registered are removed unless registered again.
+  void restore(const registry_document& saved);
+
   // ---- transport::protocol_core ----------------------------------------
 
   void on_message(transport::message_type type, std::span<const std::byte> payload,
@@ -136,8 +144,15 @@ class registry_core final : public transport::protocol_core {
   std::uint64_t resyncs() const noexcept { return resyncs_; }
 
  private:
+  // One live instance of a path, with this replica's call counts for it.
+  struct tracked {
+    shared_instance record;
+    // Providers: created when first published, replaced with the epoch.
+    std::shared_ptr<load_cell> cell;
+    load_counts flushed;  // as last written to the document
+  };
   struct path_state {
-    std::vector<shared_instance> entries;  // live in the document, by (kind, id)
+    std::vector<tracked> entries;  // live in the document, by (kind, id)
     std::shared_ptr<const service_view> view;
   };
   struct owner_state {
@@ -149,11 +164,6 @@ class registry_core final : public transport::protocol_core {
   struct remote_load {
     hlc_timestamp epoch;
     std::map<replica_id, load_counts> by_origin;
-  };
-  struct own_cell {
-    hlc_timestamp epoch;
-    std::shared_ptr<load_cell> cell;
-    load_counts flushed;
   };
 
   void on_merged(const registry_document& merged);
@@ -175,7 +185,7 @@ class registry_core final : public transport::protocol_core {
     const auto* current = map.find_entry(key);
     return stamp_after(current ? &current->stamp : nullptr);
   }
-  std::shared_ptr<const service_view> build_view(const std::string& path, const path_state& ps,
+  std::shared_ptr<const service_view> build_view(const std::string& path, path_state& ps,
                                                  std::uint64_t version, steady_time now);
 
   core_options options_;
@@ -186,7 +196,6 @@ class registry_core final : public transport::protocol_core {
   std::map<std::string, path_state, std::less<>> paths_;
   std::map<replica_id, owner_state> owners_;
   std::unordered_map<std::string, remote_load> loads_;
-  std::unordered_map<std::string, own_cell> cells_;
   std::map<std::string, shared_instance> own_;  // key -> what this replica registered
   std::set<std::string> reassert_;              // own keys to write again
 

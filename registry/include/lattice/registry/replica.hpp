@@ -72,6 +72,14 @@ struct replica_options {
   std::chrono::milliseconds gc_grace{3'600'000};
   /// Largest frame accepted from a peer.
   std::size_t max_frame_bytes = 16 * 1024 * 1024;
+  /// Directory for durable state (SQLite: <data_dir>/lattice.db): the
+  /// replica's id and incarnation, the document, and the registrations made
+  /// here, which come back on restart. Empty: nothing is kept.
+  std::string data_dir;
+  /// With data_dir: a write returns only once it is fsynced (true), or
+  /// once SQLite has it in its write-ahead log, which survives a crash of
+  /// this process but not of the machine (false; faster).
+  bool fsync_writes = true;
   /// Run watch callbacks on the replica thread (cheaper; a slow callback
   /// then delays replication). Default: on a thread of their own.
   bool callbacks_on_replica_thread = false;
@@ -154,15 +162,20 @@ struct member_info {
 class replica {
  public:
   /// Binds the gossip listener, starts the replica thread and joins through
-  /// the seeds. Errors: the bind's error (address in use...), or
-  /// std::errc::invalid_argument for a cluster key shorter than 16 bytes.
+  /// the seeds. With a data_dir, first restores what an earlier run kept
+  /// (and re-registers its registrations). Errors: the bind's error
+  /// (address in use...), std::errc::invalid_argument for a cluster key
+  /// shorter than 16 bytes, the data directory's error (std::errc::io_error
+  /// for SQLite's, logged), errc::storage_failed.
   static result<std::unique_ptr<replica>> open(replica_options options);
   ~replica();
   replica(const replica&) = delete;
   replica& operator=(const replica&) = delete;
 
   /// Graceful stop: removes this replica's ephemeral instances, announces
-  /// the leave, flushes (bounded by 500 ms), joins the threads.
+  /// the leave, flushes (bounded by 500 ms), joins the threads. With a
+  /// data_dir, the registrations made here are still kept, and come back
+  /// when the replica is opened again.
   /// Idempotent; afterwards writes fail with errc::stopped and reads see
   /// the last snapshot.
   void stop();
@@ -173,21 +186,36 @@ class replica {
 
   // ---- writes ------------------------------------------------------------------
 
-  /// See registry_core::register_instance. Also errc::invalid_path,
-  /// errc::path_too_long, errc::stopped.
+  // Every write returns once it is applied here (and, with a data_dir,
+  // durable), and is spreading to peers. Every write can also fail with
+  // errc::invalid_path or errc::path_too_long (the path), errc::stopped,
+  // and errc::storage_failed (applied but not durable: see error.hpp).
+
+  /// Registers or updates `inst` under `path`; returns the stored record
+  /// (id defaulted, owner and epoch filled in). Errors:
+  /// errc::root_path_not_allowed, errc::invalid_id, invalid_address,
+  /// invalid_field, invalid_tag, invalid_weight (instance.hpp's limits).
   result<instance> register_instance(std::string_view path, instance inst,
                                      instance_kind kind = instance_kind::provider);
+  /// Removes instance `id` from `path`. An ephemeral instance can only be
+  /// removed for good at its owner (elsewhere the owner writes it back).
+  /// Errors: errc::not_found.
   result<void> deregister_instance(std::string_view path, std::string_view id,
                                    instance_kind kind = instance_kind::provider);
+  /// Sets config `key` (a path) to `value`. Errors:
+  /// errc::root_path_not_allowed, errc::value_too_large.
   result<void> set_config(std::string_view key, std::string value);
+  /// Errors: errc::not_found.
   result<void> erase_config(std::string_view key);
 
   // ---- reads (never wait, never lock) -----------------------------------------
 
   /// The current snapshot.
   std::shared_ptr<const snapshot> current() const;
-  /// The visible instances of one path.
+  /// The visible instances of one path (empty for an invalid or unknown
+  /// path: reads report no errors).
   service_list lookup(std::string_view path) const;
+  /// The value of config `key`, or nullopt.
   std::optional<std::string> get_config(std::string_view key) const;
   /// Cluster members as this replica judges them (a copy; for operators).
   /// Empty once stopped.
@@ -235,6 +263,10 @@ class replica {
   // The same for writes: errc::stopped if stopped.
   template <class F>
   auto write_on_replica_thread(F&& f) -> decltype(f());
+  // Persists, spreads and publishes a write's effects (replica thread);
+  // errc::storage_failed if it could not be made durable.
+  template <class R>
+  R finish_write(R r);
   void publish();
 
   struct impl;

@@ -2,7 +2,7 @@
 // publishes an immutable snapshot after each batch of changes; a lookup
 // reads one without taking a lock, and may keep it as long as it likes.
 //
-//   auto snap = replica.snapshot();                       // shared_ptr
+//   auto snap = replica.current();                        // shared_ptr
 //   if (const service_view* s = snap->find("/api/user/1.0.0"))
 //     for (const auto& i : s->providers) connect(i->address, i->port);
 //
@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "lattice/registry/document.hpp"
+#include "lattice/registry/service_index.hpp"
 
 namespace lattice::registry {
 
@@ -70,18 +71,11 @@ struct service_view {
   std::vector<instance_view> consumers;
 };
 
-struct string_hash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-};
-
 struct snapshot {
   /// Grows with every publication.
   std::uint64_t sequence = 0;
-  /// Every path that has or had instances, in path order (prefix scans).
-  std::map<std::string, std::shared_ptr<const service_view>, std::less<>> services;
-  /// The same views, for point lookups.
-  std::unordered_map<std::string_view, const service_view*, string_hash, std::equal_to<>> by_path;
+  /// Every path that has or had instances (shared with earlier snapshots).
+  service_index services;
   /// Config key -> value, in key order.
   std::shared_ptr<const std::map<std::string, std::string, std::less<>>> config;
   /// Peers this replica judges alive or suspect, and all it knows of.
@@ -92,10 +86,7 @@ struct snapshot {
   bool isolated = false;
 
   /// The view of `path`, or nullptr if it never had instances.
-  const service_view* find(std::string_view path) const {
-    const auto it = by_path.find(path);
-    return it == by_path.end() ? nullptr : it->second;
-  }
+  const service_view* find(std::string_view path) const noexcept { return services.find(path); }
 };
 
 }  // namespace lattice::registry

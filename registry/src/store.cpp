@@ -1,0 +1,208 @@
+#include "store.hpp"
+
+#include <sqlite3.h>
+
+#include <filesystem>
+
+#include <spdlog/spdlog.h>
+
+#include "lattice/crdt/codec.hpp"
+
+namespace lattice::registry {
+namespace {
+
+constexpr const char* kSchema = R"sql(
+  PRAGMA journal_mode = WAL;
+  CREATE TABLE IF NOT EXISTS meta     (key BLOB PRIMARY KEY, value BLOB NOT NULL);
+  CREATE TABLE IF NOT EXISTS instances(key BLOB PRIMARY KEY, entry BLOB NOT NULL);
+  CREATE TABLE IF NOT EXISTS config   (key BLOB PRIMARY KEY, entry BLOB NOT NULL);
+  CREATE TABLE IF NOT EXISTS own      (key BLOB PRIMARY KEY, registration BLOB NOT NULL);
+)sql";
+
+// Statements prepared per use: commits are rare next to their fsync.
+class statement {
+ public:
+  statement(sqlite3* db, const char* sql) { ok_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) == SQLITE_OK; }
+  ~statement() { sqlite3_finalize(stmt_); }
+  statement(const statement&) = delete;
+  statement& operator=(const statement&) = delete;
+  bool ok() const noexcept { return ok_; }
+  void bind(int index, std::string_view bytes) {
+    sqlite3_bind_blob(stmt_, index, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
+  }
+  // SQLITE_ROW, SQLITE_DONE or an error.
+  int step() { return sqlite3_step(stmt_); }
+  std::string_view column(int index) {
+    const auto* data = static_cast<const char*>(sqlite3_column_blob(stmt_, index));
+    return {data ? data : "", static_cast<std::size_t>(sqlite3_column_bytes(stmt_, index))};
+  }
+
+ private:
+  sqlite3_stmt* stmt_ = nullptr;
+  bool ok_ = false;
+};
+
+template <class T>
+std::string to_blob(const T& value) {
+  const auto bytes = crdt::encode(value);
+  return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+}
+
+template <class T>
+result<T> from_blob(std::string_view blob) {
+  return crdt::decode<T>(std::span(reinterpret_cast<const std::byte*>(blob.data()), blob.size()));
+}
+
+struct identity {
+  replica_id id = 0;
+  std::uint64_t incarnation = 0;
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(id, incarnation);
+  }
+};
+
+struct stored_registration {
+  std::string path;
+  instance_kind kind = instance_kind::provider;
+  instance record;
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(path, kind, record);
+  }
+};
+
+const char* table_name(int t) {
+  static const char* names[] = {"meta", "instances", "config", "own"};
+  return names[t];
+}
+
+}  // namespace
+
+result<std::unique_ptr<store>> store::open(const std::string& dir, bool durable_commits) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    spdlog::error("data directory {}: {}", dir, ec.message());
+    return ec;
+  }
+  std::unique_ptr<store> s(new store());
+  const auto file = (std::filesystem::path(dir) / "lattice.db").string();
+  if (sqlite3_open_v2(file.c_str(), &s->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK) {
+    spdlog::error("open {}: {}", file, s->db_ ? sqlite3_errmsg(s->db_) : "out of memory");
+    return std::make_error_code(std::errc::io_error);
+  }
+  sqlite3_busy_timeout(s->db_, 2000);
+  if (!s->exec(kSchema) ||
+      !s->exec(durable_commits ? "PRAGMA synchronous = FULL;" : "PRAGMA synchronous = NORMAL;"))
+    return std::make_error_code(std::errc::io_error);
+  return s;
+}
+
+store::~store() { sqlite3_close(db_); }
+
+bool store::exec(const char* sql) {
+  char* message = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) == SQLITE_OK) return true;
+  spdlog::error("sqlite: {}", message ? message : "unknown error");
+  sqlite3_free(message);
+  return false;
+}
+
+// Reads every row of `sql` (key, blob) into `map`, as the entries they hold.
+template <class Map>
+std::size_t load_entries(sqlite3* db, const char* sql, Map& map) {
+  std::size_t skipped = 0;
+  statement q(db, sql);
+  while (q.ok() && q.step() == SQLITE_ROW) {
+    const std::string key(q.column(0));
+    auto decoded = from_blob<typename Map::entry>(q.column(1));
+    if (!decoded) {
+      ++skipped;
+      continue;
+    }
+    const auto& entry = decoded.value();
+    map.merge(entry.value ? Map{}.put(key, *entry.value, entry.stamp) : Map{}.erase(key, entry.stamp));
+  }
+  return skipped;
+}
+
+store::contents store::load() {
+  contents out;
+  {
+    statement q(db_, "SELECT value FROM meta WHERE key = ?1");
+    if (q.ok()) q.bind(1, "identity");
+    if (q.ok() && q.step() == SQLITE_ROW)
+      if (auto id = from_blob<identity>(q.column(0))) {
+        out.id = id.value().id;
+        out.incarnation = id.value().incarnation;
+      }
+  }
+  std::size_t skipped = load_entries(db_, "SELECT key, entry FROM instances", out.document.instances);
+  skipped += load_entries(db_, "SELECT key, entry FROM config", out.document.config);
+  {
+    statement q(db_, "SELECT registration FROM own");
+    while (q.ok() && q.step() == SQLITE_ROW) {
+      auto r = from_blob<stored_registration>(q.column(0));
+      if (!r) {
+        ++skipped;
+        continue;
+      }
+      auto& reg = r.value();
+      out.own.push_back(own_registration{std::move(reg.path), reg.kind, std::move(reg.record)});
+    }
+  }
+  if (skipped != 0) spdlog::warn("data directory: skipped {} rows that failed to decode", skipped);
+  return out;
+}
+
+void store::put_identity(replica_id id, std::uint64_t incarnation) {
+  staged_.push_back({staged_row::table::meta, "identity", to_blob(identity{id, incarnation})});
+}
+
+void store::put_instance(const std::string& key, const registry_document::instance_map::entry* entry) {
+  staged_.push_back({staged_row::table::instance, key,
+                     entry ? std::optional(to_blob(*entry)) : std::nullopt});
+}
+
+void store::put_config(const std::string& key, const registry_document::config_map::entry* entry) {
+  staged_.push_back({staged_row::table::config, key,
+                     entry ? std::optional(to_blob(*entry)) : std::nullopt});
+}
+
+void store::put_own(const std::string& key, const own_registration& registration) {
+  staged_.push_back({staged_row::table::own, key,
+                     to_blob(stored_registration{registration.path, registration.kind, registration.record})});
+}
+
+void store::erase_own(const std::string& key) { staged_.push_back({staged_row::table::own, key, std::nullopt}); }
+
+result<void> store::commit() {
+  if (staged_.empty()) return success();
+  const auto rows = std::exchange(staged_, {});
+  if (!exec("BEGIN IMMEDIATE")) return std::make_error_code(std::errc::io_error);
+  for (const auto& row : rows) {
+    const auto t = static_cast<int>(row.where);
+    const std::string sql =
+        row.value ? fmt::format("INSERT OR REPLACE INTO {} VALUES (?1, ?2)", table_name(t))
+                  : fmt::format("DELETE FROM {} WHERE key = ?1", table_name(t));
+    statement s(db_, sql.c_str());
+    if (s.ok()) {
+      s.bind(1, row.key);
+      if (row.value) s.bind(2, *row.value);
+    }
+    if (!s.ok() || s.step() != SQLITE_DONE) {
+      spdlog::error("sqlite: {}", sqlite3_errmsg(db_));
+      exec("ROLLBACK");
+      return std::make_error_code(std::errc::io_error);
+    }
+  }
+  if (!exec("COMMIT")) {
+    exec("ROLLBACK");
+    return std::make_error_code(std::errc::io_error);
+  }
+  return success();
+}
+
+}  // namespace lattice::registry

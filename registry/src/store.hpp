@@ -1,0 +1,83 @@
+// registry/src/store.hpp: a replica's durable state, in SQLite.
+//
+// What is kept, in one database file (<data_dir>/lattice.db, WAL mode):
+//  - meta: the replica id and its last incarnation, so a restarted replica
+//    comes back as itself with a greater incarnation;
+//  - entries: every instance and config entry of the document as this
+//    replica last merged it (tombstones included), so a replica that
+//    restarts alone still serves the registry it knew;
+//  - own: the registrations made through this replica, re-registered on
+//    restart (a daemon's clients do not register again after a crash).
+// Load counters are not kept: they are per-registration and transient.
+//
+// Writes are staged and committed in one transaction; commit() returns
+// only once SQLite has the transaction durable (synchronous=FULL: fsync of
+// the WAL) unless the store was opened with durable_commits = false.
+//
+// Thread safety: none; the replica thread owns the store.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lattice/registry/document.hpp"
+#include "lattice/registry/error.hpp"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace lattice::registry {
+
+struct own_registration {
+  std::string path;
+  instance_kind kind = instance_kind::provider;
+  instance record;
+};
+
+class store {
+ public:
+  /// Opens or creates <dir>/lattice.db (creating dir). Errors: the
+  /// filesystem's or SQLite's, as std::errc::io_error with a log line.
+  static result<std::unique_ptr<store>> open(const std::string& dir, bool durable_commits);
+  ~store();
+  store(const store&) = delete;
+  store& operator=(const store&) = delete;
+
+  struct contents {
+    std::optional<replica_id> id;
+    std::uint64_t incarnation = 0;
+    registry_document document;
+    std::vector<own_registration> own;
+  };
+  /// Everything stored. Rows that fail to decode are skipped and logged.
+  contents load();
+
+  // Staged until commit().
+  void put_identity(replica_id id, std::uint64_t incarnation);
+  void put_instance(const std::string& key, const registry_document::instance_map::entry* entry);
+  void put_config(const std::string& key, const registry_document::config_map::entry* entry);
+  void put_own(const std::string& key, const own_registration& registration);
+  void erase_own(const std::string& key);
+  bool has_staged() const noexcept { return !staged_.empty(); }
+
+  /// Writes the staged changes in one transaction. On failure nothing
+  /// staged is kept (the caller reports the error to whoever waits).
+  result<void> commit();
+
+ private:
+  store() = default;
+  struct staged_row {
+    enum class table { meta, instance, config, own } where;
+    std::string key;
+    std::optional<std::string> value;  // nullopt: delete the row
+  };
+  bool exec(const char* sql);
+
+  sqlite3* db_ = nullptr;
+  std::vector<staged_row> staged_;
+};
+
+}  // namespace lattice::registry

@@ -1,0 +1,131 @@
+// A replica's data directory: what it keeps across a restart (its id, a
+// greater incarnation, its registrations and the document), and what it
+// must not bring back (what was removed while it was away).
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include "lattice/registry/replica.hpp"
+
+using namespace std::chrono_literals;
+using namespace lattice::registry;
+
+namespace {
+
+struct temp_dir {
+  std::filesystem::path path = std::filesystem::temp_directory_path() /
+                               ("lattice-test-" + std::to_string(std::random_device{}()));
+  ~temp_dir() { std::filesystem::remove_all(path); }
+};
+
+template <class F>
+bool eventually(F done, std::chrono::milliseconds limit = 5s) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (done()) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return done();
+}
+
+instance provider(std::uint16_t port, bool ephemeral = true) {
+  instance i;
+  i.address = "127.0.0.1";
+  i.port = port;
+  i.ephemeral = ephemeral;
+  return i;
+}
+
+std::uint64_t self_incarnation(const replica& r) {
+  for (const auto& m : r.members())
+    if (m.id == r.id()) return m.incarnation;
+  return 0;
+}
+
+}  // namespace
+
+TEST_CASE("a replica reopened on its data directory comes back as itself", "[registry][persistence]") {
+  temp_dir dir;
+  replica_options o;
+  o.data_dir = dir.path.string();
+  auto first = replica::open(o).value();
+  const auto id = first->id();
+  const auto incarnation = self_incarnation(*first);
+  REQUIRE(first->register_instance("/svc/1.0.0", provider(9001)));
+  REQUIRE(first->register_instance("/svc/1.0.0", provider(9002, /*ephemeral=*/false)));
+  REQUIRE(first->register_instance("/svc/1.0.0", provider(9003)));
+  REQUIRE(first->deregister_instance("/svc/1.0.0", "127.0.0.1:9003"));
+  REQUIRE(first->set_config("/config/app/timeout", "30s"));
+  REQUIRE(first->set_config("/config/app/gone", "x"));
+  REQUIRE(first->erase_config("/config/app/gone"));
+  first->stop();
+  first.reset();
+
+  auto second = replica::open(o).value();
+  CHECK(second->id() == id);
+  CHECK(self_incarnation(*second) > incarnation);
+  const auto list = second->lookup("/svc/1.0.0");
+  std::vector<std::string> ids;
+  for (const auto& i : list.providers()) ids.push_back(i->id);
+  CHECK(ids == std::vector<std::string>{"127.0.0.1:9001", "127.0.0.1:9002"});
+  // The ephemeral one was registered again by the new life; the
+  // persistent one is the same record.
+  CHECK(list.providers()[0]->owner_incarnation == self_incarnation(*second));
+  CHECK(list.providers()[1]->owner_incarnation == incarnation);
+  CHECK(second->get_config("/config/app/timeout") == "30s");
+  CHECK_FALSE(second->get_config("/config/app/gone"));
+}
+
+TEST_CASE("what peers removed while a replica was away stays removed", "[registry][persistence]") {
+  temp_dir dir;
+  replica_options peer_options;
+  peer_options.id = 2;
+  auto peer = replica::open(peer_options).value();
+
+  replica_options o;
+  o.id = 1;
+  o.data_dir = dir.path.string();
+  o.seeds = {peer->address()};
+  auto r = replica::open(o).value();
+  REQUIRE(r->register_instance("/db/primary", provider(5432, /*ephemeral=*/false)));
+  REQUIRE(r->set_config("/config/db/url", "old"));
+  REQUIRE(eventually([&] { return peer->lookup("/db/primary").providers().size() == 1; }));
+  REQUIRE(eventually([&] { return peer->get_config("/config/db/url") == "old"; }));
+  r->stop();
+  r.reset();
+
+  // While it is away: the persistent instance is removed, the config moves.
+  REQUIRE(peer->deregister_instance("/db/primary", "127.0.0.1:5432"));
+  REQUIRE(peer->set_config("/config/db/url", "new"));
+
+  r = replica::open(o).value();
+  // It comes back with its old view, then catches up from the peer.
+  CHECK(eventually([&] { return r->get_config("/config/db/url") == "new"; }));
+  CHECK(r->lookup("/db/primary").providers().empty());
+  CHECK(peer->lookup("/db/primary").providers().empty());
+}
+
+TEST_CASE("an unusable data directory fails open with a clear error", "[registry][persistence]") {
+  temp_dir dir;
+  std::filesystem::create_directories(dir.path);
+  const auto file = dir.path / "not-a-directory";
+  { std::ofstream(file) << "x"; }
+  replica_options o;
+  o.data_dir = file.string();
+  auto r = replica::open(o);
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == std::errc::not_a_directory);
+}
+
+TEST_CASE("a replica whose gossip port is taken fails open cleanly", "[registry][replica]") {
+  auto first = replica::open({}).value();
+  replica_options o;
+  o.listen_port = static_cast<std::uint16_t>(std::stoi(first->address().substr(first->address().rfind(':') + 1)));
+  auto second = replica::open(o);
+  REQUIRE_FALSE(second);
+  CHECK(second.error() == std::errc::address_in_use);
+}
