@@ -13,6 +13,10 @@ packages=(
   libspdlog-dev libfmt-dev
   libbenchmark-dev nlohmann-json3-dev
   libssl-dev              # HMAC-SHA256 frame authentication, TLS
+  libsqlite3-dev          # durable state (data_dir)
+  libcli11-dev            # latticed and lattice flags, TOML config files
+  liburiparser-dev        # request target decoding in latticed
+  python3 python3-consul  # daemon tests: a real Consul client library
 )
 
 missing=()

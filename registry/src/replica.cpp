@@ -321,6 +321,38 @@ transport::protocol_stats replica::stats() const {
   return on_replica_thread([this] { return impl_->core->stats(); }).value_or(transport::protocol_stats{});
 }
 
+replica_metrics replica::metrics() const {
+  return on_replica_thread([this] {
+           replica_metrics m;
+           m.protocol = impl_->core->stats();
+           m.driver = impl_->driver->stats();
+           const auto now = std::chrono::steady_clock::now();
+           const auto& members = impl_->core->members();
+           for (const auto& [id, record] : members.table().records()) {
+             switch (members.state_of(id, now)) {
+               case transport::member_state::alive: ++m.alive; break;
+               case transport::member_state::suspect: ++m.suspect; break;
+               case transport::member_state::dead: ++m.dead; break;
+               case transport::member_state::left: ++m.left; break;
+             }
+           }
+           if (const auto& snap = impl_->core->published()) {
+             snap->services.for_each([&](const std::shared_ptr<const service_view>& v) {
+               m.instances += v->providers.size() + v->consumers.size();
+               if (!v->providers.empty() || !v->consumers.empty()) ++m.services;
+             });
+             m.config_keys = snap->config->size();
+           }
+           m.watches = impl_->watches->size();
+           m.storage_commits = impl_->commits.load(std::memory_order_relaxed);
+           m.storage_failures = impl_->commit_failures.load(std::memory_order_relaxed);
+           m.storage_micros = impl_->commit_micros.load(std::memory_order_relaxed);
+           m.reaped = impl_->core->reaped();
+           return m;
+         })
+      .value_or(replica_metrics{});
+}
+
 // ---- watches ----------------------------------------------------------------------
 
 result<watch_handle> replica::watch(std::string_view prefix,

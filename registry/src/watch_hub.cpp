@@ -60,6 +60,11 @@ std::uint64_t watch_hub::add(watch w, const snapshot_source& source) {
   return id;
 }
 
+std::size_t watch_hub::size() const {
+  std::lock_guard lock(mutex_);
+  return watches_.size();
+}
+
 void watch_hub::remove(std::uint64_t id) {
   std::unique_lock lock(mutex_);
   watches_.erase(id);

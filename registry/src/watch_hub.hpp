@@ -46,6 +46,8 @@ class watch_hub {
   void notify(const publication& p);
   /// Stops the dispatcher after delivering what is queued.
   void shutdown();
+  /// Watches registered now.
+  std::size_t size() const;
 
  private:
   struct watch {
@@ -61,7 +63,7 @@ class watch_hub {
   void run();
   void deliver_all(std::unique_lock<std::mutex>& lock);
 
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable idle_;
   std::map<std::uint64_t, watch> watches_;

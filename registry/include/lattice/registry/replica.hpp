@@ -38,6 +38,7 @@
 
 #include "lattice/registry/registry_core.hpp"
 #include "lattice/registry/snapshot.hpp"
+#include "lattice/transport/asio_driver.hpp"
 #include "lattice/transport/protocol.hpp"
 
 namespace lattice::registry {
@@ -86,6 +87,19 @@ struct replica_options {
 };
 
 class watch_hub;
+
+struct replica_metrics {
+  transport::protocol_stats protocol;
+  transport::driver_stats driver;
+  /// Members by state, this replica included.
+  std::size_t alive = 0, suspect = 0, dead = 0, left = 0;
+  /// Visible instances, services (paths with one), config keys.
+  std::size_t instances = 0, services = 0, config_keys = 0;
+  std::size_t watches = 0;
+  /// Data directory commits, failures, and their total duration.
+  std::uint64_t storage_commits = 0, storage_failures = 0, storage_micros = 0;
+  std::uint64_t reaped = 0;
+};
 
 /// Keeps a watch alive; destroying it (or cancel()) stops it, and after it
 /// returns the callback is not running and will not run again (unless
@@ -253,6 +267,9 @@ class replica {
 
   /// Counts of this replica's transport (for tests and metrics).
   transport::protocol_stats stats() const;
+  /// Everything an operator graphs (a copy, taken on the replica thread;
+  /// zeros once stopped).
+  replica_metrics metrics() const;
 
  private:
   replica();

@@ -36,6 +36,7 @@
 // Thread safety: not thread-safe; one thread owns a protocol.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -111,6 +112,10 @@ struct protocol_stats {
   std::uint64_t state_changes = 0; // merges that changed the state
   std::uint64_t ops_duplicate = 0; // `op` mode: ops already delivered
   std::uint64_t ops_overflow = 0;  // `op` mode: dropped, gap buffer full
+  /// Per message_type value (index 0 unused).
+  std::array<std::uint64_t, 8> sent_by_type{};
+  std::array<std::uint64_t, 8> bytes_sent_by_type{};
+  std::array<std::uint64_t, 8> received_by_type{};
 };
 
 struct outgoing_message {
@@ -183,6 +188,7 @@ class protocol final : public protocol_core {
   void on_message(message_type type, std::span<const std::byte> payload,
                   steady_time now) override {
     ++stats_.messages_received;
+    if (const auto t = static_cast<std::size_t>(type); t < stats_.received_by_type.size()) ++stats_.received_by_type[t];
     switch (type) {
       case message_type::gossip:
         if (auto m = decode_or_count<envelope<gossip_body<S>>>(payload)) on_gossip(*m, now);
@@ -383,6 +389,10 @@ class protocol final : public protocol_core {
     auto payload = crdt::encode(envelope<Body>{options_.self, options_.address, body});
     ++stats_.messages_sent;
     stats_.bytes_sent += payload.size();
+    if (const auto t = static_cast<std::size_t>(type); t < stats_.sent_by_type.size()) {
+      ++stats_.sent_by_type[t];
+      stats_.bytes_sent_by_type[t] += payload.size();
+    }
     outgoing_.push_back(outgoing_message{to, type, std::move(payload)});
   }
 

@@ -1,0 +1,348 @@
+// lattice: the command line for a latticed (its native HTTP API).
+//
+//   lattice members
+//   lattice services
+//   lattice instances /HelloWorldService/1.0.0
+//   lattice watch /HelloWorldService            (until Ctrl-C)
+//   lattice register /HelloWorldService/1.0.0 --address 10.0.0.5 --port 8080 --tag env=prod
+//   lattice deregister /HelloWorldService/1.0.0 10.0.0.5:8080
+//   lattice config set /app/timeout 30s | get /app/timeout | delete /app/timeout | list /app
+//
+// Global options: --addr host:port (or $LATTICE_HTTP_ADDR; default
+// 127.0.0.1:8500), --token (or $LATTICE_TOKEN), --json (raw JSON for
+// scripts instead of tables).
+//
+// Exit codes: 0 done; 1 other errors; 2 bad usage; 3 daemon unreachable;
+// 4 not found; 5 invalid input (the daemon said 400/413); 6 permission
+// denied (403).
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using nlohmann::json;
+
+namespace {
+
+enum exit_code { ok = 0, failed = 1, usage = 2, unreachable = 3, not_found = 4, invalid = 5, denied = 6 };
+
+struct failure {
+  exit_code code;
+  std::string message;
+};
+
+struct client {
+  std::string host = "127.0.0.1";
+  std::string port = "8500";
+  std::string token;
+
+  http::request<http::string_body> make(http::verb verb, const std::string& target, std::string body = {}) const {
+    http::request<http::string_body> req{verb, target, 11};
+    req.set(http::field::host, host + ":" + port);
+    req.set(http::field::user_agent, "lattice-cli");
+    if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
+    if (!body.empty() || verb == http::verb::put) {
+      req.body() = std::move(body);
+      req.prepare_payload();
+    }
+    return req;
+  }
+
+  beast::tcp_stream connect(asio::io_context& io) const {
+    tcp::resolver resolver(io);
+    beast::tcp_stream stream(io);
+    stream.expires_after(std::chrono::seconds(5));
+    beast::error_code ec;
+    const auto endpoints = resolver.resolve(host, port, ec);
+    if (!ec) stream.connect(endpoints, ec);
+    if (ec)
+      throw failure{unreachable, fmt::format("cannot reach latticed at {}:{}: {} (is it running? see --addr)", host,
+                                             port, ec.message())};
+    return stream;
+  }
+
+  // One request; the body parsed as JSON. Non-2xx statuses become failures.
+  json call(http::verb verb, const std::string& target, std::string body = {}) const {
+    asio::io_context io;
+    auto stream = connect(io);
+    auto req = make(verb, target, std::move(body));
+    beast::flat_buffer buffer;
+    http::response<http::string_body> res;
+    beast::error_code ec;
+    stream.expires_after(std::chrono::seconds(30));
+    http::write(stream, req, ec);
+    if (!ec) http::read(stream, buffer, res, ec);
+    if (ec) throw failure{unreachable, fmt::format("latticed at {}:{} did not answer: {}", host, port, ec.message())};
+    auto parsed = json::parse(res.body(), nullptr, false);
+    const auto status = res.result_int();
+    if (status >= 200 && status < 300) return parsed.is_discarded() ? json(res.body()) : parsed;
+    const std::string message =
+        !parsed.is_discarded() && parsed.contains("error") ? parsed["error"].get<std::string>() : res.body();
+    const exit_code code = status == 404                   ? not_found
+                           : status == 403                 ? denied
+                           : status == 400 || status == 413 ? invalid
+                                                           : failed;
+    throw failure{code, fmt::format("{} ({})", message, status)};
+  }
+
+  // A Server-Sent Events stream: calls on_event(event, data) until the
+  // daemon closes it.
+  template <class F>
+  void stream(const std::string& target, F on_event) const {
+    asio::io_context io;
+    auto stream = connect(io);
+    auto req = make(http::verb::get, target);
+    beast::error_code ec;
+    http::write(stream, req, ec);
+    beast::flat_buffer buffer;
+    http::response_parser<http::empty_body> head;
+    head.skip(true);  // the body is the stream itself
+    if (!ec) http::read_header(stream, buffer, head, ec);
+    if (ec) throw failure{unreachable, fmt::format("latticed at {}:{}: {}", host, port, ec.message())};
+    if (head.get().result() != http::status::ok) {
+      // An error body: read what is left and report it.
+      std::string rest = beast::buffers_to_string(buffer.data());
+      throw failure{head.get().result_int() == 400 ? invalid : failed, fmt::format("watch refused: {}", rest)};
+    }
+    stream.expires_never();
+    std::string pending = beast::buffers_to_string(buffer.data());
+    std::string event, data;
+    for (;;) {
+      for (auto end = pending.find('\n'); end != std::string::npos; end = pending.find('\n')) {
+        const std::string line = pending.substr(0, end);
+        pending.erase(0, end + 1);
+        if (line.empty()) {
+          if (!data.empty()) on_event(event, data);
+          event.clear();
+          data.clear();
+        } else if (line.starts_with("event: ")) {
+          event = line.substr(7);
+        } else if (line.starts_with("data: ")) {
+          data += line.substr(6);
+        }
+      }
+      char chunk[4096];
+      const auto n = stream.socket().read_some(asio::buffer(chunk), ec);
+      if (ec) return;
+      pending.append(chunk, n);
+    }
+  }
+};
+
+std::string escape_target(const std::string& text) {
+  // Paths use only [A-Za-z0-9._~:@+-/]; the id query may hold anything.
+  std::string out;
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (std::isalnum(c) || std::string_view("-._~:@/").find(ch) != std::string_view::npos)
+      out += ch;
+    else
+      out += fmt::format("%{:02X}", c);
+  }
+  return out;
+}
+
+void print_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> width(header.size());
+  for (std::size_t i = 0; i < header.size(); ++i) width[i] = header[i].size();
+  for (const auto& r : rows)
+    for (std::size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  const auto line = [&](const std::vector<std::string>& cells) {
+    std::string out;
+    for (std::size_t i = 0; i < cells.size(); ++i)
+      out += fmt::format("{:<{}}", cells[i], i + 1 == cells.size() ? 0 : width[i] + 2);
+    std::cout << out << "\n";
+  };
+  line(header);
+  for (const auto& r : rows) line(r);
+}
+
+std::string text(const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
+
+void print_instances(const json& view) {
+  std::cout << fmt::format("{}  version {}\n", text(view["path"]), text(view["version"]));
+  std::vector<std::vector<std::string>> rows;
+  for (const char* kind : {"providers", "consumers"})
+    for (const auto& i : view[kind]) {
+      std::string tags;
+      for (const auto& [k, v] : i["tags"].items()) tags += (tags.empty() ? "" : ",") + k + "=" + text(v);
+      rows.push_back({text(i["id"]), text(i["address"]) + ":" + text(i["port"]), text(i["kind"]),
+                      text(i["protocol"]), text(i["weight"]), text(i["role"]),
+                      i.contains("in_flight") ? text(i["in_flight"]) : "-", tags});
+    }
+  print_table({"ID", "ADDRESS", "KIND", "PROTOCOL", "WEIGHT", "ROLE", "IN-FLIGHT", "TAGS"}, rows);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"lattice: talk to a latticed (members, services, instances, watch, register, deregister, config)."};
+  app.require_subcommand(1);
+  std::string addr = std::getenv("LATTICE_HTTP_ADDR") ? std::getenv("LATTICE_HTTP_ADDR") : "127.0.0.1:8500";
+  client c;
+  if (const char* t = std::getenv("LATTICE_TOKEN")) c.token = t;
+  bool as_json = false;
+  app.add_option("--addr", addr, "latticed HTTP address host:port (env LATTICE_HTTP_ADDR)")->capture_default_str();
+  app.add_option("--token", c.token, "Token for writes (env LATTICE_TOKEN)");
+  app.add_flag("--json", as_json, "Print the daemon's JSON instead of tables");
+
+  auto* members = app.add_subcommand("members", "Cluster members and their liveness");
+  auto* services = app.add_subcommand("services", "Paths with instances");
+  std::string path;
+  auto* instances = app.add_subcommand("instances", "Instances registered under PATH");
+  instances->add_option("PATH", path, "Service path, e.g. /HelloWorldService/1.0.0")->required();
+  auto* watch = app.add_subcommand("watch", "Print every change under PATH until interrupted");
+  watch->add_option("PATH", path, "Path prefix")->required();
+
+  auto* reg = app.add_subcommand("register", "Register an instance (ephemeral: bound to the daemon's life)");
+  json inst = json::object();
+  std::string address, id, protocol, kind = "provider";
+  int port = 0;
+  unsigned weight = 100;
+  std::vector<std::string> tags;
+  bool persistent = false;
+  reg->add_option("PATH", path, "Service path")->required();
+  reg->add_option("--address", address, "Address consumers connect to")->required();
+  reg->add_option("--port", port, "Port")->check(CLI::Range(0, 65535));
+  reg->add_option("--id", id, "Instance id (default address:port)");
+  reg->add_option("--protocol", protocol, "Protocol (http, grpc, ...)");
+  reg->add_option("--weight", weight, "Weight (0 drains)")->capture_default_str();
+  reg->add_option("--tag", tags, "Tag key=value (repeatable)");
+  reg->add_option("--kind", kind, "provider or consumer")->check(CLI::IsMember({"provider", "consumer"}));
+  reg->add_flag("--persistent", persistent, "Keep it until deregistered, whatever happens to the daemon");
+
+  std::string dereg_id;
+  auto* dereg = app.add_subcommand("deregister", "Remove an instance");
+  dereg->add_option("PATH", path, "Service path")->required();
+  dereg->add_option("ID", dereg_id, "Instance id")->required();
+  dereg->add_option("--kind", kind, "provider or consumer")->check(CLI::IsMember({"provider", "consumer"}));
+
+  auto* config = app.add_subcommand("config", "Config center: get, set, delete, list");
+  config->require_subcommand(1);
+  std::string key, value;
+  auto* cget = config->add_subcommand("get", "Print one key's value");
+  cget->add_option("KEY", key, "Key (a path)")->required();
+  auto* cset = config->add_subcommand("set", "Set a key");
+  cset->add_option("KEY", key, "Key (a path)")->required();
+  cset->add_option("VALUE", value, "Value")->required();
+  auto* cdel = config->add_subcommand("delete", "Delete a key");
+  cdel->add_option("KEY", key, "Key (a path)")->required();
+  auto* clist = config->add_subcommand("list", "Keys and values under a prefix");
+  clist->add_option("PREFIX", key, "Prefix (a path)")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? ok : usage;
+  }
+  const auto colon = addr.rfind(':');
+  if (colon == std::string::npos) {
+    std::cerr << "lattice: --addr must be host:port, got \"" << addr << "\"\n";
+    return usage;
+  }
+  c.host = addr.substr(0, colon);
+  c.port = addr.substr(colon + 1);
+
+  // Paths and keys are absolute; say so here rather than have the daemon
+  // answer for a different URL.
+  for (const std::string* p : {&path, &key})
+    if (!p->empty() && p->front() != '/') {
+      std::cerr << "lattice: invalid path \"" << *p << "\": it must start with '/'\n";
+      return invalid;
+    }
+
+  try {
+    const auto show = [&](const json& j) { std::cout << j.dump(as_json ? -1 : 2) << "\n"; };
+    if (*members) {
+      const auto out = c.call(http::verb::get, "/v1/lattice/members");
+      if (as_json) return show(out), ok;
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& m : out)
+        rows.push_back({text(m["id"]) + (m["self"].get<bool>() ? " (this daemon)" : ""), text(m["address"]),
+                        text(m["state"]), text(m["incarnation"])});
+      print_table({"ID", "ADDRESS", "STATE", "INCARNATION"}, rows);
+    } else if (*services) {
+      const auto out = c.call(http::verb::get, "/v1/lattice/services");
+      if (as_json) return show(out), ok;
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& s : out)
+        rows.push_back({text(s["path"]), text(s["providers"]), text(s["consumers"]), text(s["version"])});
+      print_table({"PATH", "PROVIDERS", "CONSUMERS", "VERSION"}, rows);
+    } else if (*instances) {
+      const auto out = c.call(http::verb::get, "/v1/lattice/instances" + escape_target(path));
+      if (as_json) return show(out), ok;
+      print_instances(out);
+    } else if (*watch) {
+      c.stream("/v1/lattice/watch" + escape_target(path), [&](const std::string& event, const std::string& data) {
+        const auto j = json::parse(data, nullptr, false);
+        if (event == "error") throw failure{invalid, j.is_discarded() ? data : text(j["error"])};
+        if (as_json || j.is_discarded()) {
+          std::cout << data << std::endl;
+        } else {
+          print_instances(j);
+          std::cout << std::endl;
+        }
+      });
+    } else if (*reg) {
+      inst["address"] = address;
+      inst["port"] = port;
+      if (!id.empty()) inst["id"] = id;
+      if (!protocol.empty()) inst["protocol"] = protocol;
+      inst["weight"] = weight;
+      inst["kind"] = kind;
+      inst["ephemeral"] = !persistent;
+      json tag_obj = json::object();
+      for (const auto& t : tags) {
+        const auto eq = t.find('=');
+        if (eq == std::string::npos || eq == 0) throw failure{usage, "--tag must be key=value, got \"" + t + "\""};
+        tag_obj[t.substr(0, eq)] = t.substr(eq + 1);
+      }
+      inst["tags"] = tag_obj;
+      const auto out = c.call(http::verb::put, "/v1/lattice/instances" + escape_target(path), inst.dump());
+      if (as_json) return show(out), ok;
+      std::cout << fmt::format("registered {} under {}\n", text(out["id"]), path);
+    } else if (*dereg) {
+      const auto out = c.call(http::verb::delete_, "/v1/lattice/instances" + escape_target(path) +
+                                                       "?id=" + escape_target(dereg_id) + "&kind=" + kind);
+      if (as_json) return show(out), ok;
+      std::cout << fmt::format("deregistered {} from {}\n", dereg_id, path);
+    } else if (*cget) {
+      const auto out = c.call(http::verb::get, "/v1/lattice/config" + escape_target(key));
+      if (as_json) return show(out), ok;
+      std::cout << text(out["value"]) << "\n";
+    } else if (*cset) {
+      const auto out = c.call(http::verb::put, "/v1/lattice/config" + escape_target(key), value);
+      if (as_json) return show(out), ok;
+      std::cout << fmt::format("set {}\n", key);
+    } else if (*cdel) {
+      const auto out = c.call(http::verb::delete_, "/v1/lattice/config" + escape_target(key));
+      if (as_json) return show(out), ok;
+      std::cout << fmt::format("deleted {}\n", key);
+    } else if (*clist) {
+      const auto out = c.call(http::verb::get, "/v1/lattice/config" + escape_target(key) + "?recurse");
+      if (as_json) return show(out), ok;
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& [k, v] : out.items()) rows.push_back({k, text(v)});
+      print_table({"KEY", "VALUE"}, rows);
+    }
+  } catch (const failure& f) {
+    std::cerr << "lattice: " << f.message << "\n";
+    return f.code;
+  }
+  return ok;
+}

@@ -1,0 +1,99 @@
+// apps/latticed/api.hpp: the daemon's HTTP API over one replica.
+//
+//  - native, under /v1/lattice/ (api_native.cpp);
+//  - the Consul-compatible subset, under /v1/agent, /v1/catalog,
+//    /v1/health, /v1/kv, /v1/status (api_consul.cpp);
+//  - operations: /health and /metrics (api_ops.cpp).
+//
+// Every bad request gets a JSON error body {"error": ...} and the status
+// the README documents, and changes nothing.
+//
+// Thread safety: handle() and tick() run on the HTTP thread only.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "http_server.hpp"
+#include "lattice/registry/replica.hpp"
+#include "url.hpp"
+
+namespace lattice::daemon {
+
+struct api_options {
+  /// Needed by every write (register, deregister, checks, config, KV).
+  /// Empty: writes are open.
+  std::string write_token;
+  /// Needed by every read but /health. Empty: reads are open. The write
+  /// token also grants reads.
+  std::string read_token;
+  /// Consul's datacenter name, reported where Consul reports one.
+  std::string datacenter = "dc1";
+  /// "host:port" of the HTTP API (agent/self).
+  std::string http_address;
+  /// Longest blocking query wait (Consul's is 10 minutes).
+  std::chrono::milliseconds max_wait{600'000};
+};
+
+/// HTTP request counts by status, for /metrics.
+struct http_counters {
+  std::map<unsigned, std::uint64_t> by_status;
+};
+
+class api {
+ public:
+  api(registry::replica& replica, api_options options, const http_counters& counters,
+      const http_server*& server);
+  reply handle(request& req);
+  /// Expires TTL checks (call every ~100 ms).
+  void tick(std::chrono::steady_clock::time_point now);
+
+  /// A Consul TTL check on an instance registered through this daemon.
+  struct ttl_check {
+    std::string path;  // the instance's
+    std::string instance_id;
+    std::chrono::milliseconds ttl{0};
+    /// Deregister after this long critical (0: never).
+    std::chrono::milliseconds deregister_after{0};
+    std::chrono::steady_clock::time_point expires;
+    std::chrono::steady_clock::time_point critical_since;
+    std::string status = "critical";
+    std::string output;
+  };
+
+ private:
+  enum class access { read, write };
+  bool authorized(const request& req, const target& t, access needed) const;
+
+  reply native(request& req, const target& t);
+  reply consul(request& req, const target& t);
+  reply ops(request& req, const target& t);
+  response metrics_text(unsigned version);
+
+  // Consul helpers (api_consul.cpp).
+  void restore_checks();
+  reply consul_register(request& req);
+  reply consul_deregister(const std::string& service_id);
+  reply consul_check_update(const std::string& check_id, const std::string& status, request& req);
+  void set_health(ttl_check& check, const std::string& status, const std::string& output);
+
+  /// A blocking query: `produce` gives (index, response); answered at once
+  /// without ?index, else when the index moves past it or ?wait passes.
+  reply blocking(const request& req, const target& t, std::function<std::pair<std::uint64_t, response>()> produce);
+
+  registry::replica& replica_;
+  api_options options_;
+  const http_counters& counters_;
+  const http_server*& server_;
+  /// Consul service id -> its check (only services registered with one).
+  std::map<std::string, ttl_check> checks_;
+};
+
+/// A JSON response with `status` (200 by default).
+response json_response(const nlohmann::json& body, unsigned version, http::status status = http::status::ok);
+
+}  // namespace lattice::daemon

@@ -1,0 +1,544 @@
+// The Consul-compatible subset (README, "latticed: the Consul-compatible
+// API"): what service registries and Consul's client libraries use.
+//
+// Mapping. A Consul service named N is the Lattice path "/N"; its instances
+// are the path's providers, registered ephemeral (bound to this daemon's
+// liveness). Consul's Tags, health and TTL check live in reserved
+// "consul:" tags of the instance, so they replicate with it and survive a
+// restart; Meta entries are the instance's other tags. A KV key K is the
+// config key "/K". There is no leader: status/leader names this replica.
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cctype>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "api.hpp"
+#include "duration.hpp"
+#include "json_codec.hpp"
+
+namespace lattice::daemon {
+
+using nlohmann::json;
+namespace reg = lattice::registry;
+
+namespace {
+
+constexpr const char* kTags = "consul:tags";            // JSON array of Consul tags
+constexpr const char* kHealth = "consul:health";        // passing | warning | critical
+constexpr const char* kOutput = "consul:output";        // the last check output
+constexpr const char* kCheckId = "consul:check-id";
+constexpr const char* kCheckName = "consul:check-name";
+constexpr const char* kTtl = "consul:check-ttl";
+constexpr const char* kDeregisterAfter = "consul:deregister-after";
+constexpr const char* kWarningWeight = "consul:weight-warning";
+
+std::string base64(std::string_view in) {
+  std::string out(4 * ((in.size() + 2) / 3), '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+  out.resize(static_cast<std::size_t>(n));
+  return out;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+// Consul decodes JSON field names case-insensitively (Go), and clients
+// rely on it (python-consul sends "name", "check": {"ttl": ...}).
+const json* field(const json& obj, std::string_view name) {
+  const auto wanted = lower(name);
+  for (const auto& [k, v] : obj.items())
+    if (lower(k) == wanted) return &v;
+  return nullptr;
+}
+
+std::string tag(const reg::instance& inst, const char* key, std::string fallback = {}) {
+  const auto it = inst.tags.find(key);
+  return it == inst.tags.end() ? std::move(fallback) : it->second;
+}
+
+json consul_tags(const reg::instance& inst) {
+  const auto text = tag(inst, kTags, "[]");
+  auto parsed = json::parse(text, nullptr, false);
+  return parsed.is_array() ? parsed : json::array();
+}
+
+json consul_meta(const reg::instance& inst) {
+  json meta = json::object();
+  for (const auto& [k, v] : inst.tags)
+    if (!k.starts_with("consul:")) meta[k] = v;
+  return meta;
+}
+
+std::string health_of(const reg::instance& inst) { return tag(inst, kHealth, "passing"); }
+
+json weights_of(const reg::instance& inst) {
+  const auto warning = tag(inst, kWarningWeight, "1");
+  return json{{"Passing", inst.weight}, {"Warning", std::stoul(warning)}};
+}
+
+std::string node_name(reg::replica_id id) { return fmt::format("lattice-{:016x}", id); }
+
+std::string host_of(const std::string& address) {
+  const auto colon = address.rfind(':');
+  return colon == std::string::npos ? address : address.substr(0, colon);
+}
+
+bool has_tag(const reg::instance& inst, const std::string& wanted) {
+  for (const auto& t : consul_tags(inst))
+    if (t.is_string() && t.get<std::string>() == wanted) return true;
+  return false;
+}
+
+response with_index(response res, std::uint64_t index) {
+  res.set("X-Consul-Index", std::to_string(std::max<std::uint64_t>(index, 1)));
+  res.set("X-Consul-KnownLeader", "true");
+  res.set("X-Consul-LastContact", "0");
+  return res;
+}
+
+}  // namespace
+
+// ---- checks ------------------------------------------------------------------------
+
+void api::restore_checks() {
+  // Our registrations came back from the data directory; so do their
+  // checks, with a fresh TTL (a restart is not a missed heartbeat).
+  const auto now = std::chrono::steady_clock::now();
+  const auto snap = replica_.current();
+  snap->services.for_each([&](const std::shared_ptr<const reg::service_view>& view) {
+    for (const auto& i : view->providers) {
+      if (i->owner != replica_.id() || !i->tags.contains(kTtl)) continue;
+      ttl_check c;
+      c.path = view->path;
+      c.instance_id = i->id;
+      c.ttl = parse_duration(tag(*i, kTtl)).value_or(std::chrono::milliseconds(30'000));
+      c.deregister_after = parse_duration(tag(*i, kDeregisterAfter, "0")).value_or(std::chrono::milliseconds(0));
+      c.status = health_of(*i);
+      c.expires = now + c.ttl;
+      c.critical_since = now;
+      checks_[i->id] = c;
+    }
+  });
+}
+
+void api::set_health(ttl_check& check, const std::string& status, const std::string& output) {
+  const auto now = std::chrono::steady_clock::now();
+  if (status == "critical" && check.status != "critical") check.critical_since = now;
+  const bool changed = check.status != status || check.output != output;
+  check.status = status;
+  check.output = output;
+  if (!changed) return;
+  // The health lives in the instance's tags, so every replica sees it.
+  const auto list = replica_.lookup(check.path);
+  for (const auto& i : list.providers()) {
+    if (i->id != check.instance_id) continue;
+    reg::instance updated = *i;
+    updated.tags[kHealth] = status;
+    if (output.empty()) updated.tags.erase(kOutput); else updated.tags[kOutput] = output.substr(0, 1024);
+    (void)replica_.register_instance(check.path, std::move(updated));
+    return;
+  }
+}
+
+void api::tick(std::chrono::steady_clock::time_point now) {
+  for (auto it = checks_.begin(); it != checks_.end();) {
+    auto& c = it->second;
+    if (c.status != "critical" && now >= c.expires) set_health(c, "critical", "TTL expired");
+    if (c.status == "critical" && c.deregister_after.count() > 0 && now - c.critical_since >= c.deregister_after) {
+      (void)replica_.deregister_instance(c.path, c.instance_id);
+      it = checks_.erase(it);
+      continue;
+    }
+    ++it;
+  }
+}
+
+// ---- register ------------------------------------------------------------------------
+
+reply api::consul_register(request& req) {
+  const unsigned v = req.version();
+  const auto bad = [&](const std::string& message) { return error_response(http::status::bad_request, message, v); };
+  const auto body = json::parse(req.body(), nullptr, false);
+  if (body.is_discarded() || !body.is_object()) return bad("Request decode failed: malformed JSON");
+
+  static const std::set<std::string> known = {"id", "name", "tags", "address", "port", "meta", "weights",
+                                              "check", "checks", "enabletagoverride", "taggedaddresses",
+                                              "kind", "namespace", "partition", "locality"};
+  for (const auto& [k, unused] : body.items())
+    if (!known.contains(lower(k))) return bad("Request decode failed: unknown field \"" + k + "\"");
+
+  const json* name = field(body, "Name");
+  if (name == nullptr || !name->is_string() || name->get<std::string>().empty())
+    return bad("Missing service name");
+  const std::string path = "/" + name->get<std::string>();
+  if (auto p = reg::service_path::parse(path); !p)
+    return bad("invalid service name \"" + name->get<std::string>() + "\": " + p.error().message());
+  if (const json* kind = field(body, "Kind"); kind && !(kind->is_string() && kind->get<std::string>().empty()))
+    return bad("only typical services are supported (Kind must be empty)");
+
+  reg::instance inst;
+  inst.ephemeral = true;
+  if (const json* id = field(body, "ID")) {
+    if (!id->is_string()) return bad("ID must be a string");
+    inst.id = id->get<std::string>();
+  }
+  if (inst.id.empty()) inst.id = name->get<std::string>();
+  if (const json* address = field(body, "Address")) {
+    if (!address->is_string()) return bad("Address must be a string");
+    inst.address = address->get<std::string>();
+  }
+  if (inst.address.empty()) inst.address = host_of(replica_.address());
+  if (const json* port = field(body, "Port")) {
+    if (!port->is_number_unsigned() || port->get<std::uint64_t>() > 65535) return bad("Port must be in 0..65535");
+    inst.port = port->get<std::uint16_t>();
+  }
+  if (const json* tags = field(body, "Tags"); tags && !tags->is_null()) {
+    if (!tags->is_array()) return bad("Tags must be an array of strings");
+    for (const auto& t : *tags)
+      if (!t.is_string()) return bad("Tags must be an array of strings");
+    inst.tags[kTags] = tags->dump();
+  }
+  if (const json* meta = field(body, "Meta"); meta && !meta->is_null()) {
+    if (!meta->is_object()) return bad("Meta must be an object of strings");
+    for (const auto& [k, val] : meta->items()) {
+      if (!val.is_string()) return bad("Meta value for \"" + k + "\" must be a string");
+      if (k.starts_with("consul:")) return bad("Meta key \"" + k + "\" uses the reserved prefix consul:");
+      inst.tags[k] = val.get<std::string>();
+    }
+  }
+  if (const json* weights = field(body, "Weights"); weights && !weights->is_null()) {
+    const json* passing = field(*weights, "Passing");
+    const json* warning = field(*weights, "Warning");
+    if (passing) {
+      if (!passing->is_number_unsigned() || passing->get<std::uint64_t>() > reg::max_weight)
+        return bad("Weights.Passing must be an integer in 0.." + std::to_string(reg::max_weight));
+      inst.weight = passing->get<std::uint32_t>();
+    }
+    if (warning) {
+      if (!warning->is_number_unsigned() || warning->get<std::uint64_t>() > reg::max_weight)
+        return bad("Weights.Warning must be an integer in 0.." + std::to_string(reg::max_weight));
+      inst.tags[kWarningWeight] = std::to_string(warning->get<std::uint64_t>());
+    }
+  }
+
+  // Checks: TTL only (a TTL check is the instance's liveness as its client
+  // reports it; the other kinds would have this daemon probe services).
+  std::vector<json> checks;
+  if (const json* check = field(body, "Check"); check && !check->is_null()) checks.push_back(*check);
+  if (const json* list = field(body, "Checks"); list && !list->is_null()) {
+    if (!list->is_array()) return bad("Checks must be an array");
+    for (const auto& c : *list) checks.push_back(c);
+  }
+  if (checks.size() > 1) return bad("at most one (TTL) check per service is supported");
+  std::optional<ttl_check> check;
+  if (!checks.empty()) {
+    const json& c = checks.front();
+    if (!c.is_object()) return bad("Check must be an object");
+    for (const char* unsupported : {"HTTP", "TCP", "Args", "Script", "GRPC", "DockerContainerID", "H2PING", "UDP",
+                                    "OSService", "AliasService", "AliasNode"})
+      if (field(c, unsupported)) return bad(std::string("only TTL checks are supported (got ") + unsupported + ")");
+    const json* ttl = field(c, "TTL");
+    if (!ttl || !ttl->is_string()) return bad("Check.TTL is required (only TTL checks are supported)");
+    const auto ttl_value = parse_duration(ttl->get<std::string>());
+    if (!ttl_value || ttl_value->count() <= 0) return bad("invalid Check.TTL \"" + ttl->get<std::string>() + "\"");
+    ttl_check tc;
+    tc.path = path;
+    tc.instance_id = inst.id;
+    tc.ttl = *ttl_value;
+    if (const json* after = field(c, "DeregisterCriticalServiceAfter"); after && after->is_string()) {
+      const auto d = parse_duration(after->get<std::string>());
+      if (!d) return bad("invalid DeregisterCriticalServiceAfter \"" + after->get<std::string>() + "\"");
+      tc.deregister_after = *d;
+    }
+    tc.status = "critical";  // Consul's default for a new TTL check
+    if (const json* status = field(c, "Status"); status && status->is_string()) {
+      const auto s = status->get<std::string>();
+      if (s != "passing" && s != "warning" && s != "critical") return bad("invalid Check.Status \"" + s + "\"");
+      tc.status = s;
+    }
+    std::string check_id = "service:" + inst.id;
+    if (const json* cid = field(c, "CheckID"); cid && cid->is_string() && !cid->get<std::string>().empty())
+      check_id = cid->get<std::string>();
+    inst.tags[kCheckId] = check_id;
+    if (const json* cname = field(c, "Name"); cname && cname->is_string()) inst.tags[kCheckName] = cname->get<std::string>();
+    inst.tags[kTtl] = format_duration(tc.ttl);
+    if (tc.deregister_after.count() > 0) inst.tags[kDeregisterAfter] = format_duration(tc.deregister_after);
+    inst.tags[kHealth] = tc.status;
+    const auto now = std::chrono::steady_clock::now();
+    tc.expires = now + tc.ttl;
+    tc.critical_since = now;
+    check = tc;
+  }
+
+  auto stored = replica_.register_instance(path, std::move(inst));
+  if (!stored) return error_response(static_cast<http::status>(status_of(stored.error())), stored.error().message(), v);
+  if (check) checks_[stored.value().id] = *check; else checks_.erase(stored.value().id);
+  return json_response(true, v);
+}
+
+reply api::consul_deregister(const std::string& service_id) {
+  // Ours only, like a Consul agent's: look for it among our instances.
+  const auto snap = replica_.current();
+  std::optional<std::string> path;
+  snap->services.for_each([&](const std::shared_ptr<const reg::service_view>& view) {
+    for (const auto& i : view->providers)
+      if (i->id == service_id && i->owner == replica_.id()) path = view->path;
+  });
+  if (!path) return error_response(http::status::not_found, "Unknown service ID \"" + service_id + "\"");
+  if (auto r = replica_.deregister_instance(*path, service_id); !r)
+    return error_response(static_cast<http::status>(status_of(r.error())), r.error().message());
+  checks_.erase(service_id);
+  return json_response(true, 11);
+}
+
+reply api::consul_check_update(const std::string& check_id, const std::string& status, request& req) {
+  const auto t = parse_target(sv(req.target()));
+  std::string note = t ? t->get("note").value_or("") : "";
+  for (auto& [id, c] : checks_) {
+    const auto list = replica_.lookup(c.path);
+    std::string this_check = "service:" + id;
+    for (const auto& i : list.providers())
+      if (i->id == id) this_check = tag(*i, kCheckId, this_check);
+    if (this_check != check_id) continue;
+    c.expires = std::chrono::steady_clock::now() + c.ttl;
+    set_health(c, status, note);
+    return json_response(true, req.version());
+  }
+  return error_response(http::status::not_found, "Unknown check ID \"" + check_id + "\"", req.version());
+}
+
+// ---- reads ---------------------------------------------------------------------------
+
+reply api::consul(request& req, const target& t) {
+  const unsigned v = req.version();
+  const std::string& path = t.path;
+  const auto method = req.method();
+  const auto wrong_method = [&] {
+    return error_response(http::status::method_not_allowed,
+                          std::string(req.method_string()) + " is not allowed on " + path, v);
+  };
+  const auto is = [&](std::string_view p) { return path == p; };
+  const auto under = [&](std::string_view p) { return path.size() > p.size() && path.starts_with(p); };
+
+  // Node names and addresses of the members, for catalog answers.
+  const auto node_of = [this](reg::replica_id owner) {
+    std::string address;
+    for (const auto& m : replica_.members())
+      if (m.id == owner) address = host_of(m.address);
+    return json{{"ID", fmt::format("{:016x}", owner)}, {"Node", node_name(owner)}, {"Address", address},
+                {"Datacenter", options_.datacenter}, {"TaggedAddresses", json::object()}, {"Meta", json::object()}};
+  };
+
+  if (is("/v1/agent/service/register")) {
+    if (method != http::verb::put) return wrong_method();
+    return consul_register(req);
+  }
+  if (under("/v1/agent/service/deregister/")) {
+    // GET too: Consul before 1.0 took it, and its older clients still send it.
+    if (method != http::verb::put && method != http::verb::get) return wrong_method();
+    auto r = consul_deregister(path.substr(std::string_view("/v1/agent/service/deregister/").size()));
+    if (auto* res = std::get_if<response>(&r)) res->version(v);
+    return r;
+  }
+  for (const auto& [prefix, status] : {std::pair{"/v1/agent/check/pass/", "passing"},
+                                       std::pair{"/v1/agent/check/warn/", "warning"},
+                                       std::pair{"/v1/agent/check/fail/", "critical"}}) {
+    if (!under(prefix)) continue;
+    if (method != http::verb::put && method != http::verb::get) return wrong_method();
+    return consul_check_update(path.substr(std::string_view(prefix).size()), status, req);
+  }
+  if (is("/v1/agent/services")) {
+    if (method != http::verb::get) return wrong_method();
+    json out = json::object();
+    replica_.current()->services.for_each([&](const std::shared_ptr<const reg::service_view>& view) {
+      for (const auto& i : view->providers) {
+        if (i->owner != replica_.id()) continue;
+        out[i->id] = json{{"ID", i->id}, {"Service", view->path.substr(1)}, {"Tags", consul_tags(*i)},
+                          {"Meta", consul_meta(*i)}, {"Port", i->port}, {"Address", i->address},
+                          {"Weights", weights_of(*i)}, {"EnableTagOverride", false},
+                          {"Datacenter", options_.datacenter}};
+      }
+    });
+    return json_response(out, v);
+  }
+  if (is("/v1/agent/self")) {
+    if (method != http::verb::get) return wrong_method();
+    return json_response(
+        json{{"Config", {{"Datacenter", options_.datacenter}, {"NodeName", node_name(replica_.id())},
+                         {"NodeID", fmt::format("{:016x}", replica_.id())}, {"Server", false},
+                         {"Version", "lattice-0.1"}}},
+             {"Member", {{"Name", node_name(replica_.id())}, {"Addr", host_of(replica_.address())},
+                         {"Port", std::stoul(replica_.address().substr(replica_.address().rfind(':') + 1))},
+                         {"Status", 1}, {"Tags", json::object()}}}},
+        v);
+  }
+  if (is("/v1/agent/members") || is("/v1/catalog/nodes") || is("/v1/status/peers")) {
+    if (method != http::verb::get) return wrong_method();
+    json out = json::array();
+    for (const auto& m : replica_.members()) {
+      // Serf's status codes: 1 alive, 3 left, 4 failed (suspect is alive).
+      const int status = m.state == transport::member_state::left   ? 3
+                         : m.state == transport::member_state::dead ? 4
+                                                                    : 1;
+      if (is("/v1/status/peers")) {
+        if (status == 1) out.push_back(m.address);
+      } else if (is("/v1/catalog/nodes")) {
+        if (status == 1) out.push_back(node_of(m.id));
+      } else {
+        out.push_back(json{{"Name", node_name(m.id)}, {"Addr", host_of(m.address)},
+                           {"Port", std::stoul(m.address.substr(m.address.rfind(':') + 1))},
+                           {"Status", status}, {"Tags", json::object()}});
+      }
+    }
+    return is("/v1/catalog/nodes") ? with_index(json_response(out, v), replica_.current()->sequence)
+                                   : json_response(out, v);
+  }
+  if (is("/v1/status/leader")) {
+    if (method != http::verb::get) return wrong_method();
+    return json_response(replica_.address(), v);  // no leader: this replica answers for itself
+  }
+  if (is("/v1/catalog/services")) {
+    if (method != http::verb::get) return wrong_method();
+    return blocking(req, t, [this, v] {
+      const auto snap = replica_.current();
+      json out = json::object();
+      for (const auto& view : snap->services.starting_with("/")) {
+        if (view->providers.empty()) continue;
+        std::set<std::string> tags;
+        for (const auto& i : view->providers)
+          for (const auto& tg : consul_tags(*i))
+            if (tg.is_string()) tags.insert(tg.get<std::string>());
+        out[view->path.substr(1)] = tags;
+      }
+      return std::pair{snap->sequence, with_index(json_response(out, v), snap->sequence)};
+    });
+  }
+  const bool catalog = under("/v1/catalog/service/");
+  const bool health = under("/v1/health/service/");
+  if (catalog || health) {
+    if (method != http::verb::get) return wrong_method();
+    const std::string name = path.substr(catalog ? std::string_view("/v1/catalog/service/").size()
+                                                 : std::string_view("/v1/health/service/").size());
+    if (auto p = reg::service_path::parse("/" + name); !p)
+      return error_response(http::status::bad_request, "invalid service name \"" + name + "\"", v);
+    const bool passing_only = t.has("passing") && t.get("passing") != "false" && t.get("passing") != "0";
+    const auto wanted_tag = t.get("tag");
+    return blocking(req, t, [=, this] {
+      const auto list = replica_.lookup("/" + name);
+      json out = json::array();
+      for (const auto& i : list.providers()) {
+        if (wanted_tag && !has_tag(*i, *wanted_tag)) continue;
+        const auto status = health_of(*i);
+        if (health && passing_only && status != "passing") continue;
+        const json node = node_of(i->owner);
+        if (catalog) {
+          out.push_back(json{{"ID", node["ID"]}, {"Node", node["Node"]}, {"Address", node["Address"]},
+                             {"Datacenter", options_.datacenter}, {"TaggedAddresses", json::object()},
+                             {"NodeMeta", json::object()}, {"ServiceKind", ""}, {"ServiceID", i->id},
+                             {"ServiceName", name}, {"ServiceTags", consul_tags(*i)},
+                             {"ServiceAddress", i->address}, {"ServiceWeights", weights_of(*i)},
+                             {"ServiceMeta", consul_meta(*i)}, {"ServicePort", i->port},
+                             {"ServiceEnableTagOverride", false}, {"CreateIndex", list.version()},
+                             {"ModifyIndex", list.version()}});
+        } else {
+          json checks = json::array();
+          if (i->tags.contains(kCheckId))
+            checks.push_back(json{{"Node", node["Node"]}, {"CheckID", tag(*i, kCheckId)},
+                                  {"Name", tag(*i, kCheckName, "Service '" + name + "' check")},
+                                  {"Status", status}, {"Notes", ""}, {"Output", tag(*i, kOutput)},
+                                  {"ServiceID", i->id}, {"ServiceName", name}, {"ServiceTags", consul_tags(*i)},
+                                  {"Type", "ttl"}});
+          out.push_back(json{{"Node", node},
+                             {"Service", {{"ID", i->id}, {"Service", name}, {"Tags", consul_tags(*i)},
+                                          {"Address", i->address}, {"Meta", consul_meta(*i)},
+                                          {"Port", i->port}, {"Weights", weights_of(*i)}}},
+                             {"Checks", std::move(checks)}});
+        }
+      }
+      return std::pair{list.version(), with_index(json_response(out, v), list.version())};
+    });
+  }
+  if (path == "/v1/kv" || under("/v1/kv/")) {
+    const std::string key = path.size() > 7 ? path.substr(7) : "";
+    const std::string config_key = "/" + key;
+    for (const char* unsupported : {"cas", "acquire", "release"})
+      if (t.has(unsupported))
+        return error_response(http::status::bad_request,
+                              std::string("?") + unsupported + " is not supported: Lattice has no locks or "
+                              "compare-and-set (it is AP; see the README)", v);
+    if (method == http::verb::get) {
+      const bool recurse = t.has("recurse"), keys = t.has("keys"), raw = t.has("raw");
+      const auto separator = t.get("separator");
+      return blocking(req, t, [=, this]() {
+        const auto snap = replica_.current();
+        const auto& config = *snap->config;
+        const auto index = snap->sequence;
+        if (!recurse && !keys) {
+          const auto it = config.find(config_key);
+          if (it == config.end())
+            return std::pair{index, with_index(error_response(http::status::not_found, "", v), index)};
+          if (raw) {
+            response res{http::status::ok, v};
+            res.set(http::field::content_type, "application/octet-stream");
+            res.body() = it->second;
+            res.prepare_payload();
+            return std::pair{index, with_index(std::move(res), index)};
+          }
+          json entry{{"Key", key}, {"Value", base64(it->second)}, {"Flags", 0}, {"LockIndex", 0},
+                     {"CreateIndex", index}, {"ModifyIndex", index}};
+          return std::pair{index, with_index(json_response(json::array({entry}), v), index)};
+        }
+        json out = json::array();
+        std::set<std::string> seen;
+        for (auto it = config.lower_bound(config_key); it != config.end() && it->first.starts_with(config_key); ++it) {
+          std::string k = it->first.substr(1);
+          if (keys) {
+            if (separator && !separator->empty()) {
+              const auto at = k.find(*separator, key.size());
+              if (at != std::string::npos) k = k.substr(0, at + separator->size());
+            }
+            if (seen.insert(k).second) out.push_back(k);
+          } else {
+            out.push_back(json{{"Key", k}, {"Value", base64(it->second)}, {"Flags", 0}, {"LockIndex", 0},
+                               {"CreateIndex", index}, {"ModifyIndex", index}});
+          }
+        }
+        if (out.empty()) return std::pair{index, with_index(error_response(http::status::not_found, "", v), index)};
+        return std::pair{index, with_index(json_response(out, v), index)};
+      });
+    }
+    if (auto p = reg::service_path::parse(config_key); !p)
+      return error_response(http::status::bad_request,
+                            "invalid key \"" + key + "\": " + p.error().message() +
+                                " (Lattice config keys are paths: segments of [A-Za-z0-9._~:@+-])", v);
+    if (method == http::verb::put) {
+      if (auto r = replica_.set_config(config_key, req.body()); !r)
+        return error_response(static_cast<http::status>(status_of(r.error())), r.error().message(), v);
+      return json_response(true, v);
+    }
+    if (method == http::verb::delete_) {
+      if (t.has("recurse")) {
+        const auto snap = replica_.current();
+        for (auto it = snap->config->lower_bound(config_key);
+             it != snap->config->end() && it->first.starts_with(config_key); ++it)
+          (void)replica_.erase_config(it->first);
+        return json_response(true, v);
+      }
+      if (auto r = replica_.erase_config(config_key); !r && r.error() != reg::errc::not_found)
+        return error_response(static_cast<http::status>(status_of(r.error())), r.error().message(), v);
+      return json_response(true, v);  // Consul answers true for a missing key too
+    }
+    return wrong_method();
+  }
+  return error_response(http::status::not_found, "no such endpoint: " + path + " (see the README for the subset "
+                        "of Consul's API that latticed speaks)", v);
+}
+
+}  // namespace lattice::daemon

@@ -1,0 +1,96 @@
+// Operations: /health and /metrics (Prometheus text format 0.0.4).
+#include <fmt/format.h>
+
+#include "api.hpp"
+#include "lattice/transport/error.hpp"
+
+namespace lattice::daemon {
+
+namespace {
+
+const char* message_type_name(std::size_t t) {
+  static const char* names[] = {"", "gossip", "sync_request", "range_digests", "range_push",
+                                "op", "op_summary", "op_repair"};
+  return t < std::size(names) ? names[t] : "unknown";
+}
+
+}  // namespace
+
+reply api::ops(request& req, const target& t) {
+  if (req.method() != http::verb::get)
+    return error_response(http::status::method_not_allowed, "only GET is allowed on " + t.path, req.version());
+  if (t.path == "/health") {
+    const auto snap = replica_.current();
+    return json_response(nlohmann::json{{"status", "ok"},
+                                        {"id", replica_.id()},
+                                        {"gossip_address", replica_.address()},
+                                        {"known_peers", snap->known_peers},
+                                        {"reachable_peers", snap->reachable_peers},
+                                        {"isolated", snap->isolated}},
+                         req.version());
+  }
+  if (!authorized(req, t, access::read))
+    return error_response(http::status::forbidden, "permission denied: a valid token is required", req.version());
+  return metrics_text(req.version());
+}
+
+response api::metrics_text(unsigned version) {
+  const auto m = replica_.metrics();
+  std::string out;
+  const auto family = [&](const char* name, const char* type, const char* help) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+  };
+  family("lattice_gossip_messages_sent_total", "counter", "Gossip messages sent, by message type.");
+  for (std::size_t i = 1; i < m.protocol.sent_by_type.size(); ++i)
+    out += fmt::format("lattice_gossip_messages_sent_total{{type=\"{}\"}} {}\n", message_type_name(i),
+                       m.protocol.sent_by_type[i]);
+  family("lattice_gossip_bytes_sent_total", "counter", "Gossip payload bytes sent, by message type.");
+  for (std::size_t i = 1; i < m.protocol.bytes_sent_by_type.size(); ++i)
+    out += fmt::format("lattice_gossip_bytes_sent_total{{type=\"{}\"}} {}\n", message_type_name(i),
+                       m.protocol.bytes_sent_by_type[i]);
+  family("lattice_gossip_messages_received_total", "counter", "Gossip messages received, by message type.");
+  for (std::size_t i = 1; i < m.protocol.received_by_type.size(); ++i)
+    out += fmt::format("lattice_gossip_messages_received_total{{type=\"{}\"}} {}\n", message_type_name(i),
+                       m.protocol.received_by_type[i]);
+  family("lattice_merges_total", "counter", "Merges that changed the replicated state.");
+  out += fmt::format("lattice_merges_total {}\n", m.protocol.state_changes);
+  family("lattice_rejected_frames_total", "counter", "Frames rejected before reaching the state, by reason.");
+  for (std::size_t i = 1; i < m.driver.rejected_frames.size(); ++i) {
+    const auto reason = make_error_code(static_cast<transport::errc>(i)).message();
+    if (reason.starts_with("unknown")) continue;
+    out += fmt::format("lattice_rejected_frames_total{{reason=\"{}\"}} {}\n", reason, m.driver.rejected_frames[i]);
+  }
+  family("lattice_rejected_payloads_total", "counter", "Authenticated frames whose payload failed to decode.");
+  out += fmt::format("lattice_rejected_payloads_total {}\n", m.protocol.rejected);
+  family("lattice_members", "gauge", "Cluster members as this replica judges them, by state.");
+  out += fmt::format("lattice_members{{state=\"alive\"}} {}\nlattice_members{{state=\"suspect\"}} {}\n"
+                     "lattice_members{{state=\"dead\"}} {}\nlattice_members{{state=\"left\"}} {}\n",
+                     m.alive, m.suspect, m.dead, m.left);
+  family("lattice_instances", "gauge", "Visible instances (providers and consumers).");
+  out += fmt::format("lattice_instances {}\n", m.instances);
+  family("lattice_services", "gauge", "Paths with at least one visible instance.");
+  out += fmt::format("lattice_services {}\n", m.services);
+  family("lattice_config_keys", "gauge", "Config keys.");
+  out += fmt::format("lattice_config_keys {}\n", m.config_keys);
+  family("lattice_watch_subscribers", "gauge", "Watches registered (SSE streams included).");
+  out += fmt::format("lattice_watch_subscribers {}\n", m.watches);
+  family("lattice_sse_streams", "gauge", "Open Server-Sent Events streams.");
+  out += fmt::format("lattice_sse_streams {}\n", server_ ? server_->streams() : 0);
+  family("lattice_reaped_total", "counter", "Instances of dead owners this replica tombstoned.");
+  out += fmt::format("lattice_reaped_total {}\n", m.reaped);
+  family("lattice_http_requests_total", "counter", "HTTP requests answered, by status.");
+  for (const auto& [status, count] : counters_.by_status)
+    out += fmt::format("lattice_http_requests_total{{code=\"{}\"}} {}\n", status, count);
+  family("lattice_persistence_commit_seconds", "summary", "Data directory commits (fsync included).");
+  out += fmt::format("lattice_persistence_commit_seconds_sum {:.6f}\nlattice_persistence_commit_seconds_count {}\n",
+                     static_cast<double>(m.storage_micros) / 1e6, m.storage_commits);
+  family("lattice_persistence_failures_total", "counter", "Data directory commits that failed.");
+  out += fmt::format("lattice_persistence_failures_total {}\n", m.storage_failures);
+  response res{http::status::ok, version};
+  res.set(http::field::content_type, "text/plain; version=0.0.4");
+  res.body() = std::move(out);
+  res.prepare_payload();
+  return res;
+}
+
+}  // namespace lattice::daemon

@@ -1,0 +1,134 @@
+#include "daemon_options.hpp"
+
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "duration.hpp"
+
+namespace lattice::daemon {
+
+namespace {
+
+// "host:port" -> (host, port); port 0 picks a free one.
+bool split_address(const std::string& text, std::string& host, std::uint16_t& port) {
+  const auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0) return false;
+  try {
+    std::size_t used = 0;
+    const auto p = std::stoul(text.substr(colon + 1), &used);
+    if (used != text.size() - colon - 1 || p > 65535) return false;
+    port = static_cast<std::uint16_t>(p);
+  } catch (const std::exception&) {
+    return false;
+  }
+  host = text.substr(0, colon);
+  return true;
+}
+
+std::string read_secret(const std::string& file, const char* what) {
+  std::ifstream in(file);
+  if (!in) throw CLI::ValidationError(std::string(what) + " file", "cannot read " + file);
+  std::stringstream s;
+  s << in.rdbuf();
+  std::string value = s.str();
+  while (!value.empty() && (value.back() == '\n' || value.back() == '\r' || value.back() == ' ')) value.pop_back();
+  if (value.empty()) throw CLI::ValidationError(std::string(what) + " file", file + " is empty");
+  return value;
+}
+
+// A CLI11 option holding a Go-style duration ("100ms", "30s").
+CLI::Option* add_duration(CLI::App& app, const std::string& name, std::chrono::milliseconds& into,
+                          const std::string& help) {
+  return app
+      .add_option_function<std::string>(
+          name,
+          [&into, name](const std::string& text) {
+            const auto d = parse_duration(text);
+            if (!d) throw CLI::ValidationError(name, "not a duration: \"" + text + "\" (e.g. 250ms, 30s, 1m)");
+            into = *d;
+          },
+          help)
+      ->default_str(format_duration(into))
+      ->type_name("DURATION");
+}
+
+}  // namespace
+
+parsed_options parse_options(int argc, char** argv) {
+  daemon_options o;
+  o.replica.listen_port = 7946;
+  o.http.port = 8500;
+  CLI::App app{"latticed: a Lattice registry replica with an HTTP API (native and Consul-compatible)."};
+  app.set_config("--config", "", "TOML config file; keys are the long option names (e.g. http = \"127.0.0.1:8500\")");
+  app.get_formatter()->column_width(40);
+
+  std::string gossip = "127.0.0.1:7946", http = "127.0.0.1:8500", key_file, token_file, read_token_file;
+  std::string mode = "delta", fsync = "always";
+  app.add_option("--id", o.replica.id,
+                 "Replica id, unique in the cluster (0: kept in the data directory, else random)")
+      ->default_str("0");
+  app.add_option("--gossip", gossip, "Gossip listen address host:port (port 0: any free port)")->capture_default_str();
+  app.add_option("--advertise", o.replica.advertise_host, "Host peers reach us at (default: the gossip host)");
+  app.add_option("--http", http, "HTTP API listen address host:port (loopback by default)")->capture_default_str();
+  app.add_option("--seeds", o.replica.seeds, "Replicas to join through, host:port, comma-separated")->delimiter(',');
+  app.add_option("--cluster-key-file", key_file,
+                 "File holding the shared cluster key (>= 16 bytes): frames are authenticated with HMAC-SHA256")
+      ->check(CLI::ExistingFile);
+  app.add_option("--mode", mode, "Dissemination: delta, state or op (the whole cluster must agree)")
+      ->check(CLI::IsMember({"delta", "state", "op"}))
+      ->capture_default_str();
+  add_duration(app, "--heartbeat", o.replica.heartbeat_interval, "Heartbeat interval");
+  add_duration(app, "--suspect-after", o.replica.suspect_after, "Silence after which a member is suspect");
+  add_duration(app, "--dead-after", o.replica.dead_after, "Silence after which a member is dead");
+  add_duration(app, "--anti-entropy", o.replica.anti_entropy_interval, "Anti-entropy round interval");
+  add_duration(app, "--reap-after", o.replica.reap_after,
+               "How long a dead owner's ephemeral instances are kept hidden before removal");
+  app.add_option("--data-dir", o.replica.data_dir,
+                 "Directory for durable state (SQLite). Empty: nothing survives a restart");
+  app.add_option("--fsync", fsync, "always: a write is acknowledged once fsynced; never: once in SQLite's WAL")
+      ->check(CLI::IsMember({"always", "never"}))
+      ->capture_default_str();
+  app.add_option("--token-file", token_file, "File holding the token every write needs (none: writes are open)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--read-token-file", read_token_file,
+                 "File holding the token reads need (none: reads are open; the write token also reads)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--datacenter", o.api.datacenter, "Datacenter name reported by the Consul API")->capture_default_str();
+  app.add_option("--max-body", o.http.body_limit, "Largest HTTP request body, bytes")->capture_default_str();
+  add_duration(app, "--http-read-timeout", o.http.read_timeout, "Time allowed to send one HTTP request");
+  app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error or critical")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
+      ->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+    if (!split_address(gossip, o.replica.listen_host, o.replica.listen_port))
+      throw CLI::ValidationError("--gossip", "expected host:port, got \"" + gossip + "\"");
+    if (!split_address(http, o.http.host, o.http.port))
+      throw CLI::ValidationError("--http", "expected host:port, got \"" + http + "\"");
+    if (!key_file.empty()) {
+      o.replica.cluster_key = read_secret(key_file, "--cluster-key");
+      if (o.replica.cluster_key.size() < 16)
+        throw CLI::ValidationError("--cluster-key-file", "the key must be at least 16 bytes");
+    }
+    if (!token_file.empty()) o.api.write_token = read_secret(token_file, "--token");
+    if (!read_token_file.empty()) o.api.read_token = read_secret(read_token_file, "--read-token");
+    o.replica.mode = mode == "state" ? transport::dissemination::state
+                     : mode == "op"  ? transport::dissemination::op
+                                     : transport::dissemination::delta;
+    o.replica.fsync_writes = fsync == "always";
+    if (o.replica.suspect_after >= o.replica.dead_after)
+      throw CLI::ValidationError("--suspect-after", "must be shorter than --dead-after");
+  } catch (const CLI::ParseError& e) {
+    parsed_options out;
+    out.exit_code = app.exit(e);
+    return out;
+  }
+  return parsed_options{std::move(o), 0};
+}
+
+}  // namespace lattice::daemon

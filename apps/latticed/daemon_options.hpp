@@ -1,0 +1,30 @@
+// apps/latticed/daemon_options.hpp: latticed's flags and config file
+// (CLI11; the config file is TOML with the flags' long names as keys).
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "api.hpp"
+#include "http_server.hpp"
+#include "lattice/registry/replica.hpp"
+
+namespace lattice::daemon {
+
+struct daemon_options {
+  registry::replica_options replica;
+  server_options http;
+  api_options api;
+  std::string log_level = "info";
+};
+
+struct parsed_options {
+  /// Set when the daemon should start.
+  std::optional<daemon_options> options;
+  /// Otherwise: 0 after --help, non-zero after an error (already printed).
+  int exit_code = 0;
+};
+
+parsed_options parse_options(int argc, char** argv);
+
+}  // namespace lattice::daemon

@@ -1,0 +1,261 @@
+#include "http_server.hpp"
+
+#include <deque>
+#include <set>
+#include <sstream>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+namespace lattice::daemon {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+
+response error_response(http::status status, const std::string& message, unsigned version) {
+  response res{status, version};
+  res.set(http::field::content_type, "application/json");
+  res.body() = nlohmann::json{{"error", message}}.dump() + "\n";
+  res.prepare_payload();
+  return res;
+}
+
+class session;
+
+struct http_server::shared {
+  server_options options;
+  handler handle;
+  std::set<session*> sessions;  // io thread only
+  std::size_t streams = 0;
+  bool stopped = false;
+};
+
+class session : public std::enable_shared_from_this<session> {
+ public:
+  session(tcp::socket socket, std::shared_ptr<http_server::shared> shared)
+      : stream_(std::move(socket)), shared_(std::move(shared)), timer_(stream_.get_executor()) {}
+
+  void start() {
+    shared_->sessions.insert(this);
+    read();
+  }
+  void close() {
+    beast::error_code ec;
+    timer_.cancel();
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.close();
+  }
+  ~session() {
+    shared_->sessions.erase(this);
+    if (streaming_) --shared_->streams;
+  }
+
+ private:
+  void read() {
+    parser_.emplace();
+    parser_->header_limit(16 * 1024);
+    parser_->body_limit(shared_->options.body_limit);
+    stream_.expires_after(shared_->options.read_timeout);
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == asio::error::operation_aborted ||
+        ec == beast::error::timeout || ec == asio::error::connection_reset || ec == asio::error::eof)
+      return close();
+    if (ec == http::error::body_limit)
+      return respond(error_response(http::status::payload_too_large, "request body exceeds the limit"), true);
+    if (ec == http::error::header_limit)
+      return respond(error_response(http::status::request_header_fields_too_large, "request headers too large"),
+                     true);
+    if (ec) return respond(error_response(http::status::bad_request, "malformed request: " + ec.message()), true);
+    stream_.expires_never();
+    request req = parser_->release();
+    const bool keep_alive = req.keep_alive();
+    const unsigned version = req.version();
+    reply r = [&]() -> reply {
+      try {
+        return shared_->handle(req);
+      } catch (const std::exception& e) {
+        spdlog::error("http: {} {}: {}", std::string(req.method_string()), std::string(req.target()), e.what());
+        return error_response(http::status::internal_server_error, "internal error");
+      }
+    }();
+    if (auto* res = std::get_if<response>(&r)) {
+      res->version(version);
+      res->keep_alive(keep_alive);
+      return respond(std::move(*res), !keep_alive);
+    }
+    if (auto* w = std::get_if<wait_reply>(&r)) {
+      wait_ = std::move(*w);
+      keep_alive_ = keep_alive;
+      version_ = version;
+      return poll();
+    }
+    start_stream(std::move(std::get<stream_reply>(r)), version);
+  }
+
+  void poll() {
+    const bool final = std::chrono::steady_clock::now() >= wait_.deadline;
+    if (auto res = wait_.poll(final); res || final) {
+      if (!res) res = error_response(http::status::internal_server_error, "blocking query produced nothing");
+      res->version(version_);
+      res->keep_alive(keep_alive_);
+      wait_ = {};
+      return respond(std::move(*res), !keep_alive_);
+    }
+    timer_.expires_after(std::min<std::chrono::steady_clock::duration>(
+        shared_->options.poll_interval, wait_.deadline - std::chrono::steady_clock::now()));
+    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec && !self->shared_->stopped) self->poll();
+    });
+  }
+
+  void respond(response res, bool close_after) {
+    if (shared_->options.on_response) shared_->options.on_response(res.result_int());
+    auto owned = std::make_shared<response>(std::move(res));
+    http::async_write(stream_, *owned,
+                      [self = shared_from_this(), owned, close_after](beast::error_code ec, std::size_t) {
+                        if (ec || close_after || self->shared_->stopped) return self->close();
+                        self->read();
+                      });
+  }
+
+  // ---- Server-Sent Events ------------------------------------------------------
+
+  void start_stream(stream_reply s, unsigned version) {
+    if (shared_->options.on_response) shared_->options.on_response(200);
+    streaming_ = true;
+    ++shared_->streams;
+    s.head.version(version);
+    s.head.keep_alive(false);
+    s.head.set(http::field::cache_control, "no-cache");
+    std::string head;
+    {
+      // The header block alone: the body is the stream that follows.
+      std::ostringstream out;
+      out << s.head.base();
+      head = out.str();
+    }
+    enqueue(std::move(head));
+    std::weak_ptr<session> weak = shared_from_this();
+    auto executor = stream_.get_executor();
+    keep_ = s.start([weak, executor](std::string chunk) {
+      asio::post(executor, [weak, chunk = std::move(chunk)]() mutable {
+        if (auto self = weak.lock()) self->enqueue(std::move(chunk));
+      });
+    });
+    // Reading tells us when the client goes away; anything it sends is
+    // ignored.
+    watch_for_close();
+  }
+
+  void watch_for_close() {
+    stream_.socket().async_read_some(asio::buffer(discard_),
+                                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                                       if (ec) return self->end_stream();
+                                       self->watch_for_close();
+                                     });
+  }
+
+  void end_stream() {
+    keep_.reset();  // cancels the watch
+    close();
+  }
+
+  void enqueue(std::string chunk) {
+    if (!stream_.socket().is_open()) return;
+    // A client that stops reading must not grow our memory without bound.
+    if (queued_bytes_ > 8 * 1024 * 1024) return end_stream();
+    queued_bytes_ += chunk.size();
+    outbox_.push_back(std::move(chunk));
+    if (outbox_.size() == 1) write_next();
+  }
+
+  void write_next() {
+    asio::async_write(stream_.socket(), asio::buffer(outbox_.front()),
+                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                        if (ec) return self->end_stream();
+                        self->queued_bytes_ -= self->outbox_.front().size();
+                        self->outbox_.pop_front();
+                        if (!self->outbox_.empty()) self->write_next();
+                      });
+  }
+
+  beast::tcp_stream stream_;
+  std::shared_ptr<http_server::shared> shared_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  asio::steady_timer timer_;
+  wait_reply wait_;
+  bool keep_alive_ = false;
+  unsigned version_ = 11;
+  bool streaming_ = false;
+  std::shared_ptr<void> keep_;
+  std::deque<std::string> outbox_;
+  std::size_t queued_bytes_ = 0;
+  std::array<char, 512> discard_{};
+};
+
+http_server::http_server(asio::io_context& io, server_options options, handler h)
+    : io_(io), acceptor_(io), shared_(std::make_shared<shared>()) {
+  shared_->options = std::move(options);
+  shared_->handle = std::move(h);
+}
+
+http_server::~http_server() = default;
+
+result<void> http_server::listen() {
+  beast::error_code ec;
+  const auto address = asio::ip::make_address(shared_->options.host, ec);
+  if (ec) return ec;
+  const tcp::endpoint endpoint(address, shared_->options.port);
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(endpoint, ec);
+  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return ec;
+  port_ = acceptor_.local_endpoint().port();
+  accept();
+  return success();
+}
+
+void http_server::accept() {
+  acceptor_.async_accept([this](beast::error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || shared_->stopped) return;
+    if (!ec) {
+      if (shared_->sessions.size() >= shared_->options.max_connections) {
+        // Over the limit: a clear answer, then the door.
+        auto res = std::make_shared<response>(error_response(http::status::service_unavailable, "too many connections"));
+        res->keep_alive(false);
+        auto sock = std::make_shared<tcp::socket>(std::move(socket));
+        http::async_write(*sock, *res, [sock, res](beast::error_code, std::size_t) {
+          beast::error_code ignored;
+          sock->shutdown(tcp::socket::shutdown_both, ignored);
+        });
+      } else {
+        std::make_shared<session>(std::move(socket), shared_)->start();
+      }
+    }
+    accept();
+  });
+}
+
+void http_server::stop() {
+  shared_->stopped = true;
+  beast::error_code ec;
+  acceptor_.close(ec);
+  // close() may end a session (and erase it from the set): iterate a copy.
+  const auto sessions = shared_->sessions;
+  for (auto* s : sessions) s->close();
+}
+
+std::size_t http_server::streams() const noexcept { return shared_->streams; }
+
+}  // namespace lattice::daemon

@@ -1,0 +1,99 @@
+// apps/latticed/http_server.hpp: the daemon's HTTP/1.1 server (Boost.Beast).
+//
+// One io_context thread runs every connection. A handler turns a request
+// into one of three replies:
+//  - a response, written at once;
+//  - a wait (a blocking query): `poll` is called every poll_interval until
+//    it returns a response, and at the deadline with final = true, when it
+//    must;
+//  - a stream (Server-Sent Events): headers are written, then every string
+//    the source sends, until the client goes away or the server stops.
+//
+// Limits: request headers of 16 KiB, bodies of body_limit (413 beyond),
+// read_timeout for a whole request (408-free: the connection is closed),
+// max_connections at once (503 beyond). A request Beast cannot parse gets
+// 400 and the connection is closed.
+//
+// Thread safety: construct, listen() and stop() on the io_context's thread
+// or before it runs. A stream's send function may be called from any
+// thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/http.hpp>
+
+#include "lattice/crdt/error.hpp"
+
+namespace lattice::daemon {
+
+namespace http = boost::beast::http;
+using request = http::request<http::string_body>;
+using response = http::response<http::string_body>;
+
+struct wait_reply {
+  std::chrono::steady_clock::time_point deadline;
+  std::function<std::optional<response>(bool final)> poll;
+};
+
+struct stream_reply {
+  /// Headers of the stream's response (status 200, Content-Type set).
+  response head;
+  /// Called once the headers are out, with the sink. Returns what must be
+  /// kept alive while the stream lasts (a watch handle); dropped when the
+  /// client goes away. The sink may be called from any thread.
+  std::function<std::shared_ptr<void>(std::function<void(std::string)> send)> start;
+};
+
+using reply = std::variant<response, wait_reply, stream_reply>;
+using handler = std::function<reply(request&)>;
+
+struct server_options {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8500;
+  std::size_t body_limit = 1024 * 1024;
+  std::chrono::milliseconds read_timeout{30'000};
+  std::size_t max_connections = 1024;
+  std::chrono::milliseconds poll_interval{20};
+  /// Called after every response with its status (metrics).
+  std::function<void(unsigned status)> on_response;
+};
+
+class http_server {
+ public:
+  http_server(boost::asio::io_context& io, server_options options, handler h);
+  ~http_server();
+  /// Binds and starts accepting. Errors: the bind's.
+  result<void> listen();
+  std::uint16_t port() const noexcept { return port_; }
+  /// Stops accepting and closes every connection (streams included).
+  void stop();
+  /// Open Server-Sent Events streams.
+  std::size_t streams() const noexcept;
+
+  struct shared;  // state the connections share with the server
+
+ private:
+  void accept();
+
+  boost::asio::io_context& io_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  std::shared_ptr<shared> shared_;
+  std::uint16_t port_ = 0;
+};
+
+/// Beast's string_view (boost's) as a std::string_view.
+inline std::string_view sv(boost::beast::string_view s) noexcept { return {s.data(), s.size()}; }
+
+/// A JSON error body {"error": message} with `status`.
+response error_response(http::status status, const std::string& message, unsigned version = 11);
+
+}  // namespace lattice::daemon

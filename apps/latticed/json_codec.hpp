@@ -1,0 +1,32 @@
+// apps/latticed/json_codec.hpp: registry values as the native API's JSON.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "lattice/registry/replica.hpp"
+
+namespace lattice::daemon {
+
+/// {"id", "address", "port", "protocol", "serialization", "weight", "zone",
+///  "role", "tags", "ephemeral", "kind", "owner", "owner_incarnation"}
+nlohmann::json to_json(const registry::instance& inst);
+/// The same, with "in_flight" and "served" from the load counters.
+nlohmann::json to_json(const registry::instance_view& view);
+/// {"path", "version", "providers": [...], "consumers": [...]}
+nlohmann::json to_json(const registry::service_view& view);
+
+/// The provider's fields of an instance, and its kind. Every field is
+/// optional but "address"; an unknown field or a value of the wrong type
+/// is an error whose message names it.
+struct parsed_instance {
+  registry::instance inst;
+  registry::instance_kind kind = registry::instance_kind::provider;
+};
+std::optional<parsed_instance> instance_from_json(const nlohmann::json& body, std::string& error);
+
+/// The HTTP status for a registry error, and its message.
+unsigned status_of(std::error_code ec);
+
+}  // namespace lattice::daemon

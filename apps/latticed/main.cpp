@@ -1,0 +1,98 @@
+// latticed: a Lattice replica as a process of its own, with an HTTP API
+// (native and Consul-compatible), durable state and metrics.
+//
+//   latticed --http 127.0.0.1:8500 --gossip 127.0.0.1:7946 --data-dir /var/lib/lattice
+//   latticed --config /etc/lattice/latticed.toml
+//   latticed --help
+//
+// Once serving, prints one line to stdout that scripts can wait for:
+//   latticed ready id=<id> http=<host:port> gossip=<host:port>
+//
+// SIGTERM / SIGINT: stop accepting HTTP, remove this replica's ephemeral
+// instances, announce the leave, flush, exit 0 (within about a second).
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <fmt/format.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "api.hpp"
+#include "daemon_options.hpp"
+#include "http_server.hpp"
+
+namespace asio = boost::asio;
+using namespace lattice;
+
+namespace {
+
+void tick_checks(asio::steady_timer& timer, daemon::api& api) {
+  timer.expires_after(std::chrono::milliseconds(100));
+  timer.async_wait([&timer, &api](boost::system::error_code ec) {
+    if (ec) return;
+    api.tick(std::chrono::steady_clock::now());
+    tick_checks(timer, api);
+  });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto parsed = daemon::parse_options(argc, argv);
+  if (!parsed.options) return parsed.exit_code;
+  auto& o = *parsed.options;
+
+  // Logs go to stderr; stdout carries only the ready line.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("latticed"));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ latticed[%P] %v");
+  spdlog::set_level(spdlog::level::from_str(o.log_level));
+
+  auto opened = registry::replica::open(o.replica);
+  if (!opened) {
+    spdlog::critical("cannot start the replica: {}", opened.error().message());
+    return 1;
+  }
+  auto replica = std::move(opened).value();
+
+  asio::io_context io;
+  daemon::http_counters counters;
+  const daemon::http_server* server_ptr = nullptr;
+  o.api.http_address = o.http.host + ":" + std::to_string(o.http.port);
+  daemon::api api(*replica, o.api, counters, server_ptr);
+  o.http.on_response = [&counters](unsigned status) { ++counters.by_status[status]; };
+  daemon::http_server server(io, o.http, [&api](daemon::request& req) { return api.handle(req); });
+  server_ptr = &server;
+  if (auto r = server.listen(); !r) {
+    spdlog::critical("cannot listen for HTTP on {}:{}: {}", o.http.host, o.http.port, r.error().message());
+    replica->stop();
+    return 1;
+  }
+
+  asio::steady_timer checks(io);
+  tick_checks(checks, api);
+
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](boost::system::error_code ec, int signal) {
+    if (ec) return;
+    spdlog::info("signal {}: leaving the cluster", signal);
+    server.stop();
+    checks.cancel();
+    replica->stop();  // removes our ephemeral instances, announces the leave, flushes
+    io.stop();
+  });
+
+  const std::string http_address = fmt::format("{}:{}", o.http.host, server.port());
+  spdlog::info("replica {} serving HTTP on {}, gossip on {}", replica->id(), http_address, replica->address());
+  std::cout << fmt::format("latticed ready id={} http={} gossip={}", replica->id(), http_address,
+                           replica->address())
+            << std::endl;
+  io.run();
+  spdlog::info("stopped");
+  return 0;
+}

@@ -1,0 +1,122 @@
+"""Starting and stopping real latticed processes on loopback for the tests.
+
+Every daemon binds port 0 (gossip and HTTP) and reports its ports on its
+ready line; every wait is bounded; every process is stopped by its PID.
+"""
+import json
+import os
+import select
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+LATTICED = os.environ.get("LATTICED", "build/apps/latticed")
+LATTICE_CLI = os.environ.get("LATTICE_CLI", "build/apps/lattice")
+# Fast liveness so that kill tests finish quickly.
+FAST = ["--heartbeat", "50ms", "--suspect-after", "200ms", "--dead-after", "400ms", "--reap-after", "1s",
+        "--anti-entropy", "100ms", "--fsync", "never", "--log-level", "warn"]
+
+
+class Daemon:
+    def __init__(self, *extra, data_dir=None, seeds=None):
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="latticed-test-")
+        self.extra = list(extra)
+        self.seeds = seeds or []
+        self.proc = None
+        self.start()
+
+    def start(self, gossip="127.0.0.1:0"):
+        args = [LATTICED, "--gossip", gossip, "--http", "127.0.0.1:0", "--data-dir", self.data_dir] + FAST
+        if self.seeds:
+            args += ["--seeds", ",".join(self.seeds)]
+        args += self.extra
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self._read_line(10.0)
+        if not line.startswith("latticed ready"):
+            self.proc.kill()
+            raise RuntimeError("latticed did not start: %r %s" % (line, self.proc.stderr.read()))
+        fields = dict(kv.split("=", 1) for kv in line.split()[2:])
+        self.id, self.http, self.gossip = int(fields["id"]), fields["http"], fields["gossip"]
+        return self
+
+    def _read_line(self, timeout):
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        return self.proc.stdout.readline().strip() if ready else ""
+
+    def url(self, path):
+        return "http://%s%s" % (self.http, path)
+
+    def request(self, method, path, body=None, headers=None, timeout=10):
+        """(status, headers, parsed JSON or raw text) of one request."""
+        data = body if isinstance(body, (bytes, type(None))) else (
+            body.encode() if isinstance(body, str) else json.dumps(body).encode())
+        req = urllib.request.Request(self.url(path), data=data, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as res:
+                return res.status, dict(res.headers), _decode(res.read())
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), _decode(e.read())
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def put(self, path, body=None, **kw):
+        return self.request("PUT", path, body, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+    def terminate(self, timeout=5.0):
+        """SIGTERM; returns the exit code (killed and None past the timeout)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            return None
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait(5)
+
+    def close(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            pipe.close()
+
+
+def _decode(raw):
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")
+
+
+def eventually(check, timeout=5.0, interval=0.02):
+    """Polls check() until it is truthy or timeout passes; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+def providers(daemon, path):
+    status, _, body = daemon.get("/v1/lattice/instances" + path)
+    return sorted(i["id"] for i in body["providers"]) if status == 200 else []
+
+
+def cli(daemon, *args, timeout=10):
+    """(exit code, stdout, stderr) of the lattice CLI against `daemon`."""
+    addr = daemon.http if daemon else "127.0.0.1:1"
+    done = subprocess.run([LATTICE_CLI, "--addr", addr] + list(args), capture_output=True, text=True,
+                          timeout=timeout)
+    return done.returncode, done.stdout, done.stderr

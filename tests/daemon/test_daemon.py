@@ -1,0 +1,406 @@
+"""latticed against real processes on loopback (CTest label `daemon`).
+
+    LATTICED=build/apps/latticed LATTICE_CLI=build/apps/lattice \
+        /usr/bin/python3 tests/daemon/test_daemon.py [TestClass]
+"""
+import json
+import os
+import random
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import Daemon, cli, eventually, providers  # noqa: E402
+
+PATH = "/HelloWorldService/1.0.0"
+
+
+def instance(port, **extra):
+    return dict({"address": "127.0.0.1", "port": port, "protocol": "http"}, **extra)
+
+
+class Cluster(unittest.TestCase):
+    """Three daemons joined through the first."""
+
+    def setUp(self):
+        self.daemons = []
+        first = self.spawn()
+        for _ in range(2):
+            self.spawn(seeds=[first.gossip])
+        self.assertTrue(eventually(lambda: all(
+            len([m for m in d.get("/v1/lattice/members")[2] if m["state"] == "alive"]) == 3 for d in self.daemons),
+            timeout=5), "members did not converge")
+
+    def spawn(self, *extra, **kw):
+        d = Daemon(*extra, **kw)
+        self.daemons.append(d)
+        return d
+
+    def tearDown(self):
+        for d in self.daemons:
+            d.close()
+            shutil.rmtree(d.data_dir, ignore_errors=True)
+
+
+class CrossDaemonTest(Cluster):
+    def test_register_on_one_is_seen_by_the_others(self):
+        a, b, c = self.daemons
+        status, _, stored = a.put("/v1/lattice/instances" + PATH, instance(9001))
+        self.assertEqual(status, 200, stored)
+        self.assertEqual(stored["id"], "127.0.0.1:9001")
+        self.assertEqual(stored["owner"], a.id)
+        for d in (b, c):
+            self.assertTrue(eventually(lambda: providers(d, PATH) == ["127.0.0.1:9001"]))
+        # Deregistration propagates too.
+        status, _, _ = a.delete("/v1/lattice/instances" + PATH + "?id=127.0.0.1:9001")
+        self.assertEqual(status, 200)
+        for d in (b, c):
+            self.assertTrue(eventually(lambda: providers(d, PATH) == []))
+
+    def test_watch_stream_sends_the_current_list_then_every_change(self):
+        a, _, c = self.daemons
+        a.put("/v1/lattice/instances" + PATH, instance(9001))
+        self.assertTrue(eventually(lambda: providers(c, PATH) == ["127.0.0.1:9001"]))
+        events = []
+        sock = socket.create_connection(tuple(c.http.rsplit(":", 1)), timeout=5)
+        sock.sendall(("GET /v1/lattice/watch/HelloWorldService HTTP/1.1\r\nHost: x\r\n\r\n").encode())
+        buffer = b""
+
+        def read_events(wanted):
+            nonlocal buffer
+            deadline = time.monotonic() + 5
+            while len(events) < wanted and time.monotonic() < deadline:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                buffer += chunk
+                while b"\n\n" in buffer:
+                    block, buffer = buffer.split(b"\n\n", 1)
+                    data = [l[6:] for l in block.decode().split("\n") if l.startswith("data: ")]
+                    if data:
+                        events.append(json.loads("".join(data)))
+
+        read_events(1)
+        self.assertEqual([i["id"] for i in events[0]["providers"]], ["127.0.0.1:9001"])
+        a.put("/v1/lattice/instances" + PATH, instance(9002))
+        read_events(2)
+        sock.close()
+        self.assertEqual(len(events), 2)
+        self.assertGreater(events[1]["version"], events[0]["version"])
+        self.assertEqual([i["id"] for i in events[1]["providers"]], ["127.0.0.1:9001", "127.0.0.1:9002"])
+
+    def test_blocking_query_returns_when_the_service_changes(self):
+        a, b, _ = self.daemons
+        a.put("/v1/lattice/instances" + PATH, instance(9001))
+        self.assertTrue(eventually(lambda: providers(b, PATH) == ["127.0.0.1:9001"]))
+        _, headers, _ = b.get("/v1/lattice/instances" + PATH)
+        index = int(headers["X-Lattice-Index"])
+        result = {}
+
+        def block():
+            result["answer"] = b.get("/v1/lattice/instances%s?index=%d&wait=20s" % (PATH, index), timeout=30)
+
+        waiter = threading.Thread(target=block)
+        waiter.start()
+        time.sleep(0.2)  # let it block first (a change before it starts also satisfies it)
+        a.put("/v1/lattice/instances" + PATH, instance(9002))
+        waiter.join(30)
+        self.assertFalse(waiter.is_alive())
+        status, headers, body = result["answer"]
+        self.assertEqual(status, 200)
+        self.assertGreater(int(headers["X-Lattice-Index"]), index)
+        self.assertEqual(sorted(i["id"] for i in body["providers"]), ["127.0.0.1:9001", "127.0.0.1:9002"])
+
+    def test_sigterm_removes_the_daemons_instances_from_the_others(self):
+        a, b, _ = self.daemons
+        a.put("/v1/lattice/instances" + PATH, instance(9001))
+        self.assertTrue(eventually(lambda: providers(b, PATH) == ["127.0.0.1:9001"]))
+        started = time.monotonic()
+        self.assertEqual(a.terminate(timeout=5), 0)
+        self.assertLess(time.monotonic() - started, 5)
+        # A graceful leave: gone at once, not after the failure detector.
+        self.assertTrue(eventually(lambda: providers(b, PATH) == [], timeout=2))
+        members = {m["id"]: m["state"] for m in b.get("/v1/lattice/members")[2]}
+        self.assertIn(members.get(a.id), ("left", None))
+
+    def test_kill9_keeps_every_acknowledged_write(self):
+        a, b, _ = self.daemons
+        acknowledged = []
+        for port in range(9001, 9011):
+            status, _, body = a.put("/v1/lattice/instances" + PATH, instance(port))
+            self.assertEqual(status, 200)
+            acknowledged.append(body["id"])
+        status, _, _ = a.put("/v1/lattice/config/app/timeout", "30s")
+        self.assertEqual(status, 200)
+        old_id = a.id
+        a.kill9()
+        # Alone (no seeds reachable on restart: we check what it kept itself).
+        restarted = Daemon(data_dir=a.data_dir)
+        self.daemons.append(restarted)
+        self.assertEqual(restarted.id, old_id)
+        self.assertEqual(providers(restarted, PATH), sorted(acknowledged))
+        self.assertEqual(restarted.get("/v1/lattice/config/app/timeout")[2]["value"], "30s")
+        # And it rejoins: the peers see its instances again (the new life
+        # re-registered them).
+        restarted.close()
+        rejoined = Daemon(data_dir=a.data_dir, seeds=[b.gossip])
+        self.daemons.append(rejoined)
+        self.assertTrue(eventually(lambda: providers(b, PATH) == sorted(acknowledged), timeout=5))
+
+
+class ConsulClientTest(unittest.TestCase):
+    """The Consul subset, driven by Debian's python3-consul."""
+
+    def setUp(self):
+        import consul  # python3-consul
+        self.consul_module = consul
+        self.a = Daemon()
+        self.b = Daemon(seeds=[self.a.gossip])
+        host, port = self.a.http.rsplit(":", 1)
+        self.ca = consul.Consul(host=host, port=int(port))
+        host, port = self.b.http.rsplit(":", 1)
+        self.cb = consul.Consul(host=host, port=int(port))
+
+    def tearDown(self):
+        for d in (self.a, self.b):
+            d.close()
+            shutil.rmtree(d.data_dir, ignore_errors=True)
+
+    def test_service_with_ttl_check_through_catalog_and_health(self):
+        Check = self.consul_module.Check
+        self.assertTrue(self.ca.agent.service.register("web", service_id="web-1", address="127.0.0.1", port=8080,
+                                                       tags=["v1", "blue"], check=Check.ttl("2s")))
+        self.assertIn("web-1", self.ca.agent.services())
+        # On the other daemon: listed in the catalog, critical until passed.
+        self.assertTrue(eventually(lambda: len(self.cb.catalog.service("web")[1]) == 1))
+        index, nodes = self.cb.catalog.service("web")
+        self.assertEqual(nodes[0]["ServiceID"], "web-1")
+        self.assertEqual(nodes[0]["ServicePort"], 8080)
+        self.assertEqual(sorted(nodes[0]["ServiceTags"]), ["blue", "v1"])
+        self.assertEqual(self.cb.health.service("web", passing=True)[1], [])
+        # A blocking health query on b returns once the check passes on a.
+        _, health = self.cb.health.service("web")
+        index = int(index)
+        result = {}
+        waiter = threading.Thread(target=lambda: result.update(
+            answer=self.cb.health.service("web", passing=True, index=index, wait="20s")))
+        waiter.start()
+        time.sleep(0.2)
+        self.ca.agent.check.ttl_pass("service:web-1")
+        waiter.join(30)
+        self.assertFalse(waiter.is_alive())
+        new_index, passing = result["answer"]
+        self.assertGreater(int(new_index), index)
+        self.assertEqual([e["Service"]["ID"] for e in passing], ["web-1"])
+        self.assertEqual(passing[0]["Checks"][0]["Status"], "passing")
+        # The TTL lapses: critical again, everywhere.
+        self.assertTrue(eventually(lambda: self.cb.health.service("web", passing=True)[1] == [], timeout=5))
+        # Deregistration.
+        self.assertTrue(self.ca.agent.service.deregister("web-1"))
+        self.assertTrue(eventually(lambda: self.cb.catalog.service("web")[1] == []))
+        self.assertNotIn("web-1", self.ca.agent.services())
+
+    def test_kv_put_get_delete(self):
+        self.assertTrue(self.ca.kv.put("app/config/timeout", "30s"))
+        self.assertTrue(eventually(lambda: self.cb.kv.get("app/config/timeout")[1] is not None))
+        _, entry = self.cb.kv.get("app/config/timeout")
+        self.assertEqual(entry["Value"], b"30s")
+        self.assertEqual(self.cb.kv.get("app/config", keys=True)[1], ["app/config/timeout"])
+        _, entries = self.cb.kv.get("app", recurse=True)
+        self.assertEqual([e["Key"] for e in entries], ["app/config/timeout"])
+        self.assertTrue(self.ca.kv.delete("app/config/timeout"))
+        self.assertTrue(eventually(lambda: self.cb.kv.get("app/config/timeout")[1] is None))
+
+    def test_status_and_members(self):
+        self.assertEqual(self.ca.status.leader(), self.a.gossip)
+        self.assertTrue(eventually(lambda: len(self.ca.agent.members()) == 2))
+        self.assertEqual({m["Status"] for m in self.ca.agent.members()}, {1})
+        self.assertEqual(self.ca.agent.self()["Config"]["Datacenter"], "dc1")
+
+
+class BadRequestTest(unittest.TestCase):
+    def setUp(self):
+        self.token_file = tempfile.NamedTemporaryFile("w", delete=False)
+        self.token_file.write("s3cret-token\n")
+        self.token_file.close()
+        self.d = Daemon("--max-body", "4096", "--token-file", self.token_file.name)
+        self.auth = {"X-Consul-Token": "s3cret-token"}
+        status, _, _ = self.d.put("/v1/lattice/instances" + PATH, instance(9001), headers=self.auth)
+        self.assertEqual(status, 200)
+        self.d.put("/v1/lattice/config/app/k", "v", headers=self.auth)
+
+    def tearDown(self):
+        self.d.close()
+        shutil.rmtree(self.d.data_dir, ignore_errors=True)
+        os.unlink(self.token_file.name)
+
+    def state(self):
+        return (self.d.get("/v1/lattice/services")[2], self.d.get("/v1/lattice/config/app?recurse")[2])
+
+    def test_every_bad_request_gets_its_status_and_changes_nothing(self):
+        before = self.state()
+        cases = [
+            ("PUT", "/v1/lattice/instances" + PATH, "{not json", self.auth, 400, "malformed JSON"),
+            ("PUT", "/v1/lattice/instances" + PATH, {"address": "x", "bogus": 1}, self.auth, 400, "unknown field"),
+            ("PUT", "/v1/lattice/instances" + PATH, {"port": 1}, self.auth, 400, "address"),
+            ("PUT", "/v1/lattice/instances/bad//path", instance(1), self.auth, 400, "invalid path"),
+            ("PUT", "/v1/lattice/instances" + PATH, instance(1, tags={"k": "x" * 5000}), self.auth, 413, "limit"),
+            ("GET", "/v1/lattice/instances/NoSuchService", None, self.auth, 404, "unknown service"),
+            ("DELETE", "/v1/lattice/instances" + PATH + "?id=nope", None, self.auth, 404, "no such"),
+            ("POST", "/v1/lattice/members", None, self.auth, 405, "not allowed"),
+            ("PUT", "/v1/lattice/instances" + PATH, instance(9002), {}, 403, "token"),
+            ("PUT", "/v1/lattice/instances" + PATH, instance(9002), {"X-Consul-Token": "wrong"}, 403, "token"),
+            ("PUT", "/v1/agent/service/register", {"Name": "web", "Check": {"HTTP": "http://x"}}, self.auth, 400,
+             "only TTL"),
+            ("PUT", "/v1/agent/service/register", {"Name": "web", "Bogus": 1}, self.auth, 400, "unknown field"),
+            ("PUT", "/v1/kv/a/b?cas=1", "v", self.auth, 400, "not supported"),
+            ("PUT", "/v1/kv/bad key", "v", self.auth, 400, "invalid key"),
+            ("GET", "/v1/nope", None, self.auth, 404, "no such endpoint"),
+        ]
+        for method, path, body, headers, status, message in cases:
+            with self.subTest(method=method, path=path):
+                got, _, answer = self.d.request(method, path.replace(" ", "%20"), body, headers=headers)
+                self.assertEqual(got, status, answer)
+                self.assertIn("error", answer)
+                self.assertIn(message.lower(), answer["error"].lower())
+        self.assertEqual(self.state(), before)
+        # The right token in each accepted form.
+        for headers, path in (({"Authorization": "Bearer s3cret-token"}, "/v1/lattice/config/app/x"),
+                              ({}, "/v1/lattice/config/app/y?token=s3cret-token")):
+            self.assertEqual(self.d.put(path, "1", headers=headers)[0], 200)
+
+    def test_random_bytes_and_truncated_requests_do_not_stop_the_daemon(self):
+        host, port = self.d.http.rsplit(":", 1)
+        rng = random.Random(42)
+        valid = b"PUT /v1/lattice/config/app/k HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+        for n in range(150):
+            payload = (bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 600))) if n % 3 == 0
+                       else valid[:rng.randint(0, len(valid) - 1)] if n % 3 == 1
+                       else b"GET /" + b"a" * rng.randint(1, 20000) + b" HTTP/1.1\r\n\r\n")
+            with socket.create_connection((host, int(port)), timeout=2) as s:
+                s.sendall(payload)
+                s.shutdown(socket.SHUT_WR)
+                try:
+                    while s.recv(65536):
+                        pass
+                except OSError:
+                    pass
+        self.assertEqual(self.d.get("/health")[0], 200)
+        self.assertEqual(self.d.get("/v1/lattice/config/app/k", headers=self.auth)[2]["value"], "v")
+
+    def test_metrics_are_prometheus_text(self):
+        status, headers, text = self.d.get("/metrics")
+        self.assertEqual(status, 200)
+        self.assertTrue(headers["Content-Type"].startswith("text/plain"))
+        for family in ("lattice_gossip_messages_sent_total", "lattice_members{state=\"alive\"} 1",
+                       "lattice_instances 1", "lattice_http_requests_total{code=\"200\"}",
+                       "lattice_persistence_commit_seconds_count", "lattice_rejected_frames_total"):
+            self.assertIn(family, text)
+
+
+class OptionsTest(unittest.TestCase):
+    def run_daemon(self, *args):
+        import subprocess
+        from harness import LATTICED
+        return subprocess.run([LATTICED] + list(args), capture_output=True, text=True, timeout=10)
+
+    def test_help_documents_every_option_with_its_default(self):
+        done = self.run_daemon("--help")
+        self.assertEqual(done.returncode, 0)
+        for option in ("--gossip TEXT=127.0.0.1:7946", "--http TEXT=127.0.0.1:8500", "--dead-after DURATION=700ms",
+                       "--mode", "--data-dir", "--token-file", "--config"):
+            self.assertIn(option, done.stdout)
+
+    def test_invalid_flags_and_config_fail_before_starting(self):
+        for args, message in ((["--mode", "gossipy"], "mode"), (["--dead-after", "soon"], "duration"),
+                              (["--http", "nohost"], "host:port"), (["--no-such-flag"], "no-such-flag"),
+                              (["--suspect-after", "2s"], "shorter")):
+            with self.subTest(args=args):
+                done = self.run_daemon(*args)
+                self.assertNotEqual(done.returncode, 0)
+                self.assertIn(message, done.stderr + done.stdout)
+        with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
+            f.write('mode = "paxos"\n')
+        done = self.run_daemon("--config", f.name)
+        os.unlink(f.name)
+        self.assertNotEqual(done.returncode, 0)
+
+    def test_config_file_sets_options(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
+            f.write('datacenter = "eu-west"\nlog-level = "warn"\n')
+        d = Daemon("--config", f.name)
+        try:
+            self.assertEqual(d.get("/v1/agent/self")[2]["Config"]["Datacenter"], "eu-west")
+        finally:
+            d.close()
+            os.unlink(f.name)
+            shutil.rmtree(d.data_dir, ignore_errors=True)
+
+
+class CliTest(unittest.TestCase):
+    def setUp(self):
+        self.d = Daemon()
+
+    def tearDown(self):
+        self.d.close()
+        shutil.rmtree(self.d.data_dir, ignore_errors=True)
+
+    def test_commands_and_exit_codes(self):
+        code, out, err = cli(self.d, "register", PATH, "--address", "127.0.0.1", "--port", "9001", "--tag", "env=prod")
+        self.assertEqual(code, 0, err)
+        self.assertIn("registered 127.0.0.1:9001", out)
+        code, out, _ = cli(self.d, "instances", PATH)
+        self.assertEqual(code, 0)
+        self.assertIn("127.0.0.1:9001", out)
+        self.assertIn("env=prod", out)
+        code, out, _ = cli(self.d, "--json", "instances", PATH)
+        self.assertEqual(json.loads(out)["providers"][0]["tags"], {"env": "prod"})
+        code, out, _ = cli(self.d, "services")
+        self.assertIn(PATH, out)
+        code, out, _ = cli(self.d, "members")
+        self.assertIn("(this daemon)", out)
+        self.assertIn("alive", out)
+        self.assertEqual(cli(self.d, "config", "set", "/app/timeout", "30s")[0], 0)
+        self.assertEqual(cli(self.d, "config", "get", "/app/timeout")[1].strip(), "30s")
+        self.assertIn("/app/timeout", cli(self.d, "config", "list", "/app")[1])
+        self.assertEqual(cli(self.d, "config", "delete", "/app/timeout")[0], 0)
+        code, _, err = cli(self.d, "config", "get", "/app/timeout")
+        self.assertEqual(code, 4)
+        self.assertIn("no config key", err)
+        self.assertEqual(cli(self.d, "deregister", PATH, "127.0.0.1:9001")[0], 0)
+        code, _, err = cli(self.d, "instances", "not a path")
+        self.assertEqual(code, 5)
+        self.assertIn("invalid path", err)
+        code, _, err = cli(None, "services")
+        self.assertEqual(code, 3)
+        self.assertIn("cannot reach latticed", err)
+        self.assertEqual(cli(self.d, "no-such-command")[0], 2)
+
+    def test_watch_streams_changes(self):
+        import subprocess
+        from harness import LATTICE_CLI
+        watcher = subprocess.Popen([LATTICE_CLI, "--addr", self.d.http, "--json", "watch", "/HelloWorldService"],
+                                   stdout=subprocess.PIPE, text=True)
+        try:
+            time.sleep(0.3)
+            cli(self.d, "register", PATH, "--address", "127.0.0.1", "--port", "9001")
+            line = ""
+            deadline = time.monotonic() + 5
+            import select
+            while time.monotonic() < deadline and "9001" not in line:
+                if select.select([watcher.stdout], [], [], 0.5)[0]:
+                    line = watcher.stdout.readline()
+            self.assertIn("127.0.0.1:9001", line)
+        finally:
+            watcher.kill()
+            watcher.wait(5)
+            watcher.stdout.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
