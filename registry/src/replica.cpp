@@ -321,6 +321,13 @@ transport::protocol_stats replica::stats() const {
   return on_replica_thread([this] { return impl_->core->stats(); }).value_or(transport::protocol_stats{});
 }
 
+void replica::set_send_filter(std::function<bool(const std::string&)> allow) {
+  on_replica_thread([this, allow = std::move(allow)]() mutable {
+    impl_->driver->set_send_filter(std::move(allow));
+    return true;
+  });
+}
+
 replica_metrics replica::metrics() const {
   return on_replica_thread([this] {
            replica_metrics m;

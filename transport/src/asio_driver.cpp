@@ -241,6 +241,10 @@ void asio_driver::deliver(message_type type, std::span<const std::byte> payload)
 
 void asio_driver::dispatch() {
   for (auto& message : core_->take_outgoing()) {
+    if (send_filter_ && !send_filter_(message.to)) {
+      ++stats_.dropped_filtered;
+      continue;
+    }
     auto& peer = peers_[message.to];
     if (!peer) peer = std::make_shared<outbound>(*this, message.to);
     peer->enqueue(encode_frame(static_cast<std::uint8_t>(message.type), message.payload,

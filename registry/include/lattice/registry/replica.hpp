@@ -265,6 +265,12 @@ class replica {
   result<watch_handle> watch_config(std::string_view prefix,
                                     std::function<void(const config_change&)> callback);
 
+  /// Fault injection for examples, tests and drills: gossip to peers whose
+  /// address `allow` refuses is dropped (see asio_driver::set_send_filter).
+  /// Cut two groups apart by giving each side a filter refusing the other;
+  /// simulate a crash by refusing everyone. Empty: heals.
+  void set_send_filter(std::function<bool(const std::string& peer_address)> allow);
+
   /// Counts of this replica's transport (for tests and metrics).
   transport::protocol_stats stats() const;
   /// Everything an operator graphs (a copy, taken on the replica thread;

@@ -32,6 +32,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
@@ -74,6 +75,7 @@ struct driver_stats {
   std::uint64_t bytes_sent = 0;
   std::uint64_t dropped_queue_full = 0;
   std::uint64_t connect_failures = 0;
+  std::uint64_t dropped_filtered = 0;
 
   std::uint64_t rejected(errc reason) const { return rejected_frames[static_cast<std::size_t>(reason)]; }
 };
@@ -105,6 +107,13 @@ class asio_driver {
 
   const driver_stats& stats() const noexcept { return stats_; }
 
+  /// Fault injection (examples, tests, drills): messages to peers for which
+  /// `allow(address)` is false are dropped (counted in dropped_filtered),
+  /// as if the network lost them. Empty: everything goes. A cut between two
+  /// groups is each side refusing the other's addresses; a crash is a
+  /// replica refusing everyone.
+  void set_send_filter(std::function<bool(const std::string& peer)> allow) { send_filter_ = std::move(allow); }
+
  private:
   class inbound;
   class outbound;
@@ -128,6 +137,7 @@ class asio_driver {
   std::map<inbound*, std::weak_ptr<inbound>> inbound_;
   std::mt19937_64 rng_;
   driver_stats stats_;
+  std::function<bool(const std::string&)> send_filter_;
   bool stopping_ = false;
 };
 
