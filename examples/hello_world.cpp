@@ -240,7 +240,7 @@ int main(int argc, char** argv) {
   }
   if (*cons) {
     auto r = open_replica(seeds);
-    if (!wait_for_providers(*r, 1, 10s) && r->lookup(kService).providers().empty()) {
+    if (!lattice::examples::eventually([&] { return !r->lookup(kService).providers().empty(); }, 10s)) {
       say("no provider of {} found", kService);
       return 1;
     }
