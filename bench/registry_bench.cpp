@@ -27,6 +27,7 @@
 #include <vector>
 
 #include <benchmark/benchmark.h>
+#include <spdlog/spdlog.h>
 
 #include "lattice/registry/balancer.hpp"
 #include "lattice/registry/registry_core.hpp"
@@ -266,4 +267,12 @@ BENCHMARK(BM_MemoryHeld)->Name("memory/100k_held")->Iterations(1)->Unit(benchmar
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  // Replicas log to stdout by default; keep it for the benchmark's JSON.
+  spdlog::set_level(spdlog::level::warn);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
