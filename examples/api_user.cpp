@@ -21,6 +21,7 @@
 
 namespace reg = lattice::registry;
 using lattice::examples::eventually;
+using lattice::examples::open_replica;
 using lattice::examples::say;
 using namespace std::chrono_literals;
 
@@ -28,16 +29,6 @@ namespace {
 
 constexpr const char* kPath = "/api/user/1.0.0";
 
-std::unique_ptr<reg::replica> open_replica(std::vector<std::string> seeds) {
-  reg::replica_options o;
-  o.seeds = std::move(seeds);
-  auto r = reg::replica::open(o);
-  if (!r) {
-    std::fprintf(stderr, "cannot open a replica: %s\n", r.error().message().c_str());
-    std::exit(1);
-  }
-  return std::move(r).value();
-}
 
 std::string in_flight_line(const reg::replica& r) {
   std::string out;

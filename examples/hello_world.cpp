@@ -43,6 +43,7 @@ namespace {
 
 constexpr const char* kService = "/HelloWorldService/1.0.0";
 
+using lattice::examples::open_replica;
 using lattice::examples::say;
 
 // The provider's service: one line in, one line out, per connection.
@@ -104,16 +105,6 @@ std::optional<std::string> call(const std::string& host, std::uint16_t port, con
   return reply;
 }
 
-std::unique_ptr<reg::replica> open_replica(const std::vector<std::string>& seeds) {
-  reg::replica_options o;
-  o.seeds = seeds;
-  auto r = reg::replica::open(o);
-  if (!r) {
-    std::fprintf(stderr, "cannot open a replica: %s\n", r.error().message().c_str());
-    std::exit(1);
-  }
-  return std::move(r).value();
-}
 
 struct provider {
   std::unique_ptr<reg::replica> replica;

@@ -1,14 +1,19 @@
-// examples/narrate.hpp: what every example shares: timestamped narration
-// and bounded waiting.
+// examples/narrate.hpp: what the examples share: timestamped narration,
+// bounded waiting, and opening a replica.
 #pragma once
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
+#include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <fmt/format.h>
+
+#include "lattice/registry/replica.hpp"
 
 namespace lattice::examples {
 
@@ -40,6 +45,19 @@ bool eventually(F done, std::chrono::milliseconds limit, std::chrono::millisecon
   }
   if (took) *took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
   return ok;
+}
+
+/// A replica on a free loopback port joining through `seeds`; exits the
+/// example with a message if it cannot open.
+inline std::unique_ptr<registry::replica> open_replica(std::vector<std::string> seeds = {}) {
+  registry::replica_options o;
+  o.seeds = std::move(seeds);
+  auto r = registry::replica::open(o);
+  if (!r) {
+    std::fprintf(stderr, "cannot open a replica: %s\n", r.error().message().c_str());
+    std::exit(1);
+  }
+  return std::move(r).value();
 }
 
 }  // namespace lattice::examples

@@ -10,9 +10,11 @@
 #include <catch2/catch.hpp>
 
 #include "lattice/registry/replica.hpp"
+#include "eventually.hpp"
 
 using namespace std::chrono_literals;
 using namespace lattice::registry;
+using lattice::testing::eventually;
 
 namespace {
 
@@ -22,15 +24,6 @@ struct temp_dir {
   ~temp_dir() { std::filesystem::remove_all(path); }
 };
 
-template <class F>
-bool eventually(F done, std::chrono::milliseconds limit = 5s) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < end) {
-    if (done()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return done();
-}
 
 instance provider(std::uint16_t port, bool ephemeral = true) {
   instance i;

@@ -11,9 +11,11 @@
 
 #include "lattice/registry/balancer.hpp"
 #include "lattice/registry/replica.hpp"
+#include "eventually.hpp"
 
 using namespace std::chrono_literals;
 using namespace lattice::registry;
+using lattice::testing::eventually;
 
 namespace {
 
@@ -25,16 +27,6 @@ instance provider(const char* address, std::uint16_t port, std::uint32_t weight 
   return i;
 }
 
-// Polls `done` every 5 ms for at most `limit`.
-template <class F>
-bool eventually(F done, std::chrono::milliseconds limit = 5s) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < end) {
-    if (done()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return done();
-}
 
 std::vector<std::unique_ptr<replica>> cluster(std::size_t n) {
   std::vector<std::unique_ptr<replica>> out;
