@@ -78,6 +78,17 @@ parsed_options parse_options(int argc, char** argv) {
   app.add_option("--cluster-key-file", key_file,
                  "File holding the shared cluster key (>= 16 bytes): frames are authenticated with HMAC-SHA256")
       ->check(CLI::ExistingFile);
+  auto* tls_cert = app.add_option("--tls-cert", o.replica.tls_cert_file,
+                                  "PEM certificate chain for gossip TLS (with --tls-key and --tls-ca)")
+                       ->check(CLI::ExistingFile);
+  auto* tls_key = app.add_option("--tls-key", o.replica.tls_key_file, "PEM private key for gossip TLS")
+                      ->check(CLI::ExistingFile);
+  auto* tls_ca = app.add_option("--tls-ca", o.replica.tls_ca_file,
+                                "PEM CA that every peer's certificate must chain to (mutual TLS)")
+                     ->check(CLI::ExistingFile);
+  tls_cert->needs(tls_key)->needs(tls_ca);
+  tls_key->needs(tls_cert);
+  tls_ca->needs(tls_cert);
   app.add_option("--mode", mode, "Dissemination: delta, state or op (the whole cluster must agree)")
       ->check(CLI::IsMember({"delta", "state", "op"}))
       ->capture_default_str();

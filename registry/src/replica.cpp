@@ -110,6 +110,16 @@ result<std::unique_ptr<replica>> replica::open(replica_options options) {
     d.frames.key = std::make_shared<const transport::cluster_key>(
         std::vector<std::byte>(bytes, bytes + options.cluster_key.size()));
   }
+  const int tls_files = !options.tls_cert_file.empty() + !options.tls_key_file.empty() + !options.tls_ca_file.empty();
+  if (tls_files != 0 && tls_files != 3) return std::make_error_code(std::errc::invalid_argument);
+  if (tls_files == 3) {
+    auto tls = transport::make_tls_context(options.tls_cert_file, options.tls_key_file, options.tls_ca_file);
+    if (!tls) {
+      spdlog::error("lattice: TLS setup failed: {}", tls.error().message());
+      return tls.error();
+    }
+    d.tls = std::move(tls).value();
+  }
   try {
     in.driver = std::make_unique<transport::asio_driver>(in.io, d);
   } catch (const boost::system::system_error& e) {

@@ -364,6 +364,29 @@ class OptionsTest(unittest.TestCase):
             shutil.rmtree(d.data_dir, ignore_errors=True)
 
 
+class TlsTest(unittest.TestCase):
+    """Gossip over mutual TLS (fixtures in tests/transport/tls)."""
+
+    def test_two_daemons_over_tls_and_half_configured_tls_refused(self):
+        fixtures = os.path.join(os.path.dirname(__file__), "..", "transport", "tls")
+        tls = ["--tls-cert", os.path.join(fixtures, "node.pem"), "--tls-key", os.path.join(fixtures, "node.key"),
+               "--tls-ca", os.path.join(fixtures, "ca.pem")]
+        a = Daemon(*tls)
+        b = Daemon(*tls, seeds=[a.gossip])
+        try:
+            self.assertEqual(a.put("/v1/lattice/instances" + PATH, instance(9001))[0], 200)
+            self.assertTrue(eventually(lambda: providers(b, PATH) == ["127.0.0.1:9001"]))
+        finally:
+            for d in (a, b):
+                d.close()
+                shutil.rmtree(d.data_dir, ignore_errors=True)
+        import subprocess
+        from harness import LATTICED
+        done = subprocess.run([LATTICED] + tls[:2], capture_output=True, text=True, timeout=10)
+        self.assertNotEqual(done.returncode, 0)
+        self.assertIn("--tls-cert requires --tls-key", done.stderr + done.stdout)
+
+
 class CliTest(unittest.TestCase):
     def setUp(self):
         self.d = Daemon()

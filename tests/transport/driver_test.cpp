@@ -14,6 +14,10 @@
 #include "lattice/crdt/lww_element_set.hpp"
 #include "lattice/transport/asio_driver.hpp"
 
+#ifndef LATTICE_TLS_FIXTURES
+#error "LATTICE_TLS_FIXTURES must name tests/transport/tls"
+#endif
+
 using namespace lattice::transport;
 using namespace std::chrono_literals;
 using lattice::crdt::hlc_timestamp;
@@ -30,9 +34,11 @@ std::shared_ptr<const cluster_key> key_of(const std::string& secret) {
 // One replica: its io_context runs on its own thread, which owns the core.
 class node {
  public:
-  node(replica_id id, std::shared_ptr<const cluster_key> key, std::vector<std::string> seeds) {
+  node(replica_id id, std::shared_ptr<const cluster_key> key, std::vector<std::string> seeds,
+       std::shared_ptr<boost::asio::ssl::context> tls = nullptr) {
     driver_options d;
     d.frames.key = std::move(key);
+    d.tls = std::move(tls);
     driver_ = std::make_unique<asio_driver>(io_, d);
     address_ = "127.0.0.1:" + std::to_string(driver_->port());
     protocol_options p;
@@ -82,6 +88,13 @@ class node {
   std::thread thread_;
   std::atomic<bool> finished_{false};
 };
+
+// A TLS context from the committed fixtures (tests/transport/tls).
+std::shared_ptr<boost::asio::ssl::context> tls_as(const std::string& name, const std::string& trusted_ca = "ca") {
+  const std::string dir = LATTICE_TLS_FIXTURES;
+  return make_tls_context(dir + "/" + name + ".pem", dir + "/" + name + ".key", dir + "/" + trusted_ca + ".pem")
+      .value();
+}
 
 // Polls `done` every 20 ms for at most `limit`.
 template <class Pred>
@@ -204,4 +217,51 @@ TEST_CASE("garbage on a gossip port is rejected, counted and harmless", "[transp
     return 0;
   });
   CHECK(wait_for([&] { return a.on([&] { return a.core().state().contains("/svc/after"); }); }, 10s));
+}
+
+TEST_CASE("three replicas converge over mutual TLS", "[transport][driver][tls]") {
+  node a(1, nullptr, {}, tls_as("node"));
+  node b(2, nullptr, {a.address()}, tls_as("node"));
+  node c(3, nullptr, {a.address()}, tls_as("node"));
+  set_type scratch;
+  const auto delta = scratch.insert("/svc/tls", hlc_timestamp{7, 0, 3});
+  REQUIRE(wait_for([&] { return c.on([&] { return c.core().members().reachable_peers(std::chrono::steady_clock::now()).size(); }) == 2; }, 10s));
+  c.on([&] {
+    c.core().local_change(delta, std::chrono::steady_clock::now());
+    c.driver().flush();
+    return 0;
+  });
+  for (node* n : {&a, &b}) {
+    CHECK(wait_for([&] { return n->on([&] { return n->core().state().contains("/svc/tls"); }); }, 10s));
+    CHECK(n->on([&] { return n->driver().stats().tls_handshake_failures; }) == 0);
+  }
+}
+
+TEST_CASE("a replica whose certificate the cluster CA did not sign is refused", "[transport][driver][tls]") {
+  node a(1, nullptr, {}, tls_as("node"));
+  // It trusts the cluster's CA, but the cluster does not trust its own.
+  node intruder(9, nullptr, {a.address()}, tls_as("rogue", "ca"));
+  REQUIRE(wait_for([&] { return a.on([&] { return a.driver().stats().tls_handshake_failures; }) > 0; }, 10s));
+  set_type scratch;
+  const auto x = scratch.insert("/svc/x", hlc_timestamp{100, 0, 9});
+  // (With TLS 1.3 the client's handshake completes before the server
+  // checks its certificate, so the refusal is counted at a.)
+  const auto failures = [&] { return a.on([&] { return a.driver().stats().tls_handshake_failures; }); };
+  const auto before = failures();
+  intruder.on([&] {
+    intruder.core().local_change(x, std::chrono::steady_clock::now());
+    intruder.driver().flush();
+    return 0;
+  });
+  // Its attempts to deliver the write are refused at the handshake.
+  REQUIRE(wait_for([&] { return failures() > before; }, 10s));
+  CHECK_FALSE(a.on([&] { return a.core().state().contains("/svc/x"); }));
+  CHECK(a.on([&] { return a.core().members().table().find(9) == nullptr; }));
+}
+
+TEST_CASE("a plain-TCP peer cannot talk to a TLS cluster", "[transport][driver][tls]") {
+  node a(1, nullptr, {}, tls_as("node"));
+  node plain(8, nullptr, {a.address()});
+  REQUIRE(wait_for([&] { return a.on([&] { return a.driver().stats().tls_handshake_failures; }) > 0; }, 10s));
+  CHECK(a.on([&] { return a.core().members().table().find(8) == nullptr; }));
 }

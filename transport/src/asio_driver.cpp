@@ -1,11 +1,14 @@
 #include "lattice/transport/asio_driver.hpp"
 
 #include <deque>
+#include <optional>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <spdlog/spdlog.h>
+
+#include "byte_stream.hpp"
 
 namespace lattice::transport {
 
@@ -18,19 +21,35 @@ class asio_driver::inbound : public std::enable_shared_from_this<inbound> {
  public:
   inbound(asio_driver& driver, tcp::socket socket)
       : driver_(driver),
-        socket_(std::move(socket)),
-        idle_(socket_.get_executor()),
+        stream_(driver.options_.tls ? byte_stream(std::move(socket), *driver.options_.tls)
+                                    : byte_stream(std::move(socket))),
+        idle_(driver.io_),
         decoder_(driver.options_.frames) {
     boost::system::error_code ignored;
-    const auto endpoint = socket_.remote_endpoint(ignored);
+    const auto endpoint = stream_.socket().remote_endpoint(ignored);
     peer_ = endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
   }
 
-  void start() { do_read(); }
+  void start() {
+    // The handshake shares the idle timeout: a peer that connects and
+    // says nothing is closed either way.
+    idle_.expires_after(driver_.options_.idle_timeout);
+    idle_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (!ec) self->close();
+    });
+    stream_.async_handshake(asio::ssl::stream_base::server,
+                            [self = shared_from_this()](boost::system::error_code ec) {
+                              if (ec) {
+                                ++self->driver_.stats_.tls_handshake_failures;
+                                spdlog::warn("lattice: TLS handshake with {} failed: {}", self->peer_, ec.message());
+                                return self->finish();
+                              }
+                              self->do_read();
+                            });
+  }
 
   void close() {
-    boost::system::error_code ignored;
-    socket_.close(ignored);
+    stream_.close();
     idle_.cancel();
   }
 
@@ -40,7 +59,7 @@ class asio_driver::inbound : public std::enable_shared_from_this<inbound> {
     idle_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
       if (!ec) self->close();  // silent too long
     });
-    socket_.async_read_some(asio::buffer(buffer_),
+    stream_.async_read_some(asio::buffer(buffer_),
                             [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
                               self->on_read(ec, n);
                             });
@@ -69,7 +88,7 @@ class asio_driver::inbound : public std::enable_shared_from_this<inbound> {
   }
 
   asio_driver& driver_;
-  tcp::socket socket_;
+  byte_stream stream_;
   asio::steady_timer idle_;
   frame_decoder decoder_;
   std::array<std::byte, 64 * 1024> buffer_{};
@@ -82,7 +101,6 @@ class asio_driver::outbound : public std::enable_shared_from_this<outbound> {
   outbound(asio_driver& driver, std::string address)
       : driver_(driver),
         address_(std::move(address)),
-        socket_(driver.io_),
         resolver_(driver.io_),
         timer_(driver.io_),
         backoff_(driver.options_.reconnect_initial) {}
@@ -101,8 +119,7 @@ class asio_driver::outbound : public std::enable_shared_from_this<outbound> {
   bool flushed() const noexcept { return queue_.empty() || state_ != state::connected; }
 
   void close() {
-    boost::system::error_code ignored;
-    socket_.close(ignored);
+    if (stream_) stream_->close();
     resolver_.cancel();
     timer_.cancel();
     state_ = state::closed;
@@ -120,11 +137,15 @@ class asio_driver::outbound : public std::enable_shared_from_this<outbound> {
       return;
     }
     state_ = state::connecting;
+    // A fresh stream per attempt: a TLS stream cannot be reused once closed.
+    tcp::socket socket(driver_.io_);
+    stream_.emplace(driver_.options_.tls ? byte_stream(std::move(socket), *driver_.options_.tls)
+                                         : byte_stream(std::move(socket)));
+    // The timeout covers resolve, connect and the TLS handshake.
     timer_.expires_after(driver_.options_.connect_timeout);
     timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
       if (!ec && self->state_ == state::connecting) {
-        boost::system::error_code ignored;
-        self->socket_.close(ignored);
+        self->stream_->close();
         self->resolver_.cancel();
       }
     });
@@ -132,15 +153,26 @@ class asio_driver::outbound : public std::enable_shared_from_this<outbound> {
         address_.substr(0, colon), address_.substr(colon + 1),
         [self = shared_from_this()](boost::system::error_code ec, tcp::resolver::results_type results) {
           if (ec) return self->on_failure();
-          asio::async_connect(self->socket_, results,
+          asio::async_connect(self->stream_->socket(), results,
                               [self](boost::system::error_code connect_ec, const tcp::endpoint&) {
                                 if (connect_ec) return self->on_failure();
-                                self->timer_.cancel();
-                                self->state_ = state::connected;
-                                self->backoff_ = self->driver_.options_.reconnect_initial;
                                 boost::system::error_code ignored;
-                                self->socket_.set_option(tcp::no_delay(true), ignored);
-                                if (!self->queue_.empty()) self->do_write();
+                                self->stream_->socket().set_option(tcp::no_delay(true), ignored);
+                                self->stream_->async_handshake(
+                                    asio::ssl::stream_base::client, [self](boost::system::error_code hs_ec) {
+                                      if (hs_ec) {
+                                        if (self->stream_->is_tls()) {
+                                          ++self->driver_.stats_.tls_handshake_failures;
+                                          spdlog::warn("lattice: TLS handshake with {} failed: {}",
+                                                       self->address_, hs_ec.message());
+                                        }
+                                        return self->on_failure();
+                                      }
+                                      self->timer_.cancel();
+                                      self->state_ = state::connected;
+                                      self->backoff_ = self->driver_.options_.reconnect_initial;
+                                      if (!self->queue_.empty()) self->do_write();
+                                    });
                               });
         });
   }
@@ -148,8 +180,7 @@ class asio_driver::outbound : public std::enable_shared_from_this<outbound> {
   void on_failure() {
     if (state_ == state::closed) return;
     ++driver_.stats_.connect_failures;
-    boost::system::error_code ignored;
-    socket_.close(ignored);
+    if (stream_) stream_->close();
     writing_ = false;
     state_ = state::backoff;
     // Full jitter between half and all of the current backoff, so peers
@@ -167,7 +198,7 @@ class asio_driver::outbound : public std::enable_shared_from_this<outbound> {
 
   void do_write() {
     writing_ = true;
-    asio::async_write(socket_, asio::buffer(queue_.front()),
+    stream_->async_write(asio::buffer(queue_.front()),
                       [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
                         self->writing_ = false;
                         if (ec) return self->on_failure();
@@ -181,7 +212,7 @@ class asio_driver::outbound : public std::enable_shared_from_this<outbound> {
 
   asio_driver& driver_;
   std::string address_;
-  tcp::socket socket_;
+  std::optional<byte_stream> stream_;
   tcp::resolver resolver_;
   asio::steady_timer timer_;
   std::chrono::milliseconds backoff_;
@@ -190,6 +221,24 @@ class asio_driver::outbound : public std::enable_shared_from_this<outbound> {
   bool writing_ = false;
   state state_ = state::idle;
 };
+
+// ---- TLS ---------------------------------------------------------------------
+result<std::shared_ptr<asio::ssl::context>> make_tls_context(const std::string& cert_chain_file,
+                                                              const std::string& key_file,
+                                                              const std::string& ca_file) {
+  auto context = std::make_shared<asio::ssl::context>(asio::ssl::context::tls);
+  boost::system::error_code ec;
+  context->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                           asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                           asio::ssl::context::no_tlsv1_1,
+                       ec);
+  if (!ec) context->use_certificate_chain_file(cert_chain_file, ec);
+  if (!ec) context->use_private_key_file(key_file, asio::ssl::context::pem, ec);
+  if (!ec) context->load_verify_file(ca_file, ec);
+  if (!ec) context->set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert, ec);
+  if (ec) return ec;
+  return context;
+}
 
 // ---- the driver -------------------------------------------------------------
 asio_driver::asio_driver(asio::io_context& io, driver_options options)

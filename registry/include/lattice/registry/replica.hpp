@@ -57,6 +57,13 @@ struct replica_options {
   /// Shared cluster key (>= 16 bytes): every frame is authenticated with
   /// HMAC-SHA256 and frames without it are rejected. Empty: none.
   std::string cluster_key;
+  /// TLS for gossip (PEM files): this replica's certificate chain and key,
+  /// and the cluster CA every peer's certificate must chain to (mutual TLS;
+  /// see transport::make_tls_context). All three or none. Every replica of
+  /// a cluster must agree. Combine with cluster_key or not.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_ca_file;
   /// How changes travel; every replica of a cluster must agree.
   transport::dissemination mode = transport::dissemination::delta;
   /// Heartbeat every 100 ms; suspect after 350 ms, dead after 700 ms of
@@ -179,7 +186,8 @@ class replica {
   /// the seeds. With a data_dir, first restores what an earlier run kept
   /// (and re-registers its registrations). Errors: the bind's error
   /// (address in use...), std::errc::invalid_argument for a cluster key
-  /// shorter than 16 bytes, the data directory's error (std::errc::io_error
+  /// shorter than 16 bytes or for only some of the TLS files, the TLS
+  /// files' errors (unreadable, not PEM, key not matching), the data directory's error (std::errc::io_error
   /// for SQLite's, logged), errc::storage_failed.
   static result<std::unique_ptr<replica>> open(replica_options options);
   ~replica();

@@ -20,6 +20,12 @@
 // The state type must satisfy `reconcilable`: lww_map and lww_element_set
 // do. Choosing `bits` for a given size is range_bits_for().
 //
+// Pushes are capped: each carries whole ranges only until about
+// `max_push_bytes` of encoded entries (at least one range), so a replica
+// that joins a large cluster, or returns after a long absence, catches up
+// over several rounds instead of sending one frame larger than peers accept.
+// The ranges left out still differ, and the next exchange picks them up.
+//
 // Thread safety: free functions over values.
 #pragma once
 
@@ -116,18 +122,35 @@ std::optional<range_digests> answer_sync_request(const S& state, const sync_requ
   return answer;
 }
 
-/// The entries of `state` in `indices` at level `bits`, as one value.
+/// Default cap on a push's encoded entries; well under the default frame
+/// limit (16 MiB).
+inline constexpr std::size_t default_max_push_bytes = 4 * 1024 * 1024;
+
+/// The entries of `state` in `indices` at level `bits`, as one value,
+/// keeping whole ranges while their encoding fits in `max_bytes` (at least
+/// the first). `indices` is cut to the ranges kept.
 template <reconcilable S>
-S collect_ranges(const S& state, unsigned bits, std::span<const std::uint32_t> indices) {
+S collect_ranges(const S& state, unsigned bits, std::vector<std::uint32_t>& indices,
+                 std::size_t max_bytes = default_max_push_bytes) {
   S out;
-  for (std::uint32_t i : indices) out.merge(state.slice(bits, i));
+  std::size_t used = 0, kept = 0;
+  for (std::uint32_t i : indices) {
+    auto slice = state.slice(bits, i);
+    const std::size_t size = crdt::encode(slice).size();
+    if (kept > 0 && used + size > max_bytes) break;
+    used += size;
+    out.merge(slice);
+    ++kept;
+  }
+  indices.resize(kept);
   return out;
 }
 
 /// A's reaction to B's range digests: push its entries in every range that
 /// differs and ask for B's. std::nullopt when no range differs.
 template <reconcilable S>
-std::optional<range_push<S>> answer_range_digests(const S& state, const range_digests& remote) {
+std::optional<range_push<S>> answer_range_digests(const S& state, const range_digests& remote,
+                                                  std::size_t max_push_bytes = default_max_push_bytes) {
   range_push<S> push;
   push.bits = remote.bits;
   push.wants_reply = true;
@@ -135,20 +158,22 @@ std::optional<range_push<S>> answer_range_digests(const S& state, const range_di
     if (state.range_digest(remote.bits, i) != remote.digests[i])
       push.indices.push_back(static_cast<std::uint32_t>(i));
   if (push.indices.empty()) return std::nullopt;
-  push.entries = collect_ranges(state, push.bits, push.indices);
+  push.entries = collect_ranges(state, push.bits, push.indices, max_push_bytes);
   return push;
 }
 
 /// Merges a push into `state`; returns the reply push if one was asked for.
-/// The reply is built before merging, so it carries only what `state` had.
+/// The reply is built before merging, so it carries only what `state` had
+/// (capped like any push: it may cover only the first of the ranges).
 template <reconcilable S>
-std::optional<range_push<S>> absorb_range_push(S& state, const range_push<S>& push) {
+std::optional<range_push<S>> absorb_range_push(S& state, const range_push<S>& push,
+                                               std::size_t max_push_bytes = default_max_push_bytes) {
   std::optional<range_push<S>> reply;
   if (push.wants_reply) {
     reply.emplace();
     reply->bits = push.bits;
     reply->indices = push.indices;
-    reply->entries = collect_ranges(state, push.bits, push.indices);
+    reply->entries = collect_ranges(state, push.bits, reply->indices, max_push_bytes);
   }
   state.merge(push.entries);
   return reply;

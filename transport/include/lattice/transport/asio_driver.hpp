@@ -25,6 +25,12 @@
 // to decode closes its connection, is logged once with the peer's address,
 // and is counted in stats().rejected_frames by reason.
 //
+// TLS. With options.tls set (make_tls_context), every connection, in and
+// out, is TLS 1.2+ with certificates verified both ways against the
+// cluster CA; a peer that fails the handshake is closed, logged and counted
+// (tls_handshake_failures). Frames and their optional HMAC are unchanged
+// inside the TLS stream.
+//
 // Thread safety: construct, start() and stop() on the io_context's thread
 // (or before it runs); stats() likewise.
 #pragma once
@@ -40,6 +46,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include "lattice/transport/frame.hpp"
@@ -65,7 +72,21 @@ struct driver_options {
   std::chrono::milliseconds reconnect_max{2000};
   /// How long stop() waits for queued messages (the leave) to go out.
   std::chrono::milliseconds stop_flush_timeout{500};
+  /// TLS for every gossip connection, in both directions (null: plain
+  /// TCP). Build it with make_tls_context() for mutual TLS against a
+  /// cluster CA. Every replica of a cluster must agree.
+  std::shared_ptr<boost::asio::ssl::context> tls;
 };
+
+/// A TLS context for gossip: this replica's certificate chain and key (PEM
+/// files), and the CA that every peer's certificate must chain to. Peers
+/// are verified both ways (a peer without a certificate from `ca_file` is
+/// refused); host names are not checked: holding a certificate from the
+/// cluster CA is what makes a replica a member. TLS 1.2 or later. Errors:
+/// the file's or OpenSSL's, as a boost::system error code.
+result<std::shared_ptr<boost::asio::ssl::context>> make_tls_context(const std::string& cert_chain_file,
+                                                                     const std::string& key_file,
+                                                                     const std::string& ca_file);
 
 struct driver_stats {
   /// Indexed by transport::errc value.
@@ -76,6 +97,7 @@ struct driver_stats {
   std::uint64_t dropped_queue_full = 0;
   std::uint64_t connect_failures = 0;
   std::uint64_t dropped_filtered = 0;
+  std::uint64_t tls_handshake_failures = 0;
 
   std::uint64_t rejected(errc reason) const { return rejected_frames[static_cast<std::size_t>(reason)]; }
 };

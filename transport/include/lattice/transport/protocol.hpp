@@ -100,6 +100,9 @@ struct protocol_options {
   /// `op` mode: every this many anti-entropy rounds, a digest range sync
   /// replaces the vector exchange.
   unsigned op_digest_check_every = 10;
+  /// Most encoded entry bytes in one anti-entropy push (see
+  /// anti_entropy.hpp); keep it well below the peers' frame limit.
+  std::size_t max_push_bytes = default_max_push_bytes;
   /// Seeds the peer-selection RNG, so simulated runs replay exactly.
   std::uint64_t random_seed = 1;
 };
@@ -201,14 +204,14 @@ class protocol final : public protocol_core {
         return;
       case message_type::range_digests:
         if (auto m = decode_or_count<envelope<range_digests>>(payload)) {
-          if (auto push = answer_range_digests(state_, m->body))
+          if (auto push = answer_range_digests(state_, m->body, options_.max_push_bytes))
             send(m->from_address, message_type::range_push, *push);
         }
         return;
       case message_type::range_push:
         if (auto m = decode_or_count<envelope<range_push<S>>>(payload)) {
           const auto before = state_.digest();
-          auto reply = absorb_range_push(state_, m->body);
+          auto reply = absorb_range_push(state_, m->body, options_.max_push_bytes);
           if (state_.digest() != before) changed(m->body.entries);
           if (reply) send(m->from_address, message_type::range_push, *reply);
         }
