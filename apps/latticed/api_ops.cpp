@@ -60,6 +60,8 @@ response api::metrics_text(unsigned version) {
     if (reason.starts_with("unknown")) continue;
     out += fmt::format("lattice_rejected_frames_total{{reason=\"{}\"}} {}\n", reason, m.driver.rejected_frames[i]);
   }
+  family("lattice_tls_handshake_failures_total", "counter", "Gossip connections refused at the TLS handshake.");
+  out += fmt::format("lattice_tls_handshake_failures_total {}\n", m.driver.tls_handshake_failures);
   family("lattice_rejected_payloads_total", "counter", "Authenticated frames whose payload failed to decode.");
   out += fmt::format("lattice_rejected_payloads_total {}\n", m.protocol.rejected);
   family("lattice_members", "gauge", "Cluster members as this replica judges them, by state.");
