@@ -12,6 +12,23 @@ bool eligible(const instance_view& v, const pick_options& o) {
   return v->weight > 0 && (!o.role || v->role == *o.role);
 }
 
+// At random among the providers `among` accepts, in proportion to weight.
+template <class Pred>
+const instance_view* pick_by_weight(const service_view& view, Pred among) {
+  std::uint64_t total = 0;
+  for (const auto& v : view.providers)
+    if (among(v)) total += v->weight;
+  if (total == 0) return nullptr;
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  auto ticket = std::uniform_int_distribution<std::uint64_t>(0, total - 1)(rng);
+  for (const auto& v : view.providers) {
+    if (!among(v)) continue;
+    if (ticket < v->weight) return &v;
+    ticket -= v->weight;
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 const instance_view* round_robin::pick(const service_view& view, const pick_options& options) {
@@ -27,36 +44,37 @@ const instance_view* round_robin::pick(const service_view& view, const pick_opti
 }
 
 const instance_view* weighted_random::pick(const service_view& view, const pick_options& options) {
-  std::uint64_t total = 0;
-  for (const auto& v : view.providers)
-    if (eligible(v, options)) total += v->weight;
-  if (total == 0) return nullptr;
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  auto ticket = std::uniform_int_distribution<std::uint64_t>(0, total - 1)(rng);
-  for (const auto& v : view.providers) {
-    if (!eligible(v, options)) continue;
-    if (ticket < v->weight) return &v;
-    ticket -= v->weight;
-  }
-  return nullptr;
+  return pick_by_weight(view, [&](const instance_view& v) { return eligible(v, options); });
 }
 
 const instance_view* least_loaded::pick(const service_view& view, const pick_options& options) {
+  // The fewest in flight; among equals, the fewest per unit of weight.
+  const auto better = [](std::int64_t load, const instance_view& v, std::int64_t best_load,
+                         const instance_view& best) {
+    return load < best_load ||
+           (load == best_load &&
+            static_cast<std::uint64_t>(load) * best->weight < static_cast<std::uint64_t>(best_load) * v->weight);
+  };
   const instance_view* best = nullptr;
   std::int64_t best_load = 0;
   for (const auto& v : view.providers) {
     if (!eligible(v, options)) continue;
     const auto load = v.in_flight();
-    // Fewer in flight wins; on a tie, the fewer per unit of weight.
-    if (!best || load < best_load ||
-        (load == best_load && static_cast<std::uint64_t>(load) * (*best)->weight <
-                                  static_cast<std::uint64_t>(best_load) * v->weight) ||
-        (load == best_load && load == 0 && v->weight > (*best)->weight)) {
+    if (!best || better(load, v, best_load, *best)) {
       best = &v;
       best_load = load;
     }
   }
-  return best;
+  if (best == nullptr) return nullptr;
+  // Every provider as good as the best shares the pick, in proportion to
+  // weight: otherwise a caller whose calls never overlap (in flight always
+  // 0) would send them all to one provider.
+  const auto* shared = pick_by_weight(view, [&](const instance_view& v) {
+    if (!eligible(v, options)) return false;
+    const auto load = v.in_flight();
+    return !better(load, v, best_load, *best) && !better(best_load, *best, load, v);
+  });
+  return shared ? shared : best;
 }
 
 const instance_view* primary_first::pick(const service_view& view, const pick_options& options) {

@@ -401,6 +401,12 @@ std::shared_ptr<const service_view> registry_core::build_view(const std::string&
   auto view = std::make_shared<service_view>();
   view->path = path;
   view->version = version;
+  // Exact capacity: a snapshot holds a view per path, so growth slack
+  // would cost every instance.
+  std::size_t providers = 0;
+  for (const auto& t : ps.entries) providers += t.record->kind == instance_kind::provider;
+  view->providers.reserve(providers);
+  view->consumers.reserve(ps.entries.size() - providers);
   for (auto& t : ps.entries) {
     const shared_instance& e = t.record;
     if (!visible(*e, now)) continue;

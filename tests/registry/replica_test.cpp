@@ -156,9 +156,20 @@ TEST_CASE("balancers pick as documented", "[registry][balancer]") {
   primary_first pf(std::make_unique<round_robin>());
   for (int i = 0; i < 4; ++i) CHECK(pf.pick(v)->record->id == "b");
 
-  v.providers[1].local->started = 3;
+  // Least-loaded: with nothing in flight, sequential calls spread by
+  // weight (1:3) instead of all going to one provider...
   least_loaded ll;
-  CHECK(ll.pick(v)->record->id == "a");
+  counts.clear();
+  for (int i = 0; i < 4000; ++i) ++counts[ll.pick(v)->record->id];
+  CHECK(counts["a"] > 500);
+  CHECK(counts["b"] > 2 * counts["a"]);
+  CHECK(counts.count("c") == 0);
+  // ...and the one with fewer calls in flight wins outright.
+  v.providers[1].local->started = 3;
+  for (int i = 0; i < 20; ++i) CHECK(ll.pick(v)->record->id == "a");
+  // Equal loads: fewer per unit of weight (b: 3/300 beats a: 3/100).
+  v.providers[0].local->started = 3;
+  for (int i = 0; i < 20; ++i) CHECK(ll.pick(v)->record->id == "b");
 
   consistent_hash ch;
   const auto* first = ch.pick(v, {.role = {}, .key = "user-42"});

@@ -58,7 +58,9 @@ class weighted_random final : public balancer {
 };
 
 /// The fewest calls in flight cluster-wide (the instance's PN-Counter:
-/// every consumer's call guards), ties broken by fewer per unit of weight.
+/// every consumer's call guards), then the fewest per unit of weight;
+/// providers still tied share the pick at random in proportion to weight
+/// (so calls that never overlap still spread).
 class least_loaded final : public balancer {
  public:
   const instance_view* pick(const service_view& view, const pick_options& options = {}) override;
