@@ -29,7 +29,6 @@ namespace {
 
 constexpr const char* kPath = "/api/user/1.0.0";
 
-
 std::string in_flight_line(const reg::replica& r) {
   std::string out;
   for (const auto& i : r.lookup(kPath).providers())

@@ -36,7 +36,6 @@ struct subscriber {
   reg::watch_handle watch;
 };
 
-
 }  // namespace
 
 int main() {

@@ -105,7 +105,6 @@ std::optional<std::string> call(const std::string& host, std::uint16_t port, con
   return reply;
 }
 
-
 struct provider {
   std::unique_ptr<reg::replica> replica;
   std::unique_ptr<echo_server> server;
