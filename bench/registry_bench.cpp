@@ -12,6 +12,8 @@
 //    1,000 (no I/O: the cost of the registry itself).
 //  - register/replica: replica::register_instance from another thread
 //    (posted to the replica thread and awaited: the facade's round trip).
+//  - register/replica_batch_1000: replica::register_instances, 1,000 at a
+//    time under one path.
 //  - memory/100k_own, memory/100k_held: heap bytes per instance for
 //    100,000 instances without tags (10,000 services of 10) in a
 //    registry_core with its published snapshot (document, index, views,
@@ -209,6 +211,33 @@ void BM_RegisterReplica(benchmark::State& state) {
   r->stop();
 }
 BENCHMARK(BM_RegisterReplica)->Name("register/replica")->UseRealTime();
+
+void BM_RegisterReplicaBatch(benchmark::State& state) {
+  auto opened = reg::replica::open({});
+  if (!opened) {
+    state.SkipWithError("open failed");
+    return;
+  }
+  auto r = std::move(opened).value();
+  constexpr std::size_t kBatch = 1000;
+  std::size_t base = 0, total = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    std::vector<reg::instance> batch;
+    for (std::size_t i = 0; i < kBatch; ++i) batch.push_back(make_instance(base + i));
+    const auto path = "/bench/batch" + std::to_string(base / kBatch) + "/1.0.0";
+    base += kBatch;
+    state.ResumeTiming();
+    if (!r->register_instances(path, std::move(batch))) {
+      state.SkipWithError("register failed");
+      break;
+    }
+    total += kBatch;
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(total));
+  r->stop();
+}
+BENCHMARK(BM_RegisterReplicaBatch)->Name("register/replica_batch_1000")->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 // Heap bytes per instance held by a core after `load` fills it, counted
 // from before the core is built to after its snapshot is published.

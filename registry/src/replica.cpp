@@ -256,6 +256,29 @@ result<instance> replica::register_instance(std::string_view path, instance inst
   });
 }
 
+result<std::vector<instance>> replica::register_instances(std::string_view path, std::vector<instance> insts,
+                                                        instance_kind kind) {
+  auto p = service_path::parse(path);
+  if (!p) return p.error();
+  if (p.value().is_root()) return errc::root_path_not_allowed;
+  // All are checked before any is written: the core can then refuse none.
+  for (auto& inst : insts)
+    if (auto ok = validate(inst); !ok) return ok.error();
+  return write_on_replica_thread([&]() -> result<std::vector<instance>> {
+    std::vector<instance> stored;
+    stored.reserve(insts.size());
+    for (const auto& inst : insts) {
+      auto r = impl_->core->register_instance(p.value(), inst, kind);
+      if (!r) return finish_write(result<std::vector<instance>>(r.error()));
+      if (impl_->disk)
+        impl_->disk->put_own(instance_key(p.value().str(), kind, r.value().id),
+                             own_registration{p.value().str(), kind, inst});
+      stored.push_back(std::move(r).value());
+    }
+    return finish_write(result<std::vector<instance>>(std::move(stored)));
+  });
+}
+
 result<void> replica::deregister_instance(std::string_view path, std::string_view id, instance_kind kind) {
   auto p = service_path::parse(path);
   if (!p) return p.error();

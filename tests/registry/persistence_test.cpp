@@ -122,3 +122,29 @@ TEST_CASE("a replica whose gossip port is taken fails open cleanly", "[registry]
   REQUIRE_FALSE(second);
   CHECK(second.error() == std::errc::address_in_use);
 }
+
+TEST_CASE("bulk registration is all or nothing, and durable", "[registry][persistence]") {
+  temp_dir dir;
+  replica_options o;
+  o.data_dir = dir.path.string();
+  auto r = replica::open(o).value();
+  std::vector<instance> batch;
+  for (std::uint16_t port = 1; port <= 100; ++port) batch.push_back(provider(port));
+  auto bad = batch;
+  bad[57].address.clear();  // invalid: the whole batch is refused
+  auto refused = r->register_instances("/bulk/1.0.0", bad);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error() == errc::invalid_address);
+  CHECK(r->lookup("/bulk/1.0.0").providers().empty());
+  CHECK(r->register_instances("/", batch).error() == errc::root_path_not_allowed);
+
+  auto stored = r->register_instances("/bulk/1.0.0", batch);
+  REQUIRE(stored);
+  CHECK(stored.value().size() == 100);
+  CHECK(stored.value()[0].id == "127.0.0.1:1");
+  CHECK(r->lookup("/bulk/1.0.0").providers().size() == 100);
+  r->stop();
+  r.reset();
+  r = replica::open(o).value();
+  CHECK(r->lookup("/bulk/1.0.0").providers().size() == 100);
+}

@@ -219,6 +219,12 @@ class replica {
   /// invalid_field, invalid_tag, invalid_weight (instance.hpp's limits).
   result<instance> register_instance(std::string_view path, instance inst,
                                      instance_kind kind = instance_kind::provider);
+  /// Registers several instances under `path` in one trip to the replica
+  /// thread, one durable commit and one publication (bulk registration:
+  /// see README, Benchmarks). All are validated first, so either all are
+  /// registered or none is. Errors: those of register_instance.
+  result<std::vector<instance>> register_instances(std::string_view path, std::vector<instance> insts,
+                                                   instance_kind kind = instance_kind::provider);
   /// Removes instance `id` from `path`. An ephemeral instance can only be
   /// removed for good at its owner (elsewhere the owner writes it back).
   /// Errors: errc::not_found.
