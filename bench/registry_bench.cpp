@@ -12,17 +12,20 @@
 //    1,000 (no I/O: the cost of the registry itself).
 //  - register/replica: replica::register_instance from another thread
 //    (posted to the replica thread and awaited: the facade's round trip).
-//  - register/replica_batch_1000: replica::register_instances, 1,000 at a
-//    time under one path.
+//  - register/replica_batch_1000[_durable]: replica::register_instances,
+//    1,000 at a time under one path; _durable with a data directory
+//    (SQLite, fsync on), so each call also commits 1,000 rows.
 //  - memory/100k_own, memory/100k_held: heap bytes per instance for
 //    100,000 instances without tags (10,000 services of 10) in a
 //    registry_core with its published snapshot (document, index, views,
 //    load cells), registered by this replica (own) or received from another
 //    (held). Measured with mallinfo2(); the counter bytes_per_instance.
 #include <malloc.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
@@ -212,8 +215,13 @@ void BM_RegisterReplica(benchmark::State& state) {
 }
 BENCHMARK(BM_RegisterReplica)->Name("register/replica")->UseRealTime();
 
-void BM_RegisterReplicaBatch(benchmark::State& state) {
-  auto opened = reg::replica::open({});
+// `durable`: with a data directory (fsync on), so each call also commits
+// its 1,000 rows to SQLite.
+void BM_RegisterReplicaBatch(benchmark::State& state, bool durable) {
+  reg::replica_options o;
+  const auto dir = std::filesystem::temp_directory_path() / ("lattice-bench-" + std::to_string(::getpid()));
+  if (durable) o.data_dir = dir.string();
+  auto opened = reg::replica::open(o);
   if (!opened) {
     state.SkipWithError("open failed");
     return;
@@ -236,8 +244,13 @@ void BM_RegisterReplicaBatch(benchmark::State& state) {
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(total));
   r->stop();
+  r.reset();
+  std::filesystem::remove_all(dir);
 }
-BENCHMARK(BM_RegisterReplicaBatch)->Name("register/replica_batch_1000")->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_RegisterReplicaBatch, memory, false)
+    ->Name("register/replica_batch_1000")->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_RegisterReplicaBatch, durable, true)
+    ->Name("register/replica_batch_1000_durable")->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 // Heap bytes per instance held by a core after `load` fills it, counted
 // from before the core is built to after its snapshot is published.

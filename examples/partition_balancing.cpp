@@ -44,9 +44,7 @@ constexpr int kPartitions = 12;
 class member {
  public:
   member(std::string name, const std::vector<std::string>& seeds) : name_(std::move(name)) {
-    reg::replica_options o;
-    o.seeds = seeds;
-    replica_ = reg::replica::open(o).value();
+    replica_ = lattice::examples::open_replica(seeds);
     reg::instance me;
     me.id = name_;
     me.address = "127.0.0.1";
@@ -167,33 +165,32 @@ int main() {
   members.push_back(std::make_unique<member>("m1", std::vector<std::string>{}));
   members.push_back(std::make_unique<member>("m2", std::vector<std::string>{members[0]->address()}));
   members.push_back(std::make_unique<member>("m3", std::vector<std::string>{members[0]->address()}));
-  auto r0 = observe(live());
-  report("start", r0, live());
-
-  bool all_converged = r0.converged;
+  bool all_converged = true;
   int events = 0;
+  // Waits for the group to settle after an event, and reports it.
+  const auto settle = [&](const char* what) {
+    const auto r = observe(live());
+    report(what, r, live());
+    all_converged &= r.converged;
+    return r;
+  };
+  settle("start");
 
   say("m4 joins");
   members.push_back(std::make_unique<member>("m4", std::vector<std::string>{members[0]->address()}));
-  auto r1 = observe(live());
-  report("join", r1, live());
-  all_converged &= r1.converged;
+  const auto r1 = settle("join");
   ++events;
 
   say("m2 leaves gracefully");
   members[1]->leave();
   members[1].reset();
-  auto r2 = observe(live());
-  report("leave", r2, live());
-  all_converged &= r2.converged;
+  const auto r2 = settle("leave");
   ++events;
 
   say("m3 is killed (no goodbye: the others notice through the failure detector)");
   members[2]->kill();
   auto killed = std::move(members[2]);
-  auto r3 = observe(live());
-  report("kill", r3, live());
-  all_converged &= r3.converged;
+  const auto r3 = settle("kill");
   ++events;
 
   std::map<int, int> owners;

@@ -56,9 +56,8 @@ reg::instance provider(const std::string& id) {
 int main() {
   std::vector<std::unique_ptr<reg::replica>> rs;
   for (int n = 1; n <= 6; ++n) {
-    reg::replica_options o;
-    if (!rs.empty()) o.seeds = {rs.front()->address()};
-    rs.push_back(reg::replica::open(o).value());
+    rs.push_back(lattice::examples::open_replica(rs.empty() ? std::vector<std::string>{}
+                                                            : std::vector<std::string>{rs.front()->address()}));
     rs.back()->register_instance(kPath, provider("r" + std::to_string(n) + "-a")).value();
   }
   const std::set<std::string> initial = {"r1-a", "r2-a", "r3-a", "r4-a", "r5-a", "r6-a"};

@@ -56,6 +56,7 @@ class api {
   struct ttl_check {
     std::string path;  // the instance's
     std::string instance_id;
+    std::string check_id;  // "service:<id>" unless the client chose one
     std::chrono::milliseconds ttl{0};
     /// Deregister after this long critical (0: never).
     std::chrono::milliseconds deregister_after{0};
@@ -78,7 +79,8 @@ class api {
   void restore_checks();
   reply consul_register(request& req);
   reply consul_deregister(const std::string& service_id);
-  reply consul_check_update(const std::string& check_id, const std::string& status, request& req);
+  reply consul_check_update(const std::string& check_id, const std::string& status, const target& t,
+                            unsigned version);
   void set_health(ttl_check& check, const std::string& status, const std::string& output);
 
   /// A blocking query: `produce` gives (index, response); answered at once

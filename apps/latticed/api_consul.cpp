@@ -118,6 +118,7 @@ void api::restore_checks() {
       ttl_check c;
       c.path = view->path;
       c.instance_id = i->id;
+      c.check_id = tag(*i, kCheckId, "service:" + i->id);
       c.ttl = parse_duration(tag(*i, kTtl)).value_or(std::chrono::milliseconds(30'000));
       c.deregister_after = parse_duration(tag(*i, kDeregisterAfter, "0")).value_or(std::chrono::milliseconds(0));
       c.status = health_of(*i);
@@ -267,6 +268,7 @@ reply api::consul_register(request& req) {
     if (const json* cid = field(c, "CheckID"); cid && cid->is_string() && !cid->get<std::string>().empty())
       check_id = cid->get<std::string>();
     inst.tags[kCheckId] = check_id;
+    tc.check_id = check_id;
     if (const json* cname = field(c, "Name"); cname && cname->is_string()) inst.tags[kCheckName] = cname->get<std::string>();
     inst.tags[kTtl] = format_duration(tc.ttl);
     if (tc.deregister_after.count() > 0) inst.tags[kDeregisterAfter] = format_duration(tc.deregister_after);
@@ -298,20 +300,16 @@ reply api::consul_deregister(const std::string& service_id) {
   return json_response(true, 11);
 }
 
-reply api::consul_check_update(const std::string& check_id, const std::string& status, request& req) {
-  const auto t = parse_target(sv(req.target()));
-  std::string note = t ? t->get("note").value_or("") : "";
-  for (auto& [id, c] : checks_) {
-    const auto list = replica_.lookup(c.path);
-    std::string this_check = "service:" + id;
-    for (const auto& i : list.providers())
-      if (i->id == id) this_check = tag(*i, kCheckId, this_check);
-    if (this_check != check_id) continue;
+reply api::consul_check_update(const std::string& check_id, const std::string& status, const target& t,
+                               unsigned version) {
+  for (auto& entry : checks_) {
+    auto& c = entry.second;
+    if (c.check_id != check_id) continue;
     c.expires = std::chrono::steady_clock::now() + c.ttl;
-    set_health(c, status, note);
-    return json_response(true, req.version());
+    set_health(c, status, t.get("note").value_or(""));
+    return json_response(true, version);
   }
-  return error_response(http::status::not_found, "Unknown check ID \"" + check_id + "\"", req.version());
+  return error_response(http::status::not_found, "Unknown check ID \"" + check_id + "\"", version);
 }
 
 // ---- reads ---------------------------------------------------------------------------
@@ -343,16 +341,15 @@ reply api::consul(request& req, const target& t) {
   if (under("/v1/agent/service/deregister/")) {
     // GET too: Consul before 1.0 took it, and its older clients still send it.
     if (method != http::verb::put && method != http::verb::get) return wrong_method();
-    auto r = consul_deregister(path.substr(std::string_view("/v1/agent/service/deregister/").size()));
-    if (auto* res = std::get_if<response>(&r)) res->version(v);
-    return r;
+    // (The server sets every response's HTTP version to the request's.)
+    return consul_deregister(path.substr(std::string_view("/v1/agent/service/deregister/").size()));
   }
   for (const auto& [prefix, status] : {std::pair{"/v1/agent/check/pass/", "passing"},
                                        std::pair{"/v1/agent/check/warn/", "warning"},
                                        std::pair{"/v1/agent/check/fail/", "critical"}}) {
     if (!under(prefix)) continue;
     if (method != http::verb::put && method != http::verb::get) return wrong_method();
-    return consul_check_update(path.substr(std::string_view(prefix).size()), status, req);
+    return consul_check_update(path.substr(std::string_view(prefix).size()), status, t, v);
   }
   if (is("/v1/agent/services")) {
     if (method != http::verb::get) return wrong_method();

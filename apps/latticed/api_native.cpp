@@ -107,12 +107,13 @@ reply api::native(request& req, const target& t) {
 
   if (path.starts_with("/v1/lattice/config/") || path == "/v1/lattice/config") {
     const std::string key = rest_of(path, "/v1/lattice/config");
-    if (auto p = reg::service_path::parse(key); !p) return registry_error(p.error(), v);
+    const auto parsed = reg::service_path::parse(key);
+    if (!parsed) return registry_error(parsed.error(), v);
     if (method == http::verb::get) {
       const auto snap = replica_.current();
       if (t.has("recurse")) {
         json out = json::object();
-        const reg::service_path prefix = reg::service_path::parse(key).value();
+        const reg::service_path& prefix = parsed.value();
         for (auto it = snap->config->lower_bound(key); it != snap->config->end() && it->first.starts_with(key); ++it)
           if (prefix.is_prefix_of(it->first)) out[it->first] = it->second;
         return json_response(out, v);

@@ -63,9 +63,10 @@ struct replica::impl {
   bool restoring = false;
   std::set<std::string> dirty_instances;
   std::set<std::string> dirty_config;
-  std::atomic<std::uint64_t> commits{0};
-  std::atomic<std::uint64_t> commit_failures{0};
-  std::atomic<std::uint64_t> commit_micros{0};
+  // Replica thread only (metrics() reads them there).
+  std::uint64_t commits = 0;
+  std::uint64_t commit_failures = 0;
+  std::uint64_t commit_micros = 0;
 
   void observe(const registry_document& merged) {
     if (!disk || restoring) return;
@@ -81,11 +82,18 @@ struct replica::impl {
     if (!disk->has_staged()) return true;
     const auto start = std::chrono::steady_clock::now();
     const bool ok = disk->commit().has_value();
-    commit_micros.fetch_add(static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                std::chrono::steady_clock::now() - start).count()),
-                            std::memory_order_relaxed);
-    (ok ? commits : commit_failures).fetch_add(1, std::memory_order_relaxed);
+    commit_micros += static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count());
+    ++(ok ? commits : commit_failures);
     return ok;
+  }
+  // One registration on the replica thread, staged for the data directory
+  // as ours (committed by finish_write).
+  result<instance> register_here(const service_path& path, const instance& inst, instance_kind kind) {
+    auto r = core->register_instance(path, inst, kind);
+    if (r && disk)
+      disk->put_own(instance_key(path.str(), kind, r.value().id), own_registration{path.str(), kind, inst});
+    return r;
   }
 };
 
@@ -248,12 +256,8 @@ result<instance> replica::register_instance(std::string_view path, instance inst
   auto p = service_path::parse(path);
   if (!p) return p.error();
   if (auto ok = validate(inst); !ok) return ok.error();  // fail fast, off the replica thread
-  return write_on_replica_thread([&]() -> result<instance> {
-    auto r = impl_->core->register_instance(p.value(), inst, kind);
-    if (r && impl_->disk)
-      impl_->disk->put_own(instance_key(p.value().str(), kind, r.value().id), own_registration{p.value().str(), kind, inst});
-    return finish_write(std::move(r));
-  });
+  return write_on_replica_thread(
+      [&]() -> result<instance> { return finish_write(impl_->register_here(p.value(), inst, kind)); });
 }
 
 result<std::vector<instance>> replica::register_instances(std::string_view path, std::vector<instance> insts,
@@ -268,11 +272,8 @@ result<std::vector<instance>> replica::register_instances(std::string_view path,
     std::vector<instance> stored;
     stored.reserve(insts.size());
     for (const auto& inst : insts) {
-      auto r = impl_->core->register_instance(p.value(), inst, kind);
+      auto r = impl_->register_here(p.value(), inst, kind);
       if (!r) return finish_write(result<std::vector<instance>>(r.error()));
-      if (impl_->disk)
-        impl_->disk->put_own(instance_key(p.value().str(), kind, r.value().id),
-                             own_registration{p.value().str(), kind, inst});
       stored.push_back(std::move(r).value());
     }
     return finish_write(result<std::vector<instance>>(std::move(stored)));
@@ -384,9 +385,9 @@ replica_metrics replica::metrics() const {
              m.config_keys = snap->config->size();
            }
            m.watches = impl_->watches->size();
-           m.storage_commits = impl_->commits.load(std::memory_order_relaxed);
-           m.storage_failures = impl_->commit_failures.load(std::memory_order_relaxed);
-           m.storage_micros = impl_->commit_micros.load(std::memory_order_relaxed);
+           m.storage_commits = impl_->commits;
+           m.storage_failures = impl_->commit_failures;
+           m.storage_micros = impl_->commit_micros;
            m.reaped = impl_->core->reaped();
            return m;
          })

@@ -19,7 +19,7 @@ constexpr const char* kSchema = R"sql(
   CREATE TABLE IF NOT EXISTS own      (key BLOB PRIMARY KEY, registration BLOB NOT NULL);
 )sql";
 
-// Statements prepared per use: commits are rare next to their fsync.
+// A statement prepared for one use (loading).
 class statement {
  public:
   statement(sqlite3* db, const char* sql) { ok_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) == SQLITE_OK; }
@@ -72,7 +72,7 @@ struct stored_registration {
   }
 };
 
-const char* table_name(int t) {
+const char* table_name(std::size_t t) {
   static const char* names[] = {"meta", "instances", "config", "own"};
   return names[t];
 }
@@ -97,10 +97,24 @@ result<std::unique_ptr<store>> store::open(const std::string& dir, bool durable_
   if (!s->exec(kSchema) ||
       !s->exec(durable_commits ? "PRAGMA synchronous = FULL;" : "PRAGMA synchronous = NORMAL;"))
     return std::make_error_code(std::errc::io_error);
+  // Prepared once: a commit after a large merge writes thousands of rows.
+  for (std::size_t t = 0; t < 4; ++t) {
+    const auto upsert = fmt::format("INSERT OR REPLACE INTO {} VALUES (?1, ?2)", table_name(t));
+    const auto remove = fmt::format("DELETE FROM {} WHERE key = ?1", table_name(t));
+    if (sqlite3_prepare_v2(s->db_, upsert.c_str(), -1, &s->upsert_[t], nullptr) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db_, remove.c_str(), -1, &s->remove_[t], nullptr) != SQLITE_OK) {
+      spdlog::error("sqlite: {}", sqlite3_errmsg(s->db_));
+      return std::make_error_code(std::errc::io_error);
+    }
+  }
   return s;
 }
 
-store::~store() { sqlite3_close(db_); }
+store::~store() {
+  for (auto* s : upsert_) sqlite3_finalize(s);
+  for (auto* s : remove_) sqlite3_finalize(s);
+  sqlite3_close(db_);
+}
 
 bool store::exec(const char* sql) {
   char* message = nullptr;
@@ -183,16 +197,15 @@ result<void> store::commit() {
   const auto rows = std::exchange(staged_, {});
   if (!exec("BEGIN IMMEDIATE")) return std::make_error_code(std::errc::io_error);
   for (const auto& row : rows) {
-    const auto t = static_cast<int>(row.where);
-    const std::string sql =
-        row.value ? fmt::format("INSERT OR REPLACE INTO {} VALUES (?1, ?2)", table_name(t))
-                  : fmt::format("DELETE FROM {} WHERE key = ?1", table_name(t));
-    statement s(db_, sql.c_str());
-    if (s.ok()) {
-      s.bind(1, row.key);
-      if (row.value) s.bind(2, *row.value);
-    }
-    if (!s.ok() || s.step() != SQLITE_DONE) {
+    sqlite3_stmt* s = row.value ? upsert_[static_cast<std::size_t>(row.where)] : remove_[static_cast<std::size_t>(row.where)];
+    // SQLITE_STATIC: `rows` outlives the step, and the bindings are
+    // cleared right after it.
+    sqlite3_bind_blob(s, 1, row.key.data(), static_cast<int>(row.key.size()), SQLITE_STATIC);
+    if (row.value) sqlite3_bind_blob(s, 2, row.value->data(), static_cast<int>(row.value->size()), SQLITE_STATIC);
+    const int stepped = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (stepped != SQLITE_DONE) {
       spdlog::error("sqlite: {}", sqlite3_errmsg(db_));
       exec("ROLLBACK");
       return std::make_error_code(std::errc::io_error);

@@ -17,6 +17,7 @@
 // Thread safety: none; the replica thread owns the store.
 #pragma once
 
+#include <array>
 #include <memory>
 #include <optional>
 #include <string>
@@ -77,6 +78,9 @@ class store {
   bool exec(const char* sql);
 
   sqlite3* db_ = nullptr;
+  // Per table (staged_row::table order): write a row, delete a row.
+  std::array<sqlite3_stmt*, 4> upsert_{};
+  std::array<sqlite3_stmt*, 4> remove_{};
   std::vector<staged_row> staged_;
 };
 

@@ -120,13 +120,12 @@ class CrossDaemonTest(Cluster):
         a, b, _ = self.daemons
         a.put("/v1/lattice/instances" + PATH, instance(9001))
         self.assertTrue(eventually(lambda: providers(b, PATH) == ["127.0.0.1:9001"]))
-        started = time.monotonic()
+        # terminate() gives None if it has not exited within the bound.
         self.assertEqual(a.terminate(timeout=5), 0)
-        self.assertLess(time.monotonic() - started, 5)
-        # A graceful leave: gone at once, not after the failure detector.
         self.assertTrue(eventually(lambda: providers(b, PATH) == [], timeout=2))
+        # A graceful leave, not the failure detector: b records it as left.
         members = {m["id"]: m["state"] for m in b.get("/v1/lattice/members")[2]}
-        self.assertIn(members.get(a.id), ("left", None))
+        self.assertEqual(members.get(a.id), "left")
 
     def test_kill9_keeps_every_acknowledged_write(self):
         a, b, _ = self.daemons
