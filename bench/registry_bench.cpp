@@ -114,8 +114,8 @@ const reg::service_view& pick_view() {
       auto inst = make_instance(i);
       inst.id = inst.address + ":8080";
       reg::instance_view iv;
-      iv.record.ptr = std::make_shared<const reg::instance>(std::move(inst));
-      iv.local = std::make_shared<reg::load_cell>();
+      iv.record = reg::instance_record::make(inst);
+      iv.local = reg::load_cell_ptr(new reg::load_cell);
       iv.remote_in_flight = static_cast<std::int64_t>((i * 7) % 5);
       v.providers.push_back(std::move(iv));
     }

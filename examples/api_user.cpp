@@ -32,7 +32,7 @@ constexpr const char* kPath = "/api/user/1.0.0";
 std::string in_flight_line(const reg::replica& r) {
   std::string out;
   for (const auto& i : r.lookup(kPath).providers())
-    out += fmt::format("{}={} ", i->tags.at("node"), i.in_flight());
+    out += fmt::format("{}={} ", i->tags().at("node"), i.in_flight());
   return out;
 }
 
@@ -61,7 +61,7 @@ int main() {
   // Weighted random: shares follow weights (1:2:3).
   reg::weighted_random weighted;
   std::map<std::string, int> picks;
-  for (int i = 0; i < 6000; ++i) ++picks[(*weighted.pick(*consumer_a->lookup(kPath)))->tags.at("node")];
+  for (int i = 0; i < 6000; ++i) ++picks[(*weighted.pick(*consumer_a->lookup(kPath)))->tags().at("node")];
   say("weighted_random over 6000 picks: node1={} node2={} node3={} (expect about 1000/2000/3000)", picks["node1"],
       picks["node2"], picks["node3"]);
   const bool shares_ok = picks["node1"] > 800 && picks["node1"] < 1200 && picks["node3"] > 2700 &&
@@ -74,14 +74,14 @@ int main() {
   {
     auto list = consumer_b->lookup(kPath);
     for (const auto& i : list.providers())
-      if (i->tags.at("node") == "node3")
+      if (i->tags().at("node") == "node3")
         for (int k = 0; k < 20; ++k) busy.emplace_back(i);
   }
   std::chrono::milliseconds took{};
   const bool seen = eventually(
       [&] {
         for (const auto& i : consumer_a->lookup(kPath).providers())
-          if (i->tags.at("node") == "node3" && i.in_flight() == 20) return true;
+          if (i->tags().at("node") == "node3" && i.in_flight() == 20) return true;
         return false;
       },
       3s, &took);
@@ -91,7 +91,7 @@ int main() {
     auto list = consumer_a->lookup(kPath);
     const auto* target = least.pick(*list);
     reg::call_guard call(*target);  // A's own short call
-    ++steered[(*target)->tags.at("node")];
+    ++steered[(*target)->tags().at("node")];
   }
   say("least_loaded over 300 calls by A while B is busy: node1={} node2={} node3={}", steered["node1"],
       steered["node2"], steered["node3"]);

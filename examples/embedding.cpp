@@ -37,7 +37,7 @@ int main() {
   auto list = r->lookup("/HelloWorldService/1.0.0");                // local read, no lock
   if (const instance_view* target = lb.pick(*list)) {
     call_guard call(*target);               // cluster-wide in-flight counter
-    picked = (*target)->id;                 // call (*target)->address, (*target)->port
+    picked = (*target)->id();               // call (*target)->address(), (*target)->port()
   }
   auto w = r->watch("/HelloWorldService", [&](const service_view& v) {
     watch_fired = v.providers.size() == 1;  // full list and version, after every change

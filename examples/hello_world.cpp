@@ -85,7 +85,7 @@ class echo_server {
 };
 
 // One call: connect, send a line, read a line; nullopt after 500 ms.
-std::optional<std::string> call(const std::string& host, std::uint16_t port, const std::string& message) {
+std::optional<std::string> call(std::string_view host, std::uint16_t port, const std::string& message) {
   asio::io_context io;
   tcp::socket socket(io);
   std::string reply;
@@ -154,13 +154,13 @@ call_stats consume(reg::replica& replica, int count, std::chrono::milliseconds i
         continue;
       }
       reg::call_guard guard(*target);  // counts the call in flight, cluster-wide
-      if (auto reply = call((*target)->address, (*target)->port, fmt::format("call {}", i))) {
+      if (auto reply = call((*target)->address(), (*target)->port(), fmt::format("call {}", i))) {
         say("call {:2} -> {} ({} providers listed)", i, *reply, list.providers().size());
         ++stats.succeeded;
         break;
       }
       ++stats.failovers;
-      say("call {:2} -> {} did not answer; trying the next provider", i, (*target)->id);
+      say("call {:2} -> {} did not answer; trying the next provider", i, (*target)->id());
     }
     std::this_thread::sleep_for(interval);
   }

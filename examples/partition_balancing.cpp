@@ -79,7 +79,7 @@ class member {
     for (int p = 0; p < kPartitions; ++p) {
       const std::string key = "orders-" + std::to_string(p);
       const auto* owner = hash.pick(view, reg::pick_options{std::nullopt, key});
-      if (owner != nullptr && (*owner)->id == name_) mine.insert(p);
+      if (owner != nullptr && (*owner)->id() == name_) mine.insert(p);
     }
     std::lock_guard lock(mutex_);
     owned_ = std::move(mine);

@@ -33,7 +33,7 @@ constexpr const char* kPath = "/orders/1.0.0";
 
 std::set<std::string> ids(const reg::replica& r) {
   std::set<std::string> out;
-  for (const auto& i : r.lookup(kPath).providers()) out.insert(i->id);
+  for (const auto& i : r.lookup(kPath).providers()) out.emplace(i->id());
   return out;
 }
 

@@ -58,29 +58,29 @@ const json* field(const json& obj, std::string_view name) {
   return nullptr;
 }
 
-std::string tag(const reg::instance& inst, const char* key, std::string fallback = {}) {
-  const auto it = inst.tags.find(key);
-  return it == inst.tags.end() ? std::move(fallback) : it->second;
+std::string tag(const reg::instance_record& inst, const char* key, std::string fallback = {}) {
+  const auto it = inst.tags().find(key);
+  return it == inst.tags().end() ? std::move(fallback) : it->second;
 }
 
-json consul_tags(const reg::instance& inst) {
+json consul_tags(const reg::instance_record& inst) {
   const auto text = tag(inst, kTags, "[]");
   auto parsed = json::parse(text, nullptr, false);
   return parsed.is_array() ? parsed : json::array();
 }
 
-json consul_meta(const reg::instance& inst) {
+json consul_meta(const reg::instance_record& inst) {
   json meta = json::object();
-  for (const auto& [k, v] : inst.tags)
+  for (const auto& [k, v] : inst.tags())
     if (!k.starts_with("consul:")) meta[k] = v;
   return meta;
 }
 
-std::string health_of(const reg::instance& inst) { return tag(inst, kHealth, "passing"); }
+std::string health_of(const reg::instance_record& inst) { return tag(inst, kHealth, "passing"); }
 
-json weights_of(const reg::instance& inst) {
+json weights_of(const reg::instance_record& inst) {
   const auto warning = tag(inst, kWarningWeight, "1");
-  return json{{"Passing", inst.weight}, {"Warning", std::stoul(warning)}};
+  return json{{"Passing", inst.weight()}, {"Warning", std::stoul(warning)}};
 }
 
 std::string node_name(reg::replica_id id) { return fmt::format("lattice-{:016x}", id); }
@@ -90,7 +90,7 @@ std::string host_of(const std::string& address) {
   return colon == std::string::npos ? address : address.substr(0, colon);
 }
 
-bool has_tag(const reg::instance& inst, const std::string& wanted) {
+bool has_tag(const reg::instance_record& inst, const std::string& wanted) {
   for (const auto& t : consul_tags(inst))
     if (t.is_string() && t.get<std::string>() == wanted) return true;
   return false;
@@ -114,17 +114,17 @@ void api::restore_checks() {
   const auto snap = replica_.current();
   snap->services.for_each([&](const std::shared_ptr<const reg::service_view>& view) {
     for (const auto& i : view->providers) {
-      if (i->owner != replica_.id() || !i->tags.contains(kTtl)) continue;
+      if (i->owner() != replica_.id() || !i->tags().contains(kTtl)) continue;
       ttl_check c;
       c.path = view->path;
-      c.instance_id = i->id;
-      c.check_id = tag(*i, kCheckId, "service:" + i->id);
+      c.instance_id = i->id();
+      c.check_id = tag(*i, kCheckId, "service:" + c.instance_id);
       c.ttl = parse_duration(tag(*i, kTtl)).value_or(std::chrono::milliseconds(30'000));
       c.deregister_after = parse_duration(tag(*i, kDeregisterAfter, "0")).value_or(std::chrono::milliseconds(0));
       c.status = health_of(*i);
       c.expires = now + c.ttl;
       c.critical_since = now;
-      checks_[i->id] = c;
+      checks_[c.instance_id] = c;
     }
   });
 }
@@ -139,8 +139,8 @@ void api::set_health(ttl_check& check, const std::string& status, const std::str
   // The health lives in the instance's tags, so every replica sees it.
   const auto list = replica_.lookup(check.path);
   for (const auto& i : list.providers()) {
-    if (i->id != check.instance_id) continue;
-    reg::instance updated = *i;
+    if (i->id() != check.instance_id) continue;
+    reg::instance updated = i->to_instance();
     updated.tags[kHealth] = status;
     if (output.empty()) updated.tags.erase(kOutput); else updated.tags[kOutput] = output.substr(0, 1024);
     (void)replica_.register_instance(check.path, std::move(updated));
@@ -291,7 +291,7 @@ reply api::consul_deregister(const std::string& service_id) {
   std::optional<std::string> path;
   snap->services.for_each([&](const std::shared_ptr<const reg::service_view>& view) {
     for (const auto& i : view->providers)
-      if (i->id == service_id && i->owner == replica_.id()) path = view->path;
+      if (i->id() == service_id && i->owner() == replica_.id()) path = view->path;
   });
   if (!path) return error_response(http::status::not_found, "Unknown service ID \"" + service_id + "\"");
   if (auto r = replica_.deregister_instance(*path, service_id); !r)
@@ -356,9 +356,9 @@ reply api::consul(request& req, const target& t) {
     json out = json::object();
     replica_.current()->services.for_each([&](const std::shared_ptr<const reg::service_view>& view) {
       for (const auto& i : view->providers) {
-        if (i->owner != replica_.id()) continue;
-        out[i->id] = json{{"ID", i->id}, {"Service", view->path.substr(1)}, {"Tags", consul_tags(*i)},
-                          {"Meta", consul_meta(*i)}, {"Port", i->port}, {"Address", i->address},
+        if (i->owner() != replica_.id()) continue;
+        out[i->id()] = json{{"ID", i->id()}, {"Service", view->path.substr(1)}, {"Tags", consul_tags(*i)},
+                          {"Meta", consul_meta(*i)}, {"Port", i->port()}, {"Address", i->address()},
                           {"Weights", weights_of(*i)}, {"EnableTagOverride", false},
                           {"Datacenter", options_.datacenter}};
       }
@@ -434,28 +434,28 @@ reply api::consul(request& req, const target& t) {
         if (wanted_tag && !has_tag(*i, *wanted_tag)) continue;
         const auto status = health_of(*i);
         if (health && passing_only && status != "passing") continue;
-        const json node = node_of(i->owner);
+        const json node = node_of(i->owner());
         if (catalog) {
           out.push_back(json{{"ID", node["ID"]}, {"Node", node["Node"]}, {"Address", node["Address"]},
                              {"Datacenter", options_.datacenter}, {"TaggedAddresses", json::object()},
-                             {"NodeMeta", json::object()}, {"ServiceKind", ""}, {"ServiceID", i->id},
+                             {"NodeMeta", json::object()}, {"ServiceKind", ""}, {"ServiceID", i->id()},
                              {"ServiceName", name}, {"ServiceTags", consul_tags(*i)},
-                             {"ServiceAddress", i->address}, {"ServiceWeights", weights_of(*i)},
-                             {"ServiceMeta", consul_meta(*i)}, {"ServicePort", i->port},
+                             {"ServiceAddress", i->address()}, {"ServiceWeights", weights_of(*i)},
+                             {"ServiceMeta", consul_meta(*i)}, {"ServicePort", i->port()},
                              {"ServiceEnableTagOverride", false}, {"CreateIndex", list.version()},
                              {"ModifyIndex", list.version()}});
         } else {
           json checks = json::array();
-          if (i->tags.contains(kCheckId))
+          if (i->tags().contains(kCheckId))
             checks.push_back(json{{"Node", node["Node"]}, {"CheckID", tag(*i, kCheckId)},
                                   {"Name", tag(*i, kCheckName, "Service '" + name + "' check")},
                                   {"Status", status}, {"Notes", ""}, {"Output", tag(*i, kOutput)},
-                                  {"ServiceID", i->id}, {"ServiceName", name}, {"ServiceTags", consul_tags(*i)},
+                                  {"ServiceID", i->id()}, {"ServiceName", name}, {"ServiceTags", consul_tags(*i)},
                                   {"Type", "ttl"}});
           out.push_back(json{{"Node", node},
-                             {"Service", {{"ID", i->id}, {"Service", name}, {"Tags", consul_tags(*i)},
-                                          {"Address", i->address}, {"Meta", consul_meta(*i)},
-                                          {"Port", i->port}, {"Weights", weights_of(*i)}}},
+                             {"Service", {{"ID", i->id()}, {"Service", name}, {"Tags", consul_tags(*i)},
+                                          {"Address", i->address()}, {"Meta", consul_meta(*i)},
+                                          {"Port", i->port()}, {"Weights", weights_of(*i)}}},
                              {"Checks", std::move(checks)}});
         }
       }

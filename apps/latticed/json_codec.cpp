@@ -7,23 +7,25 @@ namespace lattice::daemon {
 using nlohmann::json;
 namespace reg = lattice::registry;
 
-json to_json(const reg::instance& inst) {
+json to_json(const reg::instance_record& inst) {
   json tags = json::object();
-  for (const auto& [k, v] : inst.tags) tags[k] = v;
-  return json{{"id", inst.id},
-              {"address", inst.address},
-              {"port", inst.port},
-              {"protocol", inst.protocol},
-              {"serialization", inst.serialization},
-              {"weight", inst.weight},
-              {"zone", inst.zone},
-              {"role", inst.role == reg::instance_role::primary ? "primary" : "secondary"},
+  for (const auto& [k, v] : inst.tags()) tags[k] = v;
+  return json{{"id", inst.id()},
+              {"address", inst.address()},
+              {"port", inst.port()},
+              {"protocol", inst.protocol()},
+              {"serialization", inst.serialization()},
+              {"weight", inst.weight()},
+              {"zone", inst.zone()},
+              {"role", inst.role() == reg::instance_role::primary ? "primary" : "secondary"},
               {"tags", std::move(tags)},
-              {"ephemeral", inst.ephemeral},
-              {"kind", inst.kind == reg::instance_kind::provider ? "provider" : "consumer"},
-              {"owner", inst.owner},
-              {"owner_incarnation", inst.owner_incarnation}};
+              {"ephemeral", inst.ephemeral()},
+              {"kind", inst.kind() == reg::instance_kind::provider ? "provider" : "consumer"},
+              {"owner", inst.owner()},
+              {"owner_incarnation", inst.owner_incarnation()}};
 }
+
+json to_json(const reg::instance& inst) { return to_json(*reg::instance_record::make(inst)); }
 
 json to_json(const reg::instance_view& view) {
   json out = to_json(*view);

@@ -11,6 +11,7 @@ namespace lattice::daemon {
 
 /// {"id", "address", "port", "protocol", "serialization", "weight", "zone",
 ///  "role", "tags", "ephemeral", "kind", "owner", "owner_incarnation"}
+nlohmann::json to_json(const registry::instance_record& inst);
 nlohmann::json to_json(const registry::instance& inst);
 /// The same, with "in_flight" and "served" from the load counters.
 nlohmann::json to_json(const registry::instance_view& view);

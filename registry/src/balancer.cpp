@@ -9,7 +9,7 @@ namespace lattice::registry {
 namespace {
 
 bool eligible(const instance_view& v, const pick_options& o) {
-  return v->weight > 0 && (!o.role || v->role == *o.role);
+  return v->weight() > 0 && (!o.role || v->role() == *o.role);
 }
 
 // At random among the providers `among` accepts, in proportion to weight.
@@ -17,14 +17,14 @@ template <class Pred>
 const instance_view* pick_by_weight(const service_view& view, Pred among) {
   std::uint64_t total = 0;
   for (const auto& v : view.providers)
-    if (among(v)) total += v->weight;
+    if (among(v)) total += v->weight();
   if (total == 0) return nullptr;
   thread_local std::mt19937_64 rng{std::random_device{}()};
   auto ticket = std::uniform_int_distribution<std::uint64_t>(0, total - 1)(rng);
   for (const auto& v : view.providers) {
     if (!among(v)) continue;
-    if (ticket < v->weight) return &v;
-    ticket -= v->weight;
+    if (ticket < v->weight()) return &v;
+    ticket -= v->weight();
   }
   return nullptr;
 }
@@ -53,7 +53,7 @@ const instance_view* least_loaded::pick(const service_view& view, const pick_opt
                          const instance_view& best) {
     return load < best_load ||
            (load == best_load &&
-            static_cast<std::uint64_t>(load) * best->weight < static_cast<std::uint64_t>(best_load) * v->weight);
+            static_cast<std::uint64_t>(load) * best->weight() < static_cast<std::uint64_t>(best_load) * v->weight());
   };
   const instance_view* best = nullptr;
   std::int64_t best_load = 0;
@@ -91,10 +91,10 @@ const instance_view* consistent_hash::pick(const service_view& view, const pick_
   const auto key_hash = XXH3_64bits(options.key.data(), options.key.size());
   for (const auto& v : view.providers) {
     if (!eligible(v, options)) continue;
-    const auto h = XXH3_64bits_withSeed(v->id.data(), v->id.size(), key_hash);
+    const auto h = XXH3_64bits_withSeed(v->id().data(), v->id().size(), key_hash);
     // Weighted rendezvous (Schindelhauer & Schomaker): -w / ln(u), u in (0,1).
     const double u = (static_cast<double>(h >> 11) + 0.5) / 9007199254740992.0;
-    const double score = -static_cast<double>(v->weight) / std::log(u);
+    const double score = -static_cast<double>(v->weight()) / std::log(u);
     if (!best || score > best_score) {
       best = &v;
       best_score = score;

@@ -12,7 +12,7 @@ template <class Entries>
 auto entry_position(Entries& entries, instance_kind kind, std::string_view id) {
   return std::lower_bound(entries.begin(), entries.end(), std::pair{kind, id},
                           [](const auto& e, const std::pair<instance_kind, std::string_view>& k) {
-                            return std::pair{e.record->kind, std::string_view(e.record->id)} < k;
+                            return std::pair{e.record->kind(), std::string_view(e.record->id())} < k;
                           });
 }
 
@@ -63,21 +63,21 @@ result<instance> registry_core::register_instance(const service_path& path, inst
   // An update of our live registration keeps its epoch (and load counts);
   // anything else is a new registration.
   const bool ours_live = own != own_.end() && current && current->live() &&
-                         (*current->value)->epoch == own->second->epoch;
+                         (*current->value)->epoch() == own->second->epoch();
   if (ours_live) {
     if (own->second->same_provider_fields(inst) &&
-        own->second->owner_incarnation == self_incarnation_)
-      return *own->second;  // idempotent: nothing to write
-    inst.epoch = own->second->epoch;
+        own->second->owner_incarnation() == self_incarnation_)
+      return own->second->to_instance();  // idempotent: nothing to write
+    inst.epoch = own->second->epoch();
   }
   const auto stamp = stamp_after(current ? &current->stamp : nullptr);
   if (!ours_live) inst.epoch = stamp;
-  shared_instance record{std::make_shared<const instance>(std::move(inst))};
+  record_ptr record = instance_record::make(inst);
   own_[key] = record;
   registry_document delta;
-  delta.instances = registry_document::instance_map{}.put(key, record, stamp);
+  delta.instances = registry_document::instance_map{}.put(key, std::move(record), stamp);
   write(std::move(delta));
-  return *record;
+  return inst;
 }
 
 result<void> registry_core::deregister_instance(const service_path& path, std::string_view id,
@@ -162,7 +162,7 @@ void registry_core::on_tick(steady_time now) {
 void registry_core::leave(steady_time now) {
   registry_document delta;
   for (const auto& [key, record] : own_) {
-    if (!record->ephemeral) continue;
+    if (!record->ephemeral()) continue;
     delta.instances.merge(registry_document::instance_map{}.erase(key, stamp_for(state().instances, key)));
   }
   own_.clear();
@@ -193,7 +193,7 @@ void registry_core::on_merged(const registry_document& merged) {
 
 void registry_core::on_instance_key(const std::string& key) {
   const std::string_view path = path_of_key(key);
-  const shared_instance* now_live = state().instances.find(key);
+  const record_ptr* now_live = state().instances.find(key);
   auto ps = paths_.find(path);
   if (ps == paths_.end()) {
     if (now_live == nullptr) return;
@@ -203,7 +203,7 @@ void registry_core::on_instance_key(const std::string& key) {
   const std::string_view id = std::string_view(key).substr(path.size() + 2);
   auto& entries = ps->second.entries;
   auto at = entry_position(entries, kind, id);
-  const bool present = at != entries.end() && at->record->kind == kind && at->record->id == id;
+  const bool present = at != entries.end() && at->record->kind() == kind && at->record->id() == id;
   if (present && now_live && at->record == *now_live) return;
   if (present) {
     track_owner(*at->record, path, -1);
@@ -211,7 +211,7 @@ void registry_core::on_instance_key(const std::string& key) {
       entries.erase(at);
     } else {
       // A new registration of the id starts counting from zero.
-      if ((*now_live)->epoch != at->record->epoch) *at = tracked{};
+      if ((*now_live)->epoch() != at->record->epoch()) *at = tracked{};
       at->record = *now_live;
     }
   } else if (now_live) {
@@ -228,13 +228,13 @@ void registry_core::on_instance_key(const std::string& key) {
       // Ephemeral: it lives while we do, so a removal (a reap while we
       // were wrongly judged dead) is undone. Persistent: a removal or
       // overwrite by anyone stands, and it is no longer ours.
-      if (own->second->ephemeral)
+      if (own->second->ephemeral())
         reassert_.insert(key);
       else
         own_.erase(own);
     }
-  } else if (now_live && (*now_live)->ephemeral && (*now_live)->owner == self() &&
-             (*now_live)->owner_incarnation < self_incarnation_) {
+  } else if (now_live && (*now_live)->ephemeral() && (*now_live)->owner() == self() &&
+             (*now_live)->owner_incarnation() < self_incarnation_) {
     registry_document delta;
     delta.instances = registry_document::instance_map{}.erase(key, stamp_for(state().instances, key));
     protocol_.local_change(delta, last_now_);  // re-enters on_instance_key, which drops it
@@ -254,9 +254,9 @@ void registry_core::on_load_key(const load_key& key) {
   if (paths_.find(path) != paths_.end()) dirty_paths_.insert(std::string(path));
 }
 
-void registry_core::track_owner(const instance& inst, std::string_view path, int delta) {
-  if (!inst.ephemeral) return;
-  auto& owner = owners_[inst.owner];
+void registry_core::track_owner(const instance_record& inst, std::string_view path, int delta) {
+  if (!inst.ephemeral()) return;
+  auto& owner = owners_[inst.owner()];
   auto it = owner.paths.find(path);
   if (delta > 0) {
     if (it == owner.paths.end()) it = owner.paths.emplace(std::string(path), 0).first;
@@ -274,12 +274,12 @@ void registry_core::reassert_pending() {
       if (own == own_.end()) continue;
       const auto* current = state().instances.find_entry(key);
       if (current && current->live() && *current->value == own->second &&
-          own->second->owner_incarnation == self_incarnation_)
+          own->second->owner_incarnation() == self_incarnation_)
         continue;
-      if (own->second->owner_incarnation != self_incarnation_) {
-        instance renewed = *own->second;
+      if (own->second->owner_incarnation() != self_incarnation_) {
+        instance renewed = own->second->to_instance();
         renewed.owner_incarnation = self_incarnation_;
-        own->second = shared_instance{std::make_shared<const instance>(std::move(renewed))};
+        own->second = instance_record::make(renewed);
       }
       delta.instances.merge(registry_document::instance_map{}.put(
           key, own->second, stamp_after(current ? &current->stamp : nullptr)));
@@ -300,8 +300,8 @@ bool registry_core::owner_visible(replica_id owner, std::uint64_t incarnation,
   return isolated_ || state != member_state::dead;
 }
 
-bool registry_core::visible(const instance& inst, steady_time now) const {
-  return !inst.ephemeral || owner_visible(inst.owner, inst.owner_incarnation, now);
+bool registry_core::visible(const instance_record& inst, steady_time now) const {
+  return !inst.ephemeral() || owner_visible(inst.owner(), inst.owner_incarnation(), now);
 }
 
 void registry_core::refresh_owners(steady_time now, bool isolated) {
@@ -341,9 +341,9 @@ void registry_core::reap(steady_time now) {
       const auto ps = paths_.find(path);
       if (ps == paths_.end()) continue;
       for (const auto& t : ps->second.entries) {
-        const instance& e = *t.record;
-        if (!e.ephemeral || e.owner != id) continue;
-        const std::string key = instance_key(path, e.kind, e.id);
+        const instance_record& e = *t.record;
+        if (!e.ephemeral() || e.owner() != id) continue;
+        const std::string key = instance_key(path, e.kind(), e.id());
         delta.instances.merge(registry_document::instance_map{}.erase(key, stamp_for(state().instances, key)));
         ++reaped_;
       }
@@ -385,7 +385,7 @@ void registry_core::flush_load() {
       const load_counts counts{t.cell->started.load(std::memory_order_relaxed),
                                t.cell->finished.load(std::memory_order_relaxed)};
       if (counts == t.flushed) continue;
-      const load_key lk{instance_key(path, t.record->kind, t.record->id), t.record->epoch, self()};
+      const load_key lk{instance_key(path, t.record->kind(), t.record->id()), t.record->epoch(), self()};
       delta.load.merge(registry_document::load_map{}.put(lk, counts, stamp_for(state().load, lk)));
       t.flushed = counts;
     }
@@ -404,19 +404,19 @@ std::shared_ptr<const service_view> registry_core::build_view(const std::string&
   // Exact capacity: a snapshot holds a view per path, so growth slack
   // would cost every instance.
   std::size_t providers = 0;
-  for (const auto& t : ps.entries) providers += t.record->kind == instance_kind::provider;
+  for (const auto& t : ps.entries) providers += t.record->kind() == instance_kind::provider;
   view->providers.reserve(providers);
   view->consumers.reserve(ps.entries.size() - providers);
   for (auto& t : ps.entries) {
-    const shared_instance& e = t.record;
+    const record_ptr& e = t.record;
     if (!visible(*e, now)) continue;
     instance_view v{e, nullptr, 0, 0};
-    if (e->kind == instance_kind::provider) {
-      if (!t.cell) t.cell = std::make_shared<load_cell>();
+    if (e->kind() == instance_kind::provider) {
+      if (!t.cell) t.cell = load_cell_ptr(new load_cell);
       v.local = t.cell;
       if (!loads_.empty()) {  // else skip building the key: nobody has called anyone
-        const auto load = loads_.find(instance_key(path, e->kind, e->id));
-        if (load != loads_.end() && load->second.epoch == e->epoch)
+        const auto load = loads_.find(instance_key(path, e->kind(), e->id()));
+        if (load != loads_.end() && load->second.epoch == e->epoch())
           for (const auto& [origin, counts] : load->second.by_origin) {
             v.remote_in_flight += static_cast<std::int64_t>(counts.started - counts.finished);
             v.remote_served += counts.finished;

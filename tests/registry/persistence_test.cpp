@@ -63,12 +63,12 @@ TEST_CASE("a replica reopened on its data directory comes back as itself", "[reg
   CHECK(self_incarnation(*second) > incarnation);
   const auto list = second->lookup("/svc/1.0.0");
   std::vector<std::string> ids;
-  for (const auto& i : list.providers()) ids.push_back(i->id);
+  for (const auto& i : list.providers()) ids.emplace_back(i->id());
   CHECK(ids == std::vector<std::string>{"127.0.0.1:9001", "127.0.0.1:9002"});
   // The ephemeral one was registered again by the new life; the
   // persistent one is the same record.
-  CHECK(list.providers()[0]->owner_incarnation == self_incarnation(*second));
-  CHECK(list.providers()[1]->owner_incarnation == incarnation);
+  CHECK(list.providers()[0]->owner_incarnation() == self_incarnation(*second));
+  CHECK(list.providers()[1]->owner_incarnation() == incarnation);
   CHECK(second->get_config("/config/app/timeout") == "30s");
   CHECK_FALSE(second->get_config("/config/app/gone"));
 }

@@ -71,7 +71,7 @@ TEST_CASE("a registration on one replica is listed on every replica", "[registry
     CHECK(sim->run_until([&] {
       sim->node(2).publish(sim->now());
       const auto* v = sim->node(2).published()->find("/HelloWorldService/1.0.0");
-      return v && !v->providers.empty() && v->providers.front()->weight == 7;
+      return v && !v->providers.empty() && v->providers.front()->weight() == 7;
     }, 2s));
   }
 }

@@ -133,43 +133,42 @@ TEST_CASE("balancers pick as documented", "[registry][balancer]") {
     i.address = "h";
     i.weight = weight;
     i.role = role;
-    v.providers.push_back(instance_view{shared_instance{std::make_shared<const instance>(i)},
-                                        std::make_shared<load_cell>(), 0, 0});
+    v.providers.push_back(instance_view{instance_record::make(i), load_cell_ptr(new load_cell), 0, 0});
   };
   add("a", 100, instance_role::secondary);
   add("b", 300, instance_role::primary);
   add("c", 0, instance_role::primary);  // drained
 
   round_robin rr;
-  std::map<std::string, int> counts;
-  for (int i = 0; i < 10; ++i) ++counts[rr.pick(v)->record->id];
+  std::map<std::string, int, std::less<>> counts;
+  for (int i = 0; i < 10; ++i) ++counts[std::string(rr.pick(v)->record->id())];
   CHECK(counts["a"] == 5);
   CHECK(counts["b"] == 5);
   CHECK(counts.count("c") == 0);
 
   weighted_random wr;
   counts.clear();
-  for (int i = 0; i < 4000; ++i) ++counts[wr.pick(v)->record->id];
+  for (int i = 0; i < 4000; ++i) ++counts[std::string(wr.pick(v)->record->id())];
   CHECK(counts["b"] > 2 * counts["a"]);  // 3:1 expected; bound far from the 1:1 of ignoring weight
   CHECK(counts.count("c") == 0);
 
   primary_first pf(std::make_unique<round_robin>());
-  for (int i = 0; i < 4; ++i) CHECK(pf.pick(v)->record->id == "b");
+  for (int i = 0; i < 4; ++i) CHECK(pf.pick(v)->record->id() == "b");
 
   // Least-loaded: with nothing in flight, sequential calls spread by
   // weight (1:3) instead of all going to one provider...
   least_loaded ll;
   counts.clear();
-  for (int i = 0; i < 4000; ++i) ++counts[ll.pick(v)->record->id];
+  for (int i = 0; i < 4000; ++i) ++counts[std::string(ll.pick(v)->record->id())];
   CHECK(counts["a"] > 500);
   CHECK(counts["b"] > 2 * counts["a"]);
   CHECK(counts.count("c") == 0);
   // ...and the one with fewer calls in flight wins outright.
   v.providers[1].local->started = 3;
-  for (int i = 0; i < 20; ++i) CHECK(ll.pick(v)->record->id == "a");
+  for (int i = 0; i < 20; ++i) CHECK(ll.pick(v)->record->id() == "a");
   // Equal loads: fewer per unit of weight (b: 3/300 beats a: 3/100).
   v.providers[0].local->started = 3;
-  for (int i = 0; i < 20; ++i) CHECK(ll.pick(v)->record->id == "b");
+  for (int i = 0; i < 20; ++i) CHECK(ll.pick(v)->record->id() == "b");
 
   consistent_hash ch;
   const auto* first = ch.pick(v, {.role = {}, .key = "user-42"});
@@ -177,10 +176,10 @@ TEST_CASE("balancers pick as documented", "[registry][balancer]") {
   int moved = 0;
   for (int k = 0; k < 200; ++k) {
     const std::string key = "k" + std::to_string(k);
-    const auto before = ch.pick(v, {.role = {}, .key = key})->record->id;
+    const auto before = ch.pick(v, {.role = {}, .key = key})->record->id();
     service_view without_a = v;
     without_a.providers.erase(without_a.providers.begin());
-    const auto after = ch.pick(without_a, {.role = {}, .key = key})->record->id;
+    const auto after = ch.pick(without_a, {.role = {}, .key = key})->record->id();
     if (before != "a") CHECK(after == before);  // only a's keys move
     moved += before == "a";
   }

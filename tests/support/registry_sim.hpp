@@ -36,7 +36,7 @@ inline std::vector<std::string> providers_on(registry_sim& sim, std::size_t i, s
   sim.node(i).publish(sim.now());
   std::vector<std::string> ids;
   if (const auto* view = sim.node(i).published()->find(path))
-    for (const auto& p : view->providers) ids.push_back(p->id);
+    for (const auto& p : view->providers) ids.emplace_back(p->id());
   return ids;
 }
 

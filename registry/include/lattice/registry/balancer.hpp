@@ -8,7 +8,7 @@
 //   auto list = replica.lookup("/api/user/1.0.0");
 //   if (const instance_view* target = lb.pick(*list)) {
 //     lattice::registry::call_guard call(*target);   // counts in flight
-//     invoke((*target)->address, (*target)->port);
+//     invoke((*target)->address(), (*target)->port());
 //   }
 //
 // Weight 0 drains an instance: no balancer picks it while another

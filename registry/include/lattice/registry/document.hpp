@@ -21,8 +21,8 @@
 // The document satisfies transport::reconcilable: digest, range digests
 // and slices are those of the three maps, combined range by range.
 //
-// Records are held through shared pointers to immutable instances, so the
-// snapshots that readers see share them with the document instead of
+// Instances are held as shared immutable records (instance_record.hpp), so
+// the snapshots that readers see share them with the document instead of
 // copying.
 //
 // Thread safety: a value type; owned by the replica thread.
@@ -35,36 +35,10 @@
 
 #include "lattice/crdt/lww_map.hpp"
 #include "lattice/registry/instance.hpp"
+#include "lattice/registry/instance_record.hpp"
 #include "lattice/registry/path.hpp"
 
 namespace lattice::registry {
-
-/// An immutable instance behind a shared pointer, ordered and encoded by
-/// value.
-struct shared_instance {
-  std::shared_ptr<const instance> ptr;
-
-  const instance& operator*() const noexcept { return *ptr; }
-  const instance* operator->() const noexcept { return ptr.get(); }
-
-  friend bool operator==(const shared_instance& a, const shared_instance& b) {
-    return a.ptr == b.ptr || (a.ptr && b.ptr && *a.ptr == *b.ptr);
-  }
-  friend bool operator<(const shared_instance& a, const shared_instance& b) {
-    if (!a.ptr || !b.ptr) return !a.ptr && b.ptr;
-    return *a.ptr < *b.ptr;
-  }
-  template <class Archive>
-  void save(Archive& archive) const {
-    archive(*ptr);
-  }
-  template <class Archive>
-  void load(Archive& archive) {
-    auto fresh = std::make_shared<instance>();
-    archive(*fresh);
-    ptr = std::move(fresh);
-  }
-};
 
 /// Key of one origin's load entry for one registration of an instance.
 struct load_key {
@@ -96,7 +70,7 @@ std::string instance_key(std::string_view path, instance_kind kind, std::string_
 std::string_view path_of_key(std::string_view key) noexcept;
 
 struct registry_document {
-  using instance_map = crdt::lww_map<std::string, shared_instance>;
+  using instance_map = crdt::lww_map<std::string, record_ptr>;
   using config_map = crdt::lww_map<std::string, std::string>;
   using load_map = crdt::lww_map<load_key, load_counts>;
 

@@ -146,9 +146,9 @@ class registry_core final : public transport::protocol_core {
  private:
   // One live instance of a path, with this replica's call counts for it.
   struct tracked {
-    shared_instance record;
+    record_ptr record;
     // Providers: created when first published, replaced with the epoch.
-    std::shared_ptr<load_cell> cell;
+    load_cell_ptr cell;
     load_counts flushed;  // as last written to the document
   };
   struct path_state {
@@ -169,9 +169,9 @@ class registry_core final : public transport::protocol_core {
   void on_merged(const registry_document& merged);
   void on_instance_key(const std::string& key);
   void on_load_key(const load_key& key);
-  void track_owner(const instance& inst, std::string_view path, int delta);
+  void track_owner(const instance_record& inst, std::string_view path, int delta);
   bool owner_visible(replica_id owner, std::uint64_t incarnation, steady_time now) const;
-  bool visible(const instance& inst, steady_time now) const;
+  bool visible(const instance_record& inst, steady_time now) const;
   void refresh_owners(steady_time now, bool isolated);
   void reap(steady_time now);
   void reassert_pending();
@@ -196,7 +196,7 @@ class registry_core final : public transport::protocol_core {
   std::map<std::string, path_state, std::less<>> paths_;
   std::map<replica_id, owner_state> owners_;
   std::unordered_map<std::string, remote_load> loads_;
-  std::map<std::string, shared_instance> own_;  // key -> what this replica registered
+  std::map<std::string, record_ptr> own_;  // key -> what this replica registered
   std::set<std::string> reassert_;              // own keys to write again
 
   std::set<std::string, std::less<>> dirty_paths_;

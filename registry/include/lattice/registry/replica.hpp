@@ -149,7 +149,7 @@ class call_guard {
   }
 
  private:
-  std::shared_ptr<load_cell> cell_;
+  load_cell_ptr cell_;
 };
 
 /// One service's visible instances, kept alive with the snapshot they

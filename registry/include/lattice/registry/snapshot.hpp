@@ -4,7 +4,7 @@
 //
 //   auto snap = replica.current();                        // shared_ptr
 //   if (const service_view* s = snap->find("/api/user/1.0.0"))
-//     for (const auto& i : s->providers) connect(i->address, i->port);
+//     for (const auto& i : s->providers) connect(i->address(), i->port());
 //
 // Only visible instances are listed: an ephemeral instance whose owner is
 // judged dead (or has restarted since registering it) is left out.
@@ -23,28 +23,32 @@
 #include <unordered_map>
 #include <vector>
 
+#include <boost/smart_ptr/intrusive_ptr.hpp>
+#include <boost/smart_ptr/intrusive_ref_counter.hpp>
+
 #include "lattice/registry/document.hpp"
 #include "lattice/registry/service_index.hpp"
 
 namespace lattice::registry {
 
 /// This replica's own calls to one instance, counted by call guards.
-struct load_cell {
+struct load_cell : boost::intrusive_ref_counter<load_cell, boost::thread_safe_counter> {
   std::atomic<std::uint64_t> started{0};
   std::atomic<std::uint64_t> finished{0};
 };
+using load_cell_ptr = boost::intrusive_ptr<load_cell>;
 
 /// One instance as a reader sees it.
 struct instance_view {
-  shared_instance record;
+  record_ptr record;
   /// This replica's counts, live (null for consumers).
-  std::shared_ptr<load_cell> local;
+  load_cell_ptr local;
   /// The other replicas' calls in flight and served, as of publication.
   std::int64_t remote_in_flight = 0;
   std::uint64_t remote_served = 0;
 
-  const instance& operator*() const noexcept { return *record; }
-  const instance* operator->() const noexcept { return record.ptr.get(); }
+  const instance_record& operator*() const noexcept { return *record; }
+  const instance_record* operator->() const noexcept { return record.get(); }
 
   /// Calls in flight to this instance, cluster-wide: the other replicas'
   /// (as last gossiped) plus this replica's own (live).
