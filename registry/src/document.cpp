@@ -16,4 +16,11 @@ std::string_view path_of_key(std::string_view key) noexcept {
   return key.substr(0, key.find('\0'));
 }
 
+instance_key_parts split_instance_key(std::string_view key) noexcept {
+  const std::string_view path = path_of_key(key);
+  if (key.size() < path.size() + 2) return {path, instance_kind::provider, {}};
+  return {path, key[path.size() + 1] == 'c' ? instance_kind::consumer : instance_kind::provider,
+          key.substr(path.size() + 2)};
+}
+
 }  // namespace lattice::registry

@@ -7,13 +7,32 @@ namespace {
 
 using transport::member_state;
 
-// Entries of one path are kept sorted by (kind, id).
+// Entries of one path are kept sorted by (kind, id); `record_of` gives an
+// element's record.
+template <class Entries, class RecordOf>
+auto position(Entries& entries, instance_kind kind, std::string_view id, RecordOf record_of) {
+  return std::lower_bound(entries.begin(), entries.end(), std::pair{kind, id},
+                          [&](const auto& e, const std::pair<instance_kind, std::string_view>& k) {
+                            const instance_record& r = *record_of(e);
+                            return std::pair{r.kind(), r.id()} < k;
+                          });
+}
 template <class Entries>
 auto entry_position(Entries& entries, instance_kind kind, std::string_view id) {
-  return std::lower_bound(entries.begin(), entries.end(), std::pair{kind, id},
-                          [](const auto& e, const std::pair<instance_kind, std::string_view>& k) {
-                            return std::pair{e.record->kind(), std::string_view(e.record->id())} < k;
-                          });
+  return position(entries, kind, id, [](const auto& e) -> const record_ptr& { return e.record; });
+}
+
+// Inserts at `at`, growing the vector by a quarter rather than doubling:
+// a registry holds a vector per path, and doubling left ~30% of each
+// empty.
+template <class T>
+void insert_compactly(std::vector<T>& v, typename std::vector<T>::iterator at, T value) {
+  if (v.size() == v.capacity()) {
+    const auto offset = at - v.begin();
+    v.reserve(v.size() + v.size() / 4 + 1);
+    at = v.begin() + offset;
+  }
+  v.insert(at, std::move(value));
 }
 
 bool same_list(const std::vector<instance_view>& a, const std::vector<instance_view>& b) {
@@ -56,24 +75,28 @@ result<instance> registry_core::register_instance(const service_path& path, inst
   if (auto ok = validate(inst); !ok) return ok.error();
   const std::string key = instance_key(path.str(), kind, inst.id);
   const auto* current = state().instances.find_entry(key);
-  const auto own = own_.find(key);
+  auto ps = paths_.find(path.str());
+  if (ps == paths_.end()) ps = paths_.emplace(path.str(), path_state{}).first;
+  record_ptr* own = find_own(ps->second, kind, inst.id);
   inst.kind = kind;
   inst.owner = self();
   inst.owner_incarnation = self_incarnation_;
   // An update of our live registration keeps its epoch (and load counts);
   // anything else is a new registration.
-  const bool ours_live = own != own_.end() && current && current->live() &&
-                         (*current->value)->epoch() == own->second->epoch();
+  const bool ours_live = own != nullptr && current && current->live() &&
+                         (*current->value)->epoch() == (*own)->epoch();
   if (ours_live) {
-    if (own->second->same_provider_fields(inst) &&
-        own->second->owner_incarnation() == self_incarnation_)
-      return own->second->to_instance();  // idempotent: nothing to write
-    inst.epoch = own->second->epoch();
+    if ((*own)->same_provider_fields(inst) && (*own)->owner_incarnation() == self_incarnation_)
+      return (*own)->to_instance();  // idempotent: nothing to write
+    inst.epoch = (*own)->epoch();
   }
   const auto stamp = stamp_after(current ? &current->stamp : nullptr);
   if (!ours_live) inst.epoch = stamp;
   record_ptr record = instance_record::make(inst);
-  own_[key] = record;
+  if (own != nullptr)
+    *own = record;
+  else
+    put_own(ps->second, record);
   registry_document delta;
   delta.instances = registry_document::instance_map{}.put(key, std::move(record), stamp);
   write(std::move(delta));
@@ -84,7 +107,8 @@ result<void> registry_core::deregister_instance(const service_path& path, std::s
                                                 instance_kind kind) {
   const std::string key = instance_key(path.str(), kind, id);
   const auto* current = state().instances.find_entry(key);
-  const bool was_ours = own_.erase(key) != 0;
+  const auto ps = paths_.find(path.str());
+  const bool was_ours = ps != paths_.end() && erase_own(ps->second, kind, id);
   if (current == nullptr || !current->live()) {
     // Ours, and someone removed it before we wrote it back: it is gone
     // now, as asked.
@@ -135,7 +159,9 @@ void registry_core::on_tick(steady_time now) {
     // Refuted a stale record of ourselves: our registrations must carry the
     // new incarnation or peers would hide them.
     self_incarnation_ = incarnation;
-    for (const auto& [key, record] : own_) reassert_.insert(key);
+    for_each_own([&](const std::string& path, const record_ptr& record) {
+      reassert_.insert(instance_key(path, record->kind(), record->id()));
+    });
   }
   // Reachability once per tick: the grace rule, owner visibility and the
   // next snapshot's peer counts all read it.
@@ -161,11 +187,12 @@ void registry_core::on_tick(steady_time now) {
 
 void registry_core::leave(steady_time now) {
   registry_document delta;
-  for (const auto& [key, record] : own_) {
-    if (!record->ephemeral()) continue;
+  for_each_own([&](const std::string& path, const record_ptr& record) {
+    if (!record->ephemeral()) return;
+    const std::string key = instance_key(path, record->kind(), record->id());
     delta.instances.merge(registry_document::instance_map{}.erase(key, stamp_for(state().instances, key)));
-  }
-  own_.clear();
+  });
+  for (auto& [path, ps] : paths_) ps.own.clear();
   reassert_.clear();
   if (!delta.empty()) protocol_.local_change(delta, now);
   protocol_.leave(now);
@@ -199,14 +226,13 @@ void registry_core::on_instance_key(const std::string& key) {
     if (now_live == nullptr) return;
     ps = paths_.emplace(std::string(path), path_state{}).first;
   }
-  const instance_kind kind = key[path.size() + 1] == 'p' ? instance_kind::provider : instance_kind::consumer;
-  const std::string_view id = std::string_view(key).substr(path.size() + 2);
+  const auto [unused_path, kind, id] = split_instance_key(key);
   auto& entries = ps->second.entries;
   auto at = entry_position(entries, kind, id);
   const bool present = at != entries.end() && at->record->kind() == kind && at->record->id() == id;
   if (present && now_live && at->record == *now_live) return;
   if (present) {
-    track_owner(*at->record, path, -1);
+    track_owner(*at->record, ps->first, -1);
     if (!now_live) {
       entries.erase(at);
     } else {
@@ -215,23 +241,23 @@ void registry_core::on_instance_key(const std::string& key) {
       at->record = *now_live;
     }
   } else if (now_live) {
-    entries.insert(at, tracked{*now_live, nullptr, {}});
+    insert_compactly(entries, at, tracked{*now_live, nullptr});
   }
-  if (now_live) track_owner(**now_live, path, +1);
+  if (now_live) track_owner(**now_live, ps->first, +1);
   dirty_paths_.insert(ps->first);
 
   // Our own registrations: write back what someone else removed or
   // overwrote; remove the ephemeral ones an earlier life of ours left
   // behind (persistent ones outlive us by definition).
-  if (const auto own = own_.find(key); own != own_.end()) {
-    if (now_live == nullptr || !(*now_live == own->second)) {
+  if (record_ptr* own = find_own(ps->second, kind, id)) {
+    if (now_live == nullptr || !(*now_live == *own)) {
       // Ephemeral: it lives while we do, so a removal (a reap while we
       // were wrongly judged dead) is undone. Persistent: a removal or
       // overwrite by anyone stands, and it is no longer ours.
-      if (own->second->ephemeral())
+      if ((*own)->ephemeral())
         reassert_.insert(key);
       else
-        own_.erase(own);
+        erase_own(ps->second, kind, id);
     }
   } else if (now_live && (*now_live)->ephemeral() && (*now_live)->owner() == self() &&
              (*now_live)->owner_incarnation() < self_incarnation_) {
@@ -254,35 +280,55 @@ void registry_core::on_load_key(const load_key& key) {
   if (paths_.find(path) != paths_.end()) dirty_paths_.insert(std::string(path));
 }
 
-void registry_core::track_owner(const instance_record& inst, std::string_view path, int delta) {
+void registry_core::track_owner(const instance_record& inst, const std::string& path_key, int delta) {
   if (!inst.ephemeral()) return;
   auto& owner = owners_[inst.owner()];
-  auto it = owner.paths.find(path);
+  auto it = owner.paths.find(&path_key);
   if (delta > 0) {
-    if (it == owner.paths.end()) it = owner.paths.emplace(std::string(path), 0).first;
+    if (it == owner.paths.end()) it = owner.paths.emplace(&path_key, 0).first;
     ++it->second;
   } else if (it != owner.paths.end() && --it->second == 0) {
     owner.paths.erase(it);
   }
 }
 
+record_ptr* registry_core::find_own(path_state& ps, instance_kind kind, std::string_view id) {
+  const auto at = position(ps.own, kind, id, [](const record_ptr& r) -> const record_ptr& { return r; });
+  return at != ps.own.end() && (*at)->kind() == kind && (*at)->id() == id ? &*at : nullptr;
+}
+
+void registry_core::put_own(path_state& ps, record_ptr record) {
+  const auto at = position(ps.own, record->kind(), record->id(),
+                           [](const record_ptr& r) -> const record_ptr& { return r; });
+  insert_compactly(ps.own, at, std::move(record));
+}
+
+bool registry_core::erase_own(path_state& ps, instance_kind kind, std::string_view id) {
+  record_ptr* own = find_own(ps, kind, id);
+  if (own == nullptr) return false;
+  ps.own.erase(ps.own.begin() + (own - ps.own.data()));
+  return true;
+}
+
 void registry_core::reassert_pending() {
   while (!reassert_.empty()) {
     registry_document delta;
     for (const auto& key : std::exchange(reassert_, {})) {
-      const auto own = own_.find(key);
-      if (own == own_.end()) continue;
+      const auto [path, kind, id] = split_instance_key(key);
+      const auto ps = paths_.find(path);
+      record_ptr* own = ps == paths_.end() ? nullptr : find_own(ps->second, kind, id);
+      if (own == nullptr) continue;
       const auto* current = state().instances.find_entry(key);
-      if (current && current->live() && *current->value == own->second &&
-          own->second->owner_incarnation() == self_incarnation_)
+      if (current && current->live() && *current->value == *own &&
+          (*own)->owner_incarnation() == self_incarnation_)
         continue;
-      if (own->second->owner_incarnation() != self_incarnation_) {
-        instance renewed = own->second->to_instance();
+      if ((*own)->owner_incarnation() != self_incarnation_) {
+        instance renewed = (*own)->to_instance();
         renewed.owner_incarnation = self_incarnation_;
-        own->second = instance_record::make(renewed);
+        *own = instance_record::make(renewed);
       }
       delta.instances.merge(registry_document::instance_map{}.put(
-          key, own->second, stamp_after(current ? &current->stamp : nullptr)));
+          key, *own, stamp_after(current ? &current->stamp : nullptr)));
     }
     if (!delta.empty()) protocol_.local_change(delta, last_now_);
   }
@@ -322,7 +368,7 @@ void registry_core::refresh_owners(steady_time now, bool isolated) {
       if (owner.visible && !alive) owner.hidden_since = now;
       owner.visible = alive;
       owner.incarnation = incarnation;
-      for (const auto& [path, count] : owner.paths) dirty_paths_.insert(path);
+      for (const auto& [path, count] : owner.paths) dirty_paths_.insert(*path);
     }
     ++it;
   }
@@ -338,12 +384,12 @@ void registry_core::reap(steady_time now) {
     // instances itself, in on_instance_key.)
     if (id == self() || owner.visible || now - owner.hidden_since < options_.reap_after) continue;
     for (const auto& [path, count] : owner.paths) {
-      const auto ps = paths_.find(path);
+      const auto ps = paths_.find(*path);
       if (ps == paths_.end()) continue;
       for (const auto& t : ps->second.entries) {
         const instance_record& e = *t.record;
         if (!e.ephemeral() || e.owner() != id) continue;
-        const std::string key = instance_key(path, e.kind(), e.id());
+        const std::string key = instance_key(*path, e.kind(), e.id());
         delta.instances.merge(registry_document::instance_map{}.erase(key, stamp_for(state().instances, key)));
         ++reaped_;
       }
@@ -372,7 +418,9 @@ void registry_core::apply_grace_rule(steady_time now, bool reaches_none) {
   owners_.clear();
   loads_.clear();
   config_dirty_ = true;
-  for (const auto& [key, record] : own_) reassert_.insert(key);
+  for_each_own([&](const std::string& path, const record_ptr& record) {
+    reassert_.insert(instance_key(path, record->kind(), record->id()));
+  });
 }
 
 // ---- load ---------------------------------------------------------------------------
@@ -384,10 +432,11 @@ void registry_core::flush_load() {
       if (!t.cell) continue;
       const load_counts counts{t.cell->started.load(std::memory_order_relaxed),
                                t.cell->finished.load(std::memory_order_relaxed)};
-      if (counts == t.flushed) continue;
+      const auto sum = static_cast<std::uint32_t>(counts.started + counts.finished);
+      if (sum == t.cell->flushed_sum) continue;
       const load_key lk{instance_key(path, t.record->kind(), t.record->id()), t.record->epoch(), self()};
       delta.load.merge(registry_document::load_map{}.put(lk, counts, stamp_for(state().load, lk)));
-      t.flushed = counts;
+      t.cell->flushed_sum = sum;
     }
   if (!delta.empty()) protocol_.local_change(delta, last_now_);
 }

@@ -68,6 +68,13 @@ struct load_counts {
 std::string instance_key(std::string_view path, instance_kind kind, std::string_view id);
 /// The path part of an instance key.
 std::string_view path_of_key(std::string_view key) noexcept;
+/// An instance key's three parts (views into the key).
+struct instance_key_parts {
+  std::string_view path;
+  instance_kind kind = instance_kind::provider;
+  std::string_view id;
+};
+instance_key_parts split_instance_key(std::string_view key) noexcept;
 
 struct registry_document {
   using instance_map = crdt::lww_map<std::string, record_ptr>;

@@ -149,14 +149,20 @@ class registry_core final : public transport::protocol_core {
     record_ptr record;
     // Providers: created when first published, replaced with the epoch.
     load_cell_ptr cell;
-    load_counts flushed;  // as last written to the document
   };
   struct path_state {
     std::vector<tracked> entries;  // live in the document, by (kind, id)
+    // What this replica registered here, by (kind, id): re-asserted while
+    // ours (ephemeral) or until someone else overwrites it (persistent).
+    // Per path rather than one map by key, so a held path pays one empty
+    // vector, not a key per instance.
+    std::vector<record_ptr> own;
     std::shared_ptr<const service_view> view;
   };
   struct owner_state {
-    std::map<std::string, std::size_t, std::less<>> paths;  // path -> ephemeral entries
+    // Ephemeral entries per path; keyed by the address of the path's key
+    // in paths_ (whose nodes never move and are never erased).
+    std::map<const std::string*, std::size_t> paths;
     bool visible = true;
     std::uint64_t incarnation = 0;
     steady_time hidden_since{};
@@ -169,7 +175,17 @@ class registry_core final : public transport::protocol_core {
   void on_merged(const registry_document& merged);
   void on_instance_key(const std::string& key);
   void on_load_key(const load_key& key);
-  void track_owner(const instance_record& inst, std::string_view path, int delta);
+  void track_owner(const instance_record& inst, const std::string& path_key, int delta);
+  // This replica's registration of (kind, id) at `ps`, or null.
+  static record_ptr* find_own(path_state& ps, instance_kind kind, std::string_view id);
+  static void put_own(path_state& ps, record_ptr record);
+  static bool erase_own(path_state& ps, instance_kind kind, std::string_view id);
+  // Calls f(path, record) for every registration of this replica.
+  template <class F>
+  void for_each_own(F&& f) const {
+    for (const auto& [path, ps] : paths_)
+      for (const auto& record : ps.own) f(path, record);
+  }
   bool owner_visible(replica_id owner, std::uint64_t incarnation, steady_time now) const;
   bool visible(const instance_record& inst, steady_time now) const;
   void refresh_owners(steady_time now, bool isolated);
@@ -196,7 +212,6 @@ class registry_core final : public transport::protocol_core {
   std::map<std::string, path_state, std::less<>> paths_;
   std::map<replica_id, owner_state> owners_;
   std::unordered_map<std::string, remote_load> loads_;
-  std::map<std::string, record_ptr> own_;  // key -> what this replica registered
   std::set<std::string> reassert_;              // own keys to write again
 
   std::set<std::string, std::less<>> dirty_paths_;

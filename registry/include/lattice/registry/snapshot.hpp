@@ -33,6 +33,11 @@ namespace lattice::registry {
 
 /// This replica's own calls to one instance, counted by call guards.
 struct load_cell : boost::intrusive_ref_counter<load_cell, boost::thread_safe_counter> {
+  /// The replica thread's note of what it last wrote to the document:
+  /// started + finished then (mod 2^32). Both only grow, so the sum moves
+  /// exactly when there is something new to write. Only that thread
+  /// touches it; it sits in what would be padding.
+  std::uint32_t flushed_sum = 0;
   std::atomic<std::uint64_t> started{0};
   std::atomic<std::uint64_t> finished{0};
 };
