@@ -8,8 +8,11 @@
 #include <rapidcheck/catch.h>
 
 #include "lattice/crdt/codec.hpp"
+#include "lattice/crdt/lww_map.hpp"
+#include "lattice/registry/document.hpp"
 
 using namespace lattice::registry;
+using namespace std::string_literals;
 
 namespace {
 
@@ -101,4 +104,29 @@ TEST_CASE("decoding refuses fields beyond the documented limits", "[registry][re
     REQUIRE_FALSE(decoded.has_value());
     CHECK(decoded.error() == lattice::crdt::errc::malformed);
   }
+}
+
+TEST_CASE("the instance map stores tombstones as null records, encoded as optionals are",
+          "[registry][record]") {
+  // record_ptr opts in to lww_null_is_tombstone; the bytes must not change.
+  lattice::crdt::lww_map<std::string, record_ptr> compact;
+  lattice::crdt::lww_map<std::string, instance> plain;
+  instance i;
+  i.address = "10.0.0.7";
+  i.id = "10.0.0.7:1";
+  const lattice::crdt::hlc_timestamp t1{1, 0, 1}, t2{2, 0, 1};
+  compact.put("/a\0pone"s, instance_record::make(i), t1);
+  plain.put("/a\0pone"s, i, t1);
+  compact.put("/a\0ptwo"s, instance_record::make(i), t1);
+  plain.put("/a\0ptwo"s, i, t1);
+  compact.erase("/a\0ptwo"s, t2);
+  plain.erase("/a\0ptwo"s, t2);
+  CHECK(compact.size() == 1);
+  CHECK(compact.tombstones() == 1);
+  CHECK(compact.find("/a\0ptwo"s) == nullptr);
+  CHECK(lattice::crdt::encode(compact) == lattice::crdt::encode(plain));
+  CHECK(compact.digest() == plain.digest());
+  const auto back = lattice::crdt::decode<decltype(compact)>(lattice::crdt::encode(plain));
+  REQUIRE(back.has_value());
+  CHECK(back.value() == compact);
 }

@@ -60,6 +60,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <optional>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -72,14 +73,61 @@
 
 namespace lattice::crdt {
 
+/// Opt-in for pointer-like value types whose null is never a value: an
+/// lww_map then stores a tombstone as a null V instead of an empty
+/// std::optional<V>, saving the optional's flag and its padding (8 bytes
+/// per entry for a smart pointer; docs/adr/0005). Specialize to true_type.
+template <class V>
+struct lww_null_is_tombstone : std::false_type {};
+
+/// std::optional's interface, as lww_map uses it, over a nullable V: empty
+/// exactly when the V is null. Encodes as std::optional<V> does, so the two
+/// storages are indistinguishable on the wire.
+template <class V>
+class null_or_value {
+ public:
+  null_or_value() = default;
+  null_or_value(std::nullopt_t) noexcept {}
+  null_or_value(V value) : value_(std::move(value)) {}
+  null_or_value(const std::optional<V>& value) : value_(value ? *value : V{}) {}
+
+  bool has_value() const noexcept { return static_cast<bool>(value_); }
+  explicit operator bool() const noexcept { return has_value(); }
+  const V& operator*() const noexcept { return value_; }
+  V& operator*() noexcept { return value_; }
+  const V* operator->() const noexcept { return &value_; }
+
+  friend bool operator==(const null_or_value& a, const null_or_value& b) {
+    return a.has_value() == b.has_value() && (!a.has_value() || a.value_ == b.value_);
+  }
+  template <class Archive>
+  void save(Archive& archive) const {
+    archive(!has_value());
+    if (has_value()) archive(value_);
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    bool empty = true;
+    archive(empty);
+    value_ = V{};
+    if (empty) return;
+    archive(value_);
+    if (!value_) throw_malformed();
+  }
+
+ private:
+  V value_{};
+};
+
 template <class K, class V>
 class lww_map {
  public:
   /// The latest write of one key.
   struct entry {
     hlc_timestamp stamp;
-    /// nullopt for a tombstone (the latest write was an erase).
-    std::optional<V> value;
+    /// Empty for a tombstone (the latest write was an erase): a
+    /// std::optional<V>, or null_or_value<V> if V opts in above.
+    std::conditional_t<lww_null_is_tombstone<V>::value, null_or_value<V>, std::optional<V>> value;
 
     bool live() const noexcept { return value.has_value(); }
     friend bool operator==(const entry&, const entry&) = default;

@@ -38,6 +38,11 @@
 #include "lattice/registry/instance_record.hpp"
 #include "lattice/registry/path.hpp"
 
+// A record pointer is never null as a value: the instance map stores
+// tombstones as null pointers.
+template <>
+struct lattice::crdt::lww_null_is_tombstone<lattice::registry::record_ptr> : std::true_type {};
+
 namespace lattice::registry {
 
 /// Key of one origin's load entry for one registration of an instance.
