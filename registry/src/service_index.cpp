@@ -16,24 +16,33 @@ std::vector<std::shared_ptr<const service_view>> service_index::starting_with(st
 }
 
 void service_index::editor::put(std::shared_ptr<const service_view> view) {
-  const std::string_view path = view->path;
-  const auto index = shard_of(hash_of(path));
+  const auto hash = hash_of(view->path);
+  const auto index = shard_of(hash);
   auto& slot = index_.shards_[index];
   if (!owned_[index]) {
-    slot = slot ? std::make_shared<const shard>(*slot) : std::make_shared<const shard>();
+    // Exact capacity plus room for this put: copies are what a snapshot
+    // keeps, so slack would stay in every one.
+    auto copy = std::make_shared<shard>();
+    copy->reserve((slot ? slot->size() : 0) + 1);
+    if (slot) copy->assign(slot->begin(), slot->end());
+    slot = std::move(copy);
     owned_[index] = true;
   }
   // Ours alone now (copied above, not yet published).
-  auto& map = const_cast<shard&>(*slot);
-  const auto it = map.find(path);
-  if (it == map.end()) {
-    map.emplace(path, std::move(view));
-    ++index_.size_;
-  } else {
-    // The old key views the old view's path: replace both.
-    map.erase(it);
-    map.emplace(path, std::move(view));
+  auto& entries = const_cast<shard&>(*slot);
+  auto it = entries.begin() + (first_at(entries, hash) - entries.cbegin());
+  for (; it != entries.end() && it->hash == hash; ++it)
+    if (it->view->path == view->path) {
+      it->view = std::move(view);
+      return;
+    }
+  if (entries.size() == entries.capacity()) {  // grow by a quarter, as above
+    const auto offset = it - entries.begin();
+    entries.reserve(entries.size() + entries.size() / 4 + 1);
+    it = entries.begin() + offset;
   }
+  entries.insert(it, entry{hash, std::move(view)});
+  ++index_.size_;
 }
 
 }  // namespace lattice::registry
