@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "lattice/crdt/detail/insert_compactly.hpp"
+
 namespace lattice::registry {
 namespace {
 
@@ -20,19 +22,6 @@ auto position(Entries& entries, instance_kind kind, std::string_view id, RecordO
 template <class Entries>
 auto entry_position(Entries& entries, instance_kind kind, std::string_view id) {
   return position(entries, kind, id, [](const auto& e) -> const record_ptr& { return e.record; });
-}
-
-// Inserts at `at`, growing the vector by a quarter rather than doubling:
-// a registry holds a vector per path, and doubling left ~30% of each
-// empty.
-template <class T>
-void insert_compactly(std::vector<T>& v, typename std::vector<T>::iterator at, T value) {
-  if (v.size() == v.capacity()) {
-    const auto offset = at - v.begin();
-    v.reserve(v.size() + v.size() / 4 + 1);
-    at = v.begin() + offset;
-  }
-  v.insert(at, std::move(value));
 }
 
 bool same_list(const std::vector<instance_view>& a, const std::vector<instance_view>& b) {
@@ -241,7 +230,7 @@ void registry_core::on_instance_key(const std::string& key) {
       at->record = *now_live;
     }
   } else if (now_live) {
-    insert_compactly(entries, at, tracked{*now_live, nullptr});
+    crdt::detail::insert_compactly(entries, at, tracked{*now_live, nullptr});
   }
   if (now_live) track_owner(**now_live, ps->first, +1);
   dirty_paths_.insert(ps->first);
@@ -300,7 +289,7 @@ record_ptr* registry_core::find_own(path_state& ps, instance_kind kind, std::str
 void registry_core::put_own(path_state& ps, record_ptr record) {
   const auto at = position(ps.own, record->kind(), record->id(),
                            [](const record_ptr& r) -> const record_ptr& { return r; });
-  insert_compactly(ps.own, at, std::move(record));
+  crdt::detail::insert_compactly(ps.own, at, std::move(record));
 }
 
 bool registry_core::erase_own(path_state& ps, instance_kind kind, std::string_view id) {

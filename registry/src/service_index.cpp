@@ -2,6 +2,8 @@
 
 #include "lattice/registry/snapshot.hpp"
 
+#include "lattice/crdt/detail/insert_compactly.hpp"
+
 namespace lattice::registry {
 
 static_assert(service_index::shard_count == 256, "shard_of takes the top 8 bits");
@@ -36,12 +38,7 @@ void service_index::editor::put(std::shared_ptr<const service_view> view) {
       it->view = std::move(view);
       return;
     }
-  if (entries.size() == entries.capacity()) {  // grow by a quarter, as above
-    const auto offset = it - entries.begin();
-    entries.reserve(entries.size() + entries.size() / 4 + 1);
-    it = entries.begin() + offset;
-  }
-  entries.insert(it, entry{hash, std::move(view)});
+  crdt::detail::insert_compactly(entries, it, entry{hash, std::move(view)});
   ++index_.size_;
 }
 

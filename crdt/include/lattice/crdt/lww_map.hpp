@@ -68,6 +68,7 @@
 
 #include "lattice/crdt/codec.hpp"
 #include "lattice/crdt/concepts.hpp"
+#include "lattice/crdt/detail/insert_compactly.hpp"
 #include "lattice/crdt/digest.hpp"
 #include "lattice/crdt/hlc.hpp"
 
@@ -417,14 +418,7 @@ class lww_map {
       // Unknown key below the horizon: already seen and compacted away.
       if (incoming.stamp < horizon_) return false;
       entry_hash = entry_hash_of();
-      // Grow by a quarter, not double: buckets are small and many, and
-      // doubling left a third of their capacity empty on average.
-      if (b.slots.size() == b.slots.capacity()) {
-        const auto at = it - b.slots.begin();
-        b.slots.reserve(b.slots.size() + b.slots.size() / 4 + 1);
-        it = b.slots.begin() + at;
-      }
-      it = b.slots.insert(it, slot{key_hash, key, incoming, entry_hash});
+      it = detail::insert_compactly(b.slots, it, slot{key_hash, key, incoming, entry_hash});
       ++size_;
     }
     if (incoming.live()) ++live_;

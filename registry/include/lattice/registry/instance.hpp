@@ -19,6 +19,11 @@
 // replica's lookups, and after a reap delay they are tombstoned. Persistent
 // instances stay until deregistered.
 //
+// This is the value type providers fill in (and register_instance
+// returns). What replicas keep, and lookups, watches and balancers read, is
+// its compact immutable form, instance_record (instance_record.hpp):
+// the same fields, read through calls.
+//
 // Thread safety: a value type.
 #pragma once
 
