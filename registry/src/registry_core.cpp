@@ -208,14 +208,13 @@ void registry_core::on_merged(const registry_document& merged) {
 }
 
 void registry_core::on_instance_key(const std::string& key) {
-  const std::string_view path = path_of_key(key);
+  const auto [path, kind, id] = split_instance_key(key);
   const record_ptr* now_live = state().instances.find(key);
   auto ps = paths_.find(path);
   if (ps == paths_.end()) {
     if (now_live == nullptr) return;
     ps = paths_.emplace(std::string(path), path_state{}).first;
   }
-  const auto [unused_path, kind, id] = split_instance_key(key);
   auto& entries = ps->second.entries;
   auto at = entry_position(entries, kind, id);
   const bool present = at != entries.end() && at->record->kind() == kind && at->record->id() == id;
