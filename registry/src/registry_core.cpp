@@ -23,6 +23,9 @@ template <class Entries>
 auto entry_position(Entries& entries, instance_kind kind, std::string_view id) {
   return position(entries, kind, id, [](const auto& e) -> const record_ptr& { return e.record; });
 }
+auto own_position(std::vector<record_ptr>& own, instance_kind kind, std::string_view id) {
+  return position(own, kind, id, [](const record_ptr& r) -> const record_ptr& { return r; });
+}
 
 bool same_list(const std::vector<instance_view>& a, const std::vector<instance_view>& b) {
   return std::equal(a.begin(), a.end(), b.begin(), b.end(),
@@ -281,13 +284,12 @@ void registry_core::track_owner(const instance_record& inst, const std::string& 
 }
 
 record_ptr* registry_core::find_own(path_state& ps, instance_kind kind, std::string_view id) {
-  const auto at = position(ps.own, kind, id, [](const record_ptr& r) -> const record_ptr& { return r; });
+  const auto at = own_position(ps.own, kind, id);
   return at != ps.own.end() && (*at)->kind() == kind && (*at)->id() == id ? &*at : nullptr;
 }
 
 void registry_core::put_own(path_state& ps, record_ptr record) {
-  const auto at = position(ps.own, record->kind(), record->id(),
-                           [](const record_ptr& r) -> const record_ptr& { return r; });
+  const auto at = own_position(ps.own, record->kind(), record->id());
   crdt::detail::insert_compactly(ps.own, at, std::move(record));
 }
 

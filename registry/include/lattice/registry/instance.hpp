@@ -30,7 +30,6 @@
 #include <compare>
 #include <cstdint>
 #include <string>
-#include <tuple>
 
 #include <boost/container/flat_map.hpp>
 #include <cereal/types/string.hpp>
@@ -102,14 +101,6 @@ struct instance {
   friend bool operator==(const instance&, const instance&) = default;
   /// A total order (LWW ties between equal stamps need one).
   friend bool operator<(const instance& a, const instance& b);
-
-  /// Equal in everything the provider sets (what makes a re-registration a
-  /// no-op).
-  bool same_provider_fields(const instance& other) const {
-    return std::tie(id, address, port, protocol, serialization, weight, zone, role, tags, ephemeral) ==
-           std::tie(other.id, other.address, other.port, other.protocol, other.serialization,
-                    other.weight, other.zone, other.role, other.tags, other.ephemeral);
-  }
 
   template <class Archive>
   void save(Archive& archive) const {
