@@ -320,7 +320,9 @@ int main(int argc, char** argv) {
       const auto out = c.call(http::verb::delete_, "/v1/lattice/instances" + escape_target(path) +
                                                        "?id=" + escape_target(dereg_id) + "&kind=" + kind);
       if (as_json) return show(out), ok;
-      std::cout << fmt::format("deregistered {} from {}\n", dereg_id, path);
+      const bool known = out.value("known", true);
+      std::cout << fmt::format("deregistered {} from {}{}\n", dereg_id, path,
+                               known ? "" : " (not registered on this daemon; a tombstone was written anyway)");
     } else if (*cget) {
       const auto out = c.call(http::verb::get, "/v1/lattice/config" + escape_target(key));
       if (as_json) return show(out), ok;
@@ -332,7 +334,9 @@ int main(int argc, char** argv) {
     } else if (*cdel) {
       const auto out = c.call(http::verb::delete_, "/v1/lattice/config" + escape_target(key));
       if (as_json) return show(out), ok;
-      std::cout << fmt::format("deleted {}\n", key);
+      const bool known = out.value("known", true);
+      std::cout << fmt::format("deleted {}{}\n", key,
+                               known ? "" : " (not set on this daemon; a tombstone was written anyway)");
     } else if (*clist) {
       const auto out = c.call(http::verb::get, "/v1/lattice/config" + escape_target(key) + "?recurse");
       if (as_json) return show(out), ok;

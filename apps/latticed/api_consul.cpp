@@ -528,7 +528,8 @@ reply api::consul(request& req, const target& t) {
           (void)replica_.erase_config(it->first);
         return json_response(true, v);
       }
-      if (auto r = replica_.erase_config(config_key); !r && r.error() != reg::errc::not_found)
+      // A tombstone whether or not the key is known here.
+      if (auto r = replica_.erase_config(config_key); !r)
         return error_response(static_cast<http::status>(status_of(r.error())), r.error().message(), v);
       return json_response(true, v);  // Consul answers true for a missing key too
     }

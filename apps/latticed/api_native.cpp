@@ -99,8 +99,10 @@ reply api::native(request& req, const target& t) {
           return error_response(http::status::bad_request, "kind must be provider or consumer", v);
         if (*k == "consumer") kind = reg::instance_kind::consumer;
       }
-      if (auto r = replica_.deregister_instance(service, *id, kind); !r) return registry_error(r.error(), v);
-      return json_response(json{{"deregistered", *id}, {"path", service}}, v);
+      // Always a tombstone, known here or not (a delete is a write).
+      auto r = replica_.deregister_instance(service, *id, kind);
+      if (!r) return registry_error(r.error(), v);
+      return json_response(json{{"deregistered", *id}, {"path", service}, {"known", r.value()}}, v);
     }
     return wrong_method();
   }
@@ -127,8 +129,9 @@ reply api::native(request& req, const target& t) {
       return json_response(json{{"key", key}, {"value", req.body()}}, v);
     }
     if (method == http::verb::delete_) {
-      if (auto r = replica_.erase_config(key); !r) return registry_error(r.error(), v);
-      return json_response(json{{"deleted", key}}, v);
+      auto r = replica_.erase_config(key);
+      if (!r) return registry_error(r.error(), v);
+      return json_response(json{{"deleted", key}, {"known", r.value()}}, v);
     }
     return wrong_method();
   }

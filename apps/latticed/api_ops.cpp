@@ -80,6 +80,10 @@ response api::metrics_text(unsigned version) {
   out += fmt::format("lattice_sse_streams {}\n", server_ ? server_->streams() : 0);
   family("lattice_reaped_total", "counter", "Instances of dead owners this replica tombstoned.");
   out += fmt::format("lattice_reaped_total {}\n", m.reaped);
+  family("lattice_callback_errors_total", "counter", "Watch callbacks that threw (logged and contained).");
+  out += fmt::format("lattice_callback_errors_total {}\n", m.callback_errors);
+  family("lattice_handler_errors_total", "counter", "Exceptions caught on the replica thread (logged and contained).");
+  out += fmt::format("lattice_handler_errors_total {}\n", m.handler_errors);
   family("lattice_http_requests_total", "counter", "HTTP requests answered, by status.");
   for (const auto& [status, count] : counters_.by_status)
     out += fmt::format("lattice_http_requests_total{{code=\"{}\"}} {}\n", status, count);

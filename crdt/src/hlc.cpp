@@ -67,4 +67,17 @@ result<hlc_timestamp> hlc::update(const hlc_timestamp& remote, std::uint64_t wal
   return last_;
 }
 
+hlc_timestamp hlc::successor(const hlc_timestamp& stamp, replica_id self) noexcept {
+  hlc_timestamp next{stamp.physical_us, stamp.logical, self};
+  // Same (physical, logical) under a greater id is already after `stamp`.
+  if (self > stamp.replica) return next;
+  bump(next.physical_us, next.logical);
+  return next;
+}
+
+hlc_timestamp hlc::after(const hlc_timestamp& existing, std::uint64_t wall_us) noexcept {
+  if (auto observed = update(existing, wall_us)) return observed.value();
+  return successor(existing, self());
+}
+
 }  // namespace lattice::crdt

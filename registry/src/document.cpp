@@ -23,4 +23,18 @@ instance_key_parts split_instance_key(std::string_view key) noexcept {
           key.substr(path.size() + 2)};
 }
 
+bool registry_document::instance_keys_match() const {
+  bool match = true;
+  instances.for_each([&](const std::string& key, const record_ptr& record, const hlc_timestamp&) {
+    if (!match) return;
+    const auto parts = split_instance_key(key);
+    // Rebuilding the key from the record's fields catches a missing
+    // separator or kind letter as well as a different kind or id.
+    const auto path = service_path::parse(parts.path);
+    match = path && path.value().str() == parts.path && !path.value().is_root() &&
+            instance_key(parts.path, record->kind(), record->id()) == key;
+  });
+  return match;
+}
+
 }  // namespace lattice::registry

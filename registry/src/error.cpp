@@ -24,6 +24,7 @@ class registry_category final : public std::error_category {
       case errc::value_too_large: return "config value exceeds the maximum size";
       case errc::not_found: return "no such instance or key";
       case errc::stopped: return "the replica has stopped";
+      case errc::timed_out: return "the replica thread did not take the call up in time; nothing was done";
       case errc::storage_failed: return "applied, but not made durable in the data directory";
     }
     return "unknown lattice.registry error";

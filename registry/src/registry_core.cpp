@@ -50,10 +50,9 @@ registry_core::registry_core(core_options options, steady_time now, wall_clock w
 hlc_timestamp registry_core::stamp_after(const hlc_timestamp* existing) {
   const auto wall = wall_();
   if (existing == nullptr) return clock_.now(wall);
-  if (auto observed = clock_.update(*existing, wall)) return observed.value();
-  // The key holds a stamp from a clock far ahead of ours (beyond the drift
-  // bound): still write after it, or this write would silently lose.
-  return hlc_timestamp{existing->physical_us, existing->logical + 1, self()};
+  // Beyond the drift bound the clock stays put but the write still comes
+  // after the key's stamp, or it would be acknowledged and lose.
+  return clock_.after(*existing, wall);
 }
 
 void registry_core::write(registry_document delta) {
@@ -95,22 +94,20 @@ result<instance> registry_core::register_instance(const service_path& path, inst
   return inst;
 }
 
-result<void> registry_core::deregister_instance(const service_path& path, std::string_view id,
+result<bool> registry_core::deregister_instance(const service_path& path, std::string_view id,
                                                 instance_kind kind) {
   const std::string key = instance_key(path.str(), kind, id);
   const auto* current = state().instances.find_entry(key);
   const auto ps = paths_.find(path.str());
   const bool was_ours = ps != paths_.end() && erase_own(ps->second, kind, id);
-  if (current == nullptr || !current->live()) {
-    // Ours, and someone removed it before we wrote it back: it is gone
-    // now, as asked.
-    if (was_ours) return success();
-    return errc::not_found;
-  }
+  const bool known = was_ours || (current != nullptr && current->live());
+  // A delete is a write: stamped now even if this replica never saw the
+  // instance (it may be registered on the other side of a partition, or
+  // before we restarted), or the registration comes back when they meet.
   registry_document delta;
-  delta.instances = registry_document::instance_map{}.erase(key, stamp_after(&current->stamp));
+  delta.instances = registry_document::instance_map{}.erase(key, stamp_for(state().instances, key));
   write(std::move(delta));
-  return success();
+  return known;
 }
 
 result<void> registry_core::set_config(const service_path& key, std::string value) {
@@ -125,13 +122,14 @@ result<void> registry_core::set_config(const service_path& key, std::string valu
   return success();
 }
 
-result<void> registry_core::erase_config(const service_path& key) {
+result<bool> registry_core::erase_config(const service_path& key) {
   const auto* current = state().config.find_entry(key.str());
-  if (current == nullptr || !current->live()) return errc::not_found;
+  const bool known = current != nullptr && current->live();
+  // Tombstoned whether or not we know the key (see deregister_instance).
   registry_document delta;
-  delta.config = registry_document::config_map{}.erase(key.str(), stamp_after(&current->stamp));
+  delta.config = registry_document::config_map{}.erase(key.str(), stamp_for(state().config, key.str()));
   write(std::move(delta));
-  return success();
+  return known;
 }
 
 // ---- protocol ---------------------------------------------------------------

@@ -55,6 +55,8 @@ struct replica::impl {
   std::shared_ptr<watch_hub> watches;
   std::thread thread;
   std::atomic<bool> stopped{false};
+  // Exceptions caught on the replica thread (see open()).
+  std::atomic<std::uint64_t> handler_errors{0};
   std::mutex stop_mutex;
 
   // Durable state (data_dir set). Keys merged since the last commit; the
@@ -192,7 +194,23 @@ result<std::unique_ptr<replica>> replica::open(replica_options options) {
   }
   r->publish();  // the first snapshot: readers never see null
   in.driver->start(*in.adapter);
-  in.thread = std::thread([&io = in.io] { io.run(); });
+  in.thread = std::thread([&in, id = r->id_] {
+    // A handler that throws must not end the replica thread (and with it
+    // every write and publication): log it, count it, keep serving. Asio
+    // lets run() be called again after an exception.
+    for (;;) {
+      try {
+        in.io.run();
+        return;
+      } catch (const std::exception& e) {
+        in.handler_errors.fetch_add(1, std::memory_order_relaxed);
+        spdlog::error("lattice replica {}: a handler on the replica thread threw: {}", id, e.what());
+      } catch (...) {
+        in.handler_errors.fetch_add(1, std::memory_order_relaxed);
+        spdlog::error("lattice replica {}: a handler on the replica thread threw", id);
+      }
+    }
+  });
   spdlog::info("lattice replica {} listening on {}", r->id_, r->address_);
   return r;
 }
@@ -210,22 +228,43 @@ void replica::stop() {
 }
 
 template <class F>
-auto replica::on_replica_thread(F&& f) const -> std::optional<decltype(f())> {
+auto replica::on_replica_thread(F&& f, errc* why) const -> std::optional<decltype(f())> {
   using R = decltype(f());
-  if (impl_->stopped.load()) return std::nullopt;
-  // Shared: after a timeout the task may still be queued.
-  auto task = std::make_shared<std::packaged_task<R()>>(std::forward<F>(f));
-  auto done = task->get_future();
-  boost::asio::post(impl_->io, [task] { (*task)(); });
-  // The io_context may stop before running it (a concurrent stop()).
-  if (done.wait_for(std::chrono::seconds(10)) != std::future_status::ready) return std::nullopt;
+  const auto fail = [&](errc e) -> std::optional<R> {
+    if (why != nullptr) *why = e;
+    return std::nullopt;
+  };
+  if (impl_->stopped.load()) return fail(errc::stopped);
+  // The task runs at most once, and only while its caller still waits: a
+  // caller that gives up withdraws it (queued -> withdrawn) so it can never
+  // run later against the caller's dead stack frame; a task already
+  // running (queued -> running) is waited for to the end.
+  enum : int { queued, running, withdrawn };
+  struct call {
+    std::atomic<int> state{queued};
+    std::packaged_task<R()> task;
+  };
+  auto shared = std::make_shared<call>();
+  shared->task = std::packaged_task<R()>(std::forward<F>(f));
+  auto done = shared->task.get_future();
+  boost::asio::post(impl_->io, [shared] {
+    int expected = queued;
+    if (shared->state.compare_exchange_strong(expected, running)) shared->task();
+  });
+  if (done.wait_for(call_timeout) != std::future_status::ready) {
+    int expected = queued;
+    if (shared->state.compare_exchange_strong(expected, withdrawn))
+      return fail(impl_->stopped.load() ? errc::stopped : errc::timed_out);
+    done.wait();  // started meanwhile: it finishes, and its result stands
+  }
   return done.get();
 }
 
 template <class F>
 auto replica::write_on_replica_thread(F&& f) -> decltype(f()) {
-  auto r = on_replica_thread(std::forward<F>(f));
-  if (!r) return errc::stopped;
+  errc why = errc::stopped;
+  auto r = on_replica_thread(std::forward<F>(f), &why);
+  if (!r) return why;
   return std::move(*r);
 }
 
@@ -280,10 +319,10 @@ result<std::vector<instance>> replica::register_instances(std::string_view path,
   });
 }
 
-result<void> replica::deregister_instance(std::string_view path, std::string_view id, instance_kind kind) {
+result<bool> replica::deregister_instance(std::string_view path, std::string_view id, instance_kind kind) {
   auto p = service_path::parse(path);
   if (!p) return p.error();
-  return write_on_replica_thread([&]() -> result<void> {
+  return write_on_replica_thread([&]() -> result<bool> {
     auto r = impl_->core->deregister_instance(p.value(), id, kind);
     if (r && impl_->disk) impl_->disk->erase_own(instance_key(p.value().str(), kind, id));
     return finish_write(std::move(r));
@@ -298,10 +337,10 @@ result<void> replica::set_config(std::string_view key, std::string value) {
   });
 }
 
-result<void> replica::erase_config(std::string_view key) {
+result<bool> replica::erase_config(std::string_view key) {
   auto p = service_path::parse(key);
   if (!p) return p.error();
-  return write_on_replica_thread([&]() -> result<void> {
+  return write_on_replica_thread([&]() -> result<bool> {
     return finish_write(impl_->core->erase_config(p.value()));
   });
 }
@@ -363,7 +402,7 @@ void replica::set_send_filter(std::function<bool(const std::string&)> allow) {
 }
 
 replica_metrics replica::metrics() const {
-  return on_replica_thread([this] {
+  auto r = on_replica_thread([this] {
            replica_metrics m;
            m.protocol = impl_->core->stats();
            m.driver = impl_->driver->stats();
@@ -388,10 +427,12 @@ replica_metrics replica::metrics() const {
            m.storage_commits = impl_->commits;
            m.storage_failures = impl_->commit_failures;
            m.storage_micros = impl_->commit_micros;
+           m.callback_errors = impl_->watches->callback_errors();
+           m.handler_errors = impl_->handler_errors.load(std::memory_order_relaxed);
            m.reaped = impl_->core->reaped();
            return m;
-         })
-      .value_or(replica_metrics{});
+         });
+  return r ? *r : replica_metrics{};
 }
 
 // ---- watches ----------------------------------------------------------------------

@@ -1,5 +1,7 @@
 #include "watch_hub.hpp"
 
+#include <spdlog/spdlog.h>
+
 namespace lattice::registry {
 
 watch_hub::watch_hub(bool threaded) : threaded_(threaded) {
@@ -114,14 +116,27 @@ void watch_hub::deliver_all(std::unique_lock<std::mutex>& lock) {
       running_ = id;
       runner_ = std::this_thread::get_id();
       lock.unlock();
-      for (const auto& [path, view] : services) on_service(*view);
-      for (auto& [key, value] : config) on_config(config_change{key, std::move(value)});
+      for (const auto& [path, view] : services) contain(id, [&] { on_service(*view); });
+      for (auto& [key, value] : config) contain(id, [&] { on_config(config_change{key, std::move(value)}); });
       lock.lock();
       running_ = 0;
       runner_ = {};
       idle_.notify_all();
       it = watches_.upper_bound(id);  // the map may have changed meanwhile
     }
+  }
+}
+
+template <class F>
+void watch_hub::contain(std::uint64_t id, F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    callback_errors_.fetch_add(1, std::memory_order_relaxed);
+    spdlog::error("lattice watch {}: callback threw: {}", id, e.what());
+  } catch (...) {
+    callback_errors_.fetch_add(1, std::memory_order_relaxed);
+    spdlog::error("lattice watch {}: callback threw a non-standard exception", id);
   }
 }
 

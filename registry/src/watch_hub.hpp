@@ -9,6 +9,7 @@
 // Thread safety: every member is safe from any thread.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -48,6 +49,8 @@ class watch_hub {
   void shutdown();
   /// Watches registered now.
   std::size_t size() const;
+  /// Callbacks that threw; each was logged and the watch kept.
+  std::uint64_t callback_errors() const noexcept { return callback_errors_.load(std::memory_order_relaxed); }
 
  private:
   struct watch {
@@ -62,6 +65,12 @@ class watch_hub {
   void queue_service(watch& w, const std::shared_ptr<const service_view>& view);
   void run();
   void deliver_all(std::unique_lock<std::mutex>& lock);
+  // Runs one callback; an exception is logged and counted, never escapes
+  // (it would end the dispatcher thread, or the replica thread).
+  template <class F>
+  void contain(std::uint64_t id, F&& f);
+
+  std::atomic<std::uint64_t> callback_errors_{0};
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;

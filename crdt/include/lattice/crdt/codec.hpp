@@ -18,6 +18,7 @@
 // Thread safety: free functions over values; no shared state.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <exception>
 #include <new>
@@ -122,6 +123,33 @@ void load_ordered_set(Archive& archive, Set& set) {
     archive(element);
     if (!set.empty() && !set.key_comp()(*std::prev(set.end()), element)) throw_malformed();
     set.emplace_hint(set.end(), std::move(element));
+  }
+}
+
+/// Writes a vector as cereal does (a count, then the elements), for
+/// elements that load_vector must read back.
+template <class Archive, class Vector>
+void save_vector(Archive& archive, const Vector& vector) {
+  archive(cereal::make_size_tag(static_cast<cereal::size_type>(vector.size())));
+  for (const auto& element : vector) archive(element);
+}
+
+/// Reads what save_vector (or cereal's own vector save) wrote, growing the
+/// vector one decoded element at a time. cereal's loader resizes to the
+/// count first: the count is only known to be at most the remaining bytes,
+/// so a vector of large elements (a numbered op is ~250 bytes) would let a
+/// 1 MiB message allocate ~250 MiB before reading one element. Use this for
+/// every vector whose element is larger than its smallest encoding.
+template <class Archive, class Vector>
+void load_vector(Archive& archive, Vector& vector) {
+  cereal::size_type count = 0;
+  archive(cereal::make_size_tag(count));
+  vector.clear();
+  vector.reserve(std::min<std::size_t>(static_cast<std::size_t>(count), 16));
+  for (cereal::size_type i = 0; i < count; ++i) {
+    typename Vector::value_type element{};
+    archive(element);
+    vector.push_back(std::move(element));
   }
 }
 

@@ -2,9 +2,10 @@
 // comprehensive study of Convergent and Commutative Replicated Data Types",
 // 2011, §3.1.1; delta form after Almeida et al. 2018, §4.1).
 //
-// Lattice: a map origin -> (seq, value), ordered pointwise by seq. Join keeps,
-// per origin, the entry with the higher seq; no tie-break is needed because
-// an origin is the only writer of its entry. value() is the sum of values.
+// Lattice: a map origin -> (seq, value), ordered pointwise by (seq, value).
+// Join keeps, per origin, the greater entry: the higher seq, and for equal
+// seqs (an origin restarted without its state under the same id) the higher
+// value, so the join is total. value() is the sum of values.
 //
 //   g_counter served;
 //   auto delta = served.increment(self, 1);   // gossip `delta`
@@ -12,7 +13,10 @@
 //   served.value();                           // == 1
 //
 // What a user can get wrong: incrementing under another replica's id (two
-// writers of one entry break the join). Totals saturate at 2^64-1.
+// writers of one entry break the join); restarting a replica without its
+// state under the same id (its new counts start again at seq 1 and are
+// merged by max with its old ones, not added: give the new life a new id).
+// Totals saturate at 2^64-1.
 //
 // Thread safety: a value type with no internal synchronisation.
 #pragma once

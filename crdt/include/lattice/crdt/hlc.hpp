@@ -91,6 +91,17 @@ class hlc {
   [[nodiscard]] result<hlc_timestamp> update(const hlc_timestamp& remote,
                                              std::uint64_t wall_us) noexcept;
 
+  /// A stamp for a write that must beat `existing` (the key's current
+  /// stamp): update(existing) when `existing` is within max_drift, so the
+  /// clock moves past it. A stamp beyond max_drift does not drag the clock;
+  /// the result is then the stamp right after `existing` (logical + 1,
+  /// carrying into physical_us), issued under our id, so the write still
+  /// wins instead of silently losing.
+  hlc_timestamp after(const hlc_timestamp& existing, std::uint64_t wall_us) noexcept;
+
+  /// The smallest stamp of replica `self` greater than `stamp`.
+  static hlc_timestamp successor(const hlc_timestamp& stamp, replica_id self) noexcept;
+
   /// True when `remote` is within max_drift of `wall_us` (what update checks).
   [[nodiscard]] bool acceptable(const hlc_timestamp& remote, std::uint64_t wall_us) const noexcept;
 

@@ -35,22 +35,26 @@
 // anti-entropy round compares and ships. Sums compose, so two replicas with
 // different bucket counts can still compare ranges at the coarser level.
 //
-// Tombstones and the grace rule. An erase leaves a tombstone so that a late
+// Tombstones and the horizon. An erase leaves a tombstone so that a late
 // merge of an older put cannot resurrect the key. compact(stable) drops
 // tombstones stamped before `stable`, a point every live replica is known to
-// have passed (causal stability, computed by the upper layers from what
-// peers acknowledge, or "now minus the grace period"). It also raises the
-// map's horizon to `stable`, and from then on an incoming entry for an
-// unknown key stamped before the horizon is ignored: by stability we saw it
-// long ago, so its absence means we erased it. That is what stops a stale
-// peer from pushing a compacted-away key back into this map.
-// What the horizon cannot fix is the stale peer's own copy: a replica that
-// was away longer than the grace period may still hold puts of keys that
-// everybody else erased and forgot, and no merge can tell it so. Such a
-// replica must resynchronise from scratch (replace its state with a peer's)
-// instead of merging; the registry enforces that rule. The horizon is
-// bookkeeping, not content: operator== and digest() ignore it, merge()
-// takes the max.
+// have passed (causal stability: the registry computes it from the clocks
+// its live peers report, minus a grace period; docs/adr/0006). It also
+// raises the map's horizon to `stable`. A full state with horizon H says:
+// "every key I lack that was written before H, I saw and deleted". So:
+//  - an incoming entry for a key we lack, stamped before our horizon, is
+//    ignored (we erased it and forgot the tombstone);
+//  - merge(other) drops our entries that `other` lacks and that are stamped
+//    before other's horizon (it erased them and forgot the tombstone).
+// Both rules together make merge a join on every state replicas can reach
+// (those where a horizon is only raised past writes every replica has
+// seen): commutative, associative and idempotent, and decode(encode(x))
+// accepts every result. On arbitrary states (a live key below one side's
+// horizon that another side has never seen) no rule can be both a join and
+// keep the horizon's protection; the law tests generate reachable states.
+// Deltas, ops and slices carry the zero horizon, so their absences mean
+// nothing. The horizon is bookkeeping, not content: operator== and
+// digest() ignore it; merge() takes the max.
 //
 // REQUIRES of K and V: totally ordered, default constructible,
 // cereal-serializable. Thread safety: a value type with no internal
@@ -176,15 +180,28 @@ class lww_map {
   }
 
   /// Joins `other` into this map; returns whether anything changed.
+  ///
+  /// With horizons (see the file comment) the join reads an absence as a
+  /// deletion below the absent side's horizon: an entry one side holds and
+  /// the other lacks survives only if it is stamped at or after the other
+  /// side's horizon. That rule is applied to both sides alike, before
+  /// either horizon moves, and then the result's tombstones below the new
+  /// horizon (the max of the two) are collected. So merge order never
+  /// matters, a live key below a horizon reaches a replica that lacks it
+  /// (a new or restarted one, whose horizon is lower), and a key that the
+  /// other side erased and compacted does not survive here.
+  /// Deltas and slices carry no horizon: their absences mean nothing.
   bool merge(const lww_map& other) {
-    if (&other == this || other.size_ == 0) return raise_horizon(other.horizon_);
-    bool changed = raise_horizon(other.horizon_);
+    if (&other == this) return false;
+    bool changed = false;
     const auto take = [&](const slot& s) {
       changed |= absorb(s.key_hash, s.key, s.value, [&] { return s.entry_hash; });
     };
+    const bool other_compacted = other.horizon_ != hlc_timestamp::zero();
     if (buckets_.empty() || bits_ > other.bits_ + 2) {
       // `other` is much smaller (a delta): summing our digests over its
       // coarse ranges would cost more than looking up its few entries.
+      if (other_compacted) changed |= drop_absent_from(other, 0, 0);
       other.for_each_slot(take);
     } else {
       // Similar sizes (anti-entropy, full-state gossip): compare at the
@@ -192,9 +209,12 @@ class lww_map {
       const unsigned bits = std::min(bits_, other.bits_);
       const std::size_t ranges = std::size_t{1} << bits;
       for (std::size_t r = 0; r < ranges; ++r)
-        if (range_digest(bits, r) != other.range_digest(bits, r))
+        if (range_digest(bits, r) != other.range_digest(bits, r)) {
+          if (other_compacted) changed |= drop_absent_from(other, bits, r);
           other.for_each_slot_in_range(bits, r, take);
+        }
     }
+    changed |= raise_horizon(other.horizon_);
     grow_if_needed();
     return changed;
   }
@@ -467,6 +487,39 @@ class lww_map {
 
   bool raise_horizon(const hlc_timestamp& other) {
     return other > horizon_ && compact(other) != 0;
+  }
+
+  // Removes our entries in the `bits`-bit range `index` (all of them when
+  // bits is 0) that `other` lacks and that are stamped below its horizon:
+  // `other` saw them and compacted their deletion away.
+  bool drop_absent_from(const lww_map& other, unsigned bits, std::size_t index) {
+    if (buckets_.empty()) return false;
+    const auto [first, last] = bits <= bits_ ? bucket_span(bits, index)
+                                             : std::pair{index >> (bits - bits_), (index >> (bits - bits_)) + 1};
+    std::size_t dropped = 0;
+    for (std::size_t i = first; i < last; ++i) {
+      bucket& b = buckets_[i];
+      const auto gone = std::remove_if(b.slots.begin(), b.slots.end(), [&](const slot& s) {
+        if (!(s.value.stamp < other.horizon_)) return false;
+        if (bits > bits_ && prefix(s.key_hash, bits) != index) return false;
+        if (other.find_slot(s.key_hash, s.key) != nullptr) return false;
+        b.digest -= s.entry_hash;
+        digest_ -= s.entry_hash;
+        if (s.value.live()) --live_;
+        return true;
+      });
+      dropped += static_cast<std::size_t>(b.slots.end() - gone);
+      b.slots.erase(gone, b.slots.end());
+    }
+    size_ -= dropped;
+    return dropped != 0;
+  }
+
+  const slot* find_slot(std::uint64_t key_hash, const K& key) const {
+    if (buckets_.empty()) return nullptr;
+    const auto& slots = buckets_[bucket_of(key_hash)].slots;
+    const auto it = lower_bound(slots, key_hash, key);
+    return it != slots.end() && it->key_hash == key_hash && it->key == key ? &*it : nullptr;
   }
 
   // Applies `op` here and returns it as a delta.

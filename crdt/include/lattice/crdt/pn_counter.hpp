@@ -2,10 +2,12 @@
 // 2011, §3.1.2: a pair of G-Counters P and N; delta form after Almeida et al.
 // 2018).
 //
-// Lattice: a map origin -> (seq, p, n), ordered pointwise by seq; the pair of
-// G-Counters shares one per-origin sequence so a single op can carry a signed
-// amount. Join keeps, per origin, the entry with the higher seq (one writer
-// per entry, so no tie-break). value() = sum(p) - sum(n).
+// Lattice: a map origin -> (seq, p, n), ordered pointwise by (seq, p, n); the
+// pair of G-Counters shares one per-origin sequence so a single op can carry
+// a signed amount. Join keeps, per origin, the greater entry: the higher
+// seq, and for equal seqs (an origin restarted without its state under the
+// same id) the greater (p, n), so the join is total. value() = sum(p) -
+// sum(n).
 //
 //   pn_counter in_flight;
 //   auto d1 = in_flight.increment(self);   // a call starts

@@ -118,10 +118,11 @@ struct registry_document {
 
   friend bool operator==(const registry_document&, const registry_document&) = default;
 
-  template <class Archive>
-  void serialize(Archive& archive) {
-    archive(instances, config, load);
-  }
+  /// Every live instance's key names its record's kind and id (a valid
+  /// path, the kind's letter, the id). Decoding rejects a document where
+  /// one does not: such a record would be indexed under one id and erased
+  /// under another, leaving a ghost.
+  bool instance_keys_match() const;
 
  private:
   // Distinct odd multipliers keep an entry moving between maps from
@@ -130,5 +131,16 @@ struct registry_document {
     return a * 0x9e3779b97f4a7c15ULL + b * 0xc2b2ae3d27d4eb4fULL + c * 0x165667b19e3779f9ULL;
   }
 };
+
+// Free functions: the member name `load` is taken by the load map.
+template <class Archive>
+void save(Archive& archive, const registry_document& doc) {
+  archive(doc.instances, doc.config, doc.load);
+}
+template <class Archive>
+void load(Archive& archive, registry_document& doc) {
+  archive(doc.instances, doc.config, doc.load);
+  if (!doc.instance_keys_match()) crdt::throw_malformed();
+}
 
 }  // namespace lattice::registry

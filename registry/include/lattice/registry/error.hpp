@@ -50,6 +50,10 @@ enum class errc {
   /// in the data directory (see the log): it is not acknowledged, and may
   /// be lost if this replica restarts before a peer has it. Retry.
   storage_failed,
+  /// The replica thread did not take the call up within
+  /// replica::call_timeout (it is overloaded or stuck); nothing was done,
+  /// and nothing will be: the call was withdrawn. Retry.
+  timed_out,
 };
 
 /// The category of `errc`; its name() is "lattice.registry".

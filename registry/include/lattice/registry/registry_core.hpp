@@ -101,16 +101,23 @@ class registry_core final : public transport::protocol_core {
   /// those of validate() (instance.hpp).
   result<instance> register_instance(const service_path& path, instance inst,
                                      instance_kind kind = instance_kind::provider);
-  /// Removes instance `id` from `path`. Any replica may remove a persistent
-  /// instance. An ephemeral one lives as long as its owner: removed
-  /// elsewhere, the owner writes it back; remove it at its owner (or stop
-  /// the owner). Errors: errc::not_found.
-  result<void> deregister_instance(const service_path& path, std::string_view id,
+  /// Removes instance `id` from `path` by writing a tombstone stamped after
+  /// anything this replica holds for it, whether or not it knows the
+  /// instance: a delete is a write, and one that wrote nothing for an
+  /// instance registered elsewhere (across a partition, or before a
+  /// restart) would be undone when the replicas meet. Returns whether the
+  /// instance was registered here (live, or this replica's own). Any
+  /// replica may remove a persistent instance. An ephemeral one lives as
+  /// long as its owner: removed elsewhere, the owner writes it back; remove
+  /// it at its owner (or stop the owner). Never fails.
+  result<bool> deregister_instance(const service_path& path, std::string_view id,
                                    instance_kind kind = instance_kind::provider);
   /// Errors: errc::root_path_not_allowed, errc::value_too_large.
   result<void> set_config(const service_path& key, std::string value);
-  /// Errors: errc::not_found.
-  result<void> erase_config(const service_path& key);
+  /// Erases config `key` with a tombstone, whether or not this replica
+  /// knows it (see deregister_instance). Returns whether it was set here.
+  /// Never fails.
+  result<bool> erase_config(const service_path& key);
 
   /// Merges a document saved by an earlier life of this replica, without
   /// spreading it (anti-entropy reconciles it with peers). Instances that

@@ -106,6 +106,9 @@ struct replica_metrics {
   /// Data directory commits, failures, and their total duration.
   std::uint64_t storage_commits = 0, storage_failures = 0, storage_micros = 0;
   std::uint64_t reaped = 0;
+  /// Exceptions thrown by watch callbacks, and by handlers on the replica
+  /// thread: each was logged and contained, and the replica kept serving.
+  std::uint64_t callback_errors = 0, handler_errors = 0;
 };
 
 /// Keeps a watch alive; destroying it (or cancel()) stops it, and after it
@@ -225,16 +228,23 @@ class replica {
   /// registered or none is. Errors: those of register_instance.
   result<std::vector<instance>> register_instances(std::string_view path, std::vector<instance> insts,
                                                    instance_kind kind = instance_kind::provider);
-  /// Removes instance `id` from `path`. An ephemeral instance can only be
-  /// removed for good at its owner (elsewhere the owner writes it back).
-  /// Errors: errc::not_found.
-  result<void> deregister_instance(std::string_view path, std::string_view id,
+  /// Removes instance `id` from `path`: writes a tombstone whether or not
+  /// this replica knows the instance (a delete is a write; one that wrote
+  /// nothing for an instance registered on the other side of a partition
+  /// would be undone at the heal). Returns whether it was registered here.
+  /// An ephemeral instance can only be removed for good at its owner
+  /// (elsewhere the owner writes it back). Errors: errc::invalid_path,
+  /// errc::stopped, errc::timed_out, errc::storage_failed.
+  result<bool> deregister_instance(std::string_view path, std::string_view id,
                                    instance_kind kind = instance_kind::provider);
   /// Sets config `key` (a path) to `value`. Errors:
   /// errc::root_path_not_allowed, errc::value_too_large.
   result<void> set_config(std::string_view key, std::string value);
-  /// Errors: errc::not_found.
-  result<void> erase_config(std::string_view key);
+  /// Erases config `key` with a tombstone, whether or not this replica
+  /// knows it (see deregister_instance). Returns whether it was set here.
+  /// Errors: errc::invalid_path, errc::stopped, errc::timed_out,
+  /// errc::storage_failed.
+  result<bool> erase_config(std::string_view key);
 
   // ---- reads (never wait, never lock) -----------------------------------------
 
@@ -294,10 +304,13 @@ class replica {
  private:
   replica();
   class driver_adapter;
-  // Runs f on the replica thread and waits; nullopt if stopped.
+  // Runs f on the replica thread and waits up to call_timeout for it to
+  // start; nullopt, with *why set to errc::stopped if stopped or
+  // errc::timed_out if it never started (then it never will).
+  static constexpr std::chrono::seconds call_timeout{10};
   template <class F>
-  auto on_replica_thread(F&& f) const -> std::optional<decltype(f())>;
-  // The same for writes: errc::stopped if stopped.
+  auto on_replica_thread(F&& f, errc* why = nullptr) const -> std::optional<decltype(f())>;
+  // The same for writes, flattened.
   template <class F>
   auto write_on_replica_thread(F&& f) -> decltype(f());
   // Persists, spreads and publishes a write's effects (replica thread);

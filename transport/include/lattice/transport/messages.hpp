@@ -81,12 +81,15 @@ struct op_repair {
   stream_vector sender_vector;
   template <class Archive>
   void save(Archive& archive) const {
-    archive(ops, needs_range_sync);
+    crdt::save_vector(archive, ops);
+    archive(needs_range_sync);
     crdt::save_ordered_map(archive, sender_vector);
   }
   template <class Archive>
   void load(Archive& archive) {
-    archive(ops, needs_range_sync);
+    // Grown per decoded op, not sized from the count (codec.hpp).
+    crdt::load_vector(archive, ops);
+    archive(needs_range_sync);
     crdt::load_ordered_map(archive, sender_vector);
   }
 };

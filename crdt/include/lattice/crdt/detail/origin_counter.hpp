@@ -5,8 +5,16 @@
 // a sequence number that counts the origin's updates and the totals those
 // updates produced, so (origin, seq) names one exact entry value everywhere.
 // That gives all three replication styles one shape:
-//  - join: per origin, keep the entry with the higher seq (the same seq
-//    always carries the same totals, because only the origin writes it);
+//  - join: per origin, keep the greater entry in the entry's own total
+//    order, (seq, totals...). Seq decides between updates of one life of
+//    the origin. Equal seqs with different totals should not exist, but do
+//    when an origin restarts without its state under the same id and counts
+//    again from seq 1; the totals then break the tie, so every replica keeps
+//    the same entry and merge() reports the change (before, each side kept
+//    its own and reported nothing: permanent divergence). The losing life's
+//    counts are not added: an origin that restarts without its state must
+//    take a new origin id (the registry scopes load entries by replica
+//    incarnation for that reason), or its counts are merged by max, not sum;
 //  - delta: the origin's new entry alone;
 //  - op: (origin, seq, amount); applied only when seq is the next one for
 //    that origin, so a duplicate (seq already covered) is dropped and a gap
@@ -68,11 +76,12 @@ class origin_counter {
     return apply_status::applied;
   }
 
-  /// Adopts `entry` for `origin` if it is newer; returns whether it was.
+  /// Adopts `entry` for `origin` if it is greater (see the file comment);
+  /// returns whether it was.
   bool merge_entry(replica_id origin, const Entry& entry) {
     auto [it, inserted] = entries_.try_emplace(origin, entry);
     if (inserted) return true;
-    if (entry.seq <= it->second.seq) return false;
+    if (!(it->second < entry)) return false;
     it->second = entry;
     return true;
   }
