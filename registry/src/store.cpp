@@ -194,8 +194,17 @@ void store::erase_own(const std::string& key) { staged_.push_back({staged_row::t
 
 result<void> store::commit() {
   if (staged_.empty()) return success();
-  const auto rows = std::exchange(staged_, {});
-  if (!exec("BEGIN IMMEDIATE")) return std::make_error_code(std::errc::io_error);
+  auto rows = std::exchange(staged_, {});
+  // On failure the rows go back in front of anything staged since, so the
+  // next commit writes them (in order: a later row for a key supersedes an
+  // earlier one). Dropping them would lose an acknowledged removal's row
+  // for good: the retry of a deregistration finds nothing left to stage.
+  const auto keep_for_retry = [&] {
+    rows.insert(rows.end(), std::make_move_iterator(staged_.begin()), std::make_move_iterator(staged_.end()));
+    staged_ = std::move(rows);
+    return std::make_error_code(std::errc::io_error);
+  };
+  if (!exec("BEGIN IMMEDIATE")) return keep_for_retry();
   for (const auto& row : rows) {
     sqlite3_stmt* s = row.value ? upsert_[static_cast<std::size_t>(row.where)] : remove_[static_cast<std::size_t>(row.where)];
     // SQLITE_STATIC: `rows` outlives the step, and the bindings are
@@ -208,12 +217,12 @@ result<void> store::commit() {
     if (stepped != SQLITE_DONE) {
       spdlog::error("sqlite: {}", sqlite3_errmsg(db_));
       exec("ROLLBACK");
-      return std::make_error_code(std::errc::io_error);
+      return keep_for_retry();
     }
   }
   if (!exec("COMMIT")) {
     exec("ROLLBACK");
-    return std::make_error_code(std::errc::io_error);
+    return keep_for_retry();
   }
   return success();
 }

@@ -64,8 +64,9 @@ class store {
   void erase_own(const std::string& key);
   bool has_staged() const noexcept { return !staged_.empty(); }
 
-  /// Writes the staged changes in one transaction. On failure nothing
-  /// staged is kept (the caller reports the error to whoever waits).
+  /// Writes the staged changes in one transaction. On failure they stay
+  /// staged, ahead of anything staged later, and the next commit retries
+  /// them (the caller reports this failure to whoever waits).
   result<void> commit();
 
  private:

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include <catch2/catch.hpp>
+#include <sqlite3.h>
 
 #include "lattice/registry/replica.hpp"
 #include "eventually.hpp"
@@ -147,4 +148,34 @@ TEST_CASE("bulk registration is all or nothing, and durable", "[registry][persis
   r.reset();
   r = replica::open(o).value();
   CHECK(r->lookup("/bulk/1.0.0").providers().size() == 100);
+}
+
+TEST_CASE("a deregistration whose commit failed is written by the retry and stays gone (f_commit_fail)",
+          "[registry][persistence][regression]") {
+  temp_dir dir;
+  replica_options o;
+  o.data_dir = dir.path.string();
+  {
+    auto r = replica::open(o).value();
+    REQUIRE(r->register_instance("/svc", provider(9001)));
+    // Another process holds SQLite's write lock past the busy timeout.
+    sqlite3* other = nullptr;
+    REQUIRE(sqlite3_open((dir.path / "lattice.db").c_str(), &other) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+    const auto failed = r->deregister_instance("/svc", "127.0.0.1:9001");
+    CHECK(failed.error() == errc::storage_failed);
+    // Applied in memory, not durable; nobody retries this one, but its row
+    // must ride along with the next commit.
+    CHECK(r->set_config("/cfg", "x").error() == errc::storage_failed);
+    sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
+    sqlite3_close(other);
+    REQUIRE(r->deregister_instance("/svc", "127.0.0.1:9001"));  // the client retries
+    r->stop();
+  }
+  auto r = replica::open(o).value();
+  // Open restores synchronously: the first snapshot already holds what the
+  // data directory brought back.
+  CHECK(r->lookup("/svc").providers().empty());
+  CHECK(r->get_config("/cfg") == std::optional<std::string>("x"));
+  r->stop();
 }
