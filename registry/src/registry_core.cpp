@@ -41,7 +41,11 @@ registry_core::registry_core(core_options options, steady_time now, wall_clock w
       protocol_(options_.protocol, now),
       self_incarnation_(options_.protocol.incarnation),
       next_load_flush_(now + options_.load_publish_interval),
-      next_compaction_(now + options_.compaction_interval) {
+      // Nothing is collected in a replica's first gc_grace: until it has
+      // heard its peers for that long it cannot know what they have not
+      // seen, and peers returning to it rely on that (apply_grace_rule).
+      next_compaction_(now + std::max(options_.compaction_interval, options_.gc_grace)) {
+  last_now_ = now;
   protocol_.set_change_listener([this](const registry_document& merged) { on_merged(merged); });
 }
 
@@ -159,6 +163,7 @@ void registry_core::on_tick(steady_time now) {
   reachable_peers_ = members().reachable_peers(now).size();
   const bool reaches_none = known_peers_ > 0 && reachable_peers_ == 0;
   apply_grace_rule(now, reaches_none);
+  if (reachable_peers_ > 0) last_contact_us_ = wall_();
   refresh_owners(now, reaches_none);
   reap(now);
   reassert_pending();
@@ -194,9 +199,18 @@ std::vector<transport::outgoing_message> registry_core::take_outgoing() {
 
 // ---- what changed -------------------------------------------------------------
 
-void registry_core::restore(const registry_document& saved) {
+void registry_core::restore(const registry_document& saved, std::optional<std::uint64_t> last_contact_us) {
   protocol_.maintain([&](registry_document& state) { state.merge(saved); });
   on_merged(saved);
+  // A store last in contact with peers more than gc_grace ago is treated
+  // as a replica cut off since then: the grace rule decides, when peers are
+  // reached, whether its older entries must be taken from them again.
+  const auto wall = wall_();
+  const auto grace_us = static_cast<std::uint64_t>(std::chrono::microseconds(options_.gc_grace).count());
+  if (last_contact_us && *last_contact_us < wall && wall - *last_contact_us > grace_us) {
+    isolated_since_ = last_now_ - std::chrono::microseconds(wall - *last_contact_us);
+    isolated_since_wall_ = *last_contact_us;
+  }
 }
 
 void registry_core::on_merged(const registry_document& merged) {
@@ -387,25 +401,43 @@ void registry_core::reap(steady_time now) {
 }
 
 void registry_core::apply_grace_rule(steady_time now, bool reaches_none) {
-  if (reaches_none) {
-    if (!isolated_since_) isolated_since_ = now;
+  if (reachable_peers_ == 0) {
+    if (reaches_none && !isolated_since_) {
+      isolated_since_ = now;
+      isolated_since_wall_ = wall_();
+    }
     return;
   }
   if (!isolated_since_) return;
   const bool too_long = now - *isolated_since_ > options_.gc_grace;
+  const hlc_timestamp cut_off_at{isolated_since_wall_, 0, 0};
   isolated_since_.reset();
   if (!too_long) return;
-  // Away longer than peers keep tombstones: our copy may hold entries they
-  // erased and forgot. Start over from theirs; keep only what we own.
+  // We were cut off longer than peers keep tombstones. That alone does not
+  // make us stale: if every peer we reach now has run for less than
+  // gc_grace, none of them can have collected a tombstone we missed (a
+  // replica collects nothing in its first gc_grace), and they are the ones
+  // catching up, not us. This is the case of the replica that stayed up
+  // while the others were down: it kept serving and keeps its state.
+  // Uptime in heartbeats: every replica of a cluster beats at the same
+  // interval, and the count is in the record we already have.
+  const auto uptime_limit = static_cast<std::uint64_t>(
+      options_.gc_grace.count() / std::max<std::chrono::milliseconds::rep>(1, options_.protocol.heartbeat_interval.count()));
+  bool peer_collected = false;
+  for (replica_id peer : members().reachable_peers(now))
+    if (const auto* record = members().table().find(peer);
+        record && record->heartbeat > uptime_limit)
+      peer_collected = true;
+  if (!peer_collected) return;
+  // A peer kept running while we were away and may have erased and
+  // forgotten keys we still hold. Forget what is older than our cut-off
+  // (peers give back whatever of it still exists); keep what was written
+  // since, which no peer can have deleted without seeing it, and our own
+  // registrations, which are written again.
   ++resyncs_;
-  protocol_.replace_state(registry_document{});
-  for (auto& [path, ps] : paths_) {
-    if (!ps.entries.empty()) dirty_paths_.insert(path);
-    ps.entries.clear();
-  }
-  owners_.clear();
-  loads_.clear();
-  config_dirty_ = true;
+  registry_document forgotten;
+  protocol_.maintain([&](registry_document& doc) { forgotten = doc.forget_before(cut_off_at); });
+  on_merged(forgotten);  // drops them from the index and from disk
   for_each_own([&](const std::string& path, const record_ptr& record) {
     reassert_.insert(instance_key(path, record->kind(), record->id()));
   });

@@ -69,6 +69,10 @@ struct replica::impl {
   std::uint64_t commits = 0;
   std::uint64_t commit_failures = 0;
   std::uint64_t commit_micros = 0;
+  // What the data directory last got of the incarnation and the contact
+  // time, so persist() stages them only when they move.
+  std::uint64_t persisted_incarnation = 0;
+  std::uint64_t persisted_contact_us = 0;
 
   void observe(const registry_document& merged) {
     if (!disk || restoring) return;
@@ -79,6 +83,18 @@ struct replica::impl {
   bool persist() {
     if (!disk) return true;
     const auto& doc = core->state();
+    // A refutation moves our incarnation: a restart must beat the refuted
+    // one too, even if the clock has stepped back since.
+    if (const auto incarnation = core->members().self_record().incarnation; incarnation != persisted_incarnation) {
+      disk->put_identity(core->self(), incarnation);
+      persisted_incarnation = incarnation;
+    }
+    // Contact time at minute grain: enough for a gc_grace of an hour, and
+    // a row per minute at most.
+    if (const auto contact = core->last_contact_us(); contact > persisted_contact_us + 60'000'000) {
+      disk->put_contact(contact);
+      persisted_contact_us = contact;
+    }
     for (const auto& key : std::exchange(dirty_instances, {})) disk->put_instance(key, doc.instances.find_entry(key));
     for (const auto& key : std::exchange(dirty_config, {})) disk->put_config(key, doc.config.find_entry(key));
     if (!disk->has_staged()) return true;
@@ -175,8 +191,9 @@ result<std::unique_ptr<replica>> replica::open(replica_options options) {
   in.watches = std::make_shared<watch_hub>(!options.callbacks_on_replica_thread);
   if (disk) {
     in.disk = std::move(disk);
+    in.persisted_incarnation = incarnation;
     in.restoring = true;
-    in.core->restore(saved.document);
+    in.core->restore(saved.document, saved.last_contact_us);
     in.restoring = false;
     // Our ephemeral registrations come back: they live as long as we do.
     // Persistent ones need nothing: the document (ours or our peers') has
@@ -221,6 +238,7 @@ void replica::stop() {
   if (!impl_->thread.joinable()) return;  // open() failed before starting
   boost::asio::post(impl_->io, [this] {
     impl_->driver->stop();  // leave (tombstones our ephemeral instances), flush, close
+    impl_->persisted_contact_us = 0;  // the exact last contact, not the minute's
     publish();
   });
   if (impl_->thread.joinable()) impl_->thread.join();

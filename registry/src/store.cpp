@@ -153,6 +153,12 @@ store::contents store::load() {
         out.incarnation = id.value().incarnation;
       }
   }
+  {
+    statement q(db_, "SELECT value FROM meta WHERE key = ?1");
+    if (q.ok()) q.bind(1, "contact");
+    if (q.ok() && q.step() == SQLITE_ROW)
+      if (auto contact = from_blob<std::uint64_t>(q.column(0))) out.last_contact_us = contact.value();
+  }
   std::size_t skipped = load_entries(db_, "SELECT key, entry FROM instances", out.document.instances);
   skipped += load_entries(db_, "SELECT key, entry FROM config", out.document.config);
   {
@@ -169,6 +175,10 @@ store::contents store::load() {
   }
   if (skipped != 0) spdlog::warn("data directory: skipped {} rows that failed to decode", skipped);
   return out;
+}
+
+void store::put_contact(std::uint64_t wall_us) {
+  staged_.push_back({staged_row::table::meta, "contact", to_blob(wall_us)});
 }
 
 void store::put_identity(replica_id id, std::uint64_t incarnation) {

@@ -1,8 +1,10 @@
 // registry/src/store.hpp: a replica's durable state, in SQLite.
 //
 // What is kept, in one database file (<data_dir>/lattice.db, WAL mode):
-//  - meta: the replica id and its last incarnation, so a restarted replica
-//    comes back as itself with a greater incarnation;
+//  - meta: the replica id and its last incarnation (refutations included),
+//    so a restarted replica comes back as itself with a greater
+//    incarnation; and when it last reached a peer, so a store that has
+//    been away longer than gc_grace is not merged as if it were current;
 //  - entries: every instance and config entry of the document as this
 //    replica last merged it (tombstones included), so a replica that
 //    restarts alone still serves the registry it knew;
@@ -52,12 +54,15 @@ class store {
     std::uint64_t incarnation = 0;
     registry_document document;
     std::vector<own_registration> own;
+    /// Wall µs when the replica last reached a peer, if ever recorded.
+    std::optional<std::uint64_t> last_contact_us;
   };
   /// Everything stored. Rows that fail to decode are skipped and logged.
   contents load();
 
   // Staged until commit().
   void put_identity(replica_id id, std::uint64_t incarnation);
+  void put_contact(std::uint64_t wall_us);
   void put_instance(const std::string& key, const registry_document::instance_map::entry* entry);
   void put_config(const std::string& key, const registry_document::config_map::entry* entry);
   void put_own(const std::string& key, const own_registration& registration);

@@ -129,3 +129,64 @@ TEST_CASE("a throwing watch callback is contained; the replica keeps serving (it
   CHECK(r->lookup("/svc/b").providers().size() == 1);
   CHECK(lattice::testing::eventually([&] { return calls.load() > before; }));
 }
+
+TEST_CASE("the replica that stayed up keeps its state when the others return (f_survivor, item 3)",
+          "[registry][regression]") {
+  lattice::registry::core_options core;
+  core.gc_grace = 2s;  // stands for the default hour
+  core.compaction_interval = 500ms;
+  auto sim = cluster(3, core);
+  REQUIRE(sim->node(0).set_config(path("/before"), "1"));
+  REQUIRE(sim->node(1).register_instance(path("/svc"), persistent("p1")));
+  REQUIRE(sim->run_until([&] { return providers_on(*sim, 0, "/svc").size() == 1 && config_on(*sim, 2, "/before"); }, 5s));
+  const bool graceful = GENERATE(false, true);
+  INFO((graceful ? "peers stopped gracefully" : "peers killed"));
+  for (std::size_t i : {1u, 2u}) {
+    if (graceful)
+      sim->stop_gracefully(i);
+    else
+      sim->kill(i);
+  }
+  sim->run_for(1s);
+  REQUIRE(sim->node(0).set_config(path("/during"), "acked"));
+  REQUIRE(sim->node(0).erase_config(path("/before")).value());
+  sim->run_for(5s);  // longer than gc_grace alone
+  sim->restart(1);   // comes back empty
+  REQUIRE(sim->run_until([&] { return config_on(*sim, 1, "/during") == "acked"; }, 10s));
+  sim->run_for(2s);
+  CHECK(sim->node(0).resyncs() == 0);
+  CHECK(config_on(*sim, 0, "/during") == "acked");
+  CHECK(config_on(*sim, 0, "/before") == std::nullopt);
+  CHECK(providers_on(*sim, 0, "/svc") == std::vector<std::string>{"p1"});
+  CHECK(providers_on(*sim, 1, "/svc") == std::vector<std::string>{"p1"});
+}
+
+TEST_CASE("a data directory away longer than gc_grace does not bring back what was deleted (f_stale_restore, item 4)",
+          "[registry][regression]") {
+  lattice::registry::core_options core;
+  core.gc_grace = 2s;
+  core.compaction_interval = 500ms;
+  auto sim = cluster(3, core);
+  REQUIRE(sim->node(0).register_instance(path("/svc"), persistent("p1")));
+  REQUIRE(sim->node(0).set_config(path("/cfg"), "on"));
+  REQUIRE(sim->node(2).set_config(path("/mine"), "kept"));
+  REQUIRE(sim->run_until([&] { return providers_on(*sim, 2, "/svc").size() == 1 && config_on(*sim, 2, "/cfg"); }, 5s));
+  sim->run_for(3s);  // past everyone's first gc_grace
+  const registry_document saved = sim->node(2).state();  // what node 2's data directory holds
+  const auto contact = sim->node(2).last_contact_us();
+  REQUIRE(contact != 0);
+  sim->kill(2);
+  REQUIRE(sim->node(0).deregister_instance(path("/svc"), "p1").value());
+  REQUIRE(sim->node(0).erase_config(path("/cfg")).value());
+  sim->run_for(6s);  // down longer than gc_grace: the tombstones are collected
+  REQUIRE(sim->node(0).state().tombstones() == 0);
+  sim->restart(2);
+  sim->node(2).restore(saved, contact);  // what replica::open does with the data directory
+  REQUIRE(sim->run_until([&] { return sim->converged(); }, 10s));
+  CHECK(sim->node(2).resyncs() == 1);
+  for (std::size_t i = 0; i < 3; ++i) {
+    CHECK(providers_on(*sim, i, "/svc").empty());
+    CHECK(config_on(*sim, i, "/cfg") == std::nullopt);
+    CHECK(config_on(*sim, i, "/mine") == "kept");  // still held by the others
+  }
+}

@@ -275,6 +275,32 @@ class lww_map {
   }
   hlc_timestamp horizon() const noexcept { return horizon_; }
 
+  /// Removes every entry, live or tombstone, stamped before `point`, and
+  /// returns them as a map of their own (zero horizon). Not a CRDT
+  /// operation: for a replica that learns its copy of everything older than
+  /// `point` may be stale (the registry's grace rule) and must take those
+  /// keys from its peers again. The horizon drops to zero: having
+  /// forgotten, this map can no longer say that a key it lacks was erased,
+  /// and it must accept its peers' old keys again.
+  lww_map forget_before(hlc_timestamp point) {
+    horizon_ = hlc_timestamp::zero();
+    lww_map forgotten;
+    for (auto& b : buckets_) {
+      const auto gone = std::stable_partition(b.slots.begin(), b.slots.end(),
+                                              [&](const slot& s) { return !(s.value.stamp < point); });
+      for (auto it = gone; it != b.slots.end(); ++it) {
+        b.digest -= it->entry_hash;
+        digest_ -= it->entry_hash;
+        if (it->value.live()) --live_;
+        --size_;
+        forgotten.absorb(it->key_hash, it->key, it->value, [&] { return it->entry_hash; });
+      }
+      b.slots.erase(gone, b.slots.end());
+    }
+    forgotten.grow_if_needed();
+    return forgotten;
+  }
+
   std::uint64_t digest() const noexcept { return digest_; }
   /// log2 of the bucket count; grows with the number of entries.
   unsigned bucket_bits() const noexcept { return bits_; }

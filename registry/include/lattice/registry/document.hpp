@@ -116,6 +116,12 @@ struct registry_document {
     return instances.compact(stable) + config.compact(stable) + load.compact(stable);
   }
 
+  /// Removes every entry stamped before `point` from all three maps and
+  /// returns them (see lww_map::forget_before).
+  registry_document forget_before(hlc_timestamp point) {
+    return {instances.forget_before(point), config.forget_before(point), load.forget_before(point)};
+  }
+
   friend bool operator==(const registry_document&, const registry_document&) = default;
 
   /// Every live instance's key names its record's kind and id (a valid

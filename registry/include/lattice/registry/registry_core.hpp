@@ -22,10 +22,12 @@
 //    incarnation moved on refutation) writes it again with a newer stamp;
 //  - load counters: flushes this replica's call counts every
 //    `load_publish_interval`;
-//  - tombstone collection after `gc_grace`, and the grace rule: a replica
-//    that reached no peer for longer than `gc_grace` drops its state when it
-//    reconnects and takes its peers', re-asserting only its own
-//    registrations;
+//  - tombstone collection after `gc_grace` (never in a replica's first
+//    gc_grace), and the grace rule: a replica that reached no peer for
+//    longer than `gc_grace`, and reconnects to a peer that kept running for
+//    longer than that, forgets its entries older than its cut-off and takes
+//    them from its peers again, keeping what was written since and
+//    re-asserting its own registrations (docs/adr/0006);
 //  - publication: publish() builds the next immutable snapshot from what
 //    changed, and says which paths and config keys changed (for watches).
 //
@@ -122,7 +124,13 @@ class registry_core final : public transport::protocol_core {
   /// Merges a document saved by an earlier life of this replica, without
   /// spreading it (anti-entropy reconciles it with peers). Instances that
   /// life registered are removed unless registered again.
-  void restore(const registry_document& saved);
+  /// `last_contact_us`: when that life last reached a peer (wall µs). If
+  /// that is more than gc_grace ago, the replica counts as cut off since
+  /// then, and the grace rule applies when it reaches peers.
+  void restore(const registry_document& saved, std::optional<std::uint64_t> last_contact_us = std::nullopt);
+  /// Wall µs of the last tick that reached a peer (0 before any): what the
+  /// replica persists as its last contact.
+  std::uint64_t last_contact_us() const noexcept { return last_contact_us_; }
 
   // ---- transport::protocol_core ----------------------------------------
 
@@ -232,6 +240,8 @@ class registry_core final : public transport::protocol_core {
   std::size_t reachable_peers_ = 0;
   steady_time last_now_;  // the latest time we were told, for rumour peer picks
   std::optional<steady_time> isolated_since_;
+  std::uint64_t isolated_since_wall_ = 0;  // wall µs when isolation began
+  std::uint64_t last_contact_us_ = 0;
   steady_time next_load_flush_;
   steady_time next_compaction_;
   std::uint64_t reaped_ = 0;
