@@ -108,7 +108,7 @@ unsigned status_of(std::error_code ec) {
     switch (static_cast<reg::errc>(ec.value())) {
       case reg::errc::not_found: return 404;
       case reg::errc::value_too_large: return 413;
-      case reg::errc::stopped: return 503;
+      case reg::errc::stopped:
       case reg::errc::timed_out: return 503;
       case reg::errc::storage_failed: return 500;
       default: return 400;

@@ -38,8 +38,8 @@
 // Tombstones and the horizon. An erase leaves a tombstone so that a late
 // merge of an older put cannot resurrect the key. compact(stable) drops
 // tombstones stamped before `stable`, a point every live replica is known to
-// have passed (causal stability: the registry computes it from the clocks
-// its live peers report, minus a grace period; docs/adr/0006). It also
+// have passed (causal stability; the registry uses its wall clock minus a
+// grace period today, and ADR 0006 says what it should become). It also
 // raises the map's horizon to `stable`. A full state with horizon H says:
 // "every key I lack that was written before H, I saw and deleted". So:
 //  - an incoming entry for a key we lack, stamped before our horizon, is
@@ -227,11 +227,8 @@ class lww_map {
   }
   /// The latest write of `key`, tombstone included; nullptr if none is kept.
   const entry* find_entry(const K& key) const {
-    if (buckets_.empty()) return nullptr;
-    const std::uint64_t key_hash = stable_hash(key);
-    const auto& slots = buckets_[bucket_of(key_hash)].slots;
-    const auto it = lower_bound(slots, key_hash, key);
-    return it != slots.end() && it->key_hash == key_hash && it->key == key ? &it->value : nullptr;
+    const slot* s = find_slot(stable_hash(key), key);
+    return s == nullptr ? nullptr : &s->value;
   }
   bool contains(const K& key) const { return find(key) != nullptr; }
   /// Number of live keys.
@@ -260,17 +257,8 @@ class lww_map {
   std::size_t compact(hlc_timestamp stable) {
     horizon_ = std::max(horizon_, stable);
     std::size_t dropped = 0;
-    for (auto& b : buckets_) {
-      const auto gone = std::remove_if(b.slots.begin(), b.slots.end(), [&](const slot& s) {
-        if (s.value.live() || !(s.value.stamp < horizon_)) return false;
-        b.digest -= s.entry_hash;
-        digest_ -= s.entry_hash;
-        return true;
-      });
-      dropped += static_cast<std::size_t>(b.slots.end() - gone);
-      b.slots.erase(gone, b.slots.end());
-    }
-    size_ -= dropped;
+    for (auto& b : buckets_)
+      dropped += erase_slots_if(b, [&](const slot& s) { return !s.value.live() && s.value.stamp < horizon_; });
     return dropped;
   }
   hlc_timestamp horizon() const noexcept { return horizon_; }
@@ -285,18 +273,10 @@ class lww_map {
   lww_map forget_before(hlc_timestamp point) {
     horizon_ = hlc_timestamp::zero();
     lww_map forgotten;
-    for (auto& b : buckets_) {
-      const auto gone = std::stable_partition(b.slots.begin(), b.slots.end(),
-                                              [&](const slot& s) { return !(s.value.stamp < point); });
-      for (auto it = gone; it != b.slots.end(); ++it) {
-        b.digest -= it->entry_hash;
-        digest_ -= it->entry_hash;
-        if (it->value.live()) --live_;
-        --size_;
-        forgotten.absorb(it->key_hash, it->key, it->value, [&] { return it->entry_hash; });
-      }
-      b.slots.erase(gone, b.slots.end());
-    }
+    for (auto& b : buckets_)
+      erase_slots_if(
+          b, [&](const slot& s) { return s.value.stamp < point; },
+          [&](const slot& s) { forgotten.absorb(s.key_hash, s.key, s.value, [&] { return s.entry_hash; }); });
     forgotten.grow_if_needed();
     return forgotten;
   }
@@ -523,22 +503,35 @@ class lww_map {
     const auto [first, last] = bits <= bits_ ? bucket_span(bits, index)
                                              : std::pair{index >> (bits - bits_), (index >> (bits - bits_)) + 1};
     std::size_t dropped = 0;
-    for (std::size_t i = first; i < last; ++i) {
-      bucket& b = buckets_[i];
-      const auto gone = std::remove_if(b.slots.begin(), b.slots.end(), [&](const slot& s) {
-        if (!(s.value.stamp < other.horizon_)) return false;
-        if (bits > bits_ && prefix(s.key_hash, bits) != index) return false;
-        if (other.find_slot(s.key_hash, s.key) != nullptr) return false;
-        b.digest -= s.entry_hash;
-        digest_ -= s.entry_hash;
-        if (s.value.live()) --live_;
-        return true;
+    for (std::size_t i = first; i < last; ++i)
+      dropped += erase_slots_if(buckets_[i], [&](const slot& s) {
+        return s.value.stamp < other.horizon_ && (bits <= bits_ || prefix(s.key_hash, bits) == index) &&
+               other.find_slot(s.key_hash, s.key) == nullptr;
       });
-      dropped += static_cast<std::size_t>(b.slots.end() - gone);
-      b.slots.erase(gone, b.slots.end());
-    }
-    size_ -= dropped;
     return dropped != 0;
+  }
+
+  // Removes the slots of `b` that `remove` selects, keeping their order,
+  // the digests and the counts; `removed` sees each slot before it goes.
+  // Returns how many were removed. One pass, no allocation.
+  template <class Remove, class Removed = void (*)(const slot&)>
+  std::size_t erase_slots_if(bucket& b, Remove&& remove, Removed&& removed = [](const slot&) {}) {
+    auto kept = b.slots.begin();
+    for (auto it = b.slots.begin(); it != b.slots.end(); ++it) {
+      if (!remove(*it)) {
+        if (kept != it) *kept = std::move(*it);
+        ++kept;
+        continue;
+      }
+      b.digest -= it->entry_hash;
+      digest_ -= it->entry_hash;
+      if (it->value.live()) --live_;
+      removed(*it);
+    }
+    const auto count = static_cast<std::size_t>(b.slots.end() - kept);
+    b.slots.erase(kept, b.slots.end());
+    size_ -= count;
+    return count;
   }
 
   const slot* find_slot(std::uint64_t key_hash, const K& key) const {

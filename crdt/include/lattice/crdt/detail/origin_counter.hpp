@@ -13,8 +13,7 @@
 //    the same entry and merge() reports the change (before, each side kept
 //    its own and reported nothing: permanent divergence). The losing life's
 //    counts are not added: an origin that restarts without its state must
-//    take a new origin id (the registry scopes load entries by replica
-//    incarnation for that reason), or its counts are merged by max, not sum;
+//    take a new origin id, or its counts are merged by max, not sum;
 //  - delta: the origin's new entry alone;
 //  - op: (origin, seq, amount); applied only when seq is the next one for
 //    that origin, so a duplicate (seq already covered) is dropped and a gap
