@@ -178,7 +178,7 @@ nlohmann::json loopback() {
     nodes.push_back(std::move(n));
   }
   std::atomic<std::int64_t> arrived_ns{0};
-  nodes[1]->core->set_change_listener([&](const set_type&) {
+  nodes[1]->core->set_change_listener([&](const set_type&, const set_type&) {
     arrived_ns = std::chrono::steady_clock::now().time_since_epoch().count();
   });
   for (auto& n : nodes) {

@@ -46,7 +46,10 @@ registry_core::registry_core(core_options options, steady_time now, wall_clock w
       // seen, and peers returning to it rely on that (apply_grace_rule).
       next_compaction_(now + std::max(options_.compaction_interval, options_.gc_grace)) {
   last_now_ = now;
-  protocol_.set_change_listener([this](const registry_document& merged) { on_merged(merged); });
+  protocol_.set_change_listener([this](const registry_document& merged, const registry_document& removed) {
+    on_merged(merged);
+    if (!removed.empty()) on_merged(removed);
+  });
 }
 
 // ---- writes -----------------------------------------------------------------
@@ -175,7 +178,11 @@ void registry_core::on_tick(steady_time now) {
     const hlc_timestamp stable{wall_() - static_cast<std::uint64_t>(
                                              std::chrono::microseconds(options_.gc_grace).count()),
                                0, 0};
-    protocol_.maintain([&](registry_document& doc) { doc.compact(stable); });
+    // The collected tombstones are in no index, but their rows are on
+    // disk: the observer deletes them.
+    registry_document collected;
+    protocol_.maintain([&](registry_document& doc) { doc.compact(stable, &collected); });
+    if (!collected.empty() && options_.observer) options_.observer(collected);
     next_compaction_ = now + options_.compaction_interval;
   }
 }

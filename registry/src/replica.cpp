@@ -183,6 +183,7 @@ result<std::unique_ptr<replica>> replica::open(replica_options options) {
   c.reap_after = options.reap_after;
   c.load_publish_interval = options.load_publish_interval;
   c.gc_grace = options.gc_grace;
+  c.compaction_interval = options.compaction_interval;
   c.observer = [&in](const registry_document& merged) { in.observe(merged); };
   r->id_ = options.id;
   r->address_ = c.protocol.address;

@@ -139,6 +139,25 @@ TEST_CASE("lww_map merge is a join over compacted states replicas reach", "[crdt
     map x = a;
     const bool changed = x.merge(b);
     RC_ASSERT(changed == !(x == a));
+    // And names every key it changed: a key whose entry moved either won
+    // from `b` or was removed here, and then is reported with its old entry
+    // (an index or a store drops it; see the registry's change listener).
+    map y = a;
+    map removed;
+    y.merge(b, &removed);
+    RC_ASSERT(y == x);
+    a.for_each_entry([&](const std::string& key, const map::entry& before) {
+      const auto* after = y.find_entry(key);
+      if (after != nullptr && *after == before) return;
+      if (after != nullptr) {
+        RC_ASSERT(b.find_entry(key) != nullptr);
+        RC_ASSERT(*b.find_entry(key) == *after);
+      } else {
+        RC_ASSERT(removed.find_entry(key) != nullptr);
+        RC_ASSERT(*removed.find_entry(key) == before);
+      }
+    });
+    removed.for_each_entry([&](const std::string& key, const map::entry&) { RC_ASSERT(y.find_entry(key) == nullptr); });
   });
 }
 

@@ -191,7 +191,13 @@ class lww_map {
   /// (a new or restarted one, whose horizon is lower), and a key that the
   /// other side erased and compacted does not survive here.
   /// Deltas and slices carry no horizon: their absences mean nothing.
-  bool merge(const lww_map& other) {
+  ///
+  /// Every key whose entry changed is then either in `other` (its entry
+  /// won here) or was removed here: a live entry `other` erased and
+  /// forgot, or a tombstone below the new horizon. If `removed` is given,
+  /// the removed entries are added to it as they were (so a caller that
+  /// indexes or persists keys can drop them too).
+  bool merge(const lww_map& other, lww_map* removed = nullptr) {
     if (&other == this) return false;
     bool changed = false;
     const auto take = [&](const slot& s) {
@@ -201,7 +207,7 @@ class lww_map {
     if (buckets_.empty() || bits_ > other.bits_ + 2) {
       // `other` is much smaller (a delta): summing our digests over its
       // coarse ranges would cost more than looking up its few entries.
-      if (other_compacted) changed |= drop_absent_from(other, 0, 0);
+      if (other_compacted) changed |= drop_absent_from(other, 0, 0, removed);
       other.for_each_slot(take);
     } else {
       // Similar sizes (anti-entropy, full-state gossip): compare at the
@@ -210,12 +216,13 @@ class lww_map {
       const std::size_t ranges = std::size_t{1} << bits;
       for (std::size_t r = 0; r < ranges; ++r)
         if (range_digest(bits, r) != other.range_digest(bits, r)) {
-          if (other_compacted) changed |= drop_absent_from(other, bits, r);
+          if (other_compacted) changed |= drop_absent_from(other, bits, r, removed);
           other.for_each_slot_in_range(bits, r, take);
         }
     }
-    changed |= raise_horizon(other.horizon_);
+    if (other.horizon_ > horizon_) changed |= compact(other.horizon_, removed) != 0;
     grow_if_needed();
+    if (removed != nullptr) removed->grow_if_needed();
     return changed;
   }
 
@@ -252,13 +259,16 @@ class lww_map {
   }
 
   /// Drops tombstones stamped before `stable` and raises the horizon to it
-  /// (see the file comment). Returns how many tombstones were dropped.
+  /// (see the file comment). Returns how many tombstones were dropped;
+  /// with `removed`, also adds them to it (a store deletes their rows).
   /// REQUIRES: every live replica has seen every write stamped before `stable`.
-  std::size_t compact(hlc_timestamp stable) {
+  std::size_t compact(hlc_timestamp stable, lww_map* removed = nullptr) {
     horizon_ = std::max(horizon_, stable);
     std::size_t dropped = 0;
     for (auto& b : buckets_)
-      dropped += erase_slots_if(b, [&](const slot& s) { return !s.value.live() && s.value.stamp < horizon_; });
+      dropped += erase_slots_if(
+          b, [&](const slot& s) { return !s.value.live() && s.value.stamp < horizon_; }, keep_in(removed));
+    if (removed != nullptr) removed->grow_if_needed();
     return dropped;
   }
   hlc_timestamp horizon() const noexcept { return horizon_; }
@@ -273,10 +283,7 @@ class lww_map {
   lww_map forget_before(hlc_timestamp point) {
     horizon_ = hlc_timestamp::zero();
     lww_map forgotten;
-    for (auto& b : buckets_)
-      erase_slots_if(
-          b, [&](const slot& s) { return s.value.stamp < point; },
-          [&](const slot& s) { forgotten.absorb(s.key_hash, s.key, s.value, [&] { return s.entry_hash; }); });
+    for (auto& b : buckets_) erase_slots_if(b, [&](const slot& s) { return s.value.stamp < point; }, keep_in(&forgotten));
     forgotten.grow_if_needed();
     return forgotten;
   }
@@ -491,14 +498,18 @@ class lww_map {
     if (size_ == 0) buckets_.clear();
   }
 
-  bool raise_horizon(const hlc_timestamp& other) {
-    return other > horizon_ && compact(other) != 0;
+  // A `removed` callback for erase_slots_if that copies each removed slot
+  // into `sink` (if any); the caller grows `sink` once at the end.
+  static auto keep_in(lww_map* sink) {
+    return [sink](const slot& s) {
+      if (sink != nullptr) sink->absorb(s.key_hash, s.key, s.value, [&] { return s.entry_hash; });
+    };
   }
 
   // Removes our entries in the `bits`-bit range `index` (all of them when
   // bits is 0) that `other` lacks and that are stamped below its horizon:
   // `other` saw them and compacted their deletion away.
-  bool drop_absent_from(const lww_map& other, unsigned bits, std::size_t index) {
+  bool drop_absent_from(const lww_map& other, unsigned bits, std::size_t index, lww_map* removed) {
     if (buckets_.empty()) return false;
     const auto [first, last] = bits <= bits_ ? bucket_span(bits, index)
                                              : std::pair{index >> (bits - bits_), (index >> (bits - bits_)) + 1};
@@ -507,7 +518,7 @@ class lww_map {
       dropped += erase_slots_if(buckets_[i], [&](const slot& s) {
         return s.value.stamp < other.horizon_ && (bits <= bits_ || prefix(s.key_hash, bits) == index) &&
                other.find_slot(s.key_hash, s.key) == nullptr;
-      });
+      }, keep_in(removed));
     return dropped != 0;
   }
 

@@ -90,10 +90,13 @@ struct registry_document {
   config_map config;
   load_map load;
 
-  bool merge(const registry_document& other) {
-    bool changed = instances.merge(other.instances);
-    changed |= config.merge(other.config);
-    changed |= load.merge(other.load);
+  /// Joins `other` in. With `removed`, the entries the join removed here
+  /// (see lww_map::merge) are added to it: with `other`, it names every
+  /// key that changed.
+  bool merge(const registry_document& other, registry_document* removed = nullptr) {
+    bool changed = instances.merge(other.instances, removed ? &removed->instances : nullptr);
+    changed |= config.merge(other.config, removed ? &removed->config : nullptr);
+    changed |= load.merge(other.load, removed ? &removed->load : nullptr);
     return changed;
   }
   std::uint64_t digest() const noexcept {
@@ -111,9 +114,12 @@ struct registry_document {
     return instances.tombstones() + config.tombstones() + load.tombstones();
   }
   bool empty() const noexcept { return instances.empty() && config.empty() && load.empty(); }
-  /// Drops tombstones stamped before `stable` in all three maps.
-  std::size_t compact(hlc_timestamp stable) {
-    return instances.compact(stable) + config.compact(stable) + load.compact(stable);
+  /// Drops tombstones stamped before `stable` in all three maps; with
+  /// `removed`, adds them to it.
+  std::size_t compact(hlc_timestamp stable, registry_document* removed = nullptr) {
+    return instances.compact(stable, removed ? &removed->instances : nullptr) +
+           config.compact(stable, removed ? &removed->config : nullptr) +
+           load.compact(stable, removed ? &removed->load : nullptr);
   }
 
   /// Removes every entry stamped before `point` from all three maps and

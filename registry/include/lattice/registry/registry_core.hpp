@@ -72,8 +72,11 @@ struct core_options {
   std::chrono::milliseconds compaction_interval{60'000};
   /// Largest config value accepted.
   std::size_t max_config_value = 512 * 1024;
-  /// Called on the core's thread with every delta merged into the document,
-  /// local writes and peers' alike (the replica persists from it).
+  /// Called on the core's thread with documents that name every key whose
+  /// entry changed: each delta merged into the document (local writes and
+  /// peers' alike), the entries a merge removed (a peer's horizon erased
+  /// them), and the tombstones compaction collected. The replica persists
+  /// from it, reading each key's entry back from state() (none: delete).
   std::function<void(const registry_document& merged)> observer;
 };
 

@@ -78,6 +78,9 @@ struct replica_options {
   std::chrono::milliseconds load_publish_interval{100};
   /// Tombstones are kept this long (and the grace rule: see registry_core.hpp).
   std::chrono::milliseconds gc_grace{3'600'000};
+  /// How often tombstones older than gc_grace are collected, in memory and
+  /// in the data directory.
+  std::chrono::milliseconds compaction_interval{60'000};
   /// Largest frame accepted from a peer.
   std::size_t max_frame_bytes = 16 * 1024 * 1024;
   /// Directory for durable state (SQLite: <data_dir>/lattice.db): the

@@ -165,9 +165,12 @@ std::optional<range_push<S>> answer_range_digests(const S& state, const range_di
 /// Merges a push into `state`; returns the reply push if one was asked for.
 /// The reply is built before merging, so it carries only what `state` had
 /// (capped like any push: it may cover only the first of the ranges).
+/// `removed`: as for the protocol's change listener, what the merge
+/// removed here, if S's merge reports it.
 template <reconcilable S>
 std::optional<range_push<S>> absorb_range_push(S& state, const range_push<S>& push,
-                                               std::size_t max_push_bytes = default_max_push_bytes) {
+                                               std::size_t max_push_bytes = default_max_push_bytes,
+                                               S* removed = nullptr) {
   std::optional<range_push<S>> reply;
   if (push.wants_reply) {
     reply.emplace();
@@ -175,7 +178,10 @@ std::optional<range_push<S>> absorb_range_push(S& state, const range_push<S>& pu
     reply->indices = push.indices;
     reply->entries = collect_ranges(state, push.bits, reply->indices, max_push_bytes);
   }
-  state.merge(push.entries);
+  if constexpr (requires { state.merge(push.entries, removed); })
+    state.merge(push.entries, removed);
+  else
+    state.merge(push.entries);
   return reply;
 }
 

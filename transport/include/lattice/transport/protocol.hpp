@@ -162,9 +162,14 @@ class protocol final : public protocol_core {
 
   /// Called on the owning thread after every merge that changed the state
   /// (local or remote), with what was merged (a delta, an op's delta, a
-  /// range slice or, in state mode, a whole state): every key that changed
-  /// is in it. How upper layers find what to republish and whom to notify.
-  void set_change_listener(std::function<void(const S& merged)> listener) {
+  /// range slice or, in state mode, a whole state) and what the merge
+  /// removed here: every key that changed is in one of the two. How upper
+  /// layers find what to republish, persist and whom to notify.
+  ///
+  /// Only a state whose merge has the form merge(const S&, S* removed)
+  /// reports removals (registry_document does: a full state's horizon
+  /// erases keys it lacks); for others `removed` is always empty.
+  void set_change_listener(std::function<void(const S& merged, const S& removed)> listener) {
     listener_ = std::move(listener);
   }
 
@@ -178,7 +183,7 @@ class protocol final : public protocol_core {
 
   /// Merges a local mutation's delta and spreads it.
   void local_change(const S& delta, steady_time now) {
-    if (state_.merge(delta)) changed(delta);
+    merge_in(delta);
     if (options_.mode == dissemination::delta) spread(delta, /*except=*/options_.self, now);
     if (options_.mode == dissemination::op) {
       const auto& op = ops_.record_local(options_.self, members_.self_record().incarnation, delta);
@@ -211,8 +216,9 @@ class protocol final : public protocol_core {
       case message_type::range_push:
         if (auto m = decode_or_count<envelope<range_push<S>>>(payload)) {
           const auto before = state_.digest();
-          auto reply = absorb_range_push(state_, m->body, options_.max_push_bytes);
-          if (state_.digest() != before) changed(m->body.entries);
+          S removed;
+          auto reply = absorb_range_push(state_, m->body, options_.max_push_bytes, &removed);
+          if (state_.digest() != before) changed(m->body.entries, removed);
           if (reply) send(m->from_address, message_type::range_push, *reply);
         }
         return;
@@ -282,8 +288,7 @@ class protocol final : public protocol_core {
 
   void on_gossip(const envelope<gossip_body<S>>& m, steady_time now) {
     members_.merge(m.body.members, now);
-    if (m.body.delta && state_.merge(*m.body.delta)) {
-      changed(*m.body.delta);
+    if (m.body.delta && merge_in(*m.body.delta)) {
       // News: forward it once (delta mode; in state mode every round
       // already carries everything).
       if (options_.mode == dissemination::delta) spread(*m.body.delta, m.from, now);
@@ -336,8 +341,7 @@ class protocol final : public protocol_core {
   }
 
   void apply_ops(const std::vector<numbered_op<S>>& ready) {
-    for (const auto& op : ready)
-      if (state_.merge(op.delta)) changed(op.delta);
+    for (const auto& op : ready) merge_in(op.delta);
   }
 
   // Members judged dead are never picked as gossip peers, so without this
@@ -354,9 +358,23 @@ class protocol final : public protocol_core {
     send(address_of(dead[pick(rng_)]), message_type::gossip, gossip_body<S>{members_.table(), {}});
   }
 
-  void changed(const S& merged) {
+  // Merges `in` into the state; on a change, tells the listener what was
+  // merged and what the merge removed. Returns whether anything changed.
+  bool merge_in(const S& in) {
+    if constexpr (requires(S& s, const S& o, S* r) { s.merge(o, r); }) {
+      S removed;
+      if (!state_.merge(in, &removed)) return false;
+      changed(in, removed);
+    } else {
+      if (!state_.merge(in)) return false;
+      changed(in, S{});
+    }
+    return true;
+  }
+
+  void changed(const S& merged, const S& removed) {
     ++stats_.state_changes;
-    if (listener_) listener_(merged);
+    if (listener_) listener_(merged, removed);
   }
 
   // A rumour carries the delta and only our own member record: the whole
@@ -409,7 +427,7 @@ class protocol final : public protocol_core {
   steady_time next_anti_entropy_;
   protocol_stats stats_;
   std::vector<outgoing_message> outgoing_;
-  std::function<void(const S&)> listener_;
+  std::function<void(const S&, const S&)> listener_;
 };
 
 }  // namespace lattice::transport
