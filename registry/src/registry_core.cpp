@@ -34,11 +34,22 @@ bool same_list(const std::vector<instance_view>& a, const std::vector<instance_v
 
 }  // namespace
 
+namespace {
+// The protocol measures op ages on our wall clock, and must forget ops well
+// before their deletes' tombstones are collected (op_log.hpp).
+transport::protocol_options with_op_ages(transport::protocol_options protocol, const registry_core::wall_clock& wall,
+                                         std::chrono::milliseconds gc_grace) {
+  protocol.wall_clock = wall;
+  protocol.op_limits.max_age = std::chrono::duration_cast<std::chrono::microseconds>(gc_grace) / 2;
+  return protocol;
+}
+}  // namespace
+
 registry_core::registry_core(core_options options, steady_time now, wall_clock wall)
     : options_(std::move(options)),
       wall_(std::move(wall)),
       clock_(options_.protocol.self),
-      protocol_(options_.protocol, now),
+      protocol_(with_op_ages(options_.protocol, wall_, options_.gc_grace), now),
       self_incarnation_(options_.protocol.incarnation),
       next_load_flush_(now + options_.load_publish_interval),
       // Nothing is collected in a replica's first gc_grace: until it has

@@ -143,7 +143,7 @@ TEST_CASE("frame corruption table", "[transport][frame]") {
 
   const std::vector<row> table{
       {"bad magic", with(good, 0, 'X'), &plain, errc::bad_magic},
-      {"bad version", with(good, 4, 2), &plain, errc::unsupported_version},
+      {"bad version (the previous one)", with(good, 4, 1), &plain, errc::unsupported_version},
       {"unknown flag", with(good, 6, 0x80), &plain, errc::malformed_header},
       {"reserved byte", with(good, 7, 1), &plain, errc::malformed_header},
       {"oversize", good, &small, errc::frame_too_large},
@@ -214,11 +214,11 @@ TEST_CASE("cluster keys shorter than 16 bytes are refused", "[transport][frame]"
 // Frozen bytes: a change here is a protocol change; bump protocol_version
 // and update docs/wire-format.md with it.
 TEST_CASE("frozen frame vectors", "[transport][frame]") {
-  // magic "LATC", version 1, type 7, no flags, reserved 0, length 2,
+  // magic "LATC", version 2, type 7, no flags, reserved 0, length 2,
   // CRC32C, payload "hi".
   CHECK(to_hex(encode_frame(7, bytes_of("hi"), frame_options{})) ==
-        "4c415443" "01" "07" "00" "00" "02000000" "1233665d" "6869");
+        "4c415443" "02" "07" "00" "00" "02000000" "0cc97005" "6869");
   // The CRC covers the 12 header bytes before it, then the payload.
-  const auto covered = bytes_of(std::string("LATC\x01\x07\x00\x00\x02\x00\x00\x00hi", 14));
-  CHECK(crc32c(covered) == 0x5d663312u);
+  const auto covered = bytes_of(std::string("LATC\x02\x07\x00\x00\x02\x00\x00\x00hi", 14));
+  CHECK(crc32c(covered) == 0x0570c90cu);
 }

@@ -18,10 +18,11 @@ using set_type = lattice::crdt::g_set<int>;
 
 namespace {
 
-numbered_op<set_type> op(std::uint64_t origin, std::uint64_t incarnation, std::uint64_t seq) {
+numbered_op<set_type> op(std::uint64_t origin, std::uint64_t incarnation, std::uint64_t seq,
+                         std::uint64_t born_us = 0) {
   set_type delta;
   delta.insert(static_cast<int>(seq));
-  return {origin, incarnation, seq, delta};
+  return {origin, incarnation, seq, born_us, delta};
 }
 
 std::vector<std::uint64_t> seqs(const std::vector<numbered_op<set_type>>& ops) {
@@ -116,4 +117,44 @@ TEST_CASE("skip_to moves past a gap and releases what was buffered beyond it",
   CHECK(seqs(ready) == std::vector<std::uint64_t>{4});
   CHECK(log.pending() == 0);
   CHECK(log.vector().at(7) == stream_position{1, 4});
+}
+
+// f_op_replay: a fresh replica was sent every op since seq 1, including a
+// write whose later delete had been collected as a tombstone (its op gone
+// with a restarted origin's stream), and the key came back. Ops older than
+// max_age are not replayed, and not delivered: the peer range-syncs.
+TEST_CASE("ops older than max_age are neither replayed nor delivered (f_op_replay)",
+          "[transport][op_log][regression]") {
+  using std::chrono::seconds;
+  const std::uint64_t s = 1'000'000;  // µs
+  op_log<set_type> origin(op_log_limits{.log_per_origin = 100, .pending_limit = 16, .max_age = seconds(10)});
+  origin.set_now(100 * s);
+  set_type delta;
+  origin.record_local(9, 4, delta);  // seq 1, born at 100 s
+  origin.set_now(105 * s);
+  origin.record_local(9, 4, delta);  // seq 2, born at 105 s
+
+  SECTION("young enough: replayed from the log") {
+    origin.set_now(109 * s);
+    const auto c = origin.missing_from(stream_vector{}, 100);
+    CHECK_FALSE(c.needs_range_sync);
+    CHECK(seqs(c.ops) == std::vector<std::uint64_t>{1, 2});
+  }
+  SECTION("a peer that needs an expired op gets a range sync, not the rest") {
+    origin.set_now(111 * s);
+    const auto c = origin.missing_from(stream_vector{}, 100);
+    CHECK(c.needs_range_sync);
+    CHECK(c.ops.empty());
+    // A peer past the expired op still gets the young one.
+    CHECK(seqs(origin.missing_from(stream_vector{{9, {4, 1}}}, 100).ops) == std::vector<std::uint64_t>{2});
+  }
+  SECTION("an expired op that arrives is dropped, the stream does not move") {
+    op_log<set_type> receiver(op_log_limits{.log_per_origin = 100, .pending_limit = 16, .max_age = seconds(10)});
+    receiver.set_now(111 * s);
+    std::vector<numbered_op<set_type>> ready;
+    CHECK(receiver.accept(op(9, 4, 1, 100 * s), ready) == op_verdict::expired);
+    CHECK(ready.empty());
+    CHECK(receiver.vector().empty());
+    CHECK(receiver.accept(op(9, 4, 1, 105 * s), ready) == op_verdict::delivered);
+  }
 }

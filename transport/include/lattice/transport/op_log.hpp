@@ -22,11 +22,23 @@
 //
 // A restarted origin comes back with a greater incarnation and counts from
 // 1 again: an op of a greater incarnation resets that origin's stream; ops
-// of an older one are stale and dropped.
+// of an older one are stale and dropped. Within one incarnation a sequence
+// number is never reused (nothing resets a stream but a new incarnation).
+//
+// Bounded age. An op carries its origin's wall clock at birth. Ops older
+// than `max_age` are neither kept, nor replayed, nor delivered: a peer that
+// lacks one range-syncs instead. Replaying old ops is unsafe, not merely
+// slow: the state may have collected the tombstone of a later delete (the
+// registry does after gc_grace), and a fresh replica replaying the write
+// alone would bring the key back. So max_age must stay below the state's
+// tombstone grace period; the registry uses half of it. A state sync reads
+// the peers' current state, horizons included, and cannot resurrect.
 //
 // Thread safety: not thread-safe; owned by the replica thread.
 #pragma once
 
+#include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -63,10 +75,11 @@ struct numbered_op {
   replica_id origin = 0;
   std::uint64_t incarnation = 0;
   std::uint64_t seq = 0;  // >= 1
+  std::uint64_t born_us = 0;  // the origin's wall clock when it made the op
   S delta;
   template <class Archive>
   void serialize(Archive& archive) {
-    archive(origin, incarnation, seq, delta);
+    archive(origin, incarnation, seq, born_us, delta);
     if constexpr (Archive::is_loading::value) {
       if (seq == 0) crdt::throw_malformed();
     }
@@ -78,6 +91,8 @@ struct op_log_limits {
   std::size_t log_per_origin = 1024;
   /// Out-of-order ops buffered, over all origins.
   std::size_t pending_limit = 4096;
+  /// Ops older than this are forgotten and refused (see the file comment).
+  std::chrono::microseconds max_age = std::chrono::minutes(30);
 };
 
 enum class op_verdict {
@@ -85,6 +100,7 @@ enum class op_verdict {
   buffered,   // ahead of a gap: held until the gap is filled
   duplicate,  // delivered before (or stale incarnation): dropped
   overflow,   // ahead of a gap, but the buffer is full: dropped
+  expired,    // older than max_age: dropped (the stream repairs by range sync)
 };
 
 template <class S>
@@ -92,7 +108,16 @@ class op_log {
  public:
   explicit op_log(op_log_limits limits = {}) : limits_(limits) {}
 
-  /// Numbers a local change of `self` and records it as delivered.
+  /// Sets the wall clock (µs since the epoch) that op ages are measured
+  /// against, and forgets the logged ops it makes too old. Until called,
+  /// the time is 0 and nothing expires.
+  void set_now(std::uint64_t wall_us) {
+    now_us_ = wall_us;
+    for (auto& [origin, s] : streams_)
+      while (!s.log.empty() && expired(s.log.front())) s.log.pop_front();
+  }
+
+  /// Numbers a local change of `self`, born now, and records it as delivered.
   const numbered_op<S>& record_local(replica_id self, std::uint64_t incarnation, S delta) {
     auto& s = streams_[self];
     if (s.position.incarnation != incarnation) {
@@ -100,12 +125,13 @@ class op_log {
       s = stream{{incarnation, 0}, {}, {}};
     }
     ++s.position.seq;
-    return remember(s, numbered_op<S>{self, incarnation, s.position.seq, std::move(delta)});
+    return remember(s, numbered_op<S>{self, incarnation, s.position.seq, now_us_, std::move(delta)});
   }
 
   /// Offers a received op. On `delivered`, `ready` receives the ops to apply,
   /// in order (the op itself first).
   op_verdict accept(numbered_op<S> op, std::vector<numbered_op<S>>& ready) {
+    if (expired(op)) return op_verdict::expired;
     auto& s = streams_[op.origin];
     if (op.incarnation < s.position.incarnation) return op_verdict::duplicate;
     if (op.incarnation > s.position.incarnation) {
@@ -139,7 +165,9 @@ class op_log {
     std::vector<numbered_op<S>> ops;
     bool needs_range_sync = false;
   };
-  /// Up to `max_ops` ops `peer` lacks, oldest first per origin.
+  /// Up to `max_ops` ops `peer` lacks, oldest first per origin. A stream
+  /// whose missing ops are no longer all held, or not all younger than
+  /// max_age, contributes none and asks for a range sync.
   catch_up missing_from(const stream_vector& peer, std::size_t max_ops) const {
     catch_up out;
     for (const auto& [origin, s] : streams_) {
@@ -149,7 +177,8 @@ class op_log {
       if (theirs.incarnation > s.position.incarnation) continue;
       const std::uint64_t from = theirs.incarnation == s.position.incarnation ? theirs.seq + 1 : 1;
       if (from > s.position.seq) continue;
-      if (s.log.empty() || s.log.front().seq > from) {
+      if (s.log.empty() || s.log.front().seq > from ||
+          std::any_of(s.log.begin(), s.log.end(), [&](const auto& op) { return op.seq >= from && expired(op); })) {
         out.needs_range_sync = true;
         continue;
       }
@@ -201,6 +230,11 @@ class op_log {
     std::map<std::uint64_t, numbered_op<S>> pending;  // seq -> op past a gap
   };
 
+  bool expired(const numbered_op<S>& op) const noexcept {
+    const auto max_age = static_cast<std::uint64_t>(limits_.max_age.count());
+    return now_us_ > max_age && op.born_us < now_us_ - max_age;
+  }
+
   const numbered_op<S>& remember(stream& s, numbered_op<S> op) {
     s.log.push_back(std::move(op));
     if (s.log.size() > limits_.log_per_origin) s.log.pop_front();
@@ -219,6 +253,7 @@ class op_log {
   op_log_limits limits_;
   std::map<replica_id, stream> streams_;
   std::size_t pending_total_ = 0;
+  std::uint64_t now_us_ = 0;
 };
 
 }  // namespace lattice::transport

@@ -46,6 +46,7 @@
 #include <string>
 #include <vector>
 
+#include "lattice/crdt/hlc.hpp"
 #include "lattice/transport/anti_entropy.hpp"
 #include "lattice/transport/membership.hpp"
 #include "lattice/transport/messages.hpp"
@@ -105,6 +106,9 @@ struct protocol_options {
   std::size_t max_push_bytes = default_max_push_bytes;
   /// Seeds the peer-selection RNG, so simulated runs replay exactly.
   std::uint64_t random_seed = 1;
+  /// µs since the epoch: op ages (op_log.hpp). The simulator passes
+  /// virtual time.
+  std::function<std::uint64_t()> wall_clock = crdt::system_wall_clock_us;
 };
 
 struct protocol_stats {
@@ -115,6 +119,7 @@ struct protocol_stats {
   std::uint64_t state_changes = 0; // merges that changed the state
   std::uint64_t ops_duplicate = 0; // `op` mode: ops already delivered
   std::uint64_t ops_overflow = 0;  // `op` mode: dropped, gap buffer full
+  std::uint64_t ops_expired = 0;   // `op` mode: dropped, older than max_age
   /// Per message_type value (index 0 unused).
   std::array<std::uint64_t, 8> sent_by_type{};
   std::array<std::uint64_t, 8> bytes_sent_by_type{};
@@ -173,10 +178,6 @@ class protocol final : public protocol_core {
     listener_ = std::move(listener);
   }
 
-  /// Replaces the state wholesale, without notifying: for the grace rule
-  /// (a replica away longer than the tombstone grace period starts over
-  /// from its peers' state instead of merging its own).
-  void replace_state(S state) { state_ = std::move(state); ops_ = op_log<S>(options_.op_limits); }
   const membership& members() const noexcept { return members_; }
   const protocol_stats& stats() const noexcept { return stats_; }
   replica_id self() const noexcept { return options_.self; }
@@ -186,6 +187,7 @@ class protocol final : public protocol_core {
     merge_in(delta);
     if (options_.mode == dissemination::delta) spread(delta, /*except=*/options_.self, now);
     if (options_.mode == dissemination::op) {
+      ops_.set_now(options_.wall_clock());
       const auto& op = ops_.record_local(options_.self, members_.self_record().incarnation, delta);
       for (replica_id peer : pick_peers(options_.fanout, options_.self, now))
         send(address_of(peer), message_type::op, op);
@@ -237,6 +239,7 @@ class protocol final : public protocol_core {
 
   /// Runs the timers that are due at `now`.
   void on_tick(steady_time now) override {
+    if (options_.mode == dissemination::op) ops_.set_now(options_.wall_clock());
     if (now >= next_heartbeat_) {
       members_.beat();
       const auto peers = pick_peers(options_.fanout, options_.self, now);
@@ -298,6 +301,7 @@ class protocol final : public protocol_core {
   void on_op(envelope<numbered_op<S>> m, steady_time now) {
     const auto origin = m.body.origin;
     std::vector<numbered_op<S>> ready;
+    ops_.set_now(options_.wall_clock());
     switch (ops_.accept(m.body, ready)) {
       case op_verdict::delivered:
       case op_verdict::buffered:
@@ -308,6 +312,7 @@ class protocol final : public protocol_core {
         break;
       case op_verdict::duplicate: ++stats_.ops_duplicate; break;
       case op_verdict::overflow: ++stats_.ops_overflow; break;
+      case op_verdict::expired: ++stats_.ops_expired; break;
     }
     apply_ops(ready);
   }
@@ -329,8 +334,12 @@ class protocol final : public protocol_core {
 
   void on_op_repair(envelope<op_repair<S>> m) {
     std::vector<numbered_op<S>> ready;
-    for (auto& op : m.body.ops)
-      if (ops_.accept(std::move(op), ready) == op_verdict::duplicate) ++stats_.ops_duplicate;
+    ops_.set_now(options_.wall_clock());
+    for (auto& op : m.body.ops) switch (ops_.accept(std::move(op), ready)) {
+        case op_verdict::duplicate: ++stats_.ops_duplicate; break;
+        case op_verdict::expired: ++stats_.ops_expired; break;
+        default: break;
+      }
     if (m.body.needs_range_sync) {
       // The range sync brings the sender's state, which covers its vector;
       // if that exchange is lost, the periodic digest round repairs it.
