@@ -10,7 +10,14 @@
 #include <catch2/catch.hpp>
 #include <sqlite3.h>
 
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+
+#include "lattice/registry/document.hpp"
 #include "lattice/registry/replica.hpp"
+#include "lattice/transport/frame.hpp"
+#include "lattice/transport/messages.hpp"
 #include "eventually.hpp"
 
 using namespace std::chrono_literals;
@@ -222,5 +229,42 @@ TEST_CASE("tombstones collected in memory are deleted from the data directory (f
   auto again = replica::open(o).value();
   CHECK(again->get_config("/kept") == std::optional<std::string>("y"));
   CHECK(again->lookup("/svc").providers().empty());
+  again->stop();
+}
+
+// Item 8: a refutation moves the incarnation past a record of ours that a
+// peer holds. If the data directory kept only the start-up incarnation, a
+// restart with the clock stepped back below the refuted one would come
+// back at or below it, and peers would ignore the new life.
+TEST_CASE("a refuted incarnation is kept, so a restart with the clock behind still beats it (item 8)",
+          "[registry][persistence][regression]") {
+  namespace t = lattice::transport;
+  temp_dir dir;
+  replica_options o;
+  o.data_dir = dir.path.string();
+  auto r = replica::open(o).value();
+  const std::uint64_t started = self_incarnation(*r);
+  // A peer claims a record of ours eleven days ahead (a past life whose
+  // clock ran ahead): as if our clock now stood eleven days behind it.
+  const std::uint64_t ahead = started + 1'000'000'000'000ULL;
+  t::member_table table;
+  table.offer(r->id(), t::member_record{r->address(), ahead, 5, false});
+  const auto payload = lattice::crdt::encode(t::envelope<t::gossip_body<registry_document>>{
+      99, "127.0.0.1:1", {table, std::nullopt}});
+  const auto frame = t::encode_frame(static_cast<std::uint8_t>(t::message_type::gossip), payload, t::frame_options{});
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket socket(io);
+  const auto colon = r->address().rfind(':');
+  socket.connect({boost::asio::ip::make_address(r->address().substr(0, colon)),
+                  static_cast<unsigned short>(std::stoi(r->address().substr(colon + 1)))});
+  boost::asio::write(socket, boost::asio::buffer(frame.data(), frame.size()));
+  REQUIRE(eventually([&] { return self_incarnation(*r) > ahead; }));
+  const std::uint64_t refuted = self_incarnation(*r);
+  // Any later commit carries the new incarnation; a write waits for its own.
+  REQUIRE(r->set_config("/poke", "1"));
+  r->stop();
+  auto again = replica::open(o).value();
+  CHECK(again->id() == r->id());
+  CHECK(self_incarnation(*again) > refuted);
   again->stop();
 }
