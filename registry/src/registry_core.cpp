@@ -166,10 +166,11 @@ void registry_core::on_tick(steady_time now) {
   if (incarnation != self_incarnation_) {
     // Refuted a stale record of ourselves: our registrations must carry the
     // new incarnation or peers would hide them.
-    self_incarnation_ = incarnation;
+    const auto refuted = std::exchange(self_incarnation_, incarnation);
     for_each_own([&](const std::string& path, const record_ptr& record) {
       reassert_.insert(instance_key(path, record->kind(), record->id()));
     });
+    rekey_own_load(refuted);
   }
   // Reachability once per tick: the grace rule, owner visibility and the
   // next snapshot's peer counts all read it.
@@ -179,6 +180,7 @@ void registry_core::on_tick(steady_time now) {
   apply_grace_rule(now, reaches_none);
   if (reachable_peers_ > 0) last_contact_us_ = wall_();
   refresh_owners(now, reaches_none);
+  refresh_callers(now);
   reap(now);
   reassert_pending();
   if (now >= next_load_flush_) {
@@ -289,14 +291,19 @@ void registry_core::on_instance_key(const std::string& key) {
 }
 
 void registry_core::on_load_key(const load_key& key) {
-  if (key.origin == self()) return;
+  // Our own current counts are the local cells; an earlier life's entries
+  // count like anyone's.
+  if (key.origin == self() && key.origin_incarnation == self_incarnation_) return;
   auto& load = loads_[key.instance_key];
   if (key.epoch < load.epoch) return;  // an earlier registration's counts
   if (load.epoch < key.epoch) load = remote_load{key.epoch, {}};
-  if (const load_counts* counts = state().load.find(key))
-    load.by_origin[key.origin] = *counts;
-  else
-    load.by_origin.erase(key.origin);
+  const std::pair caller{key.origin, key.origin_incarnation};
+  if (const load_counts* counts = state().load.find(key)) {
+    load.by_origin[caller] = *counts;
+    callers_.emplace(caller, caller_live(key.origin, key.origin_incarnation, last_now_));
+  } else {
+    load.by_origin.erase(caller);
+  }
   const std::string_view path = path_of_key(key.instance_key);
   if (paths_.find(path) != paths_.end()) dirty_paths_.insert(std::string(path));
 }
@@ -364,6 +371,16 @@ bool registry_core::owner_visible(replica_id owner, std::uint64_t incarnation,
   const auto state = members().state_of(owner, now);
   if (state == member_state::left) return false;
   return isolated_ || state != member_state::dead;
+}
+
+bool registry_core::caller_live(replica_id origin, std::uint64_t incarnation, steady_time now) const {
+  // Exactly that incarnation: a new life counts its own calls, and a
+  // refuting replica moves its entries to its new incarnation.
+  if (origin == self()) return incarnation == self_incarnation_;
+  const auto* record = members().table().find(origin);
+  if (record == nullptr || record->incarnation != incarnation) return false;
+  const auto state = members().state_of(origin, now);
+  return state == member_state::alive || state == member_state::suspect;
 }
 
 bool registry_core::visible(const instance_record& inst, steady_time now) const {
@@ -463,6 +480,46 @@ void registry_core::apply_grace_rule(steady_time now, bool reaches_none) {
 
 // ---- load ---------------------------------------------------------------------------
 
+void registry_core::refresh_callers(steady_time now) {
+  // Callers are few (the replicas that called something) and change state
+  // rarely; only a change walks the loads to republish what they called.
+  for (auto it = callers_.begin(); it != callers_.end();) {
+    const bool live = caller_live(it->first.first, it->first.second, now);
+    if (live == it->second) {
+      ++it;
+      continue;
+    }
+    bool still_held = false;
+    for (const auto& [key, load] : loads_)
+      if (load.by_origin.contains(it->first)) {
+        still_held = true;
+        const std::string_view path = path_of_key(key);
+        if (paths_.find(path) != paths_.end()) dirty_paths_.insert(std::string(path));
+      }
+    if (!still_held) {
+      it = callers_.erase(it);
+      continue;
+    }
+    it->second = live;
+    ++it;
+  }
+}
+
+void registry_core::rekey_own_load(std::uint64_t refuted) {
+  // Our entries of the refuted incarnation would read as a dead life's:
+  // carry their totals over to the new one and erase them. (An earlier
+  // life's entries stay as they are: its calls ended with it.)
+  registry_document delta;
+  state().load.for_each([&](const load_key& key, const load_counts& counts, const auto&) {
+    if (key.origin != self() || key.origin_incarnation != refuted) return;
+    load_key moved = key;
+    moved.origin_incarnation = self_incarnation_;
+    delta.load.merge(registry_document::load_map{}.put(moved, counts, stamp_for(state().load, moved)));
+    delta.load.merge(registry_document::load_map{}.erase(key, stamp_for(state().load, key)));
+  });
+  if (!delta.empty()) protocol_.local_change(delta, last_now_);
+}
+
 void registry_core::flush_load() {
   registry_document delta;
   for (auto& [path, ps] : paths_)
@@ -472,7 +529,8 @@ void registry_core::flush_load() {
                                t.cell->finished.load(std::memory_order_relaxed)};
       const auto sum = static_cast<std::uint32_t>(counts.started + counts.finished);
       if (sum == t.cell->flushed_sum) continue;
-      const load_key lk{instance_key(path, t.record->kind(), t.record->id()), t.record->epoch(), self()};
+      const load_key lk{instance_key(path, t.record->kind(), t.record->id()), t.record->epoch(), self(),
+                        self_incarnation_};
       delta.load.merge(registry_document::load_map{}.put(lk, counts, stamp_for(state().load, lk)));
       t.cell->flushed_sum = sum;
     }
@@ -504,8 +562,9 @@ std::shared_ptr<const service_view> registry_core::build_view(const std::string&
       if (!loads_.empty()) {  // else skip building the key: nobody has called anyone
         const auto load = loads_.find(instance_key(path, e->kind(), e->id()));
         if (load != loads_.end() && load->second.epoch == e->epoch())
-          for (const auto& [origin, counts] : load->second.by_origin) {
-            v.remote_in_flight += static_cast<std::int64_t>(counts.started - counts.finished);
+          for (const auto& [caller, counts] : load->second.by_origin) {
+            if (caller_live(caller.first, caller.second, now))
+              v.remote_in_flight += static_cast<std::int64_t>(counts.started - counts.finished);
             v.remote_served += counts.finished;
           }
       }

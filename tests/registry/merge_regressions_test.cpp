@@ -244,3 +244,42 @@ TEST_CASE("after the grace rule, a replica's next ops continue its sequence (f_o
   REQUIRE(sim->node(2).set_config(path("/new"), "x"));
   CHECK(sim->run_until([&] { return config_on(*sim, 0, "/new") == "x"; }, 100ms));
 }
+
+namespace {
+const lattice::registry::instance_view* provider_view(registry_sim& sim, std::size_t i, const char* p) {
+  sim.node(i).publish(sim.now());
+  const auto* v = sim.node(i).published()->find(p);
+  return v != nullptr && !v->providers.empty() ? &v->providers.front() : nullptr;
+}
+}  // namespace
+
+TEST_CASE("a crashed caller's calls stop counting as in flight, and served totals only grow (f_load_leak, item 12)",
+          "[registry][regression]") {
+  auto sim = cluster(3);
+  REQUIRE(sim->node(0).register_instance(path("/svc"), persistent("p1")));
+  REQUIRE(sim->run_until([&] { return provider_view(*sim, 2, "/svc") != nullptr; }, 5s));
+  {
+    // Node 2's first life: two calls served, three in flight when it dies.
+    lattice::registry::call_guard done1(*provider_view(*sim, 2, "/svc"));
+    lattice::registry::call_guard done2(*provider_view(*sim, 2, "/svc"));
+  }
+  std::vector<std::unique_ptr<lattice::registry::call_guard>> calls;
+  for (int i = 0; i < 3; ++i)
+    calls.push_back(std::make_unique<lattice::registry::call_guard>(*provider_view(*sim, 2, "/svc")));
+  REQUIRE(sim->run_until([&] {
+    const auto* v = provider_view(*sim, 0, "/svc");
+    return v->in_flight() == 3 && v->served() == 2;
+  }, 5s));
+  sim->kill(2);
+  calls.clear();  // the process is gone: these finishes are never published
+  CHECK(sim->run_until([&] { return provider_view(*sim, 0, "/svc")->in_flight() == 0; }, 10s));
+  CHECK(provider_view(*sim, 0, "/svc")->served() == 2);
+  // A new life of the same id counts from zero without overwriting the
+  // first life's totals.
+  sim->restart(2);
+  REQUIRE(sim->run_until([&] { return sim->everyone_alive() && provider_view(*sim, 2, "/svc") != nullptr; }, 10s));
+  { lattice::registry::call_guard one_more(*provider_view(*sim, 2, "/svc")); }
+  CHECK(sim->run_until([&] { return provider_view(*sim, 0, "/svc")->served() == 3; }, 5s));
+  CHECK(provider_view(*sim, 0, "/svc")->in_flight() == 0);
+  CHECK(sim->run_until([&] { return provider_view(*sim, 1, "/svc")->served() == 3; }, 5s));
+}

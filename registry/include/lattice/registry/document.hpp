@@ -10,11 +10,17 @@
 //
 // Load counters. An instance's calls in flight are a PN-Counter and its
 // calls served a G-Counter, both kept as per-origin entries: the entry of
-// origin r holds r's cumulative (started, finished) for that instance and
-// registration epoch. That is the PN-Counter's own state (P_r = started,
-// N_r = finished, in flight = sum of P - sum of N; served = sum of
-// finished), stored in the LWW map because only r writes r's entry and its
-// totals only grow with r's clock, so "latest stamp wins" is "max wins".
+// origin r in its incarnation i holds r's cumulative (started, finished)
+// for that instance and registration epoch. That is the PN-Counter's own
+// state (P_r = started, N_r = finished, in flight = sum of P - sum of N;
+// served = sum of finished), stored in the LWW map because only r, in
+// incarnation i, writes that entry and its totals only grow with r's
+// clock, so "latest stamp wins" is "max wins". A new life of r counts from
+// zero under its new incarnation and never overwrites an earlier life's
+// totals. Readers count an entry's calls in flight only while r is alive in
+// incarnation i (a crashed consumer's calls are not in flight), and its
+// calls served always. A refutation moves r's entries to its new
+// incarnation (the old ones are erased).
 // Keeping them in the map gives counters the same range digests, slices and
 // tombstone collection as the rest of the document (docs/adr/0003).
 //
@@ -45,15 +51,17 @@ struct lattice::crdt::lww_null_is_tombstone<lattice::registry::record_ptr> : std
 
 namespace lattice::registry {
 
-/// Key of one origin's load entry for one registration of an instance.
+/// Key of one origin life's load entry for one registration of an instance.
 struct load_key {
   std::string instance_key;
   hlc_timestamp epoch;
   replica_id origin = 0;
+  /// The origin's incarnation when it wrote the entry.
+  std::uint64_t origin_incarnation = 0;
   friend auto operator<=>(const load_key&, const load_key&) = default;
   template <class Archive>
   void serialize(Archive& archive) {
-    archive(instance_key, epoch, origin);
+    archive(instance_key, epoch, origin, origin_incarnation);
   }
 };
 

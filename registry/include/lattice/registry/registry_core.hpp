@@ -187,8 +187,14 @@ class registry_core final : public transport::protocol_core {
   };
   struct remote_load {
     hlc_timestamp epoch;
-    std::map<replica_id, load_counts> by_origin;
+    // By (origin, its incarnation): one entry per life of each caller.
+    std::map<std::pair<replica_id, std::uint64_t>, load_counts> by_origin;
   };
+  // Whether a caller life's calls count as in flight: it is alive (or
+  // suspect) in that incarnation.
+  bool caller_live(replica_id origin, std::uint64_t incarnation, steady_time now) const;
+  void refresh_callers(steady_time now);
+  void rekey_own_load(std::uint64_t refuted);
 
   void on_merged(const registry_document& merged);
   void on_instance_key(const std::string& key);
@@ -230,6 +236,9 @@ class registry_core final : public transport::protocol_core {
   std::map<std::string, path_state, std::less<>> paths_;
   std::map<replica_id, owner_state> owners_;
   std::unordered_map<std::string, remote_load> loads_;
+  // Caller lives seen in loads_, and whether they counted as live at the
+  // last tick: when that moves, the paths they called are republished.
+  std::map<std::pair<replica_id, std::uint64_t>, bool> callers_;
   std::set<std::string> reassert_;              // own keys to write again
 
   std::set<std::string, std::less<>> dirty_paths_;
