@@ -265,3 +265,38 @@ TEST_CASE("a plain-TCP peer cannot talk to a TLS cluster", "[transport][driver][
   REQUIRE(wait_for([&] { return a.on([&] { return a.driver().stats().tls_handshake_failures; }) > 0; }, 10s));
   CHECK(a.on([&] { return a.core().members().table().find(8) == nullptr; }));
 }
+
+TEST_CASE("connections to peers leave from the gossip address", "[transport][driver]") {
+  // A bare listener on 127.0.0.3 stands for a peer and reports where the
+  // connection came from; the replica listens on 127.0.0.2.
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::acceptor peer(io, {boost::asio::ip::make_address("127.0.0.3"), 0});
+  const std::string peer_address = "127.0.0.3:" + std::to_string(peer.local_endpoint().port());
+  std::promise<std::string> source;
+  auto from = source.get_future();
+  peer.async_accept([&](boost::system::error_code ec, boost::asio::ip::tcp::socket socket) {
+    source.set_value(ec ? ec.message() : socket.remote_endpoint().address().to_string());
+  });
+  std::thread io_thread([&] { io.run_for(10s); });
+
+  boost::asio::io_context replica_io;
+  driver_options d;
+  d.listen_host = "127.0.0.2";
+  asio_driver driver(replica_io, d);
+  protocol_options p;
+  p.self = 1;
+  p.address = "127.0.0.2:" + std::to_string(driver.port());
+  p.incarnation = 1;
+  p.seeds = {peer_address};  // heartbeats go to the seed while no peer is known
+  protocol<set_type> core(p, std::chrono::steady_clock::now());
+  driver.start(core);
+  std::thread replica_thread([&] { replica_io.run_for(10s); });
+  const bool arrived = from.wait_for(8s) == std::future_status::ready;
+  boost::asio::post(replica_io, [&] { driver.stop(); });
+  io.stop();
+  replica_io.stop();
+  io_thread.join();
+  replica_thread.join();
+  REQUIRE(arrived);
+  CHECK(from.get() == "127.0.0.2");
+}

@@ -128,6 +128,28 @@ class asio_driver::outbound : public std::enable_shared_from_this<outbound> {
  private:
   enum class state { idle, connecting, connected, backoff, closed };
 
+  // Called before each connection attempt (the socket is closed then):
+  // leave from the address we listen on, so peers and firewalls see the
+  // gossip address, not whatever the routing table picks (127.0.0.1 for
+  // every loopback peer). A wildcard listen address, or one of the other
+  // IP version than `to`, leaves the choice to the kernel. Returns whether
+  // to try `to`.
+  bool bind_source(const tcp::endpoint& to) {
+    const auto& source = driver_.listen_address_;
+    if (source.is_unspecified() || source.is_v4() != to.address().is_v4()) return true;
+    auto& socket = stream_->socket();
+    boost::system::error_code ec;
+    socket.open(to.protocol(), ec);
+    if (!ec) socket.bind(tcp::endpoint(source, 0), ec);
+    if (ec) {
+      spdlog::warn("lattice: cannot send to {} from {}: {}", address_, source.to_string(), ec.message());
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      return false;
+    }
+    return true;
+  }
+
   void do_connect() {
     const auto colon = address_.rfind(':');
     if (colon == std::string::npos) {
@@ -153,28 +175,45 @@ class asio_driver::outbound : public std::enable_shared_from_this<outbound> {
         address_.substr(0, colon), address_.substr(colon + 1),
         [self = shared_from_this()](boost::system::error_code ec, tcp::resolver::results_type results) {
           if (ec) return self->on_failure();
-          asio::async_connect(self->stream_->socket(), results,
-                              [self](boost::system::error_code connect_ec, const tcp::endpoint&) {
-                                if (connect_ec) return self->on_failure();
-                                boost::system::error_code ignored;
-                                self->stream_->socket().set_option(tcp::no_delay(true), ignored);
-                                self->stream_->async_handshake(
-                                    asio::ssl::stream_base::client, [self](boost::system::error_code hs_ec) {
-                                      if (hs_ec) {
-                                        if (self->stream_->is_tls()) {
-                                          ++self->driver_.stats_.tls_handshake_failures;
-                                          spdlog::warn("lattice: TLS handshake with {} failed: {}",
-                                                       self->address_, hs_ec.message());
-                                        }
-                                        return self->on_failure();
-                                      }
-                                      self->timer_.cancel();
-                                      self->state_ = state::connected;
-                                      self->backoff_ = self->driver_.options_.reconnect_initial;
-                                      if (!self->queue_.empty()) self->do_write();
-                                    });
-                              });
+          self->endpoints_.clear();
+          for (const auto& entry : results) self->endpoints_.push_back(entry.endpoint());
+          self->connect_to(0);
         });
+  }
+
+  // Tries endpoints_[i], then the next one. Not asio::async_connect over the
+  // range: it closes the socket between its condition and each attempt,
+  // which would undo bind_source().
+  void connect_to(std::size_t i) {
+    if (state_ != state::connecting) return;
+    if (i >= endpoints_.size()) return on_failure();
+    boost::system::error_code ignored;
+    stream_->socket().close(ignored);
+    if (!bind_source(endpoints_[i])) return connect_to(i + 1);
+    stream_->socket().async_connect(endpoints_[i], [self = shared_from_this(), i](boost::system::error_code ec) {
+      // Aborted: the connect timeout closed the socket; give up this round.
+      if (ec == asio::error::operation_aborted) return self->on_failure();
+      if (ec) return self->connect_to(i + 1);
+      self->on_connected();
+    });
+  }
+
+  void on_connected() {
+    boost::system::error_code ignored;
+    stream_->socket().set_option(tcp::no_delay(true), ignored);
+    stream_->async_handshake(asio::ssl::stream_base::client, [self = shared_from_this()](boost::system::error_code hs_ec) {
+      if (hs_ec) {
+        if (self->stream_->is_tls()) {
+          ++self->driver_.stats_.tls_handshake_failures;
+          spdlog::warn("lattice: TLS handshake with {} failed: {}", self->address_, hs_ec.message());
+        }
+        return self->on_failure();
+      }
+      self->timer_.cancel();
+      self->state_ = state::connected;
+      self->backoff_ = self->driver_.options_.reconnect_initial;
+      if (!self->queue_.empty()) self->do_write();
+    });
   }
 
   void on_failure() {
@@ -214,6 +253,7 @@ class asio_driver::outbound : public std::enable_shared_from_this<outbound> {
   std::string address_;
   std::optional<byte_stream> stream_;
   tcp::resolver resolver_;
+  std::vector<tcp::endpoint> endpoints_;  // the resolved peer address, tried in order
   asio::steady_timer timer_;
   std::chrono::milliseconds backoff_;
   std::deque<std::vector<std::byte>> queue_;
@@ -247,7 +287,8 @@ asio_driver::asio_driver(asio::io_context& io, driver_options options)
       acceptor_(io),
       tick_timer_(io),
       rng_(std::random_device{}()) {
-  const tcp::endpoint endpoint(asio::ip::make_address(options_.listen_host), options_.listen_port);
+  listen_address_ = asio::ip::make_address(options_.listen_host);
+  const tcp::endpoint endpoint(listen_address_, options_.listen_port);
   acceptor_.open(endpoint.protocol());
   acceptor_.set_option(tcp::acceptor::reuse_address(true));
   acceptor_.bind(endpoint);

@@ -56,7 +56,9 @@ namespace lattice::transport {
 
 struct driver_options {
   /// Address to listen on; 127.0.0.1 by default so nothing is exposed by
-  /// accident. Port 0 picks a free port (see port()).
+  /// accident. Port 0 picks a free port (see port()). Connections to peers
+  /// leave from this address too (unless it is 0.0.0.0 or ::), so firewall
+  /// rules by source address see the gossip address.
   std::string listen_host = "127.0.0.1";
   std::uint16_t listen_port = 0;
   /// Frame size limit and cluster key.
@@ -152,6 +154,8 @@ class asio_driver {
   boost::asio::io_context& io_;
   driver_options options_;
   boost::asio::ip::tcp::acceptor acceptor_;
+  // Outgoing connections leave from it too (unless it is a wildcard).
+  boost::asio::ip::address listen_address_;
   boost::asio::steady_timer tick_timer_;
   std::uint16_t port_ = 0;
   protocol_core* core_ = nullptr;
