@@ -32,9 +32,6 @@ bool same_list(const std::vector<instance_view>& a, const std::vector<instance_v
                     [](const instance_view& x, const instance_view& y) { return x.record == y.record; });
 }
 
-}  // namespace
-
-namespace {
 // The protocol measures op ages on our wall clock, and must forget ops well
 // before their deletes' tombstones are collected (op_log.hpp).
 transport::protocol_options with_op_ages(transport::protocol_options protocol, const registry_core::wall_clock& wall,
@@ -43,6 +40,7 @@ transport::protocol_options with_op_ages(transport::protocol_options protocol, c
   protocol.op_limits.max_age = std::chrono::duration_cast<std::chrono::microseconds>(gc_grace) / 2;
   return protocol;
 }
+
 }  // namespace
 
 registry_core::registry_core(core_options options, steady_time now, wall_clock wall)

@@ -109,10 +109,13 @@ class op_log {
   explicit op_log(op_log_limits limits = {}) : limits_(limits) {}
 
   /// Sets the wall clock (µs since the epoch) that op ages are measured
-  /// against, and forgets the logged ops it makes too old. Until called,
-  /// the time is 0 and nothing expires.
-  void set_now(std::uint64_t wall_us) {
-    now_us_ = wall_us;
+  /// against. Until called, the time is 0 and nothing expires. Cheap: call
+  /// it before each batch of work.
+  void set_now(std::uint64_t wall_us) noexcept { now_us_ = wall_us; }
+  /// Drops the logged ops that are too old as of set_now() (missing_from
+  /// never hands them out either way; this frees their memory). Walks
+  /// every stream: call it periodically, not per message.
+  void forget_expired() {
     for (auto& [origin, s] : streams_)
       while (!s.log.empty() && expired(s.log.front())) s.log.pop_front();
   }

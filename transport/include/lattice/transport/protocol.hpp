@@ -239,7 +239,10 @@ class protocol final : public protocol_core {
 
   /// Runs the timers that are due at `now`.
   void on_tick(steady_time now) override {
-    if (options_.mode == dissemination::op) ops_.set_now(options_.wall_clock());
+    if (options_.mode == dissemination::op) {
+      ops_.set_now(options_.wall_clock());
+      ops_.forget_expired();
+    }
     if (now >= next_heartbeat_) {
       members_.beat();
       const auto peers = pick_peers(options_.fanout, options_.self, now);
