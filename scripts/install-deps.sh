@@ -17,6 +17,7 @@ packages=(
   libcli11-dev            # latticed and lattice flags, TOML config files
   liburiparser-dev        # request target decoding in latticed
   python3 python3-consul  # daemon tests: a real Consul client library
+  faketime                # daemon tests: a replica whose clock runs hours off
 )
 
 missing=()

@@ -15,6 +15,7 @@
 // Exit codes: 0 done; 1 other errors; 2 bad usage; 3 daemon unreachable;
 // 4 not found; 5 invalid input (the daemon said 400/413); 6 permission
 // denied (403).
+#include <cmath>
 #include <cstdlib>
 #include <iostream>
 #include <map>
@@ -173,6 +174,14 @@ void print_table(const std::vector<std::string>& header, const std::vector<std::
 
 std::string text(const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
 
+// A member's estimated clock offset: one message's send time against its
+// receive time, so milliseconds are the honest precision; seconds past one.
+std::string clock_offset(const json& us) {
+  if (!us.is_number()) return "-";
+  const double ms = us.get<double>() / 1000.0;
+  return std::abs(ms) < 1000.0 ? fmt::format("{:+.1f} ms", ms) : fmt::format("{:+.1f} s", ms / 1000.0);
+}
+
 void print_instances(const json& view) {
   std::cout << fmt::format("{}  version {}\n", text(view["path"]), text(view["version"]));
   std::vector<std::vector<std::string>> rows;
@@ -272,10 +281,11 @@ int main(int argc, char** argv) {
       const auto out = c.call(http::verb::get, "/v1/lattice/members");
       if (as_json) return show(out), ok;
       std::vector<std::vector<std::string>> rows;
-      for (const auto& m : out)
+      for (const auto& m : out) {
         rows.push_back({text(m["id"]) + (m["self"].get<bool>() ? " (this daemon)" : ""), text(m["address"]),
-                        text(m["state"]), text(m["incarnation"])});
-      print_table({"ID", "ADDRESS", "STATE", "INCARNATION"}, rows);
+                        text(m["state"]), text(m["incarnation"]), clock_offset(m.value("clock_offset_us", json()))});
+      }
+      print_table({"ID", "ADDRESS", "STATE", "INCARNATION", "CLOCK OFFSET"}, rows);
     } else if (*services) {
       const auto out = c.call(http::verb::get, "/v1/lattice/services");
       if (as_json) return show(out), ok;

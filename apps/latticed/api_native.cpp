@@ -59,7 +59,8 @@ reply api::native(request& req, const target& t) {
                          {"address", m.address},
                          {"incarnation", m.incarnation},
                          {"state", member_state_name(m.state)},
-                         {"self", m.id == replica_.id()}});
+                         {"self", m.id == replica_.id()},
+                         {"clock_offset_us", m.clock_offset_us ? json(*m.clock_offset_us) : json(nullptr)}});
     return json_response(out, v);
   }
 

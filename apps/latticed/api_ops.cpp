@@ -80,6 +80,9 @@ response api::metrics_text(unsigned version) {
   out += fmt::format("lattice_sse_streams {}\n", server_ ? server_->streams() : 0);
   family("lattice_reaped_total", "counter", "Instances of dead owners this replica tombstoned.");
   out += fmt::format("lattice_reaped_total {}\n", m.reaped);
+  family("lattice_clock_drift_total", "counter",
+         "Other replicas' stamps merged while beyond the clock drift bound (the local clock did not follow them).");
+  out += fmt::format("lattice_clock_drift_total {}\n", m.clock_drift);
   family("lattice_callback_errors_total", "counter", "Watch callbacks that threw (logged and contained).");
   out += fmt::format("lattice_callback_errors_total {}\n", m.callback_errors);
   family("lattice_handler_errors_total", "counter", "Exceptions caught on the replica thread (logged and contained).");

@@ -32,11 +32,14 @@ bool same_list(const std::vector<instance_view>& a, const std::vector<instance_v
                     [](const instance_view& x, const instance_view& y) { return x.record == y.record; });
 }
 
-// The protocol measures op ages on our wall clock, and must forget ops well
-// before their deletes' tombstones are collected (op_log.hpp).
-transport::protocol_options with_op_ages(transport::protocol_options protocol, const registry_core::wall_clock& wall,
-                                         std::chrono::milliseconds gc_grace) {
+// The protocol reads our wall clock (op ages, envelopes) and reports our
+// HLC as the stamp floor, and must forget ops well before their deletes'
+// tombstones are collected (op_log.hpp).
+transport::protocol_options with_clocks(transport::protocol_options protocol, const registry_core::wall_clock& wall,
+                                        std::function<std::uint64_t()> stamp_floor,
+                                        std::chrono::milliseconds gc_grace) {
   protocol.wall_clock = wall;
+  protocol.stamp_floor = std::move(stamp_floor);
   protocol.op_limits.max_age = std::chrono::duration_cast<std::chrono::microseconds>(gc_grace) / 2;
   return protocol;
 }
@@ -47,7 +50,11 @@ registry_core::registry_core(core_options options, steady_time now, wall_clock w
     : options_(std::move(options)),
       wall_(std::move(wall)),
       clock_(options_.protocol.self),
-      protocol_(with_op_ages(options_.protocol, wall_, options_.gc_grace), now),
+      // Our next stamp is after the clock's reading now, whatever the wall
+      // clock does next.
+      protocol_(with_clocks(options_.protocol, wall_, [this] { return clock_.now(wall_()).physical_us; },
+                            options_.gc_grace),
+                now),
       self_incarnation_(options_.protocol.incarnation),
       next_load_flush_(now + options_.load_publish_interval),
       // Nothing is collected in a replica's first gc_grace: until it has
@@ -56,6 +63,7 @@ registry_core::registry_core(core_options options, steady_time now, wall_clock w
       next_compaction_(now + std::max(options_.compaction_interval, options_.gc_grace)) {
   last_now_ = now;
   protocol_.set_change_listener([this](const registry_document& merged, const registry_document& removed) {
+    observe_stamps(merged);
     on_merged(merged);
     if (!removed.empty()) on_merged(removed);
   });
@@ -186,14 +194,7 @@ void registry_core::on_tick(steady_time now) {
     next_load_flush_ = now + options_.load_publish_interval;
   }
   if (now >= next_compaction_) {
-    const hlc_timestamp stable{wall_() - static_cast<std::uint64_t>(
-                                             std::chrono::microseconds(options_.gc_grace).count()),
-                               0, 0};
-    // The collected tombstones are in no index, but their rows are on
-    // disk: the observer deletes them.
-    registry_document collected;
-    protocol_.maintain([&](registry_document& doc) { doc.compact(stable, &collected); });
-    if (!collected.empty() && options_.observer) options_.observer(collected);
+    compact(now);
     next_compaction_ = now + options_.compaction_interval;
   }
 }

@@ -402,8 +402,12 @@ std::vector<member_info> replica::members() const {
     std::vector<member_info> out;
     const auto now = std::chrono::steady_clock::now();
     const auto& m = impl_->core->members();
-    for (const auto& [id, record] : m.table().records())
-      out.push_back(member_info{id, record.address, record.incarnation, m.state_of(id, now)});
+    const auto& offsets = impl_->core->clock_offsets();
+    for (const auto& [id, record] : m.table().records()) {
+      member_info info{id, record.address, record.incarnation, m.state_of(id, now), std::nullopt};
+      if (const auto offset = offsets.find(id); offset != offsets.end()) info.clock_offset_us = offset->second;
+      out.push_back(std::move(info));
+    }
     return out;
   });
   return r ? std::move(*r) : std::vector<member_info>{};
@@ -449,6 +453,7 @@ replica_metrics replica::metrics() const {
            m.callback_errors = impl_->watches->callback_errors();
            m.handler_errors = impl_->handler_errors.load(std::memory_order_relaxed);
            m.reaped = impl_->core->reaped();
+           m.clock_drift = impl_->core->clock_drift();
            return m;
          });
   return r ? *r : replica_metrics{};

@@ -21,10 +21,13 @@ FAST = ["--heartbeat", "50ms", "--suspect-after", "200ms", "--dead-after", "400m
 
 
 class Daemon:
-    def __init__(self, *extra, data_dir=None, seeds=None):
+    def __init__(self, *extra, data_dir=None, seeds=None, clock_offset=None):
+        """clock_offset: run under libfaketime with its wall clock moved by this
+        many seconds (monotonic time stays real)."""
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="latticed-test-")
         self.extra = list(extra)
         self.seeds = seeds or []
+        self.clock_offset = clock_offset
         self.proc = None
         self.start()
 
@@ -33,7 +36,11 @@ class Daemon:
         if self.seeds:
             args += ["--seeds", ",".join(self.seeds)]
         args += self.extra
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env = None
+        if self.clock_offset is not None:
+            args = ["faketime", "-f", "%+ds" % self.clock_offset] + args
+            env = dict(os.environ, FAKETIME_DONT_FAKE_MONOTONIC="1")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         line = self._read_line(10.0)
         if not line.startswith("latticed ready"):
             self.proc.kill()

@@ -152,6 +152,60 @@ class CrossDaemonTest(Cluster):
         self.assertTrue(eventually(lambda: providers(b, PATH) == sorted(acknowledged), timeout=5))
 
 
+class ClockSkewTest(unittest.TestCase):
+    """A daemon whose wall clock runs two hours behind (libfaketime), among two
+    whose clocks are right."""
+
+    LAG = -7200
+
+    def setUp(self):
+        self.a = Daemon()
+        self.b = Daemon(seeds=[self.a.gossip])
+        self.late = Daemon(seeds=[self.a.gossip], clock_offset=self.LAG)
+        self.daemons = [self.a, self.b, self.late]
+        self.assertTrue(eventually(lambda: all(
+            len([m for m in d.get("/v1/lattice/members")[2] if m["state"] == "alive"]) == 3 for d in self.daemons),
+            timeout=5), "members did not converge")
+
+    def tearDown(self):
+        for d in self.daemons:
+            d.close()
+            shutil.rmtree(d.data_dir, ignore_errors=True)
+
+    def offset_of(self, observer, member):
+        """observer's estimate of member's clock offset in seconds, or None."""
+        for m in observer.get("/v1/lattice/members")[2]:
+            if m["id"] == member.id and m["clock_offset_us"] is not None:
+                return m["clock_offset_us"] / 1e6
+        return None
+
+    def drift_total(self, d):
+        for line in d.get("/metrics")[2].splitlines():
+            if line.startswith("lattice_clock_drift_total "):
+                return int(line.split()[1])
+        self.fail("no lattice_clock_drift_total")
+
+    def test_writes_cross_both_ways_and_the_skew_is_reported(self):
+        # The lagging daemon's writes are stamped two hours in the past, and
+        # still reach the others; theirs reach it.
+        self.assertEqual(self.late.put("/v1/lattice/instances" + PATH, instance(9001))[0], 200)
+        self.assertEqual(self.a.put("/v1/lattice/config/app/k", "from-a")[0], 200)
+        for d in self.daemons:
+            self.assertTrue(eventually(lambda: providers(d, PATH) == ["127.0.0.1:9001"]))
+            self.assertTrue(eventually(lambda: d.get("/v1/lattice/config/app/k")[0] == 200))
+        # Every stamp it merged from the others was beyond the drift bound,
+        # and counted.
+        self.assertTrue(eventually(lambda: self.drift_total(self.late) > 0))
+        # Each side estimates the other's offset from its messages.
+        self.assertTrue(eventually(lambda: self.offset_of(self.a, self.late) is not None))
+        self.assertAlmostEqual(self.offset_of(self.a, self.late), self.LAG, delta=1.0)
+        self.assertAlmostEqual(self.offset_of(self.late, self.a), -self.LAG, delta=1.0)
+        self.assertLess(abs(self.offset_of(self.a, self.b)), 1.0)
+        code, out, _ = cli(self.a, "members")
+        self.assertEqual(code, 0)
+        self.assertRegex(out, r"-7(200\.0|199\.\d) s")
+
+
 class ConsulClientTest(unittest.TestCase):
     """The Consul subset, driven by Debian's python3-consul."""
 

@@ -2,6 +2,7 @@
 // simulator, with HLC wall time taken from virtual time.
 #pragma once
 
+#include <map>
 #include <memory>
 
 #include "lattice/registry/registry_core.hpp"
@@ -11,18 +12,28 @@ namespace lattice::testing {
 
 using registry_sim = basic_simulator<registry::registry_core>;
 
+/// Per replica id (node index + 1): how far its wall clock runs from
+/// virtual time, in µs. Read on every clock reading, so a test may step a
+/// clock while the simulation runs.
+using clock_skews = std::map<crdt::replica_id, std::int64_t>;
+
 /// A simulator of `nodes` registry cores built from `core` (its protocol
-/// field is filled in per node).
+/// field is filled in per node), their wall clocks skewed by `skews`.
 inline std::unique_ptr<registry_sim> make_registry_sim(registry_sim::options o,
-                                                       registry::core_options core = {}) {
+                                                       registry::core_options core = {},
+                                                       std::shared_ptr<const clock_skews> skews = nullptr) {
   auto sim_ptr = std::make_shared<registry_sim*>(nullptr);
-  o.make = [core, sim_ptr](transport::protocol_options p, transport::steady_time now) {
+  o.make = [core, sim_ptr, skews](transport::protocol_options p, transport::steady_time now) {
     auto c = core;
+    const auto self = p.self;
     c.protocol = std::move(p);
-    auto wall = [sim_ptr] {
+    auto wall = [sim_ptr, skews, self] {
       const auto t = (*sim_ptr)->now().time_since_epoch();
-      return 1'700'000'000'000'000ULL +
-             static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(t).count());
+      std::int64_t skew = 0;
+      if (skews)
+        if (const auto it = skews->find(self); it != skews->end()) skew = it->second;
+      return static_cast<std::uint64_t>(
+          1'700'000'000'000'000LL + std::chrono::duration_cast<std::chrono::microseconds>(t).count() + skew);
     };
     return std::make_unique<registry::registry_core>(std::move(c), now, wall);
   };

@@ -61,12 +61,12 @@ void operator delete[](void* p, std::size_t) noexcept { release(p); }
 TEST_CASE("an op_repair claiming a million ops allocates about what it reads (f_alloc)", "[transport][regression]") {
   using doc = lattice::registry::registry_document;
   constexpr std::size_t count = 1u << 20;
-  // envelope<op_repair>: endianness marker, from, from_address "", then the
+  // envelope<op_repair>: endianness marker, from, from_address "", sent_us, then the
   // ops' size tag and `count` zero bytes, so the tag passes the
   // "no more elements than bytes" check.
   std::vector<std::byte> bytes;
   bytes.push_back(std::byte{1});
-  bytes.insert(bytes.end(), 16, std::byte{0});
+  bytes.insert(bytes.end(), 24, std::byte{0});
   for (int i = 0; i < 8; ++i) bytes.push_back(std::byte((count >> (8 * i)) & 0xff));
   bytes.resize(bytes.size() + count, std::byte{0});
 

@@ -1,5 +1,7 @@
 #include "lattice/transport/membership.hpp"
 
+#include <algorithm>
+
 namespace lattice::transport {
 
 const char* to_string(member_state state) noexcept {
@@ -51,9 +53,10 @@ membership::membership(replica_id self, member_record record, liveness_options o
   last_progress_[self_] = now;
 }
 
-void membership::beat() {
+void membership::beat(std::uint64_t clock_us) {
   member_record record = self_record();
   ++record.heartbeat;
+  record.clock_us = std::max(record.clock_us, clock_us);
   table_.offer(self_, record);
 }
 
@@ -87,6 +90,12 @@ member_state membership::state_of(replica_id id, steady_time now) const {
   if (silent >= options_.dead_after) return member_state::dead;
   if (silent >= options_.suspect_after) return member_state::suspect;
   return member_state::alive;
+}
+
+std::optional<steady_time> membership::last_progress(replica_id id) const {
+  const auto seen = last_progress_.find(id);
+  if (seen == last_progress_.end()) return std::nullopt;
+  return seen->second;
 }
 
 std::vector<replica_id> membership::reachable_peers(steady_time now) const {

@@ -38,8 +38,8 @@
 // Tombstones and the horizon. An erase leaves a tombstone so that a late
 // merge of an older put cannot resurrect the key. compact(stable) drops
 // tombstones stamped before `stable`, a point every live replica is known to
-// have passed (causal stability; the registry uses its wall clock minus a
-// grace period today, and ADR 0006 says what it should become). It also
+// have passed (causal stability; the registry uses the least stamp floor
+// its live members report, minus a grace period: ADR 0006). It also
 // raises the map's horizon to `stable`. A full state with horizon H says:
 // "every key I lack that was written before H, I saw and deleted". So:
 //  - an incoming entry for a key we lack, stamped before our horizon, is

@@ -22,8 +22,14 @@
 //    incarnation moved on refutation) writes it again with a newer stamp;
 //  - load counters: flushes this replica's call counts every
 //    `load_publish_interval`;
-//  - tombstone collection after `gc_grace` (never in a replica's first
-//    gc_grace), and the grace rule: a replica that reached no peer for
+//  - the HLC receive rule on every merged stamp: a stamp within the drift
+//    bound moves our clock past it; one beyond is merged, but our clock
+//    does not follow it, and it is counted and logged (once per issuer per
+//    minute);
+//  - tombstone collection below the cluster-stable point minus `gc_grace`
+//    (the least stamp floor the live members report in their member
+//    records, so no member's skewed clock sets the horizon; never in a
+//    replica's first gc_grace), and the grace rule: a replica that reached no peer for
 //    longer than `gc_grace`, and reconnects to a peer that kept running for
 //    longer than that, forgets its entries older than its cut-off and takes
 //    them from its peers again, keeping what was written since and
@@ -160,6 +166,19 @@ class registry_core final : public transport::protocol_core {
   std::uint64_t reaped() const noexcept { return reaped_; }
   /// Times the grace rule made this replica start over.
   std::uint64_t resyncs() const noexcept { return resyncs_; }
+  /// Merged stamps of other replicas that were beyond the HLC's drift
+  /// bound (lattice_clock_drift_total).
+  std::uint64_t clock_drift() const noexcept { return clock_drift_; }
+  /// Per peer heard from: its wall clock minus ours in µs (see
+  /// transport::protocol::clock_offsets).
+  const boost::container::flat_map<replica_id, std::int64_t>& clock_offsets() const noexcept {
+    return protocol_.clock_offsets();
+  }
+  /// The point below which compaction may collect at `now`: the least
+  /// stamp floor reported by the members that may still write (ourselves,
+  /// those alive or suspect, and those dead for less than gc_grace), minus
+  /// gc_grace. nullopt while one of them has reported none.
+  std::optional<hlc_timestamp> compaction_horizon(steady_time now) const;
 
  private:
   // One live instance of a path, with this replica's call counts for it.
@@ -197,6 +216,10 @@ class registry_core final : public transport::protocol_core {
   void rekey_own_load(std::uint64_t refuted);
 
   void on_merged(const registry_document& merged);
+  // The HLC receive rule over everything a merge brought in.
+  void observe_stamps(const registry_document& merged);
+  void report_drift(const hlc_timestamp& stamp, std::uint64_t wall);
+  void compact(steady_time now);
   void on_instance_key(const std::string& key);
   void on_load_key(const load_key& key);
   void track_owner(const instance_record& inst, const std::string& path_key, int delta);
@@ -258,6 +281,8 @@ class registry_core final : public transport::protocol_core {
   steady_time next_compaction_;
   std::uint64_t reaped_ = 0;
   std::uint64_t resyncs_ = 0;
+  std::uint64_t clock_drift_ = 0;
+  std::map<replica_id, steady_time> drift_logged_;  // issuer -> last log line
 };
 
 }  // namespace lattice::registry

@@ -109,6 +109,8 @@ struct replica_metrics {
   /// Data directory commits, failures, and their total duration.
   std::uint64_t storage_commits = 0, storage_failures = 0, storage_micros = 0;
   std::uint64_t reaped = 0;
+  /// Other replicas' stamps merged while beyond the HLC drift bound.
+  std::uint64_t clock_drift = 0;
   /// Exceptions thrown by watch callbacks, and by handlers on the replica
   /// thread: each was logged and contained, and the replica kept serving.
   std::uint64_t callback_errors = 0, handler_errors = 0;
@@ -184,6 +186,10 @@ struct member_info {
   std::string address;
   std::uint64_t incarnation = 0;
   transport::member_state state = transport::member_state::alive;
+  /// Its wall clock minus ours in µs, estimated from its latest message
+  /// (send time against receive time); nullopt for ourselves and for
+  /// members we have not heard from directly.
+  std::optional<std::int64_t> clock_offset_us;
 };
 
 class replica {

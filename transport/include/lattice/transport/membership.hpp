@@ -36,6 +36,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -56,19 +57,26 @@ struct member_record {
   std::uint64_t incarnation = 0;
   std::uint64_t heartbeat = 0;
   bool left = false;  // announced a graceful leave in this incarnation
+  /// The member's stamp floor at its last heartbeat (µs since the epoch):
+  /// it issues no stamp with an earlier physical time from then on. The
+  /// least of these over the live members is the point every one of them
+  /// has passed, below which compaction may collect (registry_core). 0: not
+  /// reported yet.
+  std::uint64_t clock_us = 0;
 
   /// The merge order: a later incarnation beats everything of an earlier
   /// one; within one, a leave is final; then the higher heartbeat; the
-  /// address only breaks ties between records that should not exist.
+  /// address and clock only break ties between records that should not
+  /// exist.
   friend auto operator<=>(const member_record& a, const member_record& b) {
-    return std::tie(a.incarnation, a.left, a.heartbeat, a.address) <=>
-           std::tie(b.incarnation, b.left, b.heartbeat, b.address);
+    return std::tie(a.incarnation, a.left, a.heartbeat, a.address, a.clock_us) <=>
+           std::tie(b.incarnation, b.left, b.heartbeat, b.address, b.clock_us);
   }
   friend bool operator==(const member_record&, const member_record&) = default;
 
   template <class Archive>
   void serialize(Archive& archive) {
-    archive(address, incarnation, heartbeat, left);
+    archive(address, incarnation, heartbeat, left, clock_us);
   }
 };
 
@@ -119,8 +127,9 @@ class membership {
   /// REQUIRES: self.incarnation is greater than in any previous life.
   membership(replica_id self, member_record record, liveness_options options, steady_time now);
 
-  /// Bumps our heartbeat (call every heartbeat interval).
-  void beat();
+  /// Bumps our heartbeat (call every heartbeat interval) and reports our
+  /// stamp floor `clock_us` (never moved back: an earlier report stands).
+  void beat(std::uint64_t clock_us = 0);
   /// Announces a graceful leave; peers drop us as soon as they merge it.
   void leave();
 
@@ -133,6 +142,9 @@ class membership {
   /// How we judge `id` at `now`; dead for unknown ids. Ourselves: alive
   /// (or left after leave()).
   member_state state_of(replica_id id, steady_time now) const;
+  /// When `id`'s record last grew here (local monotonic time); nullopt if
+  /// it never did. Ourselves: our start.
+  std::optional<steady_time> last_progress(replica_id id) const;
   /// Peers (not ourselves) judged alive or suspect at `now`, ascending.
   std::vector<replica_id> reachable_peers(steady_time now) const;
 

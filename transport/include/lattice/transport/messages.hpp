@@ -2,7 +2,9 @@
 // frame's payload (frame type = message_type).
 //
 // Every message is an envelope: the sender's id and gossip address (where
-// replies go; a TCP peer's source port is not its listener), then the body.
+// replies go; a TCP peer's source port is not its listener), its wall clock
+// when it sent the message (how receivers estimate its clock offset), then
+// the body.
 //
 // Thread safety: plain values.
 #pragma once
@@ -38,10 +40,12 @@ template <class Body>
 struct envelope {
   replica_id from = 0;
   std::string from_address;
+  /// The sender's wall clock at sending, µs since the epoch.
+  std::uint64_t sent_us = 0;
   Body body;
   template <class Archive>
   void serialize(Archive& archive) {
-    archive(from, from_address, body);
+    archive(from, from_address, sent_us, body);
   }
 };
 

@@ -106,9 +106,14 @@ struct protocol_options {
   std::size_t max_push_bytes = default_max_push_bytes;
   /// Seeds the peer-selection RNG, so simulated runs replay exactly.
   std::uint64_t random_seed = 1;
-  /// µs since the epoch: op ages (op_log.hpp). The simulator passes
-  /// virtual time.
+  /// µs since the epoch: op ages (op_log.hpp), the send time in every
+  /// envelope, peers' clock offsets. The simulator passes virtual time.
   std::function<std::uint64_t()> wall_clock = crdt::system_wall_clock_us;
+  /// This replica's stamp floor (µs since the epoch): no stamp it issues
+  /// from now on has an earlier physical time. Reported in our member
+  /// record at every heartbeat (member_record::clock_us). The registry
+  /// passes its HLC; empty: wall_clock.
+  std::function<std::uint64_t()> stamp_floor;
 };
 
 struct protocol_stats {
@@ -180,6 +185,12 @@ class protocol final : public protocol_core {
 
   const membership& members() const noexcept { return members_; }
   const protocol_stats& stats() const noexcept { return stats_; }
+  /// Per peer that sent us a message: its wall clock minus ours, in µs, as
+  /// of its latest message (its send time against our receive time, so the
+  /// transit delay counts against it: well under a millisecond on a LAN).
+  const boost::container::flat_map<replica_id, std::int64_t>& clock_offsets() const noexcept {
+    return clock_offsets_;
+  }
   replica_id self() const noexcept { return options_.self; }
 
   /// Merges a local mutation's delta and spreads it.
@@ -244,7 +255,7 @@ class protocol final : public protocol_core {
       ops_.forget_expired();
     }
     if (now >= next_heartbeat_) {
-      members_.beat();
+      members_.beat(options_.stamp_floor ? options_.stamp_floor() : options_.wall_clock());
       const auto peers = pick_peers(options_.fanout, options_.self, now);
       if (peers.empty()) {
         for (const auto& seed : options_.seeds)
@@ -282,6 +293,7 @@ class protocol final : public protocol_core {
   std::vector<outgoing_message> take_outgoing() override { return std::exchange(outgoing_, {}); }
 
  private:
+  // Decodes an envelope, counting a failure, and notes the sender's clock.
   template <class M>
   std::optional<M> decode_or_count(std::span<const std::byte> payload) {
     auto decoded = crdt::decode<M>(payload);
@@ -289,6 +301,9 @@ class protocol final : public protocol_core {
       ++stats_.rejected;
       return std::nullopt;
     }
+    const M& m = decoded.value();
+    if (m.from != options_.self && m.sent_us != 0)
+      clock_offsets_[m.from] = static_cast<std::int64_t>(m.sent_us - options_.wall_clock());
     return std::move(decoded).value();
   }
 
@@ -419,7 +434,7 @@ class protocol final : public protocol_core {
 
   template <class Body>
   void send(const std::string& to, message_type type, const Body& body) {
-    auto payload = crdt::encode(envelope<Body>{options_.self, options_.address, body});
+    auto payload = crdt::encode(envelope<Body>{options_.self, options_.address, options_.wall_clock(), body});
     ++stats_.messages_sent;
     stats_.bytes_sent += payload.size();
     if (const auto t = static_cast<std::size_t>(type); t < stats_.sent_by_type.size()) {
@@ -440,6 +455,7 @@ class protocol final : public protocol_core {
   protocol_stats stats_;
   std::vector<outgoing_message> outgoing_;
   std::function<void(const S&, const S&)> listener_;
+  boost::container::flat_map<replica_id, std::int64_t> clock_offsets_;
 };
 
 }  // namespace lattice::transport

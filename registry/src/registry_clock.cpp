@@ -1,0 +1,101 @@
+// registry_core's dealings with time: the HLC receive rule on merged
+// stamps, drift reports, and the cluster-stable compaction horizon.
+#include <chrono>
+
+#include <fmt/chrono.h>
+#include <spdlog/spdlog.h>
+
+#include "lattice/registry/registry_core.hpp"
+
+namespace lattice::registry {
+namespace {
+
+using transport::member_state;
+
+// "2026-12-02T18:20:01.123456Z", for log lines a person compares.
+std::string utc(std::uint64_t us) {
+  const std::chrono::sys_time<std::chrono::microseconds> t{std::chrono::microseconds(us)};
+  return fmt::format("{:%FT%T}Z", t);
+}
+
+}  // namespace
+
+void registry_core::observe_stamps(const registry_document& merged) {
+  // One clock update for the latest acceptable stamp covers them all: the
+  // clock then stands past every one of them.
+  const auto wall = wall_();
+  hlc_timestamp latest = hlc_timestamp::zero();
+  const auto look = [&](const auto&, const auto& entry) {
+    const hlc_timestamp& stamp = entry.stamp;
+    if (stamp.replica == self()) return;  // ours: the clock issued it
+    if (clock_.acceptable(stamp, wall)) {
+      latest = std::max(latest, stamp);
+      return;
+    }
+    // Merged all the same (refusing it would make replicas diverge), but
+    // it must not drag our clock hours ahead: every write of ours would
+    // then carry that error.
+    ++clock_drift_;
+    report_drift(stamp, wall);
+  };
+  merged.instances.for_each_entry(look);
+  merged.config.for_each_entry(look);
+  merged.load.for_each_entry(look);
+  if (clock_.last() < latest) (void)clock_.update(latest, wall);
+}
+
+void registry_core::report_drift(const hlc_timestamp& stamp, std::uint64_t wall) {
+  auto [logged, first] = drift_logged_.try_emplace(stamp.replica, last_now_);
+  if (!first && last_now_ - logged->second < std::chrono::minutes(1)) return;
+  logged->second = last_now_;
+  const auto ahead = std::chrono::microseconds(static_cast<std::int64_t>(stamp.physical_us - wall));
+  const auto& offsets = clock_offsets();
+  const auto offset = offsets.find(stamp.replica);
+  spdlog::warn(
+      "lattice replica {}: replica {} stamped a write at {}, {:.3f} s ahead of our clock ({}; drift bound {:.3f} s). "
+      "Merged, but our clock does not follow it. Its clock {}; check time sync on both hosts",
+      self(), stamp.replica, utc(stamp.physical_us), std::chrono::duration<double>(ahead).count(), utc(wall),
+      std::chrono::duration<double>(clock_.max_drift()).count(),
+      offset == offsets.end()
+          ? std::string("has not been measured (no message from it yet)")
+          : fmt::format("runs {:+.3f} s from ours", std::chrono::duration<double>(std::chrono::microseconds(offset->second)).count()));
+}
+
+std::optional<hlc_timestamp> registry_core::compaction_horizon(steady_time now) const {
+  // A member that may still write could hold a write stamped down to its
+  // floor that has not reached us: only what is older than every such
+  // floor by gc_grace is safe to forget. Using the least floor, not our
+  // own clock, keeps a replica whose clock runs ahead from collecting
+  // (and then refusing) everybody's entries, and one whose clock lags
+  // from having its writes collected as soon as they arrive.
+  std::uint64_t floor = UINT64_MAX;
+  for (const auto& [id, record] : members().table().records()) {
+    if (id != self()) {
+      const auto state = members().state_of(id, now);
+      if (state == member_state::left) continue;
+      if (state == member_state::dead) {
+        // Dead for longer than gc_grace: if it returns, it is stale and
+        // the grace rule makes it start over.
+        const auto seen = members().last_progress(id);
+        if (!seen || now - *seen > options_.gc_grace) continue;
+      }
+    }
+    if (record.clock_us == 0) return std::nullopt;
+    floor = std::min(floor, record.clock_us);
+  }
+  const auto grace_us = static_cast<std::uint64_t>(std::chrono::microseconds(options_.gc_grace).count());
+  if (floor == UINT64_MAX || floor <= grace_us) return std::nullopt;
+  return hlc_timestamp{floor - grace_us, 0, 0};
+}
+
+void registry_core::compact(steady_time now) {
+  const auto horizon = compaction_horizon(now);
+  if (!horizon) return;
+  // The collected tombstones are in no index, but their rows are on disk:
+  // the observer deletes them.
+  registry_document collected;
+  protocol_.maintain([&](registry_document& doc) { doc.compact(*horizon, &collected); });
+  if (!collected.empty() && options_.observer) options_.observer(collected);
+}
+
+}  // namespace lattice::registry
