@@ -6,7 +6,7 @@
 //   lattice watch /HelloWorldService            (until Ctrl-C)
 //   lattice register /HelloWorldService/1.0.0 --address 10.0.0.5 --port 8080 --tag env=prod
 //   lattice deregister /HelloWorldService/1.0.0 10.0.0.5:8080
-//   lattice config set /app/timeout 30s | get /app/timeout | delete /app/timeout | list /app
+//   lattice config set /app/timeout 30s | get /app/timeout | delete [-r] /app/timeout | list /app
 //
 // Global options: --addr host:port (or $LATTICE_HTTP_ADDR; default
 // 127.0.0.1:8500), --token (or $LATTICE_TOKEN), --json (raw JSON for
@@ -250,6 +250,9 @@ int main(int argc, char** argv) {
   cset->add_option("VALUE", value, "Value")->required();
   auto* cdel = config->add_subcommand("delete", "Delete a key");
   cdel->add_option("KEY", key, "Key (a path)")->required();
+  bool recursive = false;
+  cdel->add_flag("-r,--recursive", recursive,
+                 "Also every key under KEY, including keys this daemon has not seen yet");
   auto* clist = config->add_subcommand("list", "Keys and values under a prefix");
   clist->add_option("PREFIX", key, "Prefix (a path)")->required();
 
@@ -342,11 +345,17 @@ int main(int argc, char** argv) {
       if (as_json) return show(out), ok;
       std::cout << fmt::format("set {}\n", key);
     } else if (*cdel) {
-      const auto out = c.call(http::verb::delete_, "/v1/lattice/config" + escape_target(key));
+      const auto out = c.call(http::verb::delete_,
+                              "/v1/lattice/config" + escape_target(key) + (recursive ? "?recurse" : ""));
       if (as_json) return show(out), ok;
-      const bool known = out.value("known", true);
-      std::cout << fmt::format("deleted {}{}\n", key,
-                               known ? "" : " (not set on this daemon; a tombstone was written anyway)");
+      if (recursive) {
+        std::cout << fmt::format("deleted {} and everything under it ({} keys set on this daemon)\n", key,
+                                 out.value("known", 0));
+      } else {
+        const bool known = out.value("known", true);
+        std::cout << fmt::format("deleted {}{}\n", key,
+                                 known ? "" : " (not set on this daemon; a tombstone was written anyway)");
+      }
     } else if (*clist) {
       const auto out = c.call(http::verb::get, "/v1/lattice/config" + escape_target(key) + "?recurse");
       if (as_json) return show(out), ok;

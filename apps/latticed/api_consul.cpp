@@ -462,7 +462,7 @@ reply api::consul(request& req, const target& t) {
       return std::pair{list.version(), with_index(json_response(out, v), list.version())};
     });
   }
-  if (path == "/v1/kv" || under("/v1/kv/")) {
+  if (path == "/v1/kv" || path.starts_with("/v1/kv/")) {  // "/v1/kv/?recurse": the whole tree
     const std::string key = path.size() > 7 ? path.substr(7) : "";
     const std::string config_key = "/" + key;
     for (const char* unsupported : {"cas", "acquire", "release"})
@@ -511,6 +511,15 @@ reply api::consul(request& req, const target& t) {
         return std::pair{index, with_index(json_response(out, v), index)};
       });
     }
+    if (method == http::verb::delete_ && t.has("recurse")) {
+      // One prefix tombstone: it also covers keys under the prefix that
+      // this daemon has not seen yet. A string prefix, as Consul's.
+      if (auto r = replica_.erase_config_prefix(config_key); !r)
+        return error_response(static_cast<http::status>(status_of(r.error())),
+                              "prefix \"" + key + "\": " + r.error().message() +
+                                  " (Lattice config keys are paths: segments of [A-Za-z0-9._~:@+-])", v);
+      return json_response(true, v);
+    }
     if (auto p = reg::service_path::parse(config_key); !p)
       return error_response(http::status::bad_request,
                             "invalid key \"" + key + "\": " + p.error().message() +
@@ -521,13 +530,6 @@ reply api::consul(request& req, const target& t) {
       return json_response(true, v);
     }
     if (method == http::verb::delete_) {
-      if (t.has("recurse")) {
-        const auto snap = replica_.current();
-        for (auto it = snap->config->lower_bound(config_key);
-             it != snap->config->end() && it->first.starts_with(config_key); ++it)
-          (void)replica_.erase_config(it->first);
-        return json_response(true, v);
-      }
       // A tombstone whether or not the key is known here.
       if (auto r = replica_.erase_config(config_key); !r)
         return error_response(static_cast<http::status>(status_of(r.error())), r.error().message(), v);

@@ -129,6 +129,21 @@ reply api::native(request& req, const target& t) {
       if (auto r = replica_.set_config(key, req.body()); !r) return registry_error(r.error(), v);
       return json_response(json{{"key", key}, {"value", req.body()}}, v);
     }
+    if (method == http::verb::delete_ && t.has("recurse")) {
+      // The key and everything under it, seen here or not: a tombstone for
+      // the key and one prefix tombstone for the subtree.
+      const reg::service_path& prefix = parsed.value();
+      std::size_t known = 0;
+      if (!prefix.is_root()) {
+        auto r = replica_.erase_config(key);
+        if (!r) return registry_error(r.error(), v);
+        if (r.value()) ++known;
+      }
+      auto r = replica_.erase_config_prefix(prefix.is_root() ? "/" : key + "/");
+      if (!r) return registry_error(r.error(), v);
+      known += r.value();
+      return json_response(json{{"deleted", key}, {"recurse", true}, {"known", known}}, v);
+    }
     if (method == http::verb::delete_) {
       auto r = replica_.erase_config(key);
       if (!r) return registry_error(r.error(), v);

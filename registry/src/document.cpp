@@ -37,4 +37,56 @@ bool registry_document::instance_keys_match() const {
   return match;
 }
 
+registry_document registry_document::erase_config_prefix(std::string prefix, hlc_timestamp stamp) {
+  registry_document delta;
+  delta.config_erasures.erase(std::move(prefix), stamp);
+  return delta;
+}
+
+const hlc_timestamp* registry_document::erasure_covering(std::string_view key) const {
+  // Erasures are few (recursive deletes, until collected): a walk over them
+  // is cheaper than an index kept up to date on every merge.
+  const hlc_timestamp* latest = nullptr;
+  config_erasures.for_each_entry([&](const std::string& prefix, const auto& entry) {
+    if (key.starts_with(prefix) && (latest == nullptr || *latest < entry.stamp)) latest = &entry.stamp;
+  });
+  return latest;
+}
+
+bool registry_document::merge(const registry_document& other, registry_document* removed) {
+  bool changed = instances.merge(other.instances, removed ? &removed->instances : nullptr);
+  changed |= load.merge(other.load, removed ? &removed->load : nullptr);
+  // Erasures first: our entries they cover go, and incoming entries they
+  // cover are never absorbed (absorbing then dropping one would report a
+  // change that is none, and a rumour would be forwarded forever).
+  const bool erased = config_erasures.merge(other.config_erasures, removed ? &removed->config_erasures : nullptr);
+  changed |= erased;
+  config_map* config_removed = removed ? &removed->config : nullptr;
+  if (config_erasures.empty()) return config.merge(other.config, config_removed) || changed;
+  const auto covered = [&](const std::string& key, const auto& entry) {
+    const hlc_timestamp* erasure = erasure_covering(key);
+    return erasure != nullptr && entry.stamp < *erasure;
+  };
+  if (erased) changed |= config.drop_if(covered, config_removed) != 0;
+  bool any_covered = false;
+  other.config.for_each_entry([&](const std::string& key, const auto& entry) {
+    any_covered = any_covered || covered(key, entry);
+  });
+  if (!any_covered) return config.merge(other.config, config_removed) || changed;
+  config_map uncovered = other.config;
+  uncovered.drop_if(covered);
+  return config.merge(uncovered, config_removed) || changed;
+}
+
+bool registry_document::normal() const {
+  bool ok = true;
+  config_erasures.for_each_entry([&](const std::string&, const auto& entry) { ok = ok && !entry.live(); });
+  if (!ok || config_erasures.empty()) return ok;
+  config.for_each_entry([&](const std::string& key, const auto& entry) {
+    const hlc_timestamp* erasure = ok ? erasure_covering(key) : nullptr;
+    ok = ok && (erasure == nullptr || !(entry.stamp < *erasure));
+  });
+  return ok;
+}
+
 }  // namespace lattice::registry

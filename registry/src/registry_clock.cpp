@@ -41,6 +41,7 @@ void registry_core::observe_stamps(const registry_document& merged) {
   merged.instances.for_each_entry(look);
   merged.config.for_each_entry(look);
   merged.load.for_each_entry(look);
+  merged.config_erasures.for_each_entry(look);
   if (clock_.last() < latest) (void)clock_.update(latest, wall);
 }
 

@@ -156,6 +156,24 @@ result<bool> registry_core::erase_config(const service_path& key) {
   return known;
 }
 
+result<std::size_t> registry_core::erase_config_prefix(std::string prefix) {
+  // After every stamp under the prefix held here, so everything this
+  // replica has seen is covered, even if a skewed peer stamped it ahead of
+  // our clock.
+  const hlc_timestamp* latest = nullptr;
+  std::size_t known = 0;
+  state().config.for_each_entry([&](const std::string& key, const auto& entry) {
+    if (!key.starts_with(prefix)) return;
+    if (entry.live()) ++known;
+    if (latest == nullptr || *latest < entry.stamp) latest = &entry.stamp;
+  });
+  if (const auto* erased = state().config_erasures.find_entry(prefix); erased && (!latest || *latest < erased->stamp))
+    latest = &erased->stamp;
+  const auto stamp = stamp_after(latest);
+  write(registry_document::erase_config_prefix(std::move(prefix), stamp));
+  return known;
+}
+
 // ---- protocol ---------------------------------------------------------------
 
 void registry_core::on_message(transport::message_type type, std::span<const std::byte> payload,

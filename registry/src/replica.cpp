@@ -65,6 +65,7 @@ struct replica::impl {
   bool restoring = false;
   std::set<std::string> dirty_instances;
   std::set<std::string> dirty_config;
+  std::set<std::string> dirty_erasures;
   // Replica thread only (metrics() reads them there).
   std::uint64_t commits = 0;
   std::uint64_t commit_failures = 0;
@@ -78,6 +79,7 @@ struct replica::impl {
     if (!disk || restoring) return;
     merged.instances.for_each_entry([&](const std::string& key, const auto&) { dirty_instances.insert(key); });
     merged.config.for_each_entry([&](const std::string& key, const auto&) { dirty_config.insert(key); });
+    merged.config_erasures.for_each_entry([&](const std::string& key, const auto&) { dirty_erasures.insert(key); });
   }
   // Writes what changed since the last call; true if it is durable.
   bool persist() {
@@ -97,6 +99,8 @@ struct replica::impl {
     }
     for (const auto& key : std::exchange(dirty_instances, {})) disk->put_instance(key, doc.instances.find_entry(key));
     for (const auto& key : std::exchange(dirty_config, {})) disk->put_config(key, doc.config.find_entry(key));
+    for (const auto& key : std::exchange(dirty_erasures, {}))
+      disk->put_config_erasure(key, doc.config_erasures.find_entry(key));
     if (!disk->has_staged()) return true;
     const auto start = std::chrono::steady_clock::now();
     const bool ok = disk->commit().has_value();
@@ -361,6 +365,16 @@ result<bool> replica::erase_config(std::string_view key) {
   if (!p) return p.error();
   return write_on_replica_thread([&]() -> result<bool> {
     return finish_write(impl_->core->erase_config(p.value()));
+  });
+}
+
+result<std::size_t> replica::erase_config_prefix(std::string_view prefix) {
+  if (prefix != "/") {
+    const auto body = prefix.ends_with('/') ? prefix.substr(0, prefix.size() - 1) : prefix;
+    if (auto p = service_path::parse(body); !p) return p.error();
+  }
+  return write_on_replica_thread([&]() -> result<std::size_t> {
+    return finish_write(impl_->core->erase_config_prefix(std::string(prefix)));
   });
 }
 

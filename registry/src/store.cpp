@@ -17,6 +17,7 @@ constexpr const char* kSchema = R"sql(
   CREATE TABLE IF NOT EXISTS instances(key BLOB PRIMARY KEY, entry BLOB NOT NULL);
   CREATE TABLE IF NOT EXISTS config   (key BLOB PRIMARY KEY, entry BLOB NOT NULL);
   CREATE TABLE IF NOT EXISTS own      (key BLOB PRIMARY KEY, registration BLOB NOT NULL);
+  CREATE TABLE IF NOT EXISTS config_erasures(key BLOB PRIMARY KEY, entry BLOB NOT NULL);
 )sql";
 
 // A statement prepared for one use (loading).
@@ -73,7 +74,7 @@ struct stored_registration {
 };
 
 const char* table_name(std::size_t t) {
-  static const char* names[] = {"meta", "instances", "config", "own"};
+  static const char* names[] = {"meta", "instances", "config", "own", "config_erasures"};
   return names[t];
 }
 
@@ -98,7 +99,7 @@ result<std::unique_ptr<store>> store::open(const std::string& dir, bool durable_
       !s->exec(durable_commits ? "PRAGMA synchronous = FULL;" : "PRAGMA synchronous = NORMAL;"))
     return std::make_error_code(std::errc::io_error);
   // Prepared once: a commit after a large merge writes thousands of rows.
-  for (std::size_t t = 0; t < 4; ++t) {
+  for (std::size_t t = 0; t < kTables; ++t) {
     const auto upsert = fmt::format("INSERT OR REPLACE INTO {} VALUES (?1, ?2)", table_name(t));
     const auto remove = fmt::format("DELETE FROM {} WHERE key = ?1", table_name(t));
     if (sqlite3_prepare_v2(s->db_, upsert.c_str(), -1, &s->upsert_[t], nullptr) != SQLITE_OK ||
@@ -161,6 +162,7 @@ store::contents store::load() {
   }
   std::size_t skipped = load_entries(db_, "SELECT key, entry FROM instances", out.document.instances);
   skipped += load_entries(db_, "SELECT key, entry FROM config", out.document.config);
+  skipped += load_entries(db_, "SELECT key, entry FROM config_erasures", out.document.config_erasures);
   {
     statement q(db_, "SELECT registration FROM own");
     while (q.ok() && q.step() == SQLITE_ROW) {
@@ -192,6 +194,11 @@ void store::put_instance(const std::string& key, const registry_document::instan
 
 void store::put_config(const std::string& key, const registry_document::config_map::entry* entry) {
   staged_.push_back({staged_row::table::config, key,
+                     entry ? std::optional(to_blob(*entry)) : std::nullopt});
+}
+
+void store::put_config_erasure(const std::string& prefix, const registry_document::config_map::entry* entry) {
+  staged_.push_back({staged_row::table::config_erasure, prefix,
                      entry ? std::optional(to_blob(*entry)) : std::nullopt});
 }
 

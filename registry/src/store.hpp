@@ -65,6 +65,8 @@ class store {
   void put_contact(std::uint64_t wall_us);
   void put_instance(const std::string& key, const registry_document::instance_map::entry* entry);
   void put_config(const std::string& key, const registry_document::config_map::entry* entry);
+  /// A recursive delete's erasure of `prefix` (null: collected).
+  void put_config_erasure(const std::string& prefix, const registry_document::config_map::entry* entry);
   void put_own(const std::string& key, const own_registration& registration);
   void erase_own(const std::string& key);
   bool has_staged() const noexcept { return !staged_.empty(); }
@@ -77,7 +79,7 @@ class store {
  private:
   store() = default;
   struct staged_row {
-    enum class table { meta, instance, config, own } where;
+    enum class table { meta, instance, config, own, config_erasure } where;
     std::string key;
     std::optional<std::string> value;  // nullopt: delete the row
   };
@@ -85,8 +87,9 @@ class store {
 
   sqlite3* db_ = nullptr;
   // Per table (staged_row::table order): write a row, delete a row.
-  std::array<sqlite3_stmt*, 4> upsert_{};
-  std::array<sqlite3_stmt*, 4> remove_{};
+  static constexpr std::size_t kTables = 5;  // one per staged_row::table
+  std::array<sqlite3_stmt*, kTables> upsert_{};
+  std::array<sqlite3_stmt*, kTables> remove_{};
   std::vector<staged_row> staged_;
 };
 

@@ -258,6 +258,24 @@ class ConsulClientTest(unittest.TestCase):
         self.assertTrue(eventually(lambda: self.cb.catalog.service("web")[1] == []))
         self.assertNotIn("web-1", self.ca.agent.services())
 
+    def test_kv_recursive_delete_is_a_string_prefix(self):
+        for key in ("app/x", "app/y/z", "apple", "other"):
+            self.assertTrue(self.ca.kv.put(key, "1"))
+
+        def keys_on_b():
+            return sorted(e["Key"] for e in (self.cb.kv.get("", recurse=True)[1] or []))
+
+        self.assertTrue(eventually(lambda: keys_on_b() == ["app/x", "app/y/z", "apple", "other"]))
+        # Trailing '/': only what is under app/.
+        self.assertTrue(self.ca.kv.delete("app/", recurse=True))
+        self.assertTrue(eventually(lambda: keys_on_b() == ["apple", "other"]))
+        # Without it, a string prefix, as Consul: apple goes too.
+        self.assertTrue(self.ca.kv.delete("app", recurse=True))
+        self.assertTrue(eventually(lambda: keys_on_b() == ["other"]))
+        # A key written after the delete is a new key.
+        self.assertTrue(self.cb.kv.put("app/x", "2"))
+        self.assertTrue(eventually(lambda: self.ca.kv.get("app/x")[1] is not None))
+
     def test_kv_put_get_delete(self):
         self.assertTrue(self.ca.kv.put("app/config/timeout", "30s"))
         self.assertTrue(eventually(lambda: self.cb.kv.get("app/config/timeout")[1] is not None))
@@ -479,6 +497,14 @@ class CliTest(unittest.TestCase):
         code, _, err = cli(self.d, "config", "get", "/app/timeout")
         self.assertEqual(code, 4)
         self.assertIn("no config key", err)
+        # Recursive: the key and its subtree, not its string-prefix siblings.
+        for key in ("/app", "/app/a", "/app/b/c", "/apple"):
+            self.assertEqual(cli(self.d, "config", "set", key, "1")[0], 0)
+        code, out, _ = cli(self.d, "config", "delete", "-r", "/app")
+        self.assertEqual(code, 0)
+        self.assertIn("deleted /app and everything under it (3 keys set on this daemon)", out)
+        self.assertEqual(cli(self.d, "config", "get", "/app/b/c")[0], 4)
+        self.assertEqual(cli(self.d, "config", "get", "/apple")[1].strip(), "1")
         self.assertEqual(cli(self.d, "deregister", PATH, "127.0.0.1:9001")[0], 0)
         code, _, err = cli(self.d, "instances", "not a path")
         self.assertEqual(code, 5)

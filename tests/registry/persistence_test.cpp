@@ -270,3 +270,56 @@ TEST_CASE("a refuted incarnation is kept, so a restart with the clock behind sti
   CHECK(self_incarnation(*again) > refuted);
   again->stop();
 }
+
+// Item 1, recursive half: the prefix tombstone of a recursive delete is
+// durable. Lost in a restart, an older write of a covered key offered by a
+// peer that missed the delete would come back.
+TEST_CASE("a recursive delete's erasure survives a restart, and its row goes when it is collected (item 1)",
+          "[registry][persistence][regression]") {
+  namespace t = lattice::transport;
+  temp_dir dir;
+  replica_options o;
+  o.data_dir = dir.path.string();
+  o.gc_grace = 1h;  // nothing is collected in the first two lives
+  {
+    auto r = replica::open(o).value();
+    REQUIRE(r->set_config("/app/x", "1"));
+    REQUIRE(r->set_config("/app/y/z", "2"));
+    REQUIRE(r->set_config("/keep", "3"));
+    CHECK(r->erase_config_prefix("/app/").value() == 2);
+    CHECK(rows_in(dir, "config_erasures") == 1);
+    CHECK(rows_in(dir, "config") == 1);  // covered entries leave no tombstones
+    CHECK(r->erase_config_prefix("/app/x/").value() == 0);  // a prefix nothing is under
+    CHECK(r->erase_config_prefix("app").error() == errc::invalid_path);
+    CHECK(r->erase_config_prefix("/app//").error() == errc::invalid_path);
+    r->stop();
+  }
+  {
+    auto r = replica::open(o).value();
+    CHECK_FALSE(r->get_config("/app/x"));
+    // A peer that missed the delete offers its old write of /app/x, and a
+    // new key in the same message: once /z is here, /app/x was judged.
+    registry_document delta;
+    delta.config.put("/app/x", "stale", hlc_timestamp{1'000, 0, 99});
+    delta.config.put("/z", "new", hlc_timestamp{lattice::crdt::system_wall_clock_us(), 0, 99});
+    const auto payload = lattice::crdt::encode(t::envelope<t::gossip_body<registry_document>>{
+        99, "127.0.0.1:1", 0, {t::member_table{}, delta}});
+    const auto frame = t::encode_frame(static_cast<std::uint8_t>(t::message_type::gossip), payload, t::frame_options{});
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::socket socket(io);
+    const auto colon = r->address().rfind(':');
+    socket.connect({boost::asio::ip::make_address(r->address().substr(0, colon)),
+                    static_cast<unsigned short>(std::stoi(r->address().substr(colon + 1)))});
+    boost::asio::write(socket, boost::asio::buffer(frame.data(), frame.size()));
+    REQUIRE(eventually([&] { return r->get_config("/z").has_value(); }));
+    CHECK_FALSE(r->get_config("/app/x"));
+    CHECK(r->get_config("/keep") == std::optional<std::string>("3"));
+    r->stop();
+  }
+  // A short gc_grace: the erasures are collected, and their rows deleted.
+  o.gc_grace = 2s;
+  o.compaction_interval = 100ms;
+  auto r = replica::open(o).value();
+  CHECK(eventually([&] { return rows_in(dir, "config_erasures") == 0; }, 20s));
+  r->stop();
+}

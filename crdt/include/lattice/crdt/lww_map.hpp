@@ -273,6 +273,20 @@ class lww_map {
   }
   hlc_timestamp horizon() const noexcept { return horizon_; }
 
+  /// Removes every entry, live or tombstone, for which pred(key, entry)
+  /// holds, leaving no tombstone; with `removed`, adds them to it. Returns
+  /// how many. Not a CRDT operation on its own: for a composite state whose
+  /// other parts already say those keys are deleted (the registry
+  /// document's prefix erasures), which keeps it in one normal form.
+  template <class Pred>
+  std::size_t drop_if(Pred&& pred, lww_map* removed = nullptr) {
+    std::size_t dropped = 0;
+    for (auto& b : buckets_)
+      dropped += erase_slots_if(b, [&](const slot& s) { return pred(s.key, s.value); }, keep_in(removed));
+    if (removed != nullptr) removed->grow_if_needed();
+    return dropped;
+  }
+
   /// Removes every entry, live or tombstone, stamped before `point`, and
   /// returns them as a map of their own (zero horizon). Not a CRDT
   /// operation: for a replica that learns its copy of everything older than

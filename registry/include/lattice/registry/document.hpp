@@ -97,43 +97,54 @@ struct registry_document {
   instance_map instances;
   config_map config;
   load_map load;
+  /// Recursive config deletes: prefix -> a tombstone stamped at the delete
+  /// (only tombstones; collected below the horizon like any other).
+  config_map config_erasures;
+
+  /// A delta that erases every config key starting with `prefix` stamped
+  /// before `stamp`.
+  static registry_document erase_config_prefix(std::string prefix, hlc_timestamp stamp);
+  /// The latest erasure covering config `key`, or null.
+  const hlc_timestamp* erasure_covering(std::string_view key) const;
 
   /// Joins `other` in. With `removed`, the entries the join removed here
-  /// (see lww_map::merge) are added to it: with `other`, it names every
-  /// key that changed.
-  bool merge(const registry_document& other, registry_document* removed = nullptr) {
-    bool changed = instances.merge(other.instances, removed ? &removed->instances : nullptr);
-    changed |= config.merge(other.config, removed ? &removed->config : nullptr);
-    changed |= load.merge(other.load, removed ? &removed->load : nullptr);
-    return changed;
-  }
+  /// (see lww_map::merge, and config entries an erasure covers) are added
+  /// to it: with `other`, it names every key that changed.
+  bool merge(const registry_document& other, registry_document* removed = nullptr);
   std::uint64_t digest() const noexcept {
-    return combine(instances.digest(), config.digest(), load.digest());
+    return combine(instances.digest(), config.digest(), load.digest(), config_erasures.digest());
   }
   std::uint64_t range_digest(unsigned bits, std::size_t index) const noexcept {
     return combine(instances.range_digest(bits, index), config.range_digest(bits, index),
-                   load.range_digest(bits, index));
+                   load.range_digest(bits, index), config_erasures.range_digest(bits, index));
   }
   registry_document slice(unsigned bits, std::size_t index) const {
-    return {instances.slice(bits, index), config.slice(bits, index), load.slice(bits, index)};
+    return {instances.slice(bits, index), config.slice(bits, index), load.slice(bits, index),
+            config_erasures.slice(bits, index)};
   }
-  std::size_t size() const noexcept { return instances.size() + config.size() + load.size(); }
+  std::size_t size() const noexcept {
+    return instances.size() + config.size() + load.size() + config_erasures.size();
+  }
   std::size_t tombstones() const noexcept {
-    return instances.tombstones() + config.tombstones() + load.tombstones();
+    return instances.tombstones() + config.tombstones() + load.tombstones() + config_erasures.tombstones();
   }
-  bool empty() const noexcept { return instances.empty() && config.empty() && load.empty(); }
-  /// Drops tombstones stamped before `stable` in all three maps; with
-  /// `removed`, adds them to it.
+  bool empty() const noexcept {
+    return instances.empty() && config.empty() && load.empty() && config_erasures.empty();
+  }
+  /// Drops tombstones (erasures included) stamped before `stable` in every
+  /// map; with `removed`, adds them to it.
   std::size_t compact(hlc_timestamp stable, registry_document* removed = nullptr) {
     return instances.compact(stable, removed ? &removed->instances : nullptr) +
            config.compact(stable, removed ? &removed->config : nullptr) +
-           load.compact(stable, removed ? &removed->load : nullptr);
+           load.compact(stable, removed ? &removed->load : nullptr) +
+           config_erasures.compact(stable, removed ? &removed->config_erasures : nullptr);
   }
 
-  /// Removes every entry stamped before `point` from all three maps and
-  /// returns them (see lww_map::forget_before).
+  /// Removes every entry stamped before `point` from every map and returns
+  /// them (see lww_map::forget_before).
   registry_document forget_before(hlc_timestamp point) {
-    return {instances.forget_before(point), config.forget_before(point), load.forget_before(point)};
+    return {instances.forget_before(point), config.forget_before(point), load.forget_before(point),
+            config_erasures.forget_before(point)};
   }
 
   friend bool operator==(const registry_document&, const registry_document&) = default;
@@ -143,24 +154,28 @@ struct registry_document {
   /// one does not: such a record would be indexed under one id and erased
   /// under another, leaving a ghost.
   bool instance_keys_match() const;
+  /// Holds only tombstones in config_erasures, and no config entry one of
+  /// them covers (the normal form). Decoding rejects any other document.
+  bool normal() const;
 
  private:
   // Distinct odd multipliers keep an entry moving between maps from
   // cancelling out in the sum.
-  static std::uint64_t combine(std::uint64_t a, std::uint64_t b, std::uint64_t c) noexcept {
-    return a * 0x9e3779b97f4a7c15ULL + b * 0xc2b2ae3d27d4eb4fULL + c * 0x165667b19e3779f9ULL;
+  static std::uint64_t combine(std::uint64_t a, std::uint64_t b, std::uint64_t c, std::uint64_t d) noexcept {
+    return a * 0x9e3779b97f4a7c15ULL + b * 0xc2b2ae3d27d4eb4fULL + c * 0x165667b19e3779f9ULL +
+           d * 0x27d4eb2f165667c5ULL;
   }
 };
 
 // Free functions: the member name `load` is taken by the load map.
 template <class Archive>
 void save(Archive& archive, const registry_document& doc) {
-  archive(doc.instances, doc.config, doc.load);
+  archive(doc.instances, doc.config, doc.load, doc.config_erasures);
 }
 template <class Archive>
 void load(Archive& archive, registry_document& doc) {
-  archive(doc.instances, doc.config, doc.load);
-  if (!doc.instance_keys_match()) crdt::throw_malformed();
+  archive(doc.instances, doc.config, doc.load, doc.config_erasures);
+  if (!doc.instance_keys_match() || !doc.normal()) crdt::throw_malformed();
 }
 
 }  // namespace lattice::registry

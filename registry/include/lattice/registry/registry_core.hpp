@@ -129,6 +129,12 @@ class registry_core final : public transport::protocol_core {
   /// knows it (see deregister_instance). Returns whether it was set here.
   /// Never fails.
   result<bool> erase_config(const service_path& key);
+  /// Erases every config key starting with `prefix` with one prefix
+  /// tombstone stamped after every entry under it held here, covering keys
+  /// not seen yet too (registry_document::config_erasures). Returns how
+  /// many live keys it covered here. REQUIRES: a valid prefix (the replica
+  /// checks). Never fails.
+  result<std::size_t> erase_config_prefix(std::string prefix);
 
   /// Merges a document saved by an earlier life of this replica, without
   /// spreading it (anti-entropy reconciles it with peers). Instances that

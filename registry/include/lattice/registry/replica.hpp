@@ -254,6 +254,15 @@ class replica {
   /// Errors: errc::invalid_path, errc::stopped, errc::timed_out,
   /// errc::storage_failed.
   result<bool> erase_config(std::string_view key);
+  /// Erases every config key that starts with `prefix`, including keys
+  /// this replica has not seen yet (written elsewhere before this delete):
+  /// one prefix tombstone, not a tombstone per key (document.hpp). A string
+  /// prefix, as in Consul's recursive delete: "/app" also covers "/apple";
+  /// "/app/" covers only what is under /app; "/" covers everything.
+  /// Returns how many live keys it covered here. Errors: errc::invalid_path
+  /// (a prefix that is not "/", or a path with or without a trailing '/'),
+  /// errc::stopped, errc::timed_out, errc::storage_failed.
+  result<std::size_t> erase_config_prefix(std::string_view prefix);
 
   // ---- reads (never wait, never lock) -----------------------------------------
 
