@@ -18,6 +18,7 @@
 #include "api.hpp"
 #include "duration.hpp"
 #include "json_codec.hpp"
+#include "lattice/registry/path.hpp"
 
 namespace lattice::daemon {
 

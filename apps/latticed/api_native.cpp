@@ -3,6 +3,7 @@
 
 #include "api.hpp"
 #include "json_codec.hpp"
+#include "lattice/registry/path.hpp"
 
 namespace lattice::daemon {
 

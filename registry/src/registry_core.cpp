@@ -1,3 +1,7 @@
+// registry_core: construction, writes, the protocol plumbing and the
+// ordered index of what merges changed. Liveness and the grace rule, load
+// counters, publication and time live in registry_{liveness,load,publish,
+// clock}.cpp.
 #include "lattice/registry/registry_core.hpp"
 
 #include <algorithm>
@@ -6,8 +10,6 @@
 
 namespace lattice::registry {
 namespace {
-
-using transport::member_state;
 
 // Entries of one path are kept sorted by (kind, id); `record_of` gives an
 // element's record.
@@ -25,11 +27,6 @@ auto entry_position(Entries& entries, instance_kind kind, std::string_view id) {
 }
 auto own_position(std::vector<record_ptr>& own, instance_kind kind, std::string_view id) {
   return position(own, kind, id, [](const record_ptr& r) -> const record_ptr& { return r; });
-}
-
-bool same_list(const std::vector<instance_view>& a, const std::vector<instance_view>& b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end(),
-                    [](const instance_view& x, const instance_view& y) { return x.record == y.record; });
 }
 
 // The protocol reads our wall clock (op ages, envelopes) and reports our
@@ -307,24 +304,6 @@ void registry_core::on_instance_key(const std::string& key) {
   }
 }
 
-void registry_core::on_load_key(const load_key& key) {
-  // Our own current counts are the local cells; an earlier life's entries
-  // count like anyone's.
-  if (key.origin == self() && key.origin_incarnation == self_incarnation_) return;
-  auto& load = loads_[key.instance_key];
-  if (key.epoch < load.epoch) return;  // an earlier registration's counts
-  if (load.epoch < key.epoch) load = remote_load{key.epoch, {}};
-  const std::pair caller{key.origin, key.origin_incarnation};
-  if (const load_counts* counts = state().load.find(key)) {
-    load.by_origin[caller] = *counts;
-    callers_.emplace(caller, caller_live(key.origin, key.origin_incarnation, last_now_));
-  } else {
-    load.by_origin.erase(caller);
-  }
-  const std::string_view path = path_of_key(key.instance_key);
-  if (paths_.find(path) != paths_.end()) dirty_paths_.insert(std::string(path));
-}
-
 void registry_core::track_owner(const instance_record& inst, const std::string& path_key, int delta) {
   if (!inst.ephemeral()) return;
   auto& owner = owners_[inst.owner()];
@@ -376,282 +355,6 @@ void registry_core::reassert_pending() {
     }
     if (!delta.empty()) protocol_.local_change(delta, last_now_);
   }
-}
-
-// ---- liveness -------------------------------------------------------------------
-
-bool registry_core::owner_visible(replica_id owner, std::uint64_t incarnation,
-                                  steady_time now) const {
-  if (owner == self()) return incarnation == self_incarnation_;
-  const auto* record = members().table().find(owner);
-  if (record == nullptr || record->incarnation != incarnation) return false;
-  const auto state = members().state_of(owner, now);
-  if (state == member_state::left) return false;
-  return isolated_ || state != member_state::dead;
-}
-
-bool registry_core::caller_live(replica_id origin, std::uint64_t incarnation, steady_time now) const {
-  // Exactly that incarnation: a new life counts its own calls, and a
-  // refuting replica moves its entries to its new incarnation.
-  if (origin == self()) return incarnation == self_incarnation_;
-  const auto* record = members().table().find(origin);
-  if (record == nullptr || record->incarnation != incarnation) return false;
-  const auto state = members().state_of(origin, now);
-  return state == member_state::alive || state == member_state::suspect;
-}
-
-bool registry_core::visible(const instance_record& inst, steady_time now) const {
-  return !inst.ephemeral() || owner_visible(inst.owner(), inst.owner_incarnation(), now);
-}
-
-void registry_core::refresh_owners(steady_time now, bool isolated) {
-  const bool isolation_changed = isolated != isolated_;
-  isolated_ = isolated;
-  for (auto it = owners_.begin(); it != owners_.end();) {
-    auto& [id, owner] = *it;
-    if (owner.paths.empty()) {
-      it = owners_.erase(it);
-      continue;
-    }
-    const auto* record = members().table().find(id);
-    const std::uint64_t incarnation = record ? record->incarnation : 0;
-    const auto state = members().state_of(id, now);
-    const bool alive = id == self() ||
-                       (record && (isolated_ || state == member_state::alive || state == member_state::suspect));
-    if (alive != owner.visible || incarnation != owner.incarnation || isolation_changed) {
-      if (owner.visible && !alive) owner.hidden_since = now;
-      owner.visible = alive;
-      owner.incarnation = incarnation;
-      for (const auto& [path, count] : owner.paths) dirty_paths_.insert(*path);
-    }
-    ++it;
-  }
-}
-
-void registry_core::reap(steady_time now) {
-  if (isolated_) return;
-  registry_document delta;
-  for (const auto& [id, owner] : owners_) {
-    // Only owners hidden for reap_after: a visible owner's paths are not
-    // walked at all, so this costs nothing per tick in a healthy cluster.
-    // (An owner back in a newer incarnation removes its earlier life's
-    // instances itself, in on_instance_key.)
-    if (id == self() || owner.visible || now - owner.hidden_since < options_.reap_after) continue;
-    for (const auto& [path, count] : owner.paths) {
-      const auto ps = paths_.find(*path);
-      if (ps == paths_.end()) continue;
-      for (const auto& t : ps->second.entries) {
-        const instance_record& e = *t.record;
-        if (!e.ephemeral() || e.owner() != id) continue;
-        const std::string key = instance_key(*path, e.kind(), e.id());
-        delta.instances.merge(registry_document::instance_map{}.erase(key, stamp_for(state().instances, key)));
-        ++reaped_;
-      }
-    }
-  }
-  if (!delta.empty()) protocol_.local_change(delta, now);
-}
-
-void registry_core::apply_grace_rule(steady_time now, bool reaches_none) {
-  if (reachable_peers_ == 0) {
-    if (reaches_none && !isolated_since_) {
-      isolated_since_ = now;
-      isolated_since_wall_ = wall_();
-    }
-    return;
-  }
-  if (!isolated_since_) return;
-  const bool too_long = now - *isolated_since_ > options_.gc_grace;
-  const hlc_timestamp cut_off_at{isolated_since_wall_, 0, 0};
-  isolated_since_.reset();
-  if (!too_long) return;
-  // We were cut off longer than peers keep tombstones. That alone does not
-  // make us stale: if every peer we reach now has run for less than
-  // gc_grace, none of them can have collected a tombstone we missed (a
-  // replica collects nothing in its first gc_grace), and they are the ones
-  // catching up, not us. This is the case of the replica that stayed up
-  // while the others were down: it kept serving and keeps its state.
-  // Uptime in heartbeats: every replica of a cluster beats at the same
-  // interval, and the count is in the record we already have.
-  const auto uptime_limit = static_cast<std::uint64_t>(
-      options_.gc_grace.count() / std::max<std::chrono::milliseconds::rep>(1, options_.protocol.heartbeat_interval.count()));
-  bool peer_collected = false;
-  for (replica_id peer : members().reachable_peers(now))
-    if (const auto* record = members().table().find(peer);
-        record && record->heartbeat > uptime_limit)
-      peer_collected = true;
-  if (!peer_collected) return;
-  // A peer kept running while we were away and may have erased and
-  // forgotten keys we still hold. Forget what is older than our cut-off
-  // (peers give back whatever of it still exists); keep what was written
-  // since, which no peer can have deleted without seeing it, and our own
-  // registrations, which are written again.
-  ++resyncs_;
-  registry_document forgotten;
-  protocol_.maintain([&](registry_document& doc) { forgotten = doc.forget_before(cut_off_at); });
-  on_merged(forgotten);  // drops them from the index and from disk
-  for_each_own([&](const std::string& path, const record_ptr& record) {
-    reassert_.insert(instance_key(path, record->kind(), record->id()));
-  });
-}
-
-// ---- load ---------------------------------------------------------------------------
-
-void registry_core::refresh_callers(steady_time now) {
-  // Callers are few (the replicas that called something) and change state
-  // rarely; only a change walks the loads to republish what they called.
-  for (auto it = callers_.begin(); it != callers_.end();) {
-    const bool live = caller_live(it->first.first, it->first.second, now);
-    if (live == it->second) {
-      ++it;
-      continue;
-    }
-    bool still_held = false;
-    for (const auto& [key, load] : loads_)
-      if (load.by_origin.contains(it->first)) {
-        still_held = true;
-        const std::string_view path = path_of_key(key);
-        if (paths_.find(path) != paths_.end()) dirty_paths_.insert(std::string(path));
-      }
-    if (!still_held) {
-      it = callers_.erase(it);
-      continue;
-    }
-    it->second = live;
-    ++it;
-  }
-}
-
-void registry_core::rekey_own_load(std::uint64_t refuted) {
-  // Our entries of the refuted incarnation would read as a dead life's:
-  // carry their totals over to the new one and erase them. (An earlier
-  // life's entries stay as they are: its calls ended with it.)
-  registry_document delta;
-  state().load.for_each([&](const load_key& key, const load_counts& counts, const auto&) {
-    if (key.origin != self() || key.origin_incarnation != refuted) return;
-    load_key moved = key;
-    moved.origin_incarnation = self_incarnation_;
-    delta.load.merge(registry_document::load_map{}.put(moved, counts, stamp_for(state().load, moved)));
-    delta.load.merge(registry_document::load_map{}.erase(key, stamp_for(state().load, key)));
-  });
-  if (!delta.empty()) protocol_.local_change(delta, last_now_);
-}
-
-void registry_core::flush_load() {
-  registry_document delta;
-  for (auto& [path, ps] : paths_)
-    for (auto& t : ps.entries) {
-      if (!t.cell) continue;
-      const load_counts counts{t.cell->started.load(std::memory_order_relaxed),
-                               t.cell->finished.load(std::memory_order_relaxed)};
-      const auto sum = static_cast<std::uint32_t>(counts.started + counts.finished);
-      if (sum == t.cell->flushed_sum) continue;
-      const load_key lk{instance_key(path, t.record->kind(), t.record->id()), t.record->epoch(), self(),
-                        self_incarnation_};
-      delta.load.merge(registry_document::load_map{}.put(lk, counts, stamp_for(state().load, lk)));
-      t.cell->flushed_sum = sum;
-    }
-  if (!delta.empty()) protocol_.local_change(delta, last_now_);
-}
-
-// ---- publication --------------------------------------------------------------------
-
-std::shared_ptr<const service_view> registry_core::build_view(const std::string& path,
-                                                              path_state& ps,
-                                                              std::uint64_t version,
-                                                              steady_time now) {
-  auto view = std::make_shared<service_view>();
-  view->path = path;
-  view->version = version;
-  // Exact capacity: a snapshot holds a view per path, so growth slack
-  // would cost every instance.
-  std::size_t providers = 0;
-  for (const auto& t : ps.entries) providers += t.record->kind() == instance_kind::provider;
-  view->providers.reserve(providers);
-  view->consumers.reserve(ps.entries.size() - providers);
-  for (auto& t : ps.entries) {
-    const record_ptr& e = t.record;
-    if (!visible(*e, now)) continue;
-    instance_view v{e, nullptr, 0, 0};
-    if (e->kind() == instance_kind::provider) {
-      if (!t.cell) t.cell = load_cell_ptr(new load_cell);
-      v.local = t.cell;
-      if (!loads_.empty()) {  // else skip building the key: nobody has called anyone
-        const auto load = loads_.find(instance_key(path, e->kind(), e->id()));
-        if (load != loads_.end() && load->second.epoch == e->epoch())
-          for (const auto& [caller, counts] : load->second.by_origin) {
-            if (caller_live(caller.first, caller.second, now))
-              v.remote_in_flight += static_cast<std::int64_t>(counts.started - counts.finished);
-            v.remote_served += counts.finished;
-          }
-      }
-      view->providers.push_back(std::move(v));
-    } else {
-      view->consumers.push_back(std::move(v));
-    }
-  }
-  return view;
-}
-
-publication registry_core::publish(steady_time now) {
-  const bool membership_moved = !published_ || published_->known_peers != known_peers_ ||
-                                published_->reachable_peers != reachable_peers_ ||
-                                published_->isolated != isolated_;
-  if (dirty_paths_.empty() && dirty_config_.empty() && !config_dirty_ && !membership_moved) return {};
-
-  publication out;
-  const std::uint64_t sequence = published_ ? published_->sequence + 1 : 1;
-  auto next = std::make_shared<snapshot>();
-  next->sequence = sequence;
-  if (published_) next->services = published_->services;
-  service_index::editor services(next->services);
-  for (const auto& path : std::exchange(dirty_paths_, {})) {
-    const auto ps = paths_.find(path);
-    if (ps == paths_.end()) continue;
-    const auto& old = ps->second.view;
-    auto view = build_view(path, ps->second, sequence, now);
-    if (old && same_list(old->providers, view->providers) && same_list(old->consumers, view->consumers)) {
-      // Only load figures moved: no new version, no notification.
-      std::const_pointer_cast<service_view>(view)->version = old->version;
-    } else {
-      out.changed_paths.push_back(path);
-    }
-    ps->second.view = view;
-    services.put(std::move(view));
-  }
-
-  if (config_dirty_ || !dirty_config_.empty() || !published_) {
-    auto config = std::make_shared<std::map<std::string, std::string, std::less<>>>();
-    state().config.for_each([&](const std::string& key, const std::string& value, const auto&) {
-      config->emplace(key, value);
-    });
-    // Both maps are sorted: one merge-walk finds the keys that changed.
-    static const std::map<std::string, std::string, std::less<>> none;
-    const auto& before = published_ ? *published_->config : none;
-    auto a = before.begin();
-    auto b = config->begin();
-    while (a != before.end() || b != config->end()) {
-      if (b == config->end() || (a != before.end() && a->first < b->first)) {
-        out.changed_config.push_back((a++)->first);
-      } else if (a == before.end() || b->first < a->first) {
-        out.changed_config.push_back((b++)->first);
-      } else {
-        if (a->second != b->second) out.changed_config.push_back(a->first);
-        ++a, ++b;
-      }
-    }
-    dirty_config_.clear();
-    config_dirty_ = false;
-    next->config = std::move(config);
-  } else {
-    next->config = published_->config;
-  }
-  next->known_peers = known_peers_;
-  next->reachable_peers = reachable_peers_;
-  next->isolated = isolated_;
-  published_ = next;
-  out.snap = std::move(next);
-  return out;
 }
 
 }  // namespace lattice::registry

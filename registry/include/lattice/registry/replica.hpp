@@ -36,7 +36,7 @@
 #include <string_view>
 #include <vector>
 
-#include "lattice/registry/registry_core.hpp"
+#include "lattice/registry/instance.hpp"
 #include "lattice/registry/snapshot.hpp"
 #include "lattice/transport/asio_driver.hpp"
 #include "lattice/transport/protocol.hpp"
@@ -76,7 +76,7 @@ struct replica_options {
   std::chrono::milliseconds reap_after{30'000};
   /// Call counts are gossiped this often.
   std::chrono::milliseconds load_publish_interval{100};
-  /// Tombstones are kept this long (and the grace rule: see registry_core.hpp).
+  /// Tombstones are kept this long (and the grace rule: see the README, "Tombstones and the grace rule").
   std::chrono::milliseconds gc_grace{3'600'000};
   /// How often tombstones older than gc_grace are collected, in memory and
   /// in the data directory.

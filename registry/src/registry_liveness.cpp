@@ -1,0 +1,127 @@
+// registry_core's judgement of owners and callers: which instances are
+// visible, reaping the instances of owners hidden too long, and the grace
+// rule for a replica cut off longer than gc_grace.
+#include "lattice/registry/registry_core.hpp"
+
+namespace lattice::registry {
+
+using transport::member_state;
+
+// ---- liveness -------------------------------------------------------------------
+
+bool registry_core::owner_visible(replica_id owner, std::uint64_t incarnation,
+                                  steady_time now) const {
+  if (owner == self()) return incarnation == self_incarnation_;
+  const auto* record = members().table().find(owner);
+  if (record == nullptr || record->incarnation != incarnation) return false;
+  const auto state = members().state_of(owner, now);
+  if (state == member_state::left) return false;
+  return isolated_ || state != member_state::dead;
+}
+
+bool registry_core::caller_live(replica_id origin, std::uint64_t incarnation, steady_time now) const {
+  // Exactly that incarnation: a new life counts its own calls, and a
+  // refuting replica moves its entries to its new incarnation.
+  if (origin == self()) return incarnation == self_incarnation_;
+  const auto* record = members().table().find(origin);
+  if (record == nullptr || record->incarnation != incarnation) return false;
+  const auto state = members().state_of(origin, now);
+  return state == member_state::alive || state == member_state::suspect;
+}
+
+bool registry_core::visible(const instance_record& inst, steady_time now) const {
+  return !inst.ephemeral() || owner_visible(inst.owner(), inst.owner_incarnation(), now);
+}
+
+void registry_core::refresh_owners(steady_time now, bool isolated) {
+  const bool isolation_changed = isolated != isolated_;
+  isolated_ = isolated;
+  for (auto it = owners_.begin(); it != owners_.end();) {
+    auto& [id, owner] = *it;
+    if (owner.paths.empty()) {
+      it = owners_.erase(it);
+      continue;
+    }
+    const auto* record = members().table().find(id);
+    const std::uint64_t incarnation = record ? record->incarnation : 0;
+    const auto state = members().state_of(id, now);
+    const bool alive = id == self() ||
+                       (record && (isolated_ || state == member_state::alive || state == member_state::suspect));
+    if (alive != owner.visible || incarnation != owner.incarnation || isolation_changed) {
+      if (owner.visible && !alive) owner.hidden_since = now;
+      owner.visible = alive;
+      owner.incarnation = incarnation;
+      for (const auto& [path, count] : owner.paths) dirty_paths_.insert(*path);
+    }
+    ++it;
+  }
+}
+
+void registry_core::reap(steady_time now) {
+  if (isolated_) return;
+  registry_document delta;
+  for (const auto& [id, owner] : owners_) {
+    // Only owners hidden for reap_after: a visible owner's paths are not
+    // walked at all, so this costs nothing per tick in a healthy cluster.
+    // (An owner back in a newer incarnation removes its earlier life's
+    // instances itself, in on_instance_key.)
+    if (id == self() || owner.visible || now - owner.hidden_since < options_.reap_after) continue;
+    for (const auto& [path, count] : owner.paths) {
+      const auto ps = paths_.find(*path);
+      if (ps == paths_.end()) continue;
+      for (const auto& t : ps->second.entries) {
+        const instance_record& e = *t.record;
+        if (!e.ephemeral() || e.owner() != id) continue;
+        const std::string key = instance_key(*path, e.kind(), e.id());
+        delta.instances.merge(registry_document::instance_map{}.erase(key, stamp_for(state().instances, key)));
+        ++reaped_;
+      }
+    }
+  }
+  if (!delta.empty()) protocol_.local_change(delta, now);
+}
+
+void registry_core::apply_grace_rule(steady_time now, bool reaches_none) {
+  if (reachable_peers_ == 0) {
+    if (reaches_none && !isolated_since_) {
+      isolated_since_ = now;
+      isolated_since_wall_ = wall_();
+    }
+    return;
+  }
+  if (!isolated_since_) return;
+  const bool too_long = now - *isolated_since_ > options_.gc_grace;
+  const hlc_timestamp cut_off_at{isolated_since_wall_, 0, 0};
+  isolated_since_.reset();
+  if (!too_long) return;
+  // We were cut off longer than peers keep tombstones. That alone does not
+  // make us stale: if every peer we reach now has run for less than
+  // gc_grace, none of them can have collected a tombstone we missed (a
+  // replica collects nothing in its first gc_grace), and they are the ones
+  // catching up, not us. This is the case of the replica that stayed up
+  // while the others were down: it kept serving and keeps its state.
+  // Uptime in heartbeats: every replica of a cluster beats at the same
+  // interval, and the count is in the record we already have.
+  const auto uptime_limit = static_cast<std::uint64_t>(
+      options_.gc_grace.count() / std::max<std::chrono::milliseconds::rep>(1, options_.protocol.heartbeat_interval.count()));
+  bool peer_collected = false;
+  for (replica_id peer : members().reachable_peers(now))
+    if (const auto* record = members().table().find(peer);
+        record && record->heartbeat > uptime_limit)
+      peer_collected = true;
+  if (!peer_collected) return;
+  // A peer kept running while we were away and may have erased and
+  // forgotten keys we still hold. Forget what is older than our cut-off
+  // (peers give back whatever of it still exists); keep what was written
+  // since, which no peer can have deleted without seeing it, and our own
+  // registrations, which are written again.
+  ++resyncs_;
+  registry_document forgotten;
+  protocol_.maintain([&](registry_document& doc) { forgotten = doc.forget_before(cut_off_at); });
+  on_merged(forgotten);  // drops them from the index and from disk
+  for_each_own([&](const std::string& path, const record_ptr& record) {
+    reassert_.insert(instance_key(path, record->kind(), record->id()));
+  });
+}
+
+}  // namespace lattice::registry

@@ -1,0 +1,85 @@
+// registry_core's load counters: other replicas' counts as they merge in,
+// caller lives that stop counting as in flight, and flushing our own.
+#include "lattice/registry/registry_core.hpp"
+
+namespace lattice::registry {
+
+void registry_core::on_load_key(const load_key& key) {
+  // Our own current counts are the local cells; an earlier life's entries
+  // count like anyone's.
+  if (key.origin == self() && key.origin_incarnation == self_incarnation_) return;
+  auto& load = loads_[key.instance_key];
+  if (key.epoch < load.epoch) return;  // an earlier registration's counts
+  if (load.epoch < key.epoch) load = remote_load{key.epoch, {}};
+  const std::pair caller{key.origin, key.origin_incarnation};
+  if (const load_counts* counts = state().load.find(key)) {
+    load.by_origin[caller] = *counts;
+    callers_.emplace(caller, caller_live(key.origin, key.origin_incarnation, last_now_));
+  } else {
+    load.by_origin.erase(caller);
+  }
+  const std::string_view path = path_of_key(key.instance_key);
+  if (paths_.find(path) != paths_.end()) dirty_paths_.insert(std::string(path));
+}
+
+
+// ---- load ---------------------------------------------------------------------------
+
+void registry_core::refresh_callers(steady_time now) {
+  // Callers are few (the replicas that called something) and change state
+  // rarely; only a change walks the loads to republish what they called.
+  for (auto it = callers_.begin(); it != callers_.end();) {
+    const bool live = caller_live(it->first.first, it->first.second, now);
+    if (live == it->second) {
+      ++it;
+      continue;
+    }
+    bool still_held = false;
+    for (const auto& [key, load] : loads_)
+      if (load.by_origin.contains(it->first)) {
+        still_held = true;
+        const std::string_view path = path_of_key(key);
+        if (paths_.find(path) != paths_.end()) dirty_paths_.insert(std::string(path));
+      }
+    if (!still_held) {
+      it = callers_.erase(it);
+      continue;
+    }
+    it->second = live;
+    ++it;
+  }
+}
+
+void registry_core::rekey_own_load(std::uint64_t refuted) {
+  // Our entries of the refuted incarnation would read as a dead life's:
+  // carry their totals over to the new one and erase them. (An earlier
+  // life's entries stay as they are: its calls ended with it.)
+  registry_document delta;
+  state().load.for_each([&](const load_key& key, const load_counts& counts, const auto&) {
+    if (key.origin != self() || key.origin_incarnation != refuted) return;
+    load_key moved = key;
+    moved.origin_incarnation = self_incarnation_;
+    delta.load.merge(registry_document::load_map{}.put(moved, counts, stamp_for(state().load, moved)));
+    delta.load.merge(registry_document::load_map{}.erase(key, stamp_for(state().load, key)));
+  });
+  if (!delta.empty()) protocol_.local_change(delta, last_now_);
+}
+
+void registry_core::flush_load() {
+  registry_document delta;
+  for (auto& [path, ps] : paths_)
+    for (auto& t : ps.entries) {
+      if (!t.cell) continue;
+      const load_counts counts{t.cell->started.load(std::memory_order_relaxed),
+                               t.cell->finished.load(std::memory_order_relaxed)};
+      const auto sum = static_cast<std::uint32_t>(counts.started + counts.finished);
+      if (sum == t.cell->flushed_sum) continue;
+      const load_key lk{instance_key(path, t.record->kind(), t.record->id()), t.record->epoch(), self(),
+                        self_incarnation_};
+      delta.load.merge(registry_document::load_map{}.put(lk, counts, stamp_for(state().load, lk)));
+      t.cell->flushed_sum = sum;
+    }
+  if (!delta.empty()) protocol_.local_change(delta, last_now_);
+}
+
+}  // namespace lattice::registry

@@ -1,0 +1,117 @@
+// registry_core's publication: the next immutable snapshot, built from
+// what changed since the last one.
+#include "lattice/registry/registry_core.hpp"
+
+#include <algorithm>
+
+namespace lattice::registry {
+namespace {
+
+bool same_list(const std::vector<instance_view>& a, const std::vector<instance_view>& b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(),
+                    [](const instance_view& x, const instance_view& y) { return x.record == y.record; });
+}
+
+}  // namespace
+
+// ---- publication --------------------------------------------------------------------
+
+std::shared_ptr<const service_view> registry_core::build_view(const std::string& path,
+                                                              path_state& ps,
+                                                              std::uint64_t version,
+                                                              steady_time now) {
+  auto view = std::make_shared<service_view>();
+  view->path = path;
+  view->version = version;
+  // Exact capacity: a snapshot holds a view per path, so growth slack
+  // would cost every instance.
+  std::size_t providers = 0;
+  for (const auto& t : ps.entries) providers += t.record->kind() == instance_kind::provider;
+  view->providers.reserve(providers);
+  view->consumers.reserve(ps.entries.size() - providers);
+  for (auto& t : ps.entries) {
+    const record_ptr& e = t.record;
+    if (!visible(*e, now)) continue;
+    instance_view v{e, nullptr, 0, 0};
+    if (e->kind() == instance_kind::provider) {
+      if (!t.cell) t.cell = load_cell_ptr(new load_cell);
+      v.local = t.cell;
+      if (!loads_.empty()) {  // else skip building the key: nobody has called anyone
+        const auto load = loads_.find(instance_key(path, e->kind(), e->id()));
+        if (load != loads_.end() && load->second.epoch == e->epoch())
+          for (const auto& [caller, counts] : load->second.by_origin) {
+            if (caller_live(caller.first, caller.second, now))
+              v.remote_in_flight += static_cast<std::int64_t>(counts.started - counts.finished);
+            v.remote_served += counts.finished;
+          }
+      }
+      view->providers.push_back(std::move(v));
+    } else {
+      view->consumers.push_back(std::move(v));
+    }
+  }
+  return view;
+}
+
+publication registry_core::publish(steady_time now) {
+  const bool membership_moved = !published_ || published_->known_peers != known_peers_ ||
+                                published_->reachable_peers != reachable_peers_ ||
+                                published_->isolated != isolated_;
+  if (dirty_paths_.empty() && dirty_config_.empty() && !config_dirty_ && !membership_moved) return {};
+
+  publication out;
+  const std::uint64_t sequence = published_ ? published_->sequence + 1 : 1;
+  auto next = std::make_shared<snapshot>();
+  next->sequence = sequence;
+  if (published_) next->services = published_->services;
+  service_index::editor services(next->services);
+  for (const auto& path : std::exchange(dirty_paths_, {})) {
+    const auto ps = paths_.find(path);
+    if (ps == paths_.end()) continue;
+    const auto& old = ps->second.view;
+    auto view = build_view(path, ps->second, sequence, now);
+    if (old && same_list(old->providers, view->providers) && same_list(old->consumers, view->consumers)) {
+      // Only load figures moved: no new version, no notification.
+      std::const_pointer_cast<service_view>(view)->version = old->version;
+    } else {
+      out.changed_paths.push_back(path);
+    }
+    ps->second.view = view;
+    services.put(std::move(view));
+  }
+
+  if (config_dirty_ || !dirty_config_.empty() || !published_) {
+    auto config = std::make_shared<std::map<std::string, std::string, std::less<>>>();
+    state().config.for_each([&](const std::string& key, const std::string& value, const auto&) {
+      config->emplace(key, value);
+    });
+    // Both maps are sorted: one merge-walk finds the keys that changed.
+    static const std::map<std::string, std::string, std::less<>> none;
+    const auto& before = published_ ? *published_->config : none;
+    auto a = before.begin();
+    auto b = config->begin();
+    while (a != before.end() || b != config->end()) {
+      if (b == config->end() || (a != before.end() && a->first < b->first)) {
+        out.changed_config.push_back((a++)->first);
+      } else if (a == before.end() || b->first < a->first) {
+        out.changed_config.push_back((b++)->first);
+      } else {
+        if (a->second != b->second) out.changed_config.push_back(a->first);
+        ++a, ++b;
+      }
+    }
+    dirty_config_.clear();
+    config_dirty_ = false;
+    next->config = std::move(config);
+  } else {
+    next->config = published_->config;
+  }
+  next->known_peers = known_peers_;
+  next->reachable_peers = reachable_peers_;
+  next->isolated = isolated_;
+  published_ = next;
+  out.snap = std::move(next);
+  return out;
+}
+
+}  // namespace lattice::registry
