@@ -24,8 +24,10 @@ endif()
 
 # lattice_library(name SOURCES ...): a layer, with its own public include/ only,
 # so a layer cannot include headers of a layer above it.
+# INTERNAL_HEADERS: headers under include/ that the build tree's tests and
+# benchmarks use but that are not part of the installed API.
 function(lattice_library name)
-  cmake_parse_arguments(ARG "" "" "SOURCES;PUBLIC_DEPS;PRIVATE_DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "" "" "SOURCES;PUBLIC_DEPS;PRIVATE_DEPS;INTERNAL_HEADERS" ${ARGN})
   add_library(lattice_${name} ${ARG_SOURCES})
   add_library(lattice::${name} ALIAS lattice_${name})
   set_target_properties(lattice_${name} PROPERTIES EXPORT_NAME ${name}
@@ -39,7 +41,11 @@ function(lattice_library name)
   install(TARGETS lattice_${name} EXPORT latticeTargets
           ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
           LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
-  install(DIRECTORY include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  set(excluded)
+  foreach(header ${ARG_INTERNAL_HEADERS})
+    list(APPEND excluded PATTERN ${header} EXCLUDE)
+  endforeach()
+  install(DIRECTORY include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} ${excluded})
 endfunction()
 
 # lattice_test(name LABEL layer SOURCES ... LIBS ...): one Catch2 executable per
