@@ -296,7 +296,7 @@ void BM_MemoryHeld(benchmark::State& state) {
     fill(*source, kServices, kPerService);
     using body_type = lattice::transport::gossip_body<reg::registry_document>;
     const auto payload = lattice::crdt::encode(lattice::transport::envelope<body_type>{
-        1, "127.0.0.1:1", 0, body_type{source->members().table(), source->state()}});
+        1, "127.0.0.1:1", body_type{source->members().table(), source->state()}});
     source.reset();
     per_instance = bytes_per_instance(state, kServices, kInstances, [&](reg::registry_core& core, auto at) {
       core.on_message(lattice::transport::message_type::gossip, payload, at);

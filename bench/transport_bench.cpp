@@ -94,7 +94,7 @@ nlohmann::json spread(std::size_t n, lattice::transport::dissemination mode,
   if (mode == lattice::transport::dissemination::delta)
     out["quiet_anti_entropy_bytes_per_round_per_peer"] = lattice::crdt::encode(
       lattice::transport::envelope<lattice::transport::sync_request>{
-          1, lattice::testing::simulator<set_type>::address(0), 0, {sim.node(0).state().digest()}})
+          1, lattice::testing::simulator<set_type>::address(0), {sim.node(0).state().digest()}})
       .size();
 
   // Spread of single changes.

@@ -54,7 +54,7 @@ std::optional<std::string> config_on(registry_sim& sim, std::size_t i, const std
 // Hands node `to` a gossip message from a made-up replica 99.
 void inject(registry_sim& sim, std::size_t to, const registry_document& delta) {
   lattice::transport::envelope<lattice::transport::gossip_body<registry_document>> m{
-      99, "sim:99", 0, {lattice::transport::member_table{}, delta}};
+      99, "sim:99", {lattice::transport::member_table{}, delta}};
   const auto bytes = lattice::crdt::encode(m);
   sim.node(to).on_message(lattice::transport::message_type::gossip, bytes, sim.now());
 }

@@ -252,7 +252,7 @@ TEST_CASE("a refuted incarnation is kept, so a restart with the clock behind sti
   t::member_table table;
   table.offer(r->id(), t::member_record{r->address(), ahead, 5, false});
   const auto payload = lattice::crdt::encode(t::envelope<t::gossip_body<registry_document>>{
-      99, "127.0.0.1:1", 0, {table, std::nullopt}});
+      99, "127.0.0.1:1", {table, std::nullopt}});
   const auto frame = t::encode_frame(static_cast<std::uint8_t>(t::message_type::gossip), payload, t::frame_options{});
   boost::asio::io_context io;
   boost::asio::ip::tcp::socket socket(io);
@@ -303,7 +303,7 @@ TEST_CASE("a recursive delete's erasure survives a restart, and its row goes whe
     delta.config.put("/app/x", "stale", hlc_timestamp{1'000, 0, 99});
     delta.config.put("/z", "new", hlc_timestamp{lattice::crdt::system_wall_clock_us(), 0, 99});
     const auto payload = lattice::crdt::encode(t::envelope<t::gossip_body<registry_document>>{
-        99, "127.0.0.1:1", 0, {t::member_table{}, delta}});
+        99, "127.0.0.1:1", {t::member_table{}, delta}});
     const auto frame = t::encode_frame(static_cast<std::uint8_t>(t::message_type::gossip), payload, t::frame_options{});
     boost::asio::io_context io;
     boost::asio::ip::tcp::socket socket(io);

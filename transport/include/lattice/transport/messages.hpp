@@ -40,9 +40,10 @@ template <class Body>
 struct envelope {
   replica_id from = 0;
   std::string from_address;
-  /// The sender's wall clock at sending, µs since the epoch.
-  std::uint64_t sent_us = 0;
   Body body;
+  /// The sender's wall clock at sending, µs since the epoch. Last in the
+  /// struct (so {from, address, body} still reads), third on the wire.
+  std::uint64_t sent_us = 0;
   template <class Archive>
   void serialize(Archive& archive) {
     archive(from, from_address, sent_us, body);

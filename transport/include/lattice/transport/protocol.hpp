@@ -434,7 +434,7 @@ class protocol final : public protocol_core {
 
   template <class Body>
   void send(const std::string& to, message_type type, const Body& body) {
-    auto payload = crdt::encode(envelope<Body>{options_.self, options_.address, options_.wall_clock(), body});
+    auto payload = crdt::encode(envelope<Body>{options_.self, options_.address, body, options_.wall_clock()});
     ++stats_.messages_sent;
     stats_.bytes_sent += payload.size();
     if (const auto t = static_cast<std::size_t>(type); t < stats_.sent_by_type.size()) {
