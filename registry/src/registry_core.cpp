@@ -241,9 +241,22 @@ void registry_core::restore(const registry_document& saved, std::optional<std::u
   // reached, whether its older entries must be taken from them again.
   const auto wall = wall_();
   const auto grace_us = static_cast<std::uint64_t>(std::chrono::microseconds(options_.gc_grace).count());
-  if (last_contact_us && *last_contact_us < wall && wall - *last_contact_us > grace_us) {
-    isolated_since_ = last_now_ - std::chrono::microseconds(wall - *last_contact_us);
-    isolated_since_wall_ = *last_contact_us;
+  std::uint64_t contact = last_contact_us.value_or(0);
+  std::uint64_t cut_off = contact;
+  if (!last_contact_us) {
+    // Unknown: the store was surely in contact no later than its newest
+    // write, and forgetting that write too (cut-off just past it) costs at
+    // most a refetch from peers that kept running.
+    const auto newest = [&](const auto&, const auto& entry) { contact = std::max(contact, entry.stamp.physical_us); };
+    saved.instances.for_each_entry(newest);
+    saved.config.for_each_entry(newest);
+    saved.load.for_each_entry(newest);
+    saved.config_erasures.for_each_entry(newest);
+    cut_off = contact + 1;
+  }
+  if (contact != 0 && contact < wall && wall - contact > grace_us) {
+    isolated_since_ = last_now_ - std::chrono::microseconds(wall - contact);
+    isolated_since_wall_ = cut_off;
   }
 }
 

@@ -198,7 +198,8 @@ result<std::unique_ptr<replica>> replica::open(replica_options options) {
     in.disk = std::move(disk);
     in.persisted_incarnation = incarnation;
     in.restoring = true;
-    in.core->restore(saved.document, saved.last_contact_us);
+    // No contact row: this data directory never reached a peer (0 says so).
+    in.core->restore(saved.document, saved.last_contact_us.value_or(0));
     in.restoring = false;
     // Our ephemeral registrations come back: they live as long as we do.
     // Persistent ones need nothing: the document (ours or our peers') has

@@ -139,9 +139,14 @@ class registry_core final : public transport::protocol_core {
   /// Merges a document saved by an earlier life of this replica, without
   /// spreading it (anti-entropy reconciles it with peers). Instances that
   /// life registered are removed unless registered again.
-  /// `last_contact_us`: when that life last reached a peer (wall µs). If
-  /// that is more than gc_grace ago, the replica counts as cut off since
-  /// then, and the grace rule applies when it reaches peers.
+  /// `last_contact_us`: when that life last reached a peer (wall µs; 0:
+  /// never, so nobody can have collected a delete it missed). If that is
+  /// more than gc_grace ago, the replica counts as cut off since then, and
+  /// the grace rule applies when it reaches a peer that kept running: it
+  /// keeps what was written after that point and its own registrations,
+  /// and takes the rest from its peers. nullopt: not known (a caller with
+  /// no record of it); the newest stamp in `saved` stands in for it, and
+  /// past gc_grace the store keeps only the own registrations.
   void restore(const registry_document& saved, std::optional<std::uint64_t> last_contact_us = std::nullopt);
   /// Wall µs of the last tick that reached a peer (0 before any): what the
   /// replica persists as its last contact.
