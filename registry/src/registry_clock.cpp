@@ -62,6 +62,23 @@ void registry_core::report_drift(const hlc_timestamp& stamp, std::uint64_t wall)
           : fmt::format("runs {:+.3f} s from ours", std::chrono::duration<double>(std::chrono::microseconds(offset->second)).count()));
 }
 
+void registry_core::refresh_floor_holds(steady_time now) {
+  for (const auto& [id, record] : members().table().records()) {
+    if (id == self()) continue;
+    const auto state = members().state_of(id, now);
+    auto hold = floor_holds_.find(id);
+    if (state == member_state::dead) {
+      if (hold == floor_holds_.end()) floor_holds_.emplace(id, floor_hold{record.clock_us, std::nullopt});
+      else if (hold->second.until) hold->second = floor_hold{std::min(hold->second.floor_us, record.clock_us), std::nullopt};
+    } else if (hold != floor_holds_.end()) {
+      if (state == member_state::left || (hold->second.until && now > *hold->second.until))
+        floor_holds_.erase(hold);
+      else if (!hold->second.until)
+        hold->second.until = now + options_.gc_grace;  // back: gc_grace to exchange what was written apart
+    }
+  }
+}
+
 std::optional<hlc_timestamp> registry_core::compaction_horizon(steady_time now) const {
   // A member that may still write could hold a write stamped down to its
   // floor that has not reached us: only what is older than every such
@@ -75,14 +92,17 @@ std::optional<hlc_timestamp> registry_core::compaction_horizon(steady_time now) 
       const auto state = members().state_of(id, now);
       if (state == member_state::left) continue;
       if (state == member_state::dead) {
-        // Dead for longer than gc_grace: if it returns, it is stale and
-        // the grace rule makes it start over.
+        // Dead may mean cut off and still serving its side of a partition:
+        // until reconnect_timeout, its writes may still arrive, and the
+        // deletes it has not seen must not be forgotten. Past it, a member
+        // that returns is stale and the grace rule makes it start over.
         const auto seen = members().last_progress(id);
-        if (!seen || now - *seen > options_.gc_grace) continue;
+        if (!seen || now - *seen > std::max(options_.reconnect_timeout, options_.gc_grace)) continue;
       }
     }
     if (record.clock_us == 0) return std::nullopt;
     floor = std::min(floor, record.clock_us);
+    if (const auto hold = floor_holds_.find(id); hold != floor_holds_.end()) floor = std::min(floor, hold->second.floor_us);
   }
   const auto grace_us = static_cast<std::uint64_t>(std::chrono::microseconds(options_.gc_grace).count());
   if (floor == UINT64_MAX || floor <= grace_us) return std::nullopt;

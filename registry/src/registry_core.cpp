@@ -201,6 +201,7 @@ void registry_core::on_tick(steady_time now) {
   apply_grace_rule(now, reaches_none);
   if (reachable_peers_ > 0) last_contact_us_ = wall_();
   refresh_owners(now, reaches_none);
+  refresh_floor_holds(now);
   refresh_callers(now);
   reap(now);
   reassert_pending();

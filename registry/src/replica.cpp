@@ -188,6 +188,7 @@ result<std::unique_ptr<replica>> replica::open(replica_options options) {
   c.load_publish_interval = options.load_publish_interval;
   c.gc_grace = options.gc_grace;
   c.compaction_interval = options.compaction_interval;
+  c.reconnect_timeout = options.reconnect_timeout;
   c.observer = [&in](const registry_document& merged) { in.observe(merged); };
   r->id_ = options.id;
   r->address_ = c.protocol.address;

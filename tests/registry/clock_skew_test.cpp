@@ -39,7 +39,7 @@ instance persistent(const char* id) {
 // Three replicas, collecting tombstones older than 2 s every 250 ms (the
 // defaults, an hour and a minute, scaled down), with node i's clock skewed
 // by skews[i + 1] (its replica id).
-std::unique_ptr<registry_sim> skewed_cluster(std::shared_ptr<clock_skews> skews) {
+std::unique_ptr<registry_sim> skewed_cluster(std::shared_ptr<const clock_skews> skews) {
   lattice::registry::core_options core;
   core.gc_grace = 2s;
   core.compaction_interval = 250ms;
@@ -127,4 +127,24 @@ TEST_CASE("a merged stamp within the drift bound moves the receiver's clock past
   REQUIRE(sim->node(1).set_config(path("/second"), "b"));
   CHECK(config_stamp(*sim, 0, "/first") < config_stamp(*sim, 1, "/second"));
   CHECK(sim->node(1).clock_drift() == 0);
+}
+
+TEST_CASE("a partition longer than gc_grace where both sides keep serving loses no write", "[registry][regression]") {
+  auto sim = skewed_cluster(nullptr);
+  sim->run_for(3s);  // past everyone's first gc_grace
+  sim->partition({0});
+  // Both sides write early in the partition, then stay apart for three
+  // times gc_grace: each judges the other dead long enough to compact.
+  sim->run_for(1s);
+  REQUIRE(sim->node(0).set_config(path("/alone"), "a"));
+  REQUIRE(sim->node(1).set_config(path("/majority"), "b"));
+  REQUIRE(sim->node(2).register_instance(path("/svc"), persistent("p")));
+  sim->run_for(6s);
+  sim->heal();
+  REQUIRE(sim->run_until([&] { return sim->converged(); }, 10s));
+  for (std::size_t i = 0; i < 3; ++i) {
+    CHECK(config_on(*sim, i, "/alone") == "a");
+    CHECK(config_on(*sim, i, "/majority") == "b");
+    CHECK(providers_on(*sim, i, "/svc") == std::vector<std::string>{"p"});
+  }
 }

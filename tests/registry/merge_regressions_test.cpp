@@ -170,6 +170,9 @@ TEST_CASE("a data directory away longer than gc_grace does not bring back what w
   lattice::registry::core_options core;
   core.gc_grace = 2s;
   core.compaction_interval = 500ms;
+  // At its minimum (gc_grace), so node 0 collects while node 2 is down,
+  // and node 2 returns stale.
+  core.reconnect_timeout = core.gc_grace;
   auto sim = cluster(3, core);
   REQUIRE(sim->node(0).register_instance(path("/svc"), persistent("p1")));
   REQUIRE(sim->node(0).set_config(path("/cfg"), "on"));

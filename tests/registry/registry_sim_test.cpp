@@ -196,6 +196,9 @@ TEST_CASE("a replica cut off for longer than the grace period starts over from i
   core.gc_grace = 3s;
   core.compaction_interval = 500ms;
   core.reap_after = 1s;
+  // At its minimum (gc_grace), so the others collect while node 2 is away,
+  // and it returns stale.
+  core.reconnect_timeout = core.gc_grace;
   auto sim = cluster(3, 8, core);
   REQUIRE(sim->node(0).register_instance(path("/svc/g"), provider("10.0.0.1", 1, false)));
   REQUIRE(sim->node(1).register_instance(path("/svc/g"), provider("10.0.0.2", 1, false)));

@@ -76,6 +76,9 @@ struct core_options {
   std::chrono::milliseconds gc_grace{3'600'000};
   /// How often tombstones are collected.
   std::chrono::milliseconds compaction_interval{60'000};
+  /// How long a dead (not departed) member still holds back compaction
+  /// (see replica_options::reconnect_timeout).
+  std::chrono::milliseconds reconnect_timeout{72 * 3'600'000};
   /// Largest config value accepted.
   std::size_t max_config_value = 512 * 1024;
   /// Called on the core's thread with documents that name every key whose
@@ -187,8 +190,12 @@ class registry_core final : public transport::protocol_core {
   }
   /// The point below which compaction may collect at `now`: the least
   /// stamp floor reported by the members that may still write (ourselves,
-  /// those alive or suspect, and those dead for less than gc_grace), minus
-  /// gc_grace. nullopt while one of them has reported none.
+  /// those alive or suspect, and those dead for less than
+  /// reconnect_timeout), minus gc_grace. A member back from the dead counts
+  /// with the floor it had when it died for gc_grace more, so the two
+  /// sides of a healed partition have that long to exchange what they
+  /// wrote apart before either collects below it. nullopt while one of
+  /// them has reported no floor.
   std::optional<hlc_timestamp> compaction_horizon(steady_time now) const;
 
  private:
@@ -230,6 +237,7 @@ class registry_core final : public transport::protocol_core {
   // The HLC receive rule over everything a merge brought in.
   void observe_stamps(const registry_document& merged);
   void report_drift(const hlc_timestamp& stamp, std::uint64_t wall);
+  void refresh_floor_holds(steady_time now);
   void compact(steady_time now);
   void on_instance_key(const std::string& key);
   void on_load_key(const load_key& key);
@@ -294,6 +302,13 @@ class registry_core final : public transport::protocol_core {
   std::uint64_t resyncs_ = 0;
   std::uint64_t clock_drift_ = 0;
   std::map<replica_id, steady_time> drift_logged_;  // issuer -> last log line
+  // Members judged dead, or back from the dead for less than gc_grace: the
+  // floor they had when they died (until: nullopt while still dead).
+  struct floor_hold {
+    std::uint64_t floor_us = 0;
+    std::optional<steady_time> until;
+  };
+  std::map<replica_id, floor_hold> floor_holds_;
 };
 
 }  // namespace lattice::registry

@@ -81,6 +81,14 @@ struct replica_options {
   /// How often tombstones older than gc_grace are collected, in memory and
   /// in the data directory.
   std::chrono::milliseconds compaction_interval{60'000};
+  /// How long a dead member (crashed, or on the other side of a partition)
+  /// still holds back compaction: nothing it may not have seen is collected
+  /// until it has been dead this long, so a partition shorter than this
+  /// heals without losing either side's writes. Longer, and the member is
+  /// stale when it returns (the grace rule). Like Consul's
+  /// reconnect_timeout; the cost is tombstones kept that long after a
+  /// member dies.
+  std::chrono::milliseconds reconnect_timeout{72 * 3'600'000};
   /// Largest frame accepted from a peer.
   std::size_t max_frame_bytes = 16 * 1024 * 1024;
   /// Directory for durable state (SQLite: <data_dir>/lattice.db): the
