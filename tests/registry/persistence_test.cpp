@@ -105,9 +105,19 @@ TEST_CASE("what peers removed while a replica was away stays removed", "[registr
 
   r = replica::open(o).value();
   // It comes back with its old view, then catches up from the peer.
-  CHECK(eventually([&] { return r->get_config("/config/db/url") == "new"; }));
+  REQUIRE(eventually([&] { return r->get_config("/config/db/url") == "new"; }));
+  // "Stays" removed: through three more anti-entropy exchanges started by
+  // each side (each compares every range of both states), not just at the
+  // moment of catching up.
+  namespace t = lattice::transport;
+  const auto syncs = [](replica& x) {
+    return x.metrics().protocol.received_by_type[static_cast<std::size_t>(t::message_type::sync_request)];
+  };
+  const auto r_from = syncs(*r), peer_from = syncs(*peer);
+  REQUIRE(eventually([&] { return syncs(*r) >= r_from + 3 && syncs(*peer) >= peer_from + 3; }, 10s));
   CHECK(r->lookup("/db/primary").providers().empty());
   CHECK(peer->lookup("/db/primary").providers().empty());
+  CHECK(r->get_config("/config/db/url") == "new");
 }
 
 TEST_CASE("an unusable data directory fails open with a clear error", "[registry][persistence]") {

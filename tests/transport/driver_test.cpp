@@ -2,6 +2,7 @@
 // io_context thread, converge; a replica with the wrong cluster key is
 // rejected and counted. Every wait is bounded; every thread is joined.
 #include <future>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -57,12 +58,16 @@ class node {
 
   ~node() { stop(); }
 
-  // Runs f on the replica thread and returns its result.
+  // Runs f on the replica thread and returns its result. Bounded: a
+  // replica thread that never runs it fails the test instead of hanging it
+  // (the task is shared, so a late run after the failure still finds it).
   template <class F>
   auto on(F f) {
-    std::packaged_task<decltype(f())()> task(std::move(f));
-    auto result = task.get_future();
-    boost::asio::post(io_, [&task] { task(); });
+    auto task = std::make_shared<std::packaged_task<decltype(f())()>>(std::move(f));
+    auto result = task->get_future();
+    boost::asio::post(io_, [task] { (*task)(); });
+    if (result.wait_for(10s) != std::future_status::ready)
+      throw std::runtime_error("the replica thread did not run a posted task within 10 s");
     return result.get();
   }
 
