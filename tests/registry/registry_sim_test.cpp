@@ -56,9 +56,25 @@ TEST_CASE("a registration on one replica is listed on every replica", "[registry
     CHECK(all_list(*sim, "/HelloWorldService/1.0.0", ids{"10.0.0.1:80"}));
   }
   SECTION("an ephemeral instance removed elsewhere is written back by its live owner") {
+    // The end state alone (both listed) is the same if the removal did
+    // nothing: check that it wrote a tombstone past the registration, and
+    // that every replica ends with a write past that tombstone.
+    const auto key = lattice::registry::instance_key("/HelloWorldService/1.0.0",
+                                                     lattice::registry::instance_kind::provider, "10.0.0.2:80");
+    const auto registered = sim->node(1).state().instances.find_entry(key)->stamp;
     REQUIRE(sim->node(2).deregister_instance(path("/HelloWorldService/1.0.0"), "10.0.0.2:80"));
-    sim->run_for(1s);
-    CHECK(all_list(*sim, "/HelloWorldService/1.0.0", ids{"10.0.0.1:80", "10.0.0.2:80"}));
+    const auto* tombstone = sim->node(2).state().instances.find_entry(key);
+    REQUIRE(tombstone != nullptr);
+    REQUIRE_FALSE(tombstone->live());
+    REQUIRE(registered < tombstone->stamp);
+    const auto removed_at = tombstone->stamp;
+    CHECK(sim->run_until([&] {
+      for (std::size_t i = 0; i < 3; ++i) {
+        const auto* entry = sim->node(i).state().instances.find_entry(key);
+        if (entry == nullptr || !entry->live() || !(removed_at < entry->stamp)) return false;
+      }
+      return all_list(*sim, "/HelloWorldService/1.0.0", ids{"10.0.0.1:80", "10.0.0.2:80"});
+    }, 2s));
   }
   SECTION("re-registering the same record writes nothing; a changed one updates in place") {
     const auto before = sim->node(0).stats().messages_sent;
