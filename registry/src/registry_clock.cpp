@@ -25,8 +25,7 @@ void registry_core::observe_stamps(const registry_document& merged) {
   // clock then stands past every one of them.
   const auto wall = wall_();
   hlc_timestamp latest = hlc_timestamp::zero();
-  const auto look = [&](const auto&, const auto& entry) {
-    const hlc_timestamp& stamp = entry.stamp;
+  merged.for_each_stamp([&](const hlc_timestamp& stamp) {
     if (stamp.replica == self()) return;  // ours: the clock issued it
     if (clock_.acceptable(stamp, wall)) {
       latest = std::max(latest, stamp);
@@ -37,11 +36,7 @@ void registry_core::observe_stamps(const registry_document& merged) {
     // then carry that error.
     ++clock_drift_;
     report_drift(stamp, wall);
-  };
-  merged.instances.for_each_entry(look);
-  merged.config.for_each_entry(look);
-  merged.load.for_each_entry(look);
-  merged.config_erasures.for_each_entry(look);
+  });
   if (clock_.last() < latest) (void)clock_.update(latest, wall);
 }
 

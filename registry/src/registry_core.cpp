@@ -248,11 +248,7 @@ void registry_core::restore(const registry_document& saved, std::optional<std::u
     // Unknown: the store was surely in contact no later than its newest
     // write, and forgetting that write too (cut-off just past it) costs at
     // most a refetch from peers that kept running.
-    const auto newest = [&](const auto&, const auto& entry) { contact = std::max(contact, entry.stamp.physical_us); };
-    saved.instances.for_each_entry(newest);
-    saved.config.for_each_entry(newest);
-    saved.load.for_each_entry(newest);
-    saved.config_erasures.for_each_entry(newest);
+    saved.for_each_stamp([&](const hlc_timestamp& stamp) { contact = std::max(contact, stamp.physical_us); });
     cut_off = contact + 1;
   }
   if (contact != 0 && contact < wall && wall - contact > grace_us) {

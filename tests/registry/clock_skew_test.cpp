@@ -14,10 +14,11 @@
 #include "registry_sim.hpp"
 
 using namespace std::chrono_literals;
-using lattice::registry::instance;
 using lattice::registry::service_path;
 using lattice::testing::clock_skews;
+using lattice::testing::config_on;
 using lattice::testing::make_registry_sim;
+using lattice::testing::persistent_instance;
 using lattice::testing::providers_on;
 using lattice::testing::registry_sim;
 
@@ -26,15 +27,6 @@ namespace {
 constexpr std::int64_t hour_us = 3'600'000'000LL;
 
 service_path path(const char* text) { return service_path::parse(text).value(); }
-
-instance persistent(const char* id) {
-  instance i;
-  i.id = id;
-  i.address = "10.0.0.1";
-  i.port = 80;
-  i.ephemeral = false;
-  return i;
-}
 
 // Three replicas, collecting tombstones older than 2 s every 250 ms (the
 // defaults, an hour and a minute, scaled down), with node i's clock skewed
@@ -48,13 +40,6 @@ std::unique_ptr<registry_sim> skewed_cluster(std::shared_ptr<const clock_skews> 
   auto sim = make_registry_sim(o, core, std::move(skews));
   REQUIRE(sim->run_until([&] { return sim->everyone_alive(); }, 10s));
   return sim;
-}
-
-std::optional<std::string> config_on(registry_sim& sim, std::size_t i, const std::string& key) {
-  sim.node(i).publish(sim.now());
-  const auto& config = *sim.node(i).published()->config;
-  const auto it = config.find(key);
-  return it == config.end() ? std::nullopt : std::optional<std::string>(it->second);
 }
 
 lattice::crdt::hlc_timestamp config_stamp(registry_sim& sim, std::size_t i, const std::string& key) {
@@ -71,7 +56,7 @@ TEST_CASE("a replica whose clock lags two hours keeps replicating after compacti
   auto sim = skewed_cluster(skews);
   sim->run_for(4s);  // past every replica's first gc_grace: compaction runs
   REQUIRE(sim->node(0).compaction_horizon(sim->now()).has_value());
-  REQUIRE(sim->node(2).register_instance(path("/svc"), persistent("late")));
+  REQUIRE(sim->node(2).register_instance(path("/svc"), persistent_instance("late")));
   REQUIRE(sim->node(2).set_config(path("/late"), "v"));
   REQUIRE(sim->run_until([&] {
     return providers_on(*sim, 0, "/svc") == std::vector<std::string>{"late"} &&
@@ -93,7 +78,7 @@ TEST_CASE("a replica whose clock leads two hours still accepts everyone's writes
   auto skews = std::make_shared<clock_skews>(clock_skews{{1, 2 * hour_us}});
   auto sim = skewed_cluster(skews);
   sim->run_for(4s);
-  REQUIRE(sim->node(1).register_instance(path("/svc"), persistent("p")));
+  REQUIRE(sim->node(1).register_instance(path("/svc"), persistent_instance("p")));
   REQUIRE(sim->node(2).set_config(path("/k"), "v"));
   REQUIRE(sim->run_until([&] {
     return providers_on(*sim, 0, "/svc") == std::vector<std::string>{"p"} && config_on(*sim, 0, "/k") == "v";
@@ -138,7 +123,7 @@ TEST_CASE("a partition longer than gc_grace where both sides keep serving loses 
   sim->run_for(1s);
   REQUIRE(sim->node(0).set_config(path("/alone"), "a"));
   REQUIRE(sim->node(1).set_config(path("/majority"), "b"));
-  REQUIRE(sim->node(2).register_instance(path("/svc"), persistent("p")));
+  REQUIRE(sim->node(2).register_instance(path("/svc"), persistent_instance("p")));
   sim->run_for(6s);
   sim->heal();
   REQUIRE(sim->run_until([&] { return sim->converged(); }, 10s));

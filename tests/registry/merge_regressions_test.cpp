@@ -15,22 +15,15 @@ using namespace std::chrono_literals;
 using lattice::registry::instance;
 using lattice::registry::registry_document;
 using lattice::registry::service_path;
+using lattice::testing::config_on;
 using lattice::testing::make_registry_sim;
+using lattice::testing::persistent_instance;
 using lattice::testing::providers_on;
 using lattice::testing::registry_sim;
 
 namespace {
 
 service_path path(const char* text) { return service_path::parse(text).value(); }
-
-instance persistent(const char* id) {
-  instance i;
-  i.id = id;
-  i.address = "10.0.0.1";
-  i.port = 80;
-  i.ephemeral = false;
-  return i;
-}
 
 std::unique_ptr<registry_sim> cluster(std::size_t n, lattice::registry::core_options core = {},
                                       lattice::transport::dissemination mode = lattice::transport::dissemination::delta,
@@ -42,13 +35,6 @@ std::unique_ptr<registry_sim> cluster(std::size_t n, lattice::registry::core_opt
   auto sim = make_registry_sim(o, core);
   REQUIRE(sim->run_until([&] { return sim->everyone_alive(); }, 10s));
   return sim;
-}
-
-std::optional<std::string> config_on(registry_sim& sim, std::size_t i, const std::string& key) {
-  sim.node(i).publish(sim.now());
-  const auto& config = *sim.node(i).published()->config;
-  const auto it = config.find(key);
-  return it == config.end() ? std::nullopt : std::optional<std::string>(it->second);
 }
 
 // Hands node `to` a gossip message from a made-up replica 99.
@@ -66,7 +52,7 @@ TEST_CASE("a delete of a key this replica never saw still wins after the heal (i
   auto sim = cluster(3);
   sim->partition({2});
   REQUIRE(sim->node(0).set_config(path("/k"), "v"));
-  REQUIRE(sim->node(0).register_instance(path("/svc"), persistent("p1")));
+  REQUIRE(sim->node(0).register_instance(path("/svc"), persistent_instance("p1")));
   REQUIRE(sim->run_until([&] { return config_on(*sim, 1, "/k") == "v"; }, 5s));
   // Node 2 never saw either; its deletes come later and must win.
   CHECK(sim->node(2).erase_config(path("/k")).value() == false);
@@ -95,7 +81,7 @@ TEST_CASE("a write after a far-future stamp on its key is not lost (f_stamp)", "
 
 TEST_CASE("an instance whose key and record disagree is rejected (f_keymismatch)", "[registry][regression]") {
   auto sim = cluster(2);
-  instance y = persistent("Y");
+  instance y = persistent_instance("Y");
   y.owner = 99;
   const std::string key = lattice::registry::instance_key("/svc", lattice::registry::instance_kind::provider, "X");
   registry_document put;
@@ -125,11 +111,11 @@ TEST_CASE("a throwing watch callback is contained; the replica keeps serving (it
                ++calls;
                throw std::runtime_error("a user's bug");
              }).value();
-  REQUIRE(r->register_instance("/svc/a", persistent("a")));
+  REQUIRE(r->register_instance("/svc/a", persistent_instance("a")));
   REQUIRE(lattice::testing::eventually([&] { return r->metrics().callback_errors >= 1; }));
   // Still serving, and the watch still fires.
   const int before = calls.load();
-  REQUIRE(r->register_instance("/svc/b", persistent("b")));
+  REQUIRE(r->register_instance("/svc/b", persistent_instance("b")));
   CHECK(r->lookup("/svc/b").providers().size() == 1);
   CHECK(lattice::testing::eventually([&] { return calls.load() > before; }));
 }
@@ -141,7 +127,7 @@ TEST_CASE("the replica that stayed up keeps its state when the others return (f_
   core.compaction_interval = 500ms;
   auto sim = cluster(3, core);
   REQUIRE(sim->node(0).set_config(path("/before"), "1"));
-  REQUIRE(sim->node(1).register_instance(path("/svc"), persistent("p1")));
+  REQUIRE(sim->node(1).register_instance(path("/svc"), persistent_instance("p1")));
   REQUIRE(sim->run_until([&] { return providers_on(*sim, 0, "/svc").size() == 1 && config_on(*sim, 2, "/before"); }, 5s));
   const bool graceful = GENERATE(false, true);
   INFO((graceful ? "peers stopped gracefully" : "peers killed"));
@@ -174,7 +160,7 @@ TEST_CASE("a data directory away longer than gc_grace does not bring back what w
   // and node 2 returns stale.
   core.reconnect_timeout = core.gc_grace;
   auto sim = cluster(3, core);
-  REQUIRE(sim->node(0).register_instance(path("/svc"), persistent("p1")));
+  REQUIRE(sim->node(0).register_instance(path("/svc"), persistent_instance("p1")));
   REQUIRE(sim->node(0).set_config(path("/cfg"), "on"));
   REQUIRE(sim->node(2).set_config(path("/mine"), "kept"));
   REQUIRE(sim->run_until([&] { return providers_on(*sim, 2, "/svc").size() == 1 && config_on(*sim, 2, "/cfg"); }, 5s));
@@ -263,7 +249,7 @@ const lattice::registry::instance_view* provider_view(registry_sim& sim, std::si
 TEST_CASE("a crashed caller's calls stop counting as in flight, and served totals only grow (f_load_leak, item 12)",
           "[registry][regression]") {
   auto sim = cluster(3);
-  REQUIRE(sim->node(0).register_instance(path("/svc"), persistent("p1")));
+  REQUIRE(sim->node(0).register_instance(path("/svc"), persistent_instance("p1")));
   REQUIRE(sim->run_until([&] { return provider_view(*sim, 2, "/svc") != nullptr; }, 5s));
   {
     // Node 2's first life: two calls served, three in flight when it dies.

@@ -213,6 +213,22 @@ int rows_in(const temp_dir& dir, const std::string& table) {
   sqlite3_close(db);
   return n;
 }
+
+// Sends `r` one gossip frame from a made-up replica 99, as a peer would,
+// over a connection of the test's own.
+void gossip_to(replica& r, const lattice::transport::member_table& table,
+               const std::optional<registry_document>& delta) {
+  namespace t = lattice::transport;
+  const auto payload =
+      lattice::crdt::encode(t::envelope<t::gossip_body<registry_document>>{99, "127.0.0.1:1", {table, delta}});
+  const auto frame = t::encode_frame(static_cast<std::uint8_t>(t::message_type::gossip), payload, t::frame_options{});
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket socket(io);
+  const auto colon = r.address().rfind(':');
+  socket.connect({boost::asio::ip::make_address(r.address().substr(0, colon)),
+                  static_cast<unsigned short>(std::stoi(r.address().substr(colon + 1)))});
+  boost::asio::write(socket, boost::asio::buffer(frame.data(), frame.size()));
+}
 }  // namespace
 
 TEST_CASE("tombstones collected in memory are deleted from the data directory (f_rows)",
@@ -261,15 +277,7 @@ TEST_CASE("a refuted incarnation is kept, so a restart with the clock behind sti
   const std::uint64_t ahead = started + 1'000'000'000'000ULL;
   t::member_table table;
   table.offer(r->id(), t::member_record{r->address(), ahead, 5, false});
-  const auto payload = lattice::crdt::encode(t::envelope<t::gossip_body<registry_document>>{
-      99, "127.0.0.1:1", {table, std::nullopt}});
-  const auto frame = t::encode_frame(static_cast<std::uint8_t>(t::message_type::gossip), payload, t::frame_options{});
-  boost::asio::io_context io;
-  boost::asio::ip::tcp::socket socket(io);
-  const auto colon = r->address().rfind(':');
-  socket.connect({boost::asio::ip::make_address(r->address().substr(0, colon)),
-                  static_cast<unsigned short>(std::stoi(r->address().substr(colon + 1)))});
-  boost::asio::write(socket, boost::asio::buffer(frame.data(), frame.size()));
+  gossip_to(*r, table, std::nullopt);
   REQUIRE(eventually([&] { return self_incarnation(*r) > ahead; }));
   const std::uint64_t refuted = self_incarnation(*r);
   // Any later commit carries the new incarnation; a write waits for its own.
@@ -312,15 +320,7 @@ TEST_CASE("a recursive delete's erasure survives a restart, and its row goes whe
     registry_document delta;
     delta.config.put("/app/x", "stale", hlc_timestamp{1'000, 0, 99});
     delta.config.put("/z", "new", hlc_timestamp{lattice::crdt::system_wall_clock_us(), 0, 99});
-    const auto payload = lattice::crdt::encode(t::envelope<t::gossip_body<registry_document>>{
-        99, "127.0.0.1:1", {t::member_table{}, delta}});
-    const auto frame = t::encode_frame(static_cast<std::uint8_t>(t::message_type::gossip), payload, t::frame_options{});
-    boost::asio::io_context io;
-    boost::asio::ip::tcp::socket socket(io);
-    const auto colon = r->address().rfind(':');
-    socket.connect({boost::asio::ip::make_address(r->address().substr(0, colon)),
-                    static_cast<unsigned short>(std::stoi(r->address().substr(colon + 1)))});
-    boost::asio::write(socket, boost::asio::buffer(frame.data(), frame.size()));
+    gossip_to(*r, t::member_table{}, delta);
     REQUIRE(eventually([&] { return r->get_config("/z").has_value(); }));
     CHECK_FALSE(r->get_config("/app/x"));
     CHECK(r->get_config("/keep") == std::optional<std::string>("3"));

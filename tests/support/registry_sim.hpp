@@ -4,6 +4,8 @@
 
 #include <map>
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "lattice/registry/registry_core.hpp"
 #include "simulator.hpp"
@@ -49,6 +51,24 @@ inline std::vector<std::string> providers_on(registry_sim& sim, std::size_t i, s
   if (const auto* view = sim.node(i).published()->find(path))
     for (const auto& p : view->providers) ids.emplace_back(p->id());
   return ids;
+}
+
+/// The value of config `key` that node `i` would serve right now.
+inline std::optional<std::string> config_on(registry_sim& sim, std::size_t i, const std::string& key) {
+  sim.node(i).publish(sim.now());
+  const auto& config = *sim.node(i).published()->config;
+  const auto it = config.find(key);
+  return it == config.end() ? std::nullopt : std::optional<std::string>(it->second);
+}
+
+/// A persistent provider `id` at 10.0.0.1:80 (it outlives its owner).
+inline registry::instance persistent_instance(const char* id) {
+  registry::instance i;
+  i.id = id;
+  i.address = "10.0.0.1";
+  i.port = 80;
+  i.ephemeral = false;
+  return i;
 }
 
 /// Whether every live node lists exactly `ids` as providers of `path`.

@@ -104,6 +104,15 @@ struct registry_document {
   /// A delta that erases every config key starting with `prefix` stamped
   /// before `stamp`.
   static registry_document erase_config_prefix(std::string prefix, hlc_timestamp stamp);
+  /// Calls f(stamp) for every entry of every map, tombstones included.
+  template <class F>
+  void for_each_stamp(F&& f) const {
+    const auto each = [&](const auto&, const auto& entry) { f(entry.stamp); };
+    instances.for_each_entry(each);
+    config.for_each_entry(each);
+    load.for_each_entry(each);
+    config_erasures.for_each_entry(each);
+  }
   /// The latest erasure covering config `key`, or null.
   const hlc_timestamp* erasure_covering(std::string_view key) const;
 
