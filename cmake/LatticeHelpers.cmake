@@ -58,8 +58,17 @@ function(lattice_test name)
   lattice_set_warnings(${name})
   catch_discover_tests(${name} TEST_SPEC "~[slow]"
     PROPERTIES LABELS "${ARG_LABEL}" TIMEOUT 600)
-  catch_discover_tests(${name} TEST_SPEC "[slow]"
-    PROPERTIES LABELS "${ARG_LABEL};slow" TIMEOUT 1200)
+  catch_discover_tests(${name} TEST_SPEC "[slow]" TEST_LIST ${name}_SLOW_TESTS
+    PROPERTIES TIMEOUT 1200)
+  # Tests tagged [slow] get the labels "<layer>;slow". catch_discover_tests
+  # writes its PROPERTIES unquoted, so a list would split into two
+  # properties; a CTest include file that runs after discovery sets them.
+  set(labels_file "${CMAKE_CURRENT_BINARY_DIR}/${name}_slow_labels.cmake")
+  file(WRITE "${labels_file}"
+    "foreach(t IN LISTS ${name}_SLOW_TESTS)\n"
+    "  set_tests_properties(\"\${t}\" PROPERTIES LABELS \"${ARG_LABEL};slow\")\n"
+    "endforeach()\n")
+  set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES "${labels_file}")
 endfunction()
 
 # lattice_bench(name SOURCES ...): a Google Benchmark executable. Run it with

@@ -78,6 +78,8 @@ response api::metrics_text(unsigned version) {
   out += fmt::format("lattice_watch_subscribers {}\n", m.watches);
   family("lattice_sse_streams", "gauge", "Open Server-Sent Events streams.");
   out += fmt::format("lattice_sse_streams {}\n", server_ ? server_->streams() : 0);
+  family("lattice_blocking_queries", "gauge", "Blocking queries waiting for a change.");
+  out += fmt::format("lattice_blocking_queries {}\n", server_ ? server_->waiting_queries() : 0);
   family("lattice_reaped_total", "counter", "Instances of dead owners this replica tombstoned.");
   out += fmt::format("lattice_reaped_total {}\n", m.reaped);
   family("lattice_clock_drift_total", "counter",

@@ -32,6 +32,7 @@ struct http_server::shared {
   handler handle;
   std::set<session*> sessions;  // io thread only
   std::size_t streams = 0;
+  std::size_t waits = 0;  // blocking queries evaluated once and still waiting
   bool stopped = false;
 };
 
@@ -53,6 +54,7 @@ class session : public std::enable_shared_from_this<session> {
   ~session() {
     shared_->sessions.erase(this);
     if (streaming_) --shared_->streams;
+    if (waiting_) --shared_->waits;
   }
 
  private:
@@ -108,8 +110,12 @@ class session : public std::enable_shared_from_this<session> {
       res->version(version_);
       res->keep_alive(keep_alive_);
       wait_ = {};
+      if (waiting_) --shared_->waits;
+      waiting_ = false;
       return respond(std::move(*res), !keep_alive_);
     }
+    if (!waiting_) ++shared_->waits;
+    waiting_ = true;
     timer_.expires_after(std::min<std::chrono::steady_clock::duration>(
         shared_->options.poll_interval, wait_.deadline - std::chrono::steady_clock::now()));
     timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
@@ -194,6 +200,7 @@ class session : public std::enable_shared_from_this<session> {
   std::optional<http::request_parser<http::string_body>> parser_;
   asio::steady_timer timer_;
   wait_reply wait_;
+  bool waiting_ = false;  // counted in shared_->waits
   bool keep_alive_ = false;
   unsigned version_ = 11;
   bool streaming_ = false;
@@ -257,5 +264,7 @@ void http_server::stop() {
 }
 
 std::size_t http_server::streams() const noexcept { return shared_->streams; }
+
+std::size_t http_server::waiting_queries() const noexcept { return shared_->waits; }
 
 }  // namespace lattice::daemon

@@ -78,6 +78,10 @@ class http_server {
   void stop();
   /// Open Server-Sent Events streams.
   std::size_t streams() const noexcept;
+  /// Blocking queries that found nothing new and are waiting for a change.
+  /// Tests wait on it to know a query is blocked before they change what it
+  /// reads.
+  std::size_t waiting_queries() const noexcept;
 
   struct shared;  // state the connections share with the server
 

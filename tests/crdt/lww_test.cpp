@@ -224,7 +224,7 @@ void model_write(model& m, const std::string& key, const model_entry& e) {
 
 }  // namespace
 
-TEST_CASE("lww_map agrees with a reference model at scale", "[crdt][lww]") {
+TEST_CASE("lww_map agrees with a reference model at scale", "[crdt][lww][slow]") {
   rc::prop("random writes on three replicas, merged every way", [] {
     using map_type = lww_map<std::string, int>;
     std::vector<map_type> replicas(3);

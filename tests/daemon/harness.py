@@ -116,6 +116,24 @@ def eventually(check, timeout=5.0, interval=0.02):
         time.sleep(interval)
 
 
+def metric(daemon, name):
+    """The value of an unlabelled metric on daemon's /metrics, or None."""
+    status, _, text = daemon.get("/metrics")
+    if status != 200:
+        return None
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def blocked(daemon, count=1):
+    """Waits until `count` blocking queries on daemon have evaluated and are
+    waiting for a change; True if they are. A change made before that could
+    satisfy a query that never blocked."""
+    return eventually(lambda: metric(daemon, "lattice_blocking_queries") == count, timeout=10)
+
+
 def providers(daemon, path):
     status, _, body = daemon.get("/v1/lattice/instances" + path)
     return sorted(i["id"] for i in body["providers"]) if status == 200 else []

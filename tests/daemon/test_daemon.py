@@ -15,7 +15,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Daemon, cli, eventually, providers  # noqa: E402
+from harness import Daemon, blocked, cli, eventually, metric, providers  # noqa: E402
 
 PATH = "/HelloWorldService/1.0.0"
 
@@ -107,7 +107,7 @@ class CrossDaemonTest(Cluster):
 
         waiter = threading.Thread(target=block)
         waiter.start()
-        time.sleep(0.2)  # let it block first (a change before it starts also satisfies it)
+        self.assertTrue(blocked(b))
         a.put("/v1/lattice/instances" + PATH, instance(9002))
         waiter.join(30)
         self.assertFalse(waiter.is_alive())
@@ -122,8 +122,9 @@ class CrossDaemonTest(Cluster):
         self.assertTrue(eventually(lambda: providers(b, PATH) == ["127.0.0.1:9001"]))
         # terminate() gives None if it has not exited within the bound.
         self.assertEqual(a.terminate(timeout=5), 0)
-        self.assertTrue(eventually(lambda: providers(b, PATH) == [], timeout=2))
-        # A graceful leave, not the failure detector: b records it as left.
+        self.assertTrue(eventually(lambda: providers(b, PATH) == []))
+        # A graceful leave, not the failure detector (which would record it
+        # dead): b records it as left.
         members = {m["id"]: m["state"] for m in b.get("/v1/lattice/members")[2]}
         self.assertEqual(members.get(a.id), "left")
 
@@ -244,7 +245,7 @@ class ConsulClientTest(unittest.TestCase):
         waiter = threading.Thread(target=lambda: result.update(
             answer=self.cb.health.service("web", passing=True, index=index, wait="20s")))
         waiter.start()
-        time.sleep(0.2)
+        self.assertTrue(blocked(self.b))
         self.ca.agent.check.ttl_pass("service:web-1")
         waiter.join(30)
         self.assertFalse(waiter.is_alive())
@@ -516,20 +517,26 @@ class CliTest(unittest.TestCase):
         self.assertEqual(cli(self.d, "no-such-command")[0], 2)
 
     def test_watch_streams_changes(self):
+        import select
         import subprocess
         from harness import LATTICE_CLI
         watcher = subprocess.Popen([LATTICE_CLI, "--addr", self.d.http, "--json", "watch", "/HelloWorldService"],
                                    stdout=subprocess.PIPE, text=True)
+
+        def next_event(timeout=10):
+            if select.select([watcher.stdout], [], [], timeout)[0]:
+                return json.loads(watcher.stdout.readline())
+            return None
+
         try:
-            time.sleep(0.3)
-            cli(self.d, "register", PATH, "--address", "127.0.0.1", "--port", "9001")
-            line = ""
-            deadline = time.monotonic() + 5
-            import select
-            while time.monotonic() < deadline and "9001" not in line:
-                if select.select([watcher.stdout], [], [], 0.5)[0]:
-                    line = watcher.stdout.readline()
-            self.assertIn("127.0.0.1:9001", line)
+            # Once the daemon counts the stream its watch is in place (both
+            # happen in one step on the HTTP thread), so the registration
+            # below can only reach the watcher as a change.
+            self.assertTrue(eventually(lambda: metric(self.d, "lattice_sse_streams") == 1, timeout=10))
+            self.assertEqual(cli(self.d, "register", PATH, "--address", "127.0.0.1", "--port", "9001")[0], 0)
+            change = next_event()
+            self.assertIsNotNone(change)
+            self.assertEqual([i["id"] for i in change["providers"]], ["127.0.0.1:9001"])
         finally:
             watcher.kill()
             watcher.wait(5)

@@ -112,7 +112,33 @@ bool wait_for(Pred done, std::chrono::milliseconds limit) {
   return done();
 }
 
+// Writes `element` on `n` and sends it at once.
+void write_now(node& n, const std::string& element, hlc_timestamp stamp) {
+  set_type scratch;
+  const auto delta = scratch.insert(element, stamp);
+  n.on([&] {
+    n.core().local_change(delta, std::chrono::steady_clock::now());
+    n.driver().flush();
+    return 0;
+  });
+}
+
+bool holds(node& n, const std::string& element) {
+  return n.on([&] { return n.core().state().contains(element); });
+}
+
+bool knows(node& n, replica_id id) {
+  return n.on([&] { return n.core().members().table().find(id) != nullptr; });
+}
+
 }  // namespace
+
+// The refusal tests below check that something did NOT arrive. Absence is
+// only meaningful after an event that would have delivered it: each runs a
+// control replica with the right credentials beside the refused one, seeded
+// the same way and writing at the same moment, and checks absence only once
+// the control's write and membership have arrived AND the refused replica's
+// later attempts have been refused again.
 
 TEST_CASE("five replicas converge over loopback TCP", "[transport][driver]") {
   const auto key = key_of("a-cluster-key-of-some-length");
@@ -176,20 +202,21 @@ TEST_CASE("a replica with the wrong cluster key is rejected and counted", "[tran
   node a(1, key, {});
   node b(2, key, {a.address()});
   node intruder(9, key_of("the-wrong-cluster-key-0002"), {a.address()});
+  node control(3, key, {a.address()});
 
   auto rejected_by_a = [&] { return a.on([&] { return a.driver().stats().rejected(errc::bad_mac); }); };
   REQUIRE(wait_for([&] { return rejected_by_a() > 0; }, 10s));
+  REQUIRE(wait_for([&] { return knows(a, 3) && knows(b, 3); }, 10s));
 
-  set_type scratch;
-  const auto x = scratch.insert("/svc/x", hlc_timestamp{100, 0, 9});
-  const auto y = scratch.insert("/svc/y", hlc_timestamp{100, 0, 1});
-  intruder.on([&] { intruder.core().local_change(x, std::chrono::steady_clock::now()); return 0; });
-  a.on([&] { a.core().local_change(y, std::chrono::steady_clock::now()); return 0; });
-  REQUIRE(wait_for([&] { return b.on([&] { return b.core().state().contains("/svc/y"); }); }, 10s));
+  write_now(intruder, "/svc/x", hlc_timestamp{100, 0, 9});
+  write_now(control, "/svc/z", hlc_timestamp{100, 0, 3});
+  const auto rejected_after_writes = rejected_by_a();
+  REQUIRE(wait_for([&] { return holds(a, "/svc/z") && holds(b, "/svc/z"); }, 10s));
+  REQUIRE(wait_for([&] { return rejected_by_a() >= rejected_after_writes + 3; }, 10s));
 
   for (node* n : {&a, &b}) {
-    CHECK_FALSE(n->on([&] { return n->core().state().contains("/svc/x"); }));
-    CHECK(n->on([&] { return n->core().members().table().find(9) == nullptr; }));
+    CHECK_FALSE(holds(*n, "/svc/x"));
+    CHECK_FALSE(knows(*n, 9));
   }
 }
 
@@ -246,29 +273,32 @@ TEST_CASE("a replica whose certificate the cluster CA did not sign is refused", 
   node a(1, nullptr, {}, tls_as("node"));
   // It trusts the cluster's CA, but the cluster does not trust its own.
   node intruder(9, nullptr, {a.address()}, tls_as("rogue", "ca"));
-  REQUIRE(wait_for([&] { return a.on([&] { return a.driver().stats().tls_handshake_failures; }) > 0; }, 10s));
-  set_type scratch;
-  const auto x = scratch.insert("/svc/x", hlc_timestamp{100, 0, 9});
+  node control(3, nullptr, {a.address()}, tls_as("node"));
   // (With TLS 1.3 the client's handshake completes before the server
   // checks its certificate, so the refusal is counted at a.)
   const auto failures = [&] { return a.on([&] { return a.driver().stats().tls_handshake_failures; }); };
-  const auto before = failures();
-  intruder.on([&] {
-    intruder.core().local_change(x, std::chrono::steady_clock::now());
-    intruder.driver().flush();
-    return 0;
-  });
-  // Its attempts to deliver the write are refused at the handshake.
-  REQUIRE(wait_for([&] { return failures() > before; }, 10s));
-  CHECK_FALSE(a.on([&] { return a.core().state().contains("/svc/x"); }));
-  CHECK(a.on([&] { return a.core().members().table().find(9) == nullptr; }));
+  REQUIRE(wait_for([&] { return failures() > 0; }, 10s));
+  REQUIRE(wait_for([&] { return knows(a, 3); }, 10s));
+
+  write_now(intruder, "/svc/x", hlc_timestamp{100, 0, 9});
+  write_now(control, "/svc/z", hlc_timestamp{100, 0, 3});
+  const auto failures_after_writes = failures();
+  REQUIRE(wait_for([&] { return holds(a, "/svc/z"); }, 10s));
+  // Its later attempts (which carry the write) are refused at the handshake.
+  REQUIRE(wait_for([&] { return failures() >= failures_after_writes + 2; }, 10s));
+  CHECK_FALSE(holds(a, "/svc/x"));
+  CHECK_FALSE(knows(a, 9));
 }
 
 TEST_CASE("a plain-TCP peer cannot talk to a TLS cluster", "[transport][driver][tls]") {
   node a(1, nullptr, {}, tls_as("node"));
   node plain(8, nullptr, {a.address()});
-  REQUIRE(wait_for([&] { return a.on([&] { return a.driver().stats().tls_handshake_failures; }) > 0; }, 10s));
-  CHECK(a.on([&] { return a.core().members().table().find(8) == nullptr; }));
+  node control(3, nullptr, {a.address()}, tls_as("node"));
+  const auto failures = [&] { return a.on([&] { return a.driver().stats().tls_handshake_failures; }); };
+  REQUIRE(wait_for([&] { return failures() > 0 && knows(a, 3); }, 10s));
+  const auto failures_then = failures();
+  REQUIRE(wait_for([&] { return failures() >= failures_then + 2; }, 10s));
+  CHECK_FALSE(knows(a, 8));
 }
 
 TEST_CASE("connections to peers leave from the gossip address", "[transport][driver]") {
