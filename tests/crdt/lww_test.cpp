@@ -7,14 +7,14 @@
 #include "lattice/crdt/lww_element_set.hpp"
 #include "lattice/crdt/lww_map.hpp"
 #include "lattice/crdt/lww_register.hpp"
-#include "replica_context.hpp"
+#include "lattice/crdt/testing/replica_context.hpp"
 
 using lattice::crdt::apply_status;
 using lattice::crdt::hlc_timestamp;
 using lattice::crdt::lww_element_set;
 using lattice::crdt::lww_map;
 using lattice::crdt::lww_register;
-using lattice::testing::replica_context;
+using lattice::crdt::testing::replica_context;
 
 TEST_CASE("a replica whose wall clock is behind still wins with a later HLC stamp",
           "[crdt][lww]") {

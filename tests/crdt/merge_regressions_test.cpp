@@ -83,6 +83,36 @@ TEST_CASE("a key erased and compacted on one side is dropped from the side that 
   CHECK(fresh.find("k") == nullptr);
 }
 
+TEST_CASE("an erase stamped below the horizon removes the key and keeps the map decodable",
+          "[crdt][lww][regression]") {
+  // Found by the law checker over reachable states: a replica whose clock
+  // lags the horizon (a new life, before it has heard from anyone) erases
+  // a key a compacted replica holds. The tombstone won and was kept below
+  // the horizon, a state decode() rejects (every later full-state exchange
+  // of it would have been refused).
+  map compacted;
+  compacted.put("k", "v", at(10));
+  compacted.compact(at(30, 0));
+  map lagging;
+  const auto erase = lagging.erase("k", at(20, 7));
+
+  for (const bool as_op : {false, true}) {
+    map m = compacted;
+    if (as_op) CHECK(m.apply(lagging.prepare_erase("k", at(20, 7))) == lattice::crdt::apply_status::applied);
+    else CHECK(m.merge(erase));
+    CHECK(m.find_entry("k") == nullptr);
+    CHECK(m.tombstones() == 0);
+    const auto decoded = decode<map>(encode(m));
+    REQUIRE(decoded.has_value());
+    CHECK(decoded.value() == m);
+    // Either order gives the same state.
+    map other = lagging;
+    other.merge(compacted);
+    CHECK(other == m);
+    CHECK(encode(other) == encode(m));
+  }
+}
+
 // Histories of three replicas that write, merge each other's full states,
 // are replaced by new empty replicas, and compact only at points every
 // replica has passed (a global sync just before): the states real replicas

@@ -1,18 +1,8 @@
-// tests/support/crdt_models.hpp: one model per CRDT type, telling the law
-// checker (crdt_laws.hpp) how to make a random mutation of it.
-//
-// A model provides:
-//   using type = T;                  // the CRDT under test
-//   using action = ...;              // a random mutation, as plain data
-//   static rc::Gen<action> gen();    // its generator (small domains, so that
-//                                    // replicas collide on the same elements)
-//   static std::pair<T, typename T::op_type>
-//     mutate(T& state, replica_context& ctx, const action& a);
-//        // performs `a` at the replica through the delta mutator, and
-//        // returns that delta with the op prepared for the same mutation
-//        // from the state before it.
-// Adding a type to the law checker is one model and one line in
-// tests/crdt/laws_test.cpp.
+// tests/support/crdt_models.hpp: one model per CRDT type of crdt/, telling
+// the law checker (lattice/crdt/testing/laws.hpp, where models are
+// described) how to make a random mutation of it. Small domains, so that
+// replicas collide on the same elements. Adding a type to the law checker is
+// one model and one line in tests/crdt/laws_test.cpp.
 #pragma once
 
 #include <cstdint>
@@ -30,9 +20,12 @@
 #include "lattice/crdt/or_set.hpp"
 #include "lattice/crdt/pn_counter.hpp"
 #include "lattice/crdt/two_phase_set.hpp"
-#include "replica_context.hpp"
+#include "lattice/crdt/testing/replica_context.hpp"
 
 namespace lattice::testing {
+
+using crdt::hlc_timestamp;
+using crdt::testing::replica_context;
 
 struct g_counter_model {
   using type = crdt::g_counter;
@@ -131,6 +124,7 @@ struct lww_element_set_model {
     auto op = s.prepare_insert(key, stamp);
     return {s.insert(key, stamp), op};
   }
+  static void compact(type& s, hlc_timestamp stable) { s.compact(stable); }
 };
 
 struct lww_map_model {
@@ -153,6 +147,7 @@ struct lww_map_model {
     auto op = s.prepare_put(key, value, stamp);
     return {s.put(key, value, stamp), op};
   }
+  static void compact(type& s, hlc_timestamp stable) { s.compact(stable); }
 };
 
 }  // namespace lattice::testing

@@ -4,7 +4,7 @@
 #include <rapidcheck.h>
 #include <rapidcheck/catch.h>
 
-#include "crdt_laws.hpp"
+#include "lattice/crdt/testing/laws.hpp"
 #include "lattice/crdt/codec.hpp"
 #include "lattice/transport/membership.hpp"
 
@@ -46,7 +46,7 @@ TEST_CASE("member tables merge as a join", "[transport][membership]") {
     const auto a = *gen_table();
     const auto b = *gen_table();
     const auto c = *gen_table();
-    const auto ab_c = lattice::testing::check_join_laws(a, b, c);
+    const auto ab_c = lattice::crdt::testing::check_join_laws(a, b, c);
     auto aa = a;
     RC_ASSERT(aa.merge(a).empty());  // nothing reported as grown
     const auto decoded = lattice::crdt::decode<member_table>(lattice::crdt::encode(ab_c));

@@ -9,7 +9,7 @@
 #include <rapidcheck/catch.h>
 
 #include "lattice/crdt/lww_element_set.hpp"
-#include "replica_context.hpp"
+#include "lattice/crdt/testing/replica_context.hpp"
 #include "simulator.hpp"
 
 using namespace std::chrono_literals;
@@ -37,7 +37,7 @@ TEST_CASE("replicas converge after loss, duplication and a partition", "[transpo
     sim_type sim(o);
     RC_ASSERT(sim.run_until([&] { return sim.everyone_alive(); }, 10s));
 
-    std::vector<lattice::testing::replica_context> clocks;
+    std::vector<lattice::crdt::testing::replica_context> clocks;
     for (std::size_t i = 0; i < o.nodes; ++i) clocks.emplace_back(i + 1, 1'000'000);
     set_type expected;
     std::set<std::size_t> side;

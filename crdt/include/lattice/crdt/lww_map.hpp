@@ -455,10 +455,20 @@ class lww_map {
     std::uint64_t entry_hash = 0;
     if (it != b.slots.end() && it->key_hash == key_hash && it->key == key) {
       if (!wins(incoming, it->value)) return false;
-      entry_hash = entry_hash_of();
       if (it->value.live()) --live_;
       b.digest -= it->entry_hash;
       digest_ -= it->entry_hash;
+      if (!incoming.live() && incoming.stamp < horizon_) {
+        // A tombstone below the horizon would be collected at once: the
+        // key goes, and the map stays in its one normal form (decode
+        // rejects a tombstone below the horizon). A replica whose clock
+        // lags the horizon (a new one, before it has heard from anyone)
+        // can issue such an erase.
+        b.slots.erase(it);
+        --size_;
+        return true;
+      }
+      entry_hash = entry_hash_of();
       it->value = incoming;
       it->entry_hash = entry_hash;
     } else {

@@ -90,6 +90,8 @@ struct instance_key_parts {
 instance_key_parts split_instance_key(std::string_view key) noexcept;
 
 struct registry_document {
+  /// A delta is a document too (crdt::delta_crdt).
+  using delta_type = registry_document;
   using instance_map = crdt::lww_map<std::string, record_ptr>;
   using config_map = crdt::lww_map<std::string, std::string>;
   using load_map = crdt::lww_map<load_key, load_counts>;
