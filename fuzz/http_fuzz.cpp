@@ -62,6 +62,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     rest += used;
   }
   if (!parser.is_done()) {
+    if (!parser.got_some()) return 0;  // put_eof() requires some input
     parser.put_eof(ec);
     if (ec || !parser.is_done()) return 0;
   }

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -51,6 +52,7 @@ int main(int argc, char** argv) {
   const auto key = std::make_shared<const t::cluster_key>(std::vector<std::byte>(32, std::byte{0x5a}));
   const t::dissemination modes[] = {t::dissemination::state, t::dissemination::delta, t::dissemination::op};
   std::set<std::vector<std::byte>> seen;
+  std::map<int, int> per_selector;  // at most 3 seeds per (mode, type)
   int n = 0;
   for (int m = 0; m < 3; ++m) {
     auto now = std::chrono::steady_clock::time_point{} + std::chrono::seconds(10);
@@ -79,6 +81,7 @@ int main(int argc, char** argv) {
           if (!seen.insert(message.payload).second) continue;
           const auto type = static_cast<std::uint8_t>(message.type);
           const auto selector = static_cast<std::uint8_t>((m << 4) | (type - 1));
+          if (++per_selector[selector] > 3) continue;
           write(root / "protocol_fuzz", "seed-" + std::to_string(n), selector, message.payload);
           t::frame_options framed;
           if (n % 2 == 1) framed.key = key;

@@ -28,6 +28,7 @@ cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++-15 \
 cmake --build build-fuzz -j "$jobs" --target "${targets[@]}"
 
 mkdir -p build-fuzz/artifacts
+export ASAN_SYMBOLIZER_PATH=/usr/lib/llvm-15/bin/llvm-symbolizer
 status=0
 for t in "${targets[@]}"; do
   mkdir -p "build-fuzz/corpus/$t"

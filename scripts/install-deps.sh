@@ -18,7 +18,7 @@ packages=(
   liburiparser-dev        # request target decoding in latticed
   python3 python3-consul  # daemon tests: a real Consul client library
   faketime                # daemon tests: a replica whose clock runs hours off
-  clang-15 libfuzzer-15-dev  # scripts/fuzz.sh: libFuzzer targets
+  clang-15 libfuzzer-15-dev llvm-15  # scripts/fuzz.sh: libFuzzer targets, symbolized reports
 )
 
 missing=()

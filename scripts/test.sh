@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing, builds Lattice with
 # warnings as errors, runs every test, then runs the fast tests (CTest label
-# `slow` excluded) again under AddressSanitizer+UBSan and ThreadSanitizer.
+# `slow` excluded) again under AddressSanitizer+UBSan and ThreadSanitizer,
+# then runs each libFuzzer target for a short fixed time (scripts/fuzz.sh).
 # Any build or test failure stops the script with a non-zero exit.
 #
 #   scripts/test.sh                        # everything
 #   LATTICE_SANITIZERS=0 scripts/test.sh   # skip the sanitizer builds
+#   LATTICE_FUZZ_SECONDS=0 scripts/test.sh  # skip the fuzzing
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,6 +51,12 @@ if [ "${LATTICE_SANITIZERS:-1}" != "0" ]; then
   if setarch "$(uname -m)" -R true 2>/dev/null; then norandom=(setarch "$(uname -m)" -R); fi
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
     "${norandom[@]}" ctest --test-dir build-tsan --output-on-failure -j "$jobs" -LE slow
+fi
+
+fuzz_seconds=${LATTICE_FUZZ_SECONDS:-10}
+if [ "$fuzz_seconds" != "0" ]; then
+  step "fuzz targets, ${fuzz_seconds} s each, under ASan+UBSan (build-fuzz/)"
+  LATTICE_FUZZ_SECONDS=$fuzz_seconds scripts/fuzz.sh
 fi
 
 step "all test runs passed"

@@ -116,8 +116,9 @@ void watch_hub::deliver_all(std::unique_lock<std::mutex>& lock) {
       running_ = id;
       runner_ = std::this_thread::get_id();
       lock.unlock();
-      for (const auto& [path, view] : services) contain(id, [&] { on_service(*view); });
-      for (auto& [key, value] : config) contain(id, [&] { on_config(config_change{key, std::move(value)}); });
+      // (Elements, not structured bindings: clang 15 cannot capture those.)
+      for (const auto& entry : services) contain(id, [&] { on_service(*entry.second); });
+      for (auto& entry : config) contain(id, [&] { on_config(config_change{entry.first, std::move(entry.second)}); });
       lock.lock();
       running_ = 0;
       runner_ = {};

@@ -98,6 +98,9 @@ class wire_input_archive
 
   template <std::size_t ElementSize>
   void load_binary(void* data, std::size_t size) {
+    // An empty string or vector hands over data() == nullptr, which
+    // memcpy must not see even for 0 bytes (found by fuzz/protocol_fuzz).
+    if (size == 0) return;
     if (size > remaining()) throw decode_error(make_error_code(errc::truncated));
     std::memcpy(data, bytes_.data() + position_, size);
     position_ += size;
