@@ -3,13 +3,14 @@
 #include <openssl/crypto.h>
 
 #include "duration.hpp"
+#include "json_codec.hpp"
 
 namespace lattice::daemon {
 
 response json_response(const nlohmann::json& body, unsigned version, http::status status) {
   response res{status, version};
   res.set(http::field::content_type, "application/json");
-  res.body() = body.dump() + "\n";
+  res.body() = dump_json(body) + "\n";
   res.prepare_payload();
   return res;
 }

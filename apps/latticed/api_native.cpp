@@ -127,6 +127,9 @@ reply api::native(request& req, const target& t) {
       return json_response(json{{"key", key}, {"value", it->second}}, v);
     }
     if (method == http::verb::put || method == http::verb::post) {
+      if (!is_utf8(req.body()))
+        return error_response(http::status::bad_request,
+                              "config value is not UTF-8 text (store bytes through /v1/kv, which base64-encodes them)", v);
       if (auto r = replica_.set_config(key, req.body()); !r) return registry_error(r.error(), v);
       return json_response(json{{"key", key}, {"value", req.body()}}, v);
     }
@@ -170,14 +173,14 @@ reply api::native(request& req, const target& t) {
       result<reg::watch_handle> h = config
           ? replica_.watch_config(prefix, [send](const reg::config_change& c) {
               json data{{"key", c.key}, {"value", c.value ? json(*c.value) : json(nullptr)}};
-              send("event: config\ndata: " + data.dump() + "\n\n");
+              send("event: config\ndata: " + dump_json(data) + "\n\n");
             })
           : replica_.watch(prefix, [send](const reg::service_view& view) {
-              send("event: service\nid: " + std::to_string(view.version) + "\ndata: " + to_json(view).dump() +
+              send("event: service\nid: " + std::to_string(view.version) + "\ndata: " + dump_json(to_json(view)) +
                    "\n\n");
             });
       if (!h) {
-        send("event: error\ndata: " + json{{"error", h.error().message()}}.dump() + "\n\n");
+        send("event: error\ndata: " + dump_json(json{{"error", h.error().message()}}) + "\n\n");
         return nullptr;
       }
       return std::make_shared<reg::watch_handle>(std::move(h).value());

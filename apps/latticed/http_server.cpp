@@ -20,7 +20,9 @@ using tcp = asio::ip::tcp;
 response error_response(http::status status, const std::string& message, unsigned version) {
   response res{status, version};
   res.set(http::field::content_type, "application/json");
-  res.body() = nlohmann::json{{"error", message}}.dump() + "\n";
+  // Replace, not throw, on bytes that are not UTF-8: the message may quote
+  // a request target as the client sent it.
+  res.body() = nlohmann::json{{"error", message}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   res.prepare_payload();
   return res;
 }

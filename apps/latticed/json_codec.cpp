@@ -117,4 +117,19 @@ unsigned status_of(std::error_code ec) {
   return 500;
 }
 
+std::string dump_json(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+bool is_utf8(const std::string& text) {
+  // nlohmann's strict serializer is the UTF-8 validator at hand: it
+  // throws type_error 316 on the first invalid byte.
+  try {
+    (void)nlohmann::json(text).dump();
+    return true;
+  } catch (const nlohmann::json::type_error&) {
+    return false;
+  }
+}
+
 }  // namespace lattice::daemon

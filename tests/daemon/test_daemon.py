@@ -343,6 +343,11 @@ class BadRequestTest(unittest.TestCase):
             ("PUT", "/v1/kv/a/b?cas=1", "v", self.auth, 400, "not supported"),
             ("PUT", "/v1/kv/bad key", "v", self.auth, 400, "invalid key"),
             ("GET", "/v1/nope", None, self.auth, 404, "no such endpoint"),
+            # Bytes that are not UTF-8: refused as a native config value (a
+            # JSON string could not carry them), and quoted with U+FFFD in
+            # an error instead of failing the response (found by http_fuzz).
+            ("PUT", "/v1/lattice/config/app/bin", b"\xff\xfe", self.auth, 400, "not utf-8"),
+            ("GET", "/v1/%FF%FEnope", None, self.auth, 404, "no such endpoint: /v1/\ufffd\ufffdnope"),
         ]
         for method, path, body, headers, status, message in cases:
             with self.subTest(method=method, path=path):
