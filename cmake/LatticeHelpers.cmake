@@ -56,7 +56,7 @@ function(lattice_test name)
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE lattice_test_support ${ARG_LIBS})
   lattice_set_warnings(${name})
-  catch_discover_tests(${name} TEST_SPEC "~[slow]"
+  catch_discover_tests(${name} TEST_SPEC "~[slow]~[.]"
     PROPERTIES LABELS "${ARG_LABEL}" TIMEOUT 600)
   catch_discover_tests(${name} TEST_SPEC "[slow]" TEST_LIST ${name}_SLOW_TESTS
     PROPERTIES TIMEOUT 1200)

@@ -70,10 +70,19 @@ registry_core::registry_core(core_options options, steady_time now, wall_clock w
 
 hlc_timestamp registry_core::stamp_after(const hlc_timestamp* existing) {
   const auto wall = wall_();
-  if (existing == nullptr) return clock_.now(wall);
+  // Never below a horizon we hold: a compacted replica reads a key it
+  // lacks, stamped below its horizon, as erased and collected, and drops
+  // it (a replica whose clock lags the cluster's would lose its writes).
+  const auto& doc = state();
+  hlc_timestamp floor = std::max({doc.instances.horizon(), doc.config.horizon(), doc.load.horizon(),
+                                  doc.config_erasures.horizon()});
+  if (existing != nullptr) floor = std::max(floor, *existing);
+  const auto stamp = clock_.now(wall);
+  if (floor < stamp) return stamp;
   // Beyond the drift bound the clock stays put but the write still comes
-  // after the key's stamp, or it would be acknowledged and lose.
-  return clock_.after(*existing, wall);
+  // after the key's stamp (or the horizon), or it would be acknowledged
+  // and lose.
+  return clock_.after(floor, wall);
 }
 
 void registry_core::write(registry_document delta) {
@@ -300,8 +309,13 @@ void registry_core::on_instance_key(const std::string& key) {
     if (now_live == nullptr || !(*now_live == *own)) {
       // Ephemeral: it lives while we do, so a removal (a reap while we
       // were wrongly judged dead) is undone. Persistent: a removal or
-      // overwrite by anyone stands, and it is no longer ours.
-      if ((*own)->ephemeral())
+      // overwrite by anyone stands, and it is no longer ours; except an
+      // overwrite by an earlier life of ours, which is older than this
+      // registration whatever its stamp says (a clock stepped back across
+      // a restart stamps the new life's writes below the old life's).
+      const bool earlier_life_of_ours = now_live != nullptr && (*now_live)->owner() == self() &&
+                                        (*now_live)->owner_incarnation() < self_incarnation_;
+      if ((*own)->ephemeral() || earlier_life_of_ours)
         reassert_.insert(key);
       else
         erase_own(ps->second, kind, id);

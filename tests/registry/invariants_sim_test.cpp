@@ -1,0 +1,240 @@
+// Random workloads over four registry cores in the simulator, with the
+// invariant checker (tests/support/registry_invariants.hpp) run after every
+// step: registrations, removals, config writes, deletes and recursive
+// deletes on random nodes, while the network drops, duplicates and
+// reorders, partitions come and go (some longer than gc_grace), nodes are
+// killed and restarted with or without their data, and wall clocks run up
+// to ±2 h off (one jumping back an hour mid-run). Every dissemination mode.
+// After the faults stop, every node must converge and keep every write a
+// node acknowledged unless a later delete covers it.
+//
+// A failing seed prints itself; once fixed, add it to
+// tests/regressions/invariant_seeds so it runs in every build from then on.
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "registry_invariants.hpp"
+#include "registry_sim.hpp"
+
+#ifndef LATTICE_REGRESSIONS_DIR
+#error "LATTICE_REGRESSIONS_DIR must name tests/regressions"
+#endif
+
+using namespace std::chrono_literals;
+using lattice::registry::instance;
+using lattice::registry::service_path;
+using lattice::testing::clock_skews;
+using lattice::testing::make_registry_sim;
+using lattice::testing::registry_invariants;
+using lattice::testing::registry_sim;
+
+namespace {
+
+constexpr std::int64_t hour_us = 3'600'000'000LL;
+const std::vector<std::string> paths{"/a", "/b", "/b/c"};
+const std::vector<std::string> config_keys{"/cfg/x", "/cfg/y/z", "/cfg/yy", "/other"};
+const std::vector<std::string> prefixes{"/cfg/", "/cfg/y", "/other"};
+
+struct outcome {
+  std::string violation;  // empty: none
+  std::size_t steps = 0;
+};
+
+// LATTICE_SIM_TRACE=1 prints every action of a run (to replay a seed by eye).
+void trace(const std::string& line) {
+  static const bool on = std::getenv("LATTICE_SIM_TRACE") != nullptr;
+  if (on) std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+outcome run_seed(std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const auto pick = [&](std::size_t n) { return static_cast<std::size_t>(rng() % n); };
+  const auto chance = [&](unsigned percent) { return rng() % 100 < percent; };
+
+  auto skews = std::make_shared<clock_skews>();
+  for (lattice::crdt::replica_id id = 1; id <= 4; ++id)
+    (*skews)[id] = chance(50) ? 0 : static_cast<std::int64_t>(rng() % (4 * hour_us)) - 2 * hour_us;
+
+  for (const auto& [id, skew] : *skews) trace(fmt::format("node {} clock skew {} s", id, skew / 1'000'000));
+  lattice::registry::core_options core;
+  core.gc_grace = 2s;
+  core.compaction_interval = 250ms;
+  core.reap_after = 1s;
+  core.reconnect_timeout = 6s;
+  registry_sim::options o;
+  o.nodes = 4;
+  o.seed = seed;
+  o.drop_percent = 5;
+  o.duplicate_percent = 5;
+  const lattice::transport::dissemination modes[] = {lattice::transport::dissemination::state,
+                                                     lattice::transport::dissemination::delta,
+                                                     lattice::transport::dissemination::op};
+  o.base.mode = modes[seed % 3];
+  auto sim = make_registry_sim(o, core, skews);
+  registry_invariants invariants(*sim, paths);
+
+  // What each node would have in its data directory: its state and last
+  // contact as of its latest step (every write committed).
+  std::vector<std::optional<std::pair<lattice::registry::registry_document, std::uint64_t>>> disks(4);
+  std::size_t jumped = 5;  // the node whose clock jumps back (none yet)
+
+  outcome out;
+  const auto step = [&]() -> bool {
+    ++out.steps;
+    for (std::size_t i = 0; i < 4; ++i)
+      if (sim->alive(i)) disks[i] = std::pair{sim->node(i).state(), sim->node(i).last_contact_us()};
+    if (auto v = invariants.check()) {
+      out.violation = *v;
+      return false;
+    }
+    return true;
+  };
+
+  const auto live_node = [&]() -> std::optional<std::size_t> {
+    for (int tries = 0; tries < 8; ++tries)
+      if (const auto i = pick(4); sim->alive(i)) return i;
+    return std::nullopt;
+  };
+
+  // 400 actions, 20 ms of virtual time apart, each followed by 4 checked
+  // ticks: 8 s of virtual time, four gc_grace periods.
+  for (int action = 0; action < 400; ++action) {
+    const auto r = pick(100);
+    if (auto i = live_node()) {
+      auto& node = sim->node(*i);
+      if (r < 25) {
+        instance inst;
+        inst.id = "n" + std::to_string(*i + 1) + "-i" + std::to_string(pick(2));  // each node its own ids
+        inst.address = "10.0.0." + std::to_string(*i + 1);
+        inst.port = static_cast<std::uint16_t>(8000 + pick(100));
+        inst.ephemeral = chance(50);
+        const auto& path = paths[pick(paths.size())];
+        trace(fmt::format("step {}: node {} registers {} {} ({})", out.steps, *i + 1, path, inst.id,
+                          inst.ephemeral ? "ephemeral" : "persistent"));
+        if (node.register_instance(service_path::parse(path).value(), inst))
+          invariants.registered(*i, path, inst.id);
+      } else if (r < 35) {
+        const auto& path = paths[pick(paths.size())];
+        const std::string id = "n" + std::to_string(*i + 1) + "-i" + std::to_string(pick(2));
+        trace(fmt::format("step {}: node {} deregisters {} {}", out.steps, *i + 1, path, id));
+        (void)node.deregister_instance(service_path::parse(path).value(), id);
+        invariants.deregistered(*i, path, id);
+      } else if (r < 60) {
+        const auto& key = config_keys[pick(config_keys.size())];
+        if (node.set_config(service_path::parse(key).value(), std::to_string(action)))
+          invariants.config_written(*i, key);
+      } else if (r < 68) {
+        (void)node.erase_config(service_path::parse(config_keys[pick(config_keys.size())]).value());
+      } else if (r < 72) {
+        (void)node.erase_config_prefix(prefixes[pick(prefixes.size())]);
+      } else if (r < 76) {
+        trace(fmt::format("step {}: node {} killed", out.steps, *i + 1));
+        sim->kill(*i);
+        invariants.new_life(*i);
+      }
+    }
+    if (r >= 76 && r < 82) {
+      // A dead node comes back, with its data directory or without.
+      for (std::size_t i = 0; i < 4; ++i) {
+        if (sim->alive(i)) continue;
+        sim->restart(i);
+        invariants.new_life(i);
+        const bool with_data = chance(60) && disks[i];
+        trace(fmt::format("step {}: node {} restarts {}", out.steps, i + 1, with_data ? "with its data" : "empty"));
+        if (with_data) sim->node(i).restore(disks[i]->first, disks[i]->second);
+        break;
+      }
+    } else if (r >= 82 && r < 87) {
+      std::set<std::size_t> side;
+      for (std::size_t i = 0; i < 4; ++i)
+        if (chance(50)) side.insert(i);
+      trace(fmt::format("step {}: partition {}", out.steps, fmt::join(side, ",")));
+      sim->partition(side);
+    } else if (r >= 87 && r < 93) {
+      trace(fmt::format("step {}: heal", out.steps));
+      sim->heal();
+    } else if (r == 93 && jumped == 5) {
+      jumped = pick(4);
+      (*skews)[jumped + 1] -= hour_us;  // an NTP step back by an hour
+    }
+    for (int t = 0; t < 4; ++t) {
+      sim->run_for(5ms);
+      if (!step()) return out;
+    }
+  }
+
+  // The faults stop: everyone back, one network.
+  sim->heal();
+  for (std::size_t i = 0; i < 4; ++i)
+    if (!sim->alive(i)) {
+      sim->restart(i);
+      invariants.new_life(i);
+      if (disks[i]) sim->node(i).restore(disks[i]->first, disks[i]->second);
+    }
+  bool converged = false;
+  for (int t = 0; t < 6000 && !converged; ++t) {  // at most 30 s of virtual time
+    sim->run_for(5ms);
+    if (!step()) return out;
+    converged = sim->converged() && sim->everyone_alive();
+  }
+  if (!converged) out.violation = "the nodes did not converge within 30 s of virtual time after the faults stopped";
+  return out;
+}
+
+std::vector<std::uint64_t> regression_seeds() {
+  std::vector<std::uint64_t> seeds;
+  std::ifstream in(std::string(LATTICE_REGRESSIONS_DIR) + "/invariant_seeds");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    seeds.push_back(std::stoull(line));
+  }
+  return seeds;
+}
+
+// LATTICE_SIM_SEED=N runs seed N alone in place of the range. Every seed
+// runs; the failure lists the first ten that failed, each with what it found.
+void run_seeds(std::uint64_t first, std::uint64_t count) {
+  if (const char* only = std::getenv("LATTICE_SIM_SEED")) first = std::stoull(only), count = 1;
+  std::size_t failed = 0;
+  std::string report;
+  for (std::uint64_t seed = first; seed < first + count; ++seed) {
+    const auto result = run_seed(seed);
+    if (result.violation.empty()) continue;
+    if (++failed <= 10)
+      report += fmt::format("\n  seed {} (mode {}), after {} checked steps: {}", seed, seed % 3, result.steps,
+                            result.violation);
+  }
+  INFO(failed << " of " << count << " seeds failed:" << report);
+  CHECK(failed == 0);
+}
+
+}  // namespace
+
+TEST_CASE("registry invariants hold under faults: regression seeds", "[registry][sim][invariants]") {
+  for (const auto seed : regression_seeds()) {
+    const auto result = run_seed(seed);
+    INFO("regression seed " << seed << ": " << result.violation);
+    CHECK(result.violation.empty());
+  }
+}
+
+// The sweep is not run by CTest yet: 167 of seeds 1000-1999 still find a
+// violation (own registrations replaced by a tombstone of the same
+// replica, or dropped below a horizon; runs that do not converge). Run it
+// by name while fixing them:
+//   build/tests/lattice_registry_tests "[invariants-sweep]"
+// and move each seed it fixes into tests/regressions/invariant_seeds.
+TEST_CASE("registry invariants hold under faults: 1000 seeds", "[.][registry][sim][invariants-sweep]") {
+  run_seeds(1'000, 1'000);
+}
