@@ -34,8 +34,8 @@ for t in "${targets[@]}"; do
   mkdir -p "build-fuzz/corpus/$t"
   log="build-fuzz/$t.log"
   printf '%-14s ' "$t"
-  # -close_fd_mask=2: the targets' own stderr (CLI11's messages, say) is
-  # noise; libFuzzer's report still reaches the log.
+  # Everything the run prints (the targets' own stderr included) goes to
+  # its log; only the summary line, or the report of a finding, is shown.
   if ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
      "build-fuzz/fuzz/$t" -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=1024 \
        -timeout=10 -max_len=65536 -print_final_stats=1 -artifact_prefix="build-fuzz/artifacts/$t-" \
