@@ -3,7 +3,6 @@
 #include <openssl/crypto.h>
 
 #include "duration.hpp"
-#include "json_codec.hpp"
 
 namespace lattice::daemon {
 

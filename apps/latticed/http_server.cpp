@@ -17,12 +17,15 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 using tcp = asio::ip::tcp;
 
+std::string dump_json(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 response error_response(http::status status, const std::string& message, unsigned version) {
   response res{status, version};
   res.set(http::field::content_type, "application/json");
-  // Replace, not throw, on bytes that are not UTF-8: the message may quote
-  // a request target as the client sent it.
-  res.body() = nlohmann::json{{"error", message}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  // The message may quote a request target as the client sent it.
+  res.body() = dump_json(nlohmann::json{{"error", message}}) + "\n";
   res.prepare_payload();
   return res;
 }

@@ -30,6 +30,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/http.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include "lattice/crdt/error.hpp"
 
@@ -96,6 +97,12 @@ class http_server {
 
 /// Beast's string_view (boost's) as a std::string_view.
 inline std::string_view sv(boost::beast::string_view s) noexcept { return {s.data(), s.size()}; }
+
+/// `j` as compact JSON text. Strings that are not valid UTF-8 (a config
+/// value written as bytes through /v1/kv, an error message quoting a bad
+/// request target) are written with U+FFFD in place of the bad bytes rather
+/// than failing the response.
+std::string dump_json(const nlohmann::json& j);
 
 /// A JSON error body {"error": message} with `status`.
 response error_response(http::status status, const std::string& message, unsigned version = 11);

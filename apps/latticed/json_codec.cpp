@@ -117,10 +117,6 @@ unsigned status_of(std::error_code ec) {
   return 500;
 }
 
-std::string dump_json(const nlohmann::json& j) {
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
 bool is_utf8(const std::string& text) {
   // nlohmann's strict serializer is the UTF-8 validator at hand: it
   // throws type_error 316 on the first invalid byte.

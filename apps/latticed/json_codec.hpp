@@ -27,12 +27,6 @@ struct parsed_instance {
 };
 std::optional<parsed_instance> instance_from_json(const nlohmann::json& body, std::string& error);
 
-/// `j` as compact JSON text. Strings that are not valid UTF-8 (a config
-/// value written as bytes through /v1/kv, an error message quoting a bad
-/// request target) are written with U+FFFD in place of the bad bytes rather
-/// than failing the response.
-std::string dump_json(const nlohmann::json& j);
-
 /// Whether `text` is valid UTF-8 (what a JSON string can carry unchanged).
 bool is_utf8(const std::string& text);
 

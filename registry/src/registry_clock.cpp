@@ -41,9 +41,8 @@ void registry_core::observe_stamps(const registry_document& merged) {
   // would be ignored by every replica that holds it (it reads the key's
   // absence as "erased and collected"). A replica whose clock lags the
   // cluster's is brought past them at its first exchange.
-  for (const auto horizon : {merged.instances.horizon(), merged.config.horizon(), merged.load.horizon(),
-                             merged.config_erasures.horizon()})
-    if (horizon.replica != self() && clock_.acceptable(horizon, wall)) latest = std::max(latest, horizon);
+  if (const auto horizon = merged.horizon(); horizon.replica != self() && clock_.acceptable(horizon, wall))
+    latest = std::max(latest, horizon);
   if (clock_.last() < latest) (void)clock_.update(latest, wall);
 }
 

@@ -73,9 +73,7 @@ hlc_timestamp registry_core::stamp_after(const hlc_timestamp* existing) {
   // Never below a horizon we hold: a compacted replica reads a key it
   // lacks, stamped below its horizon, as erased and collected, and drops
   // it (a replica whose clock lags the cluster's would lose its writes).
-  const auto& doc = state();
-  hlc_timestamp floor = std::max({doc.instances.horizon(), doc.config.horizon(), doc.load.horizon(),
-                                  doc.config_erasures.horizon()});
+  hlc_timestamp floor = state().horizon();
   if (existing != nullptr) floor = std::max(floor, *existing);
   const auto stamp = clock_.now(wall);
   if (floor < stamp) return stamp;

@@ -34,6 +34,7 @@
 // Thread safety: a value type; owned by the replica thread.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -114,6 +115,11 @@ struct registry_document {
     config.for_each_entry(each);
     load.for_each_entry(each);
     config_erasures.for_each_entry(each);
+  }
+  /// The highest horizon of its maps: a write stamped below it would be
+  /// read by this document as erased and collected.
+  hlc_timestamp horizon() const noexcept {
+    return std::max({instances.horizon(), config.horizon(), load.horizon(), config_erasures.horizon()});
   }
   /// The latest erasure covering config `key`, or null.
   const hlc_timestamp* erasure_covering(std::string_view key) const;
