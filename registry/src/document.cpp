@@ -54,15 +54,27 @@ const hlc_timestamp* registry_document::erasure_covering(std::string_view key) c
 }
 
 bool registry_document::merge(const registry_document& other, registry_document* removed) {
-  bool changed = instances.merge(other.instances, removed ? &removed->instances : nullptr);
-  changed |= load.merge(other.load, removed ? &removed->load : nullptr);
+  return join(other, removed, [](auto& ours, const auto& theirs, auto* gone) { return ours.merge(theirs, gone); });
+}
+
+bool registry_document::merge_ranges(const registry_document& part, unsigned bits,
+                                     std::span<const std::uint32_t> indices, registry_document* removed) {
+  return join(part, removed, [&](auto& ours, const auto& theirs, auto* gone) {
+    return ours.merge_ranges(theirs, bits, indices, gone);
+  });
+}
+
+template <class JoinMap>
+bool registry_document::join(const registry_document& other, registry_document* removed, JoinMap&& join_map) {
+  bool changed = join_map(instances, other.instances, removed ? &removed->instances : nullptr);
+  changed |= join_map(load, other.load, removed ? &removed->load : nullptr);
   // Erasures first: our entries they cover go, and incoming entries they
   // cover are never absorbed (absorbing then dropping one would report a
   // change that is none, and a rumour would be forwarded forever).
-  const bool erased = config_erasures.merge(other.config_erasures, removed ? &removed->config_erasures : nullptr);
+  const bool erased = join_map(config_erasures, other.config_erasures, removed ? &removed->config_erasures : nullptr);
   changed |= erased;
   config_map* config_removed = removed ? &removed->config : nullptr;
-  if (config_erasures.empty()) return config.merge(other.config, config_removed) || changed;
+  if (config_erasures.empty()) return join_map(config, other.config, config_removed) || changed;
   const auto covered = [&](const std::string& key, const auto& entry) {
     const hlc_timestamp* erasure = erasure_covering(key);
     return erasure != nullptr && entry.stamp < *erasure;
@@ -72,10 +84,10 @@ bool registry_document::merge(const registry_document& other, registry_document*
   other.config.for_each_entry([&](const std::string& key, const auto& entry) {
     any_covered = any_covered || covered(key, entry);
   });
-  if (!any_covered) return config.merge(other.config, config_removed) || changed;
+  if (!any_covered) return join_map(config, other.config, config_removed) || changed;
   config_map uncovered = other.config;
   uncovered.drop_if(covered);
-  return config.merge(uncovered, config_removed) || changed;
+  return join_map(config, uncovered, config_removed) || changed;
 }
 
 bool registry_document::normal() const {

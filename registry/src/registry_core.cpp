@@ -62,7 +62,7 @@ registry_core::registry_core(core_options options, steady_time now, wall_clock w
   protocol_.set_change_listener([this](const registry_document& merged, const registry_document& removed) {
     observe_stamps(merged);
     on_merged(merged);
-    if (!removed.empty()) on_merged(removed);
+    if (!removed.empty()) on_merged(removed, /*removals=*/true);
   });
 }
 
@@ -264,16 +264,17 @@ void registry_core::restore(const registry_document& saved, std::optional<std::u
   }
 }
 
-void registry_core::on_merged(const registry_document& merged) {
+void registry_core::on_merged(const registry_document& merged, bool removals) {
   if (options_.observer) options_.observer(merged);
-  merged.instances.for_each_entry([&](const std::string& key, const auto&) { on_instance_key(key); });
+  merged.instances.for_each_entry(
+      [&](const std::string& key, const auto& entry) { on_instance_key(key, !removals && !entry.live()); });
   merged.config.for_each_entry([&](const std::string& key, const auto&) {
     dirty_config_.insert(key);
   });
   merged.load.for_each_entry([&](const load_key& key, const auto&) { on_load_key(key); });
 }
 
-void registry_core::on_instance_key(const std::string& key) {
+void registry_core::on_instance_key(const std::string& key, bool delete_arrived) {
   const auto [path, kind, id] = split_instance_key(key);
   const record_ptr* now_live = state().instances.find(key);
   auto ps = paths_.find(path);
@@ -307,13 +308,25 @@ void registry_core::on_instance_key(const std::string& key) {
     if (now_live == nullptr || !(*now_live == *own)) {
       // Ephemeral: it lives while we do, so a removal (a reap while we
       // were wrongly judged dead) is undone. Persistent: a removal or
-      // overwrite by anyone stands, and it is no longer ours; except an
-      // overwrite by an earlier life of ours, which is older than this
-      // registration whatever its stamp says (a clock stepped back across
-      // a restart stamps the new life's writes below the old life's).
-      const bool earlier_life_of_ours = now_live != nullptr && (*now_live)->owner() == self() &&
-                                        (*now_live)->owner_incarnation() < self_incarnation_;
-      if ((*own)->ephemeral() || earlier_life_of_ours)
+      // overwrite by anyone stands, and it is no longer ours; except
+      //  - one by an earlier life of ours, which is older than this
+      //    registration whatever its stamp says (a clock stepped back
+      //    across a restart stamps the new life's writes below the old
+      //    life's). A tombstone under our own id that outranks the
+      //    registration is such a one: this life stamps every write to a
+      //    key after what it holds for the key (or the horizon that
+      //    collected it), and removing the registration here would have
+      //    dropped it from `own` first;
+      //  - a registration collected without a delete: a peer's horizon,
+      //    computed while we were cut off, passed its stamp before the
+      //    peer saw it, or the grace rule forgot it here. Nobody deleted
+      //    it, and it is written again above the horizon.
+      const auto* entry = state().instances.find_entry(key);
+      const bool not_deleted =
+          now_live != nullptr ? (*now_live)->owner() == self() && (*now_live)->owner_incarnation() < self_incarnation_
+          : entry != nullptr  ? entry->stamp.replica == self()
+                              : !delete_arrived;
+      if ((*own)->ephemeral() || not_deleted)
         reassert_.insert(key);
       else
         erase_own(ps->second, kind, id);

@@ -73,7 +73,15 @@ void registry_core::reap(steady_time now) {
         const instance_record& e = *t.record;
         if (!e.ephemeral() || e.owner() != id) continue;
         const std::string key = instance_key(*path, e.kind(), e.id());
-        delta.instances.merge(registry_document::instance_map{}.erase(key, stamp_for(state().instances, key)));
+        const auto* entry = state().instances.find_entry(key);
+        if (entry == nullptr) continue;
+        // The smallest stamp that removes this record, not our clock's
+        // now: a reap removes what we judged, nothing written after it. A
+        // registration its owner wrote after the record (a false suspicion
+        // answered, a persistent re-registration) still wins, however far
+        // our clock runs ahead of the owner's.
+        const auto stamp = std::max(crdt::hlc::successor(entry->stamp, self()), crdt::hlc::successor(state().horizon(), self()));
+        delta.instances.merge(registry_document::instance_map{}.erase(key, stamp));
         ++reaped_;
       }
     }
@@ -118,7 +126,7 @@ void registry_core::apply_grace_rule(steady_time now, bool reaches_none) {
   ++resyncs_;
   registry_document forgotten;
   protocol_.maintain([&](registry_document& doc) { forgotten = doc.forget_before(cut_off_at); });
-  on_merged(forgotten);  // drops them from the index and from disk
+  on_merged(forgotten, /*removals=*/true);  // drops them from the index and from disk
   for_each_own([&](const std::string& path, const record_ptr& record) {
     reassert_.insert(instance_key(path, record->kind(), record->id()));
   });

@@ -41,9 +41,12 @@ class registry_invariants {
 
   // ---- what the workload reports ---------------------------------------
 
-  /// Node `i` acknowledged a registration of `id` under `path`.
-  void registered(std::size_t i, const std::string& path, const std::string& id) {
-    lives_[i].own.insert({path, id});
+  /// Node `i` acknowledged a registration of `id` under `path`; `blind`:
+  /// it held nothing for the key when it wrote it (a node restarted
+  /// without its data, or cut off), so the write could not be stamped
+  /// after the key's history.
+  void registered(std::size_t i, const std::string& path, const std::string& id, bool blind) {
+    lives_[i].own[{path, id}] = blind;
   }
   /// Node `i` acknowledged removing `id` from `path`.
   void deregistered(std::size_t i, const std::string& path, const std::string& id) {
@@ -70,7 +73,7 @@ class registry_invariants {
 
  private:
   struct life {
-    std::set<std::pair<std::string, std::string>> own;
+    std::map<std::pair<std::string, std::string>, bool> own;  // -> written blind
     std::map<std::string, crdt::hlc_timestamp> acked_config;
     std::map<std::string, std::uint64_t> versions;
     std::map<crdt::replica_id, std::uint64_t> incarnations;
@@ -128,7 +131,8 @@ class registry_invariants {
       if (const auto* view = published.find(path)) l.versions[path] = view->version;
 
     // Own registrations stay listed.
-    for (const auto& [path, instance_id] : l.own) {
+    for (const auto& [own, blind] : l.own) {
+      const auto& [path, instance_id] = own;
       const auto* view = published.find(path);
       bool listed = false;
       if (view != nullptr)
@@ -136,8 +140,8 @@ class registry_invariants {
       if (!listed) {
         const auto key = registry::instance_key(path, registry::instance_kind::provider, instance_id);
         const auto* entry = doc.instances.find_entry(key);
-        return fmt::format("node {}: its own registration {} {} is not listed there (entry: {})", id, path,
-                           instance_id,
+        return fmt::format("node {}: its own registration {} {} ({}) is not listed there (entry: {})", id, path,
+                           instance_id, blind ? "written blind" : "written after the key's history",
                            entry == nullptr ? std::string("absent")
                                             : entry->live()
                                                 ? fmt::format("live at {}, {}, owner {} incarnation {}; node incarnation {}",

@@ -97,6 +97,12 @@ class lww_element_set {
     return lww_element_set(map_.slice(bits, index));
   }
 
+  /// See lww_map::take_horizon_of and lww_map::merge_ranges.
+  void take_horizon_of(const lww_element_set& whole) noexcept { map_.take_horizon_of(whole.map_); }
+  bool merge_ranges(const lww_element_set& part, unsigned bits, std::span<const std::uint32_t> indices) {
+    return map_.merge_ranges(part.map_, bits, indices);
+  }
+
   /// See lww_map::compact.
   std::size_t compact(hlc_timestamp stable) { return map_.compact(stable); }
   hlc_timestamp horizon() const noexcept { return map_.horizon(); }

@@ -64,6 +64,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -287,17 +288,20 @@ class lww_map {
     return dropped;
   }
 
-  /// Removes every entry, live or tombstone, stamped before `point`, and
-  /// returns them as a map of their own (zero horizon). Not a CRDT
-  /// operation: for a replica that learns its copy of everything older than
-  /// `point` may be stale (the registry's grace rule) and must take those
-  /// keys from its peers again. The horizon drops to zero: having
-  /// forgotten, this map can no longer say that a key it lacks was erased,
-  /// and it must accept its peers' old keys again.
+  /// Removes every live entry stamped before `point`, and returns them as
+  /// a map of their own (zero horizon). Not a CRDT operation: for a replica
+  /// that learns its copy of everything older than `point` may be stale
+  /// (the registry's grace rule) and must take those keys from its peers
+  /// again. Tombstones stay: a delete is never stale, and a peer that comes
+  /// back from as long an absence with the deleted value must not bring it
+  /// back here. The horizon drops to zero: having forgotten, this map can
+  /// no longer say that a key it lacks was erased, and it must accept its
+  /// peers' old keys again.
   lww_map forget_before(hlc_timestamp point) {
     horizon_ = hlc_timestamp::zero();
     lww_map forgotten;
-    for (auto& b : buckets_) erase_slots_if(b, [&](const slot& s) { return s.value.stamp < point; }, keep_in(&forgotten));
+    for (auto& b : buckets_)
+      erase_slots_if(b, [&](const slot& s) { return s.value.live() && s.value.stamp < point; }, keep_in(&forgotten));
     forgotten.grow_if_needed();
     return forgotten;
   }
@@ -328,6 +332,36 @@ class lww_map {
     });
     part.grow_if_needed();
     return part;
+  }
+
+  /// Gives this map, a range part being built from slices of `whole`,
+  /// whole's horizon, so that merge_ranges can read its absences.
+  void take_horizon_of(const lww_map& whole) noexcept { horizon_ = std::max(horizon_, whole.horizon_); }
+
+  /// Merges `part`: every entry a peer holds in the ranges `indices` at
+  /// level `bits`, carrying the peer's horizon (take_horizon_of). Within
+  /// those ranges its absences mean what a full state's do: a key we hold,
+  /// stamped before the part's horizon and missing from it, was erased and
+  /// forgotten there, so it goes here too. Outside them they mean nothing.
+  /// Then the part's horizon is taken. Anti-entropy in delta and op modes,
+  /// which never ships a whole state, agrees this way on what compaction
+  /// removed; without it a key below one side's horizon that the other
+  /// side still holds would differ between them for ever. Indices at or
+  /// beyond 2^bits are ignored. `removed` as for merge.
+  bool merge_ranges(const lww_map& part, unsigned bits, std::span<const std::uint32_t> indices,
+                    lww_map* removed = nullptr) {
+    if (&part == this) return false;
+    bool changed = false;
+    if (part.horizon_ != hlc_timestamp::zero() && bits < 64)
+      for (const std::uint32_t index : indices)
+        if (index < (std::uint64_t{1} << bits)) changed |= drop_absent_from(part, bits, index, removed);
+    part.for_each_slot([&](const slot& s) {
+      changed |= absorb(s.key_hash, s.key, s.value, [&] { return s.entry_hash; });
+    });
+    if (part.horizon_ > horizon_) changed |= compact(part.horizon_, removed) != 0;
+    grow_if_needed();
+    if (removed != nullptr) removed->grow_if_needed();
+    return changed;
   }
 
   /// Equal entries; the horizon is not compared (see the file comment).

@@ -37,6 +37,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -128,6 +129,19 @@ struct registry_document {
   /// (see lww_map::merge, and config entries an erasure covers) are added
   /// to it: with `other`, it names every key that changed.
   bool merge(const registry_document& other, registry_document* removed = nullptr);
+  /// Joins in `part`, a peer's ranges `indices` at level `bits` with its
+  /// horizons (anti-entropy's range push): as merge, with each map's
+  /// absences read only within those ranges (lww_map::merge_ranges).
+  bool merge_ranges(const registry_document& part, unsigned bits, std::span<const std::uint32_t> indices,
+                    registry_document* removed = nullptr);
+  /// Gives this document, a range part built from slices of `whole`,
+  /// whole's horizons (lww_map::take_horizon_of).
+  void take_horizon_of(const registry_document& whole) noexcept {
+    instances.take_horizon_of(whole.instances);
+    config.take_horizon_of(whole.config);
+    load.take_horizon_of(whole.load);
+    config_erasures.take_horizon_of(whole.config_erasures);
+  }
   std::uint64_t digest() const noexcept {
     return combine(instances.digest(), config.digest(), load.digest(), config_erasures.digest());
   }
@@ -157,7 +171,7 @@ struct registry_document {
            config_erasures.compact(stable, removed ? &removed->config_erasures : nullptr);
   }
 
-  /// Removes every entry stamped before `point` from every map and returns
+  /// Removes every live entry stamped before `point` from every map and returns
   /// them (see lww_map::forget_before).
   registry_document forget_before(hlc_timestamp point) {
     return {instances.forget_before(point), config.forget_before(point), load.forget_before(point),
@@ -176,6 +190,10 @@ struct registry_document {
   bool normal() const;
 
  private:
+  // merge and merge_ranges: `join_map(ours, theirs, removed)` joins one map.
+  template <class JoinMap>
+  bool join(const registry_document& other, registry_document* removed, JoinMap&& join_map);
+
   // Distinct odd multipliers keep an entry moving between maps from
   // cancelling out in the sum.
   static std::uint64_t combine(std::uint64_t a, std::uint64_t b, std::uint64_t c, std::uint64_t d) noexcept {

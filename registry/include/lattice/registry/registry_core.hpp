@@ -233,13 +233,17 @@ class registry_core final : public transport::protocol_core {
   void refresh_callers(steady_time now);
   void rekey_own_load(std::uint64_t refuted);
 
-  void on_merged(const registry_document& merged);
+  // `merged`: what a change brought in; or, with `removals`, what it took
+  // out (entries collected or forgotten, not overwritten).
+  void on_merged(const registry_document& merged, bool removals = false);
   // The HLC receive rule over everything a merge brought in.
   void observe_stamps(const registry_document& merged);
   void report_drift(const hlc_timestamp& stamp, std::uint64_t wall);
   void refresh_floor_holds(steady_time now);
   void compact(steady_time now);
-  void on_instance_key(const std::string& key);
+  // `delete_arrived`: the change brought a tombstone for the key (and it
+  // may be gone already, collected on arrival below our horizon).
+  void on_instance_key(const std::string& key, bool delete_arrived);
   void on_load_key(const load_key& key);
   void track_owner(const instance_record& inst, const std::string& path_key, int delta);
   // This replica's registration of (kind, id) at `ps`, or null.

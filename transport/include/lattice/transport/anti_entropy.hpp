@@ -96,6 +96,15 @@ struct range_push {
   }
 };
 
+/// A state whose ranges carry its compaction horizon (lww_map and what is
+/// built of it): a push then also says which keys the sender erased and
+/// forgot in the ranges it covers (lww_map::merge_ranges).
+template <class S>
+concept range_mergeable = requires(S& m, const S& s, unsigned bits, std::span<const std::uint32_t> indices) {
+  m.take_horizon_of(s);
+  { m.merge_ranges(s, bits, indices) } -> std::same_as<bool>;
+};
+
 /// The range level for a state of `entries` entries: about 8 entries per
 /// range, so one differing entry costs a small slice, and at most
 /// max_range_bits.
@@ -143,6 +152,7 @@ S collect_ranges(const S& state, unsigned bits, std::vector<std::uint32_t>& indi
     ++kept;
   }
   indices.resize(kept);
+  if constexpr (range_mergeable<S>) out.take_horizon_of(state);
   return out;
 }
 
@@ -178,7 +188,13 @@ std::optional<range_push<S>> absorb_range_push(S& state, const range_push<S>& pu
     reply->indices = push.indices;
     reply->entries = collect_ranges(state, push.bits, reply->indices, max_push_bytes);
   }
-  if constexpr (requires { state.merge(push.entries, removed); })
+  // A push holds every entry the sender had in push.indices: with its
+  // horizon, what it lacks there and is older than that was erased there.
+  if constexpr (range_mergeable<S> && requires { state.merge_ranges(push.entries, push.bits, push.indices, removed); })
+    state.merge_ranges(push.entries, push.bits, push.indices, removed);
+  else if constexpr (range_mergeable<S>)
+    state.merge_ranges(push.entries, push.bits, push.indices);
+  else if constexpr (requires { state.merge(push.entries, removed); })
     state.merge(push.entries, removed);
   else
     state.merge(push.entries);
