@@ -57,6 +57,7 @@ reply api::handle(request& req) {
                      path.starts_with("/v1/agent/check/") || path.starts_with("/v1/agent/service/deregister/");
   if (!authorized(req, *t, write ? access::write : access::read))
     return error_response(http::status::forbidden, "permission denied: a valid token is required", req.version());
+  if (path == "/v1/lattice/test/partition") return test_faults(req, *t);
   if (path.starts_with("/v1/lattice/")) return native(req, *t);
   if (path.starts_with("/v1/")) return consul(req, *t);
   return error_response(http::status::not_found, "no such endpoint: " + t->path, req.version());

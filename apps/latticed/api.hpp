@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -37,6 +38,9 @@ struct api_options {
   std::string http_address;
   /// Longest blocking query wait (Consul's is 10 minutes).
   std::chrono::milliseconds max_wait{600'000};
+  /// Serve /v1/lattice/test/partition (latticed --test-faults). Off, the
+  /// endpoint answers 403 and changes nothing.
+  bool test_faults = false;
 };
 
 /// HTTP request counts by status, for /metrics.
@@ -73,6 +77,7 @@ class api {
   reply native(request& req, const target& t);
   reply consul(request& req, const target& t);
   reply ops(request& req, const target& t);
+  reply test_faults(request& req, const target& t);
   response metrics_text(unsigned version);
 
   // Consul helpers (api_consul.cpp).
@@ -89,6 +94,8 @@ class api {
 
   registry::replica& replica_;
   api_options options_;
+  // The addresses /v1/lattice/test/partition drops gossip to (--test-faults).
+  std::set<std::string> dropped_;
   const http_counters& counters_;
   const http_server*& server_;
   /// Consul service id -> its check (only services registered with one).

@@ -98,6 +98,15 @@ parsed_options parse_options(int argc, char** argv) {
   add_duration(app, "--anti-entropy", o.replica.anti_entropy_interval, "Anti-entropy round interval");
   add_duration(app, "--reap-after", o.replica.reap_after,
                "How long a dead owner's ephemeral instances are kept hidden before removal");
+  add_duration(app, "--gc-grace", o.replica.gc_grace,
+               "How long tombstones are kept past the point every member has seen (deletes stay final "
+               "for replicas away less than this)");
+  add_duration(app, "--compaction-interval", o.replica.compaction_interval, "How often tombstones are collected");
+  add_duration(app, "--reconnect-timeout", o.replica.reconnect_timeout,
+               "How long a dead member's clock floor still holds back compaction (at least --gc-grace)");
+  app.add_flag("--test-faults", o.api.test_faults,
+               "Serve /v1/lattice/test/partition, which drops gossip to chosen peers (fault-injection tests "
+               "only; never in production)");
   app.add_option("--data-dir", o.replica.data_dir,
                  "Directory for durable state (SQLite). Empty: nothing survives a restart");
   app.add_option("--fsync", fsync, "always: a write is acknowledged once fsynced; never: once in SQLite's WAL")

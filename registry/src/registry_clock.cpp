@@ -64,6 +64,12 @@ void registry_core::report_drift(const hlc_timestamp& stamp, std::uint64_t wall)
 }
 
 void registry_core::refresh_floor_holds(steady_time now) {
+  // Our own hold (a restart, a grace-rule resync): from the first contact,
+  // gc_grace to fetch what we missed.
+  if (auto own = floor_holds_.find(self()); own != floor_holds_.end()) {
+    if (!own->second.until && reachable_peers_ > 0) own->second.until = now + options_.gc_grace;
+    if (own->second.until && now > *own->second.until) floor_holds_.erase(own);
+  }
   for (const auto& [id, record] : members().table().records()) {
     if (id == self()) continue;
     const auto state = members().state_of(id, now);
@@ -111,6 +117,7 @@ std::optional<hlc_timestamp> registry_core::compaction_horizon(steady_time now) 
 }
 
 void registry_core::compact(steady_time now) {
+  if (resync_until_ && now < *resync_until_) return;  // resyncing: no horizon yet (apply_grace_rule)
   const auto horizon = compaction_horizon(now);
   if (!horizon) return;
   // The collected tombstones are in no index, but their rows are on disk:

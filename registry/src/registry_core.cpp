@@ -63,6 +63,15 @@ registry_core::registry_core(core_options options, steady_time now, wall_clock w
     observe_stamps(merged);
     on_merged(merged);
     if (!removed.empty()) on_merged(removed, /*removals=*/true);
+    if (resync_until_) {
+      // Resyncing after the grace rule: a horizon taken from a peer would
+      // make every key we forgot and have not fetched back read as erased,
+      // here and, through our range pushes, at every peer.
+      if (last_now_ < *resync_until_ && merged.horizon() != hlc_timestamp::zero())
+        protocol_.maintain([](registry_document& doc) { (void)doc.forget_before(hlc_timestamp::zero()); });
+      else if (last_now_ >= *resync_until_)
+        resync_until_.reset();
+    }
   });
 }
 
@@ -262,6 +271,13 @@ void registry_core::restore(const registry_document& saved, std::optional<std::u
     isolated_since_ = last_now_ - std::chrono::microseconds(wall - contact);
     isolated_since_wall_ = cut_off;
   }
+  // Our own downtime is a partition like any other: peers wrote while we
+  // were away, and we have not got those writes yet. Our horizon stays
+  // below our last contact until gc_grace after we are back in contact
+  // (refresh_floor_holds), the time a returning peer gets too. Without it a
+  // restarted replica collected past writes it had not fetched yet, and
+  // its range pushes then erased them everywhere (the chaos test).
+  if (contact != 0) floor_holds_[self()] = floor_hold{contact, std::nullopt};
 }
 
 void registry_core::on_merged(const registry_document& merged, bool removals) {

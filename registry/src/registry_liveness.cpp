@@ -1,6 +1,8 @@
 // registry_core's judgement of owners and callers: which instances are
 // visible, reaping the instances of owners hidden too long, and the grace
 // rule for a replica cut off longer than gc_grace.
+#include <spdlog/spdlog.h>
+
 #include "lattice/registry/registry_core.hpp"
 
 namespace lattice::registry {
@@ -126,6 +128,17 @@ void registry_core::apply_grace_rule(steady_time now, bool reaches_none) {
   ++resyncs_;
   registry_document forgotten;
   protocol_.maintain([&](registry_document& doc) { forgotten = doc.forget_before(cut_off_at); });
+  // What we forgot comes back from peers: until it has had gc_grace to,
+  // our horizon stays below the cut-off (see restore).
+  floor_holds_[self()] = floor_hold{cut_off_at.physical_us, now + options_.gc_grace};
+  // And until then we hold no horizon at all, not even a peer's: a
+  // horizon says every key we lack below it was erased, and we lack what
+  // we forgot until anti-entropy brings it back (the chaos test: pushes
+  // from a resyncing replica erased keys everywhere).
+  resync_until_ = now + options_.gc_grace;
+  spdlog::warn("lattice replica {}: cut off for longer than gc_grace ({} s) and a peer has run longer: forgot {} "
+               "entries older than the cut-off and takes them from peers again",
+               self(), std::chrono::duration_cast<std::chrono::seconds>(options_.gc_grace).count(), forgotten.size() + forgotten.tombstones());
   on_merged(forgotten, /*removals=*/true);  // drops them from the index and from disk
   for_each_own([&](const std::string& path, const record_ptr& record) {
     reassert_.insert(instance_key(path, record->kind(), record->id()));

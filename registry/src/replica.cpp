@@ -74,6 +74,7 @@ struct replica::impl {
   // time, so persist() stages them only when they move.
   std::uint64_t persisted_incarnation = 0;
   std::uint64_t persisted_contact_us = 0;
+  std::uint64_t contact_grain_us = 60'000'000;  // min(a minute, gc_grace / 4)
 
   void observe(const registry_document& merged) {
     if (!disk || restoring) return;
@@ -91,9 +92,10 @@ struct replica::impl {
       disk->put_identity(core->self(), incarnation);
       persisted_incarnation = incarnation;
     }
-    // Contact time at minute grain: enough for a gc_grace of an hour, and
-    // a row per minute at most.
-    if (const auto contact = core->last_contact_us(); contact > persisted_contact_us + 60'000'000) {
+    // Contact time at a quarter of gc_grace (a minute at most): fine
+    // enough for the grace rule, and a row per minute at most with the
+    // default gc_grace of an hour.
+    if (const auto contact = core->last_contact_us(); contact > persisted_contact_us + contact_grain_us) {
       disk->put_contact(contact);
       persisted_contact_us = contact;
     }
@@ -189,6 +191,7 @@ result<std::unique_ptr<replica>> replica::open(replica_options options) {
   c.gc_grace = options.gc_grace;
   c.compaction_interval = options.compaction_interval;
   c.reconnect_timeout = options.reconnect_timeout;
+  in.contact_grain_us = std::min<std::uint64_t>(60'000'000, static_cast<std::uint64_t>(options.gc_grace.count()) * 1000 / 4);
   c.observer = [&in](const registry_document& merged) { in.observe(merged); };
   r->id_ = options.id;
   r->address_ = c.protocol.address;

@@ -3,6 +3,7 @@
 Every daemon binds port 0 (gossip and HTTP) and reports its ports on its
 ready line; every wait is bounded; every process is stopped by its PID.
 """
+import glob
 import json
 import os
 import select
@@ -15,21 +16,26 @@ import urllib.request
 
 LATTICED = os.environ.get("LATTICED", "build/apps/latticed")
 LATTICE_CLI = os.environ.get("LATTICE_CLI", "build/apps/lattice")
+FAKETIME_LIB = os.environ.get("LATTICE_FAKETIME_LIB") or next(
+    iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1"))), "libfaketimeMT.so.1")
 # Fast liveness so that kill tests finish quickly.
 FAST = ["--heartbeat", "50ms", "--suspect-after", "200ms", "--dead-after", "400ms", "--reap-after", "1s",
         "--anti-entropy", "100ms", "--fsync", "never", "--log-level", "warn"]
 
 
 class Daemon:
-    def __init__(self, *extra, data_dir=None, seeds=None, clock_offset=None):
+    def __init__(self, *extra, data_dir=None, seeds=None, clock_offset=None, gossip="127.0.0.1:0", log_path=None):
         """clock_offset: run under libfaketime with its wall clock moved by this
-        many seconds (monotonic time stays real)."""
+        many seconds (monotonic time stays real). log_path: append the
+        daemon's log there instead of to a pipe nobody reads (a long run
+        would fill the pipe and block the daemon)."""
+        self.log_path = log_path
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="latticed-test-")
         self.extra = list(extra)
         self.seeds = seeds or []
         self.clock_offset = clock_offset
         self.proc = None
-        self.start()
+        self.start(gossip)
 
     def start(self, gossip="127.0.0.1:0"):
         args = [LATTICED, "--gossip", gossip, "--http", "127.0.0.1:0", "--data-dir", self.data_dir] + FAST
@@ -38,13 +44,21 @@ class Daemon:
         args += self.extra
         env = None
         if self.clock_offset is not None:
-            args = ["faketime", "-f", "%+ds" % self.clock_offset] + args
-            env = dict(os.environ, FAKETIME_DONT_FAKE_MONOTONIC="1")
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            # libfaketime preloaded into latticed itself: the faketime
+            # wrapper forks, so its PID is not the daemon's, and killing it
+            # would leave the daemon running.
+            env = dict(os.environ, LD_PRELOAD=FAKETIME_LIB, FAKETIME="%+ds" % self.clock_offset,
+                       FAKETIME_DONT_FAKE_MONOTONIC="1")
+        log = open(self.log_path, "a") if self.log_path else subprocess.PIPE
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+        if self.log_path:
+            log.close()
         line = self._read_line(10.0)
         if not line.startswith("latticed ready"):
             self.proc.kill()
-            raise RuntimeError("latticed did not start: %r %s" % (line, self.proc.stderr.read()))
+            self.proc.wait(5)
+            detail = self.proc.stderr.read() if self.proc.stderr else open(self.log_path).read()[-2000:]
+            raise RuntimeError("latticed did not start: %r %s" % (line, detail))
         fields = dict(kv.split("=", 1) for kv in line.split()[2:])
         self.id, self.http, self.gossip = int(fields["id"]), fields["http"], fields["gossip"]
         return self
@@ -96,7 +110,8 @@ class Daemon:
             self.proc.kill()
             self.proc.wait(5)
         for pipe in (self.proc.stdout, self.proc.stderr):
-            pipe.close()
+            if pipe:
+                pipe.close()
 
 
 def _decode(raw):

@@ -296,6 +296,47 @@ class ConsulClientTest(unittest.TestCase):
         self.assertEqual(self.ca.agent.self()["Config"]["Datacenter"], "dc1")
 
 
+class FaultInjectionTest(unittest.TestCase):
+    """/v1/lattice/test/partition: refused unless latticed runs with
+    --test-faults; with it, bad bodies are refused and a good one cuts
+    gossip to the named peers until DELETE heals."""
+
+    def test_refused_without_the_flag(self):
+        d = Daemon()
+        try:
+            for method, body in (("PUT", {"drop": ["127.0.0.1:1"]}), ("GET", None), ("DELETE", None)):
+                status, _, answer = d.request(method, "/v1/lattice/test/partition", body)
+                self.assertEqual(status, 403, answer)
+                self.assertIn("--test-faults", answer["error"])
+        finally:
+            d.close()
+            shutil.rmtree(d.data_dir, ignore_errors=True)
+
+    def test_partition_and_heal(self):
+        a = Daemon("--test-faults")
+        b = Daemon("--test-faults", seeds=[a.gossip])
+        try:
+            for body in ("not json", {"drop": "127.0.0.1:1"}, {"drop": [1]}, {"drop": []} | {"extra": 1}):
+                status, _, answer = a.put("/v1/lattice/test/partition", body)
+                self.assertEqual(status, 400, (body, answer))
+            self.assertEqual(a.get("/v1/lattice/test/partition")[2], {"drop": []})
+            self.assertTrue(eventually(lambda: a.get("/health")[2]["reachable_peers"] == 1, timeout=10))
+            # Each side drops gossip to the other: a write on one side stays there.
+            self.assertEqual(a.put("/v1/lattice/test/partition", {"drop": [b.gossip]})[0], 200)
+            self.assertEqual(b.put("/v1/lattice/test/partition", {"drop": [a.gossip]})[0], 200)
+            self.assertEqual(a.get("/v1/lattice/test/partition")[2], {"drop": [b.gossip]})
+            self.assertTrue(eventually(lambda: a.get("/health")[2]["reachable_peers"] == 0, timeout=10))
+            self.assertEqual(a.put("/v1/lattice/config/cut/k", "apart")[0], 200)
+            # Healed: the write made apart arrives.
+            self.assertEqual(a.delete("/v1/lattice/test/partition")[0], 200)
+            self.assertEqual(b.delete("/v1/lattice/test/partition")[0], 200)
+            self.assertTrue(eventually(lambda: b.get("/v1/lattice/config/cut/k")[0] == 200, timeout=10))
+        finally:
+            for d in (a, b):
+                d.close()
+                shutil.rmtree(d.data_dir, ignore_errors=True)
+
+
 class BadRequestTest(unittest.TestCase):
     def setUp(self):
         self.token_file = tempfile.NamedTemporaryFile("w", delete=False)

@@ -299,6 +299,9 @@ class registry_core final : public transport::protocol_core {
   steady_time last_now_;  // the latest time we were told, for rumour peer picks
   std::optional<steady_time> isolated_since_;
   std::uint64_t isolated_since_wall_ = 0;  // wall µs when isolation began
+  // After the grace rule forgot our stale entries: until then we hold no
+  // horizon (see apply_grace_rule).
+  std::optional<steady_time> resync_until_;
   std::uint64_t last_contact_us_ = 0;
   steady_time next_load_flush_;
   steady_time next_compaction_;
