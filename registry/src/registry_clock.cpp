@@ -66,6 +66,13 @@ void registry_core::report_drift(const hlc_timestamp& stamp, std::uint64_t wall)
 void registry_core::refresh_floor_holds(steady_time now) {
   // Our own hold (a restart, a grace-rule resync): from the first contact,
   // gc_grace to fetch what we missed.
+  // Alone (no member but us), there is nobody to fetch from: the window
+  // starts now.
+  if (resync_at_contact_ && (reachable_peers_ > 0 || members().table().records().size() <= 1)) {
+    resync_at_contact_ = false;
+    resync_until_ = now + options_.gc_grace;
+  }
+  if (resync_until_ && now >= *resync_until_) resync_until_.reset();
   if (auto own = floor_holds_.find(self()); own != floor_holds_.end()) {
     if (!own->second.until && reachable_peers_ > 0) own->second.until = now + options_.gc_grace;
     if (own->second.until && now > *own->second.until) floor_holds_.erase(own);
@@ -117,7 +124,7 @@ std::optional<hlc_timestamp> registry_core::compaction_horizon(steady_time now) 
 }
 
 void registry_core::compact(steady_time now) {
-  if (resync_until_ && now < *resync_until_) return;  // resyncing: no horizon yet (apply_grace_rule)
+  if (resyncing()) return;  // no horizon yet (restore, apply_grace_rule)
   const auto horizon = compaction_horizon(now);
   if (!horizon) return;
   // The collected tombstones are in no index, but their rows are on disk:

@@ -63,15 +63,11 @@ registry_core::registry_core(core_options options, steady_time now, wall_clock w
     observe_stamps(merged);
     on_merged(merged);
     if (!removed.empty()) on_merged(removed, /*removals=*/true);
-    if (resync_until_) {
-      // Resyncing after the grace rule: a horizon taken from a peer would
-      // make every key we forgot and have not fetched back read as erased,
-      // here and, through our range pushes, at every peer.
-      if (last_now_ < *resync_until_ && merged.horizon() != hlc_timestamp::zero())
-        protocol_.maintain([](registry_document& doc) { (void)doc.forget_before(hlc_timestamp::zero()); });
-      else if (last_now_ >= *resync_until_)
-        resync_until_.reset();
-    }
+    // Resyncing (a restart, the grace rule): a horizon taken from a peer
+    // would make every key we lack and have not fetched yet read as
+    // erased, here and, through our range pushes, at every peer.
+    if (resyncing() && merged.horizon() != hlc_timestamp::zero())
+      protocol_.maintain([](registry_document& doc) { (void)doc.forget_before(hlc_timestamp::zero()); });
   });
 }
 
@@ -250,7 +246,8 @@ std::vector<transport::outgoing_message> registry_core::take_outgoing() {
 
 // ---- what changed -------------------------------------------------------------
 
-void registry_core::restore(const registry_document& saved, std::optional<std::uint64_t> last_contact_us) {
+void registry_core::restore(const registry_document& saved, std::optional<std::uint64_t> last_contact_us,
+                            bool resyncing) {
   protocol_.maintain([&](registry_document& state) { state.merge(saved); });
   on_merged(saved);
   // A store last in contact with peers more than gc_grace ago is treated
@@ -278,6 +275,9 @@ void registry_core::restore(const registry_document& saved, std::optional<std::u
   // restarted replica collected past writes it had not fetched yet, and
   // its range pushes then erased them everywhere (the chaos test).
   if (contact != 0) floor_holds_[self()] = floor_hold{contact, std::nullopt};
+  // A resync a kill cut short goes on: the data directory lacks what it
+  // had forgotten and not yet fetched back.
+  resync_at_contact_ = resyncing;
 }
 
 void registry_core::on_merged(const registry_document& merged, bool removals) {

@@ -75,6 +75,7 @@ struct replica::impl {
   std::uint64_t persisted_incarnation = 0;
   std::uint64_t persisted_contact_us = 0;
   std::uint64_t contact_grain_us = 60'000'000;  // min(a minute, gc_grace / 4)
+  bool persisted_resyncing = false;
 
   void observe(const registry_document& merged) {
     if (!disk || restoring) return;
@@ -98,6 +99,10 @@ struct replica::impl {
     if (const auto contact = core->last_contact_us(); contact > persisted_contact_us + contact_grain_us) {
       disk->put_contact(contact);
       persisted_contact_us = contact;
+    }
+    if (core->resyncing() != persisted_resyncing) {
+      persisted_resyncing = core->resyncing();
+      disk->put_resyncing(persisted_resyncing);
     }
     for (const auto& key : std::exchange(dirty_instances, {})) disk->put_instance(key, doc.instances.find_entry(key));
     for (const auto& key : std::exchange(dirty_config, {})) disk->put_config(key, doc.config.find_entry(key));
@@ -203,7 +208,8 @@ result<std::unique_ptr<replica>> replica::open(replica_options options) {
     in.persisted_incarnation = incarnation;
     in.restoring = true;
     // No contact row: this data directory never reached a peer (0 says so).
-    in.core->restore(saved.document, saved.last_contact_us.value_or(0));
+    in.persisted_resyncing = saved.resyncing;
+    in.core->restore(saved.document, saved.last_contact_us.value_or(0), saved.resyncing);
     in.restoring = false;
     // Our ephemeral registrations come back: they live as long as we do.
     // Persistent ones need nothing: the document (ours or our peers') has

@@ -160,6 +160,12 @@ store::contents store::load() {
     if (q.ok() && q.step() == SQLITE_ROW)
       if (auto contact = from_blob<std::uint64_t>(q.column(0))) out.last_contact_us = contact.value();
   }
+  {
+    statement q(db_, "SELECT value FROM meta WHERE key = ?1");
+    if (q.ok()) q.bind(1, "resyncing");
+    if (q.ok() && q.step() == SQLITE_ROW)
+      if (auto resyncing = from_blob<bool>(q.column(0))) out.resyncing = resyncing.value();
+  }
   std::size_t skipped = load_entries(db_, "SELECT key, entry FROM instances", out.document.instances);
   skipped += load_entries(db_, "SELECT key, entry FROM config", out.document.config);
   skipped += load_entries(db_, "SELECT key, entry FROM config_erasures", out.document.config_erasures);
@@ -181,6 +187,10 @@ store::contents store::load() {
 
 void store::put_contact(std::uint64_t wall_us) {
   staged_.push_back({staged_row::table::meta, "contact", to_blob(wall_us)});
+}
+
+void store::put_resyncing(bool resyncing) {
+  staged_.push_back({staged_row::table::meta, "resyncing", to_blob(resyncing)});
 }
 
 void store::put_identity(replica_id id, std::uint64_t incarnation) {

@@ -56,6 +56,9 @@ class store {
     std::vector<own_registration> own;
     /// Wall µs when the replica last reached a peer, if ever recorded.
     std::optional<std::uint64_t> last_contact_us;
+    /// A resync (the grace rule) was under way: the document may lack keys
+    /// that peers still hold (registry_core::restore).
+    bool resyncing = false;
   };
   /// Everything stored. Rows that fail to decode are skipped and logged.
   contents load();
@@ -63,6 +66,7 @@ class store {
   // Staged until commit().
   void put_identity(replica_id id, std::uint64_t incarnation);
   void put_contact(std::uint64_t wall_us);
+  void put_resyncing(bool resyncing);
   void put_instance(const std::string& key, const registry_document::instance_map::entry* entry);
   void put_config(const std::string& key, const registry_document::config_map::entry* entry);
   /// A recursive delete's erasure of `prefix` (null: collected).

@@ -150,7 +150,15 @@ class registry_core final : public transport::protocol_core {
   /// and takes the rest from its peers. nullopt: not known (a caller with
   /// no record of it); the newest stamp in `saved` stands in for it, and
   /// past gc_grace the store keeps only the own registrations.
-  void restore(const registry_document& saved, std::optional<std::uint64_t> last_contact_us = std::nullopt);
+  /// `resyncing`: the data directory was saved during a resync (see
+  /// resyncing()), which then goes on from our first contact.
+  void restore(const registry_document& saved, std::optional<std::uint64_t> last_contact_us = std::nullopt,
+               bool resyncing = false);
+  /// True while we take back from peers what the grace rule made us
+  /// forget: we then hold no compaction horizon, since one would read the
+  /// keys we have not fetched back yet as erased, here and, through our
+  /// range pushes, at every peer. Persisted, so a restart goes on with it.
+  bool resyncing() const { return resync_at_contact_ || (resync_until_ && last_now_ < *resync_until_); }
   /// Wall µs of the last tick that reached a peer (0 before any): what the
   /// replica persists as its last contact.
   std::uint64_t last_contact_us() const noexcept { return last_contact_us_; }
@@ -299,9 +307,12 @@ class registry_core final : public transport::protocol_core {
   steady_time last_now_;  // the latest time we were told, for rumour peer picks
   std::optional<steady_time> isolated_since_;
   std::uint64_t isolated_since_wall_ = 0;  // wall µs when isolation began
-  // After the grace rule forgot our stale entries: until then we hold no
-  // horizon (see apply_grace_rule).
+  // After a restart from a data directory or the grace rule's forgetting:
+  // until then we hold no horizon (see apply_grace_rule). Set from our
+  // first contact when `resync_at_contact_`.
   std::optional<steady_time> resync_until_;
+  bool resync_at_contact_ = false;
+
   std::uint64_t last_contact_us_ = 0;
   steady_time next_load_flush_;
   steady_time next_compaction_;
