@@ -85,6 +85,9 @@ response api::metrics_text(unsigned version) {
   family("lattice_clock_drift_total", "counter",
          "Other replicas' stamps merged while beyond the clock drift bound (the local clock did not follow them).");
   out += fmt::format("lattice_clock_drift_total {}\n", m.clock_drift);
+  family("lattice_horizon_erasures_total", "counter",
+         "Live entries removed because a peer's compaction horizon said it had erased and forgotten them.");
+  out += fmt::format("lattice_horizon_erasures_total {}\n", m.horizon_erasures);
   family("lattice_callback_errors_total", "counter", "Watch callbacks that threw (logged and contained).");
   out += fmt::format("lattice_callback_errors_total {}\n", m.callback_errors);
   family("lattice_handler_errors_total", "counter", "Exceptions caught on the replica thread (logged and contained).");

@@ -41,8 +41,12 @@ void registry_core::observe_stamps(const registry_document& merged) {
   // would be ignored by every replica that holds it (it reads the key's
   // absence as "erased and collected"). A replica whose clock lags the
   // cluster's is brought past them at its first exchange.
-  if (const auto horizon = merged.horizon(); horizon.replica != self() && clock_.acceptable(horizon, wall))
-    latest = std::max(latest, horizon);
+  // (Remembered even when it is too far ahead to move the clock: writes
+  // are stamped above it all the same, see stamp_after. Range pushes
+  // carry a peer's horizon without making it ours.)
+  const auto horizon = merged.horizon();
+  seen_horizon_ = std::max(seen_horizon_, horizon);
+  if (horizon.replica != self() && clock_.acceptable(horizon, wall)) latest = std::max(latest, horizon);
   if (clock_.last() < latest) (void)clock_.update(latest, wall);
 }
 
@@ -61,6 +65,34 @@ void registry_core::report_drift(const hlc_timestamp& stamp, std::uint64_t wall)
       offset == offsets.end()
           ? std::string("has not been measured (no message from it yet)")
           : fmt::format("runs {:+.3f} s from ours", std::chrono::duration<double>(std::chrono::microseconds(offset->second)).count()));
+}
+
+void registry_core::report_erasures(const registry_document& merged, const registry_document& removed) {
+  // Live entries a merge removed: a peer's horizon said it erased and
+  // forgot them. Right when we held a copy the delete never reached; a
+  // loss when the peer's horizon is wrong about its own state. Either way
+  // an operator wants to see it, with the peer it came from.
+  // (Config entries an erasure covers go too, but not for a horizon.)
+  std::size_t live = 0;
+  std::string first;
+  const auto count_below = [&](const hlc_timestamp& horizon, bool config) {
+    return [&, horizon, config](const std::string& key, const auto& entry) {
+      if (!entry.live() || !(entry.stamp < horizon)) return;
+      if (config) {
+        const hlc_timestamp* erasure = state().erasure_covering(key);
+        if (erasure != nullptr && entry.stamp < *erasure) return;
+      }
+      if (live++ == 0) first = key;
+    };
+  };
+  removed.instances.for_each_entry(count_below(merged.instances.horizon(), false));
+  removed.config.for_each_entry(count_below(merged.config.horizon(), true));
+  if (live == 0) return;
+  horizon_erasures_ += live;
+  const auto horizon = merged.horizon();
+  spdlog::info("lattice replica {}: replica {}'s horizon ({}) removed {} live entries here that it had erased and "
+               "forgotten (first: {})",
+               self(), protocol_.merging_from(), utc(horizon.physical_us), live, first);
 }
 
 void registry_core::refresh_floor_holds(steady_time now) {

@@ -62,12 +62,10 @@ registry_core::registry_core(core_options options, steady_time now, wall_clock w
   protocol_.set_change_listener([this](const registry_document& merged, const registry_document& removed) {
     observe_stamps(merged);
     on_merged(merged);
-    if (!removed.empty()) on_merged(removed, /*removals=*/true);
-    // Resyncing (a restart, the grace rule): a horizon taken from a peer
-    // would make every key we lack and have not fetched yet read as
-    // erased, here and, through our range pushes, at every peer.
-    if (resyncing() && merged.horizon() != hlc_timestamp::zero())
-      protocol_.maintain([](registry_document& doc) { (void)doc.forget_before(hlc_timestamp::zero()); });
+    if (!removed.empty()) {
+      report_erasures(merged, removed);
+      on_merged(removed, /*removals=*/true);
+    }
   });
 }
 
@@ -75,10 +73,11 @@ registry_core::registry_core(core_options options, steady_time now, wall_clock w
 
 hlc_timestamp registry_core::stamp_after(const hlc_timestamp* existing) {
   const auto wall = wall_();
-  // Never below a horizon we hold: a compacted replica reads a key it
-  // lacks, stamped below its horizon, as erased and collected, and drops
-  // it (a replica whose clock lags the cluster's would lose its writes).
-  hlc_timestamp floor = state().horizon();
+  // Never below a horizon we hold or have seen: a compacted replica reads
+  // a key it lacks, stamped below its horizon, as erased and collected,
+  // and drops it (a replica whose clock lags the cluster's would lose its
+  // writes).
+  hlc_timestamp floor = highest_horizon();
   if (existing != nullptr) floor = std::max(floor, *existing);
   const auto stamp = clock_.now(wall);
   if (floor < stamp) return stamp;

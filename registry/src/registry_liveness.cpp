@@ -82,7 +82,7 @@ void registry_core::reap(steady_time now) {
         // registration its owner wrote after the record (a false suspicion
         // answered, a persistent re-registration) still wins, however far
         // our clock runs ahead of the owner's.
-        const auto stamp = std::max(crdt::hlc::successor(entry->stamp, self()), crdt::hlc::successor(state().horizon(), self()));
+        const auto stamp = std::max(crdt::hlc::successor(entry->stamp, self()), crdt::hlc::successor(highest_horizon(), self()));
         delta.instances.merge(registry_document::instance_map{}.erase(key, stamp));
         ++reaped_;
       }
@@ -131,10 +131,10 @@ void registry_core::apply_grace_rule(steady_time now, bool reaches_none) {
   // What we forgot comes back from peers: until it has had gc_grace to,
   // our horizon stays below the cut-off (see restore).
   floor_holds_[self()] = floor_hold{cut_off_at.physical_us, now + options_.gc_grace};
-  // And until then we hold no horizon at all, not even a peer's: a
-  // horizon says every key we lack below it was erased, and we lack what
-  // we forgot until anti-entropy brings it back (the chaos test: pushes
-  // from a resyncing replica erased keys everywhere).
+  // And until then we do not compact at all: our horizon would say every
+  // key we lack below it was erased, and we lack what we forgot until
+  // anti-entropy brings it back (the chaos test: pushes from a resyncing
+  // replica erased keys everywhere).
   resync_until_ = now + options_.gc_grace;
   spdlog::warn("lattice replica {}: cut off for longer than gc_grace ({} s) and a peer has run longer: forgot {} "
                "entries older than the cut-off and takes them from peers again",

@@ -479,6 +479,7 @@ replica_metrics replica::metrics() const {
            m.handler_errors = impl_->handler_errors.load(std::memory_order_relaxed);
            m.reaped = impl_->core->reaped();
            m.clock_drift = impl_->core->clock_drift();
+           m.horizon_erasures = impl_->core->horizon_erasures();
            return m;
          });
   return r ? *r : replica_metrics{};

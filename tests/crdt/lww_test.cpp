@@ -293,3 +293,76 @@ TEST_CASE("lww_map agrees with a reference model at scale", "[crdt][lww][slow]")
     RC_ASSERT(decoded.value().horizon() == stable);
   });
 }
+
+namespace {
+
+// Keys whose hashes fall in range 0 and range 1 at level 1.
+std::pair<std::string, std::string> keys_in_both_halves() {
+  std::string in0, in1;
+  for (int i = 0; in0.empty() || in1.empty(); ++i) {
+    REQUIRE(i < 10'000);
+    lww_map<std::string, int> probe;
+    const std::string k = "k" + std::to_string(i);
+    probe.put(k, 0, hlc_timestamp{1, 0, 1});
+    (probe.range_digest(1, 0) != 0 ? in0 : in1) = k;
+  }
+  return {in0, in1};
+}
+
+}  // namespace
+
+// merge_ranges: a tombstone the part's sender has collected leaves our
+// state (so the range agrees with the sender's) but still keeps older
+// writes of its key out until our own horizon passes it.
+TEST_CASE("a tombstone a range push shows collected becomes a shadow", "[crdt][lww][tombstone]") {
+  const auto [in0, in1] = keys_in_both_halves();
+  lww_map<std::string, int> sender, mine;
+  sender.put(in1, 1, hlc_timestamp{5, 0, 2});
+  sender.compact(hlc_timestamp{100, 0, 0});
+  mine.put(in0, 0, hlc_timestamp{10, 0, 1});
+  (void)mine.erase(in0, hlc_timestamp{30, 0, 1});
+  const std::uint32_t range0[] = {0};
+  lww_map<std::string, int> part = sender;  // holds nothing in range 0
+  lww_map<std::string, int> removed;
+  mine.merge_ranges(part, 1, range0, &removed);
+  CHECK(mine.tombstones() == 0);
+  CHECK(mine.shadows() == 1);
+  CHECK(mine.range_digest(1, 0) == sender.range_digest(1, 0));
+  CHECK(removed.empty());  // the tombstone is not gone yet: a store keeps its row
+  CHECK(mine.horizon() == hlc_timestamp::zero());
+  // An older write of the key, from a replica that missed the delete.
+  lww_map<std::string, int> stale;
+  stale.put(in0, 0, hlc_timestamp{10, 0, 1});
+  mine.merge(stale);
+  CHECK_FALSE(mine.contains(in0));
+  // The tombstone itself comes back in (a peer that still holds it must not
+  // differ from us for ever), and so does a later write.
+  lww_map<std::string, int> holder;
+  (void)holder.erase(in0, hlc_timestamp{30, 0, 1});
+  mine.merge(holder);
+  CHECK(mine.tombstones() == 1);
+  CHECK(mine.shadows() == 0);
+  mine.merge_ranges(part, 1, range0);
+  lww_map<std::string, int> later;
+  later.put(in0, 7, hlc_timestamp{40, 0, 3});
+  mine.merge(later);
+  CHECK(mine.find(in0) != nullptr);
+  CHECK(mine.shadows() == 0);
+}
+
+TEST_CASE("compaction collects shadows and reports them as tombstones", "[crdt][lww][tombstone]") {
+  const auto [in0, in1] = keys_in_both_halves();
+  lww_map<std::string, int> sender, mine;
+  sender.compact(hlc_timestamp{100, 0, 0});
+  (void)mine.erase(in0, hlc_timestamp{30, 0, 1});
+  const std::uint32_t range0[] = {0};
+  mine.merge_ranges(sender, 1, range0);
+  REQUIRE(mine.shadows() == 1);
+  lww_map<std::string, int> removed;
+  mine.compact(hlc_timestamp{20, 0, 0}, &removed);  // below it: kept
+  CHECK(mine.shadows() == 1);
+  mine.compact(hlc_timestamp{50, 0, 0}, &removed);
+  CHECK(mine.shadows() == 0);
+  REQUIRE(removed.find_entry(in0) != nullptr);
+  CHECK_FALSE(removed.find_entry(in0)->live());
+}

@@ -243,6 +243,9 @@ class lww_map {
   std::size_t size() const noexcept { return live_; }
   /// Number of tombstones not yet compacted.
   std::size_t tombstones() const noexcept { return size_ - live_; }
+  /// Tombstones a range push showed collected elsewhere, kept aside until
+  /// our horizon passes them (see merge_ranges). Not part of the state.
+  std::size_t shadows() const noexcept { return shadows_.size(); }
   /// No entries at all (live or tombstone).
   bool empty() const noexcept { return size_ == 0; }
 
@@ -269,6 +272,7 @@ class lww_map {
     for (auto& b : buckets_)
       dropped += erase_slots_if(
           b, [&](const slot& s) { return !s.value.live() && s.value.stamp < horizon_; }, keep_in(removed));
+    collect_shadows(removed);
     if (removed != nullptr) removed->grow_if_needed();
     return dropped;
   }
@@ -343,22 +347,33 @@ class lww_map {
   /// those ranges its absences mean what a full state's do: a key we hold,
   /// stamped before the part's horizon and missing from it, was erased and
   /// forgotten there, so it goes here too. Outside them they mean nothing.
-  /// Then the part's horizon is taken. Anti-entropy in delta and op modes,
-  /// which never ships a whole state, agrees this way on what compaction
-  /// removed; without it a key below one side's horizon that the other
-  /// side still holds would differ between them for ever. Indices at or
-  /// beyond 2^bits are ignored. `removed` as for merge.
+  /// Anti-entropy in delta and op modes, which never ships a whole state,
+  /// agrees this way on what compaction removed; without it a key below
+  /// one side's horizon that the other side still holds would differ
+  /// between them for ever. Our tombstones there leave the state too, but
+  /// are kept aside as shadows (below) until our own horizon passes them,
+  /// and are not reported in `removed`. Indices at or beyond 2^bits are
+  /// ignored. `removed` as for merge.
+  ///
+  /// Our horizon does not move. A horizon is a claim about the whole map
+  /// that holds it ("every key I lack below it was erased"); after a part
+  /// it would be true only in the ranges the part covered. A replica that
+  /// lacked a key elsewhere (not fetched yet after a restart, forgotten by
+  /// the grace rule) would then, through its own pushes, have that key
+  /// erased at every peer: the chaos soak lost thousands of acknowledged
+  /// writes that way. Our horizon rises by our own compaction or by a
+  /// full state's (merge).
   bool merge_ranges(const lww_map& part, unsigned bits, std::span<const std::uint32_t> indices,
                     lww_map* removed = nullptr) {
     if (&part == this) return false;
     bool changed = false;
     if (part.horizon_ != hlc_timestamp::zero() && bits < 64)
       for (const std::uint32_t index : indices)
-        if (index < (std::uint64_t{1} << bits)) changed |= drop_absent_from(part, bits, index, removed);
+        if (index < (std::uint64_t{1} << bits))
+          changed |= drop_absent_from(part, bits, index, removed, /*shadow_tombstones=*/true);
     part.for_each_slot([&](const slot& s) {
       changed |= absorb(s.key_hash, s.key, s.value, [&] { return s.entry_hash; });
     });
-    if (part.horizon_ > horizon_) changed |= compact(part.horizon_, removed) != 0;
     grow_if_needed();
     if (removed != nullptr) removed->grow_if_needed();
     return changed;
@@ -508,6 +523,15 @@ class lww_map {
     } else {
       // Unknown key below the horizon: already seen and compacted away.
       if (incoming.stamp < horizon_) return false;
+      if (!shadows_.empty()) {
+        const auto sh = find_shadow(key_hash, key);
+        if (sh != shadows_.end()) {
+          // Older writes stay out. The tombstone itself comes back in: a
+          // peer that still holds it must not differ from us for ever.
+          if (incoming.stamp < sh->stamp || (incoming.stamp == sh->stamp && incoming.live())) return false;
+          shadows_.erase(sh);
+        }
+      }
       entry_hash = entry_hash_of();
       it = detail::insert_compactly(b.slots, it, slot{key_hash, key, incoming, entry_hash});
       ++size_;
@@ -566,8 +590,11 @@ class lww_map {
 
   // Removes our entries in the `bits`-bit range `index` (all of them when
   // bits is 0) that `other` lacks and that are stamped below its horizon:
-  // `other` saw them and compacted their deletion away.
-  bool drop_absent_from(const lww_map& other, unsigned bits, std::size_t index, lww_map* removed) {
+  // `other` saw them and compacted their deletion away. With
+  // `shadow_tombstones` (merge_ranges, which leaves our horizon where it
+  // is) our tombstones become shadows rather than going into `removed`.
+  bool drop_absent_from(const lww_map& other, unsigned bits, std::size_t index, lww_map* removed,
+                        bool shadow_tombstones = false) {
     if (buckets_.empty()) return false;
     const auto [first, last] = bits <= bits_ ? bucket_span(bits, index)
                                              : std::pair{index >> (bits - bits_), (index >> (bits - bits_)) + 1};
@@ -576,8 +603,51 @@ class lww_map {
       dropped += erase_slots_if(buckets_[i], [&](const slot& s) {
         return s.value.stamp < other.horizon_ && (bits <= bits_ || prefix(s.key_hash, bits) == index) &&
                other.find_slot(s.key_hash, s.key) == nullptr;
-      }, keep_in(removed));
+      }, [&](const slot& s) {
+        if (shadow_tombstones && !s.value.live()) add_shadow(s);
+        else keep_in(removed)(s);
+      });
     return dropped != 0;
+  }
+
+  // Shadows. A range push (merge_ranges) says which tombstones its sender
+  // has collected, but not that our other ranges are as complete as its,
+  // so we cannot take its horizon. Dropping such a tombstone without a
+  // horizon above it would let an older write of its key, from a replica
+  // that missed the delete, come back here; keeping it would leave the
+  // range differing from the sender's until our own compaction. A shadow
+  // is neither: out of the state (digest, size, encoding, equality), it
+  // still beats older writes of its key until our horizon passes it, and
+  // compact() then reports it in `removed` as the tombstone it was.
+  struct shadow {
+    std::uint64_t key_hash = 0;
+    K key{};
+    hlc_timestamp stamp;
+  };
+  void add_shadow(const slot& s) {
+    auto it = std::lower_bound(shadows_.begin(), shadows_.end(), s, [](const shadow& a, const slot& b) {
+      return a.key_hash < b.key_hash || (a.key_hash == b.key_hash && a.key < b.key);
+    });
+    if (it != shadows_.end() && it->key_hash == s.key_hash && it->key == s.key) it->stamp = std::max(it->stamp, s.value.stamp);
+    else shadows_.insert(it, shadow{s.key_hash, s.key, s.value.stamp});
+  }
+  // The shadow of `key`, or end().
+  typename std::vector<shadow>::iterator find_shadow(std::uint64_t key_hash, const K& key) {
+    auto it = std::lower_bound(shadows_.begin(), shadows_.end(), key_hash, [&](const shadow& a, std::uint64_t) {
+      return a.key_hash < key_hash || (a.key_hash == key_hash && a.key < key);
+    });
+    return it != shadows_.end() && it->key_hash == key_hash && it->key == key ? it : shadows_.end();
+  }
+  // Drops the shadows below our horizon, into `removed` as tombstones.
+  void collect_shadows(lww_map* removed) {
+    std::erase_if(shadows_, [&](const shadow& sh) {
+      if (!(sh.stamp < horizon_)) return false;
+      if (removed != nullptr) {
+        const entry tombstone{sh.stamp, std::nullopt};
+        removed->absorb(sh.key_hash, sh.key, tombstone, [&] { return stable_hash(sh.key, tombstone); });
+      }
+      return true;
+    });
   }
 
   // Removes the slots of `b` that `remove` selects, keeping their order,
@@ -629,6 +699,7 @@ class lww_map {
   std::size_t live_ = 0;
   hlc_timestamp horizon_;
   std::uint64_t digest_ = 0;
+  std::vector<shadow> shadows_;  // ascending (key_hash, key); see add_shadow
 };
 
 }  // namespace lattice::crdt

@@ -155,9 +155,11 @@ class registry_core final : public transport::protocol_core {
   void restore(const registry_document& saved, std::optional<std::uint64_t> last_contact_us = std::nullopt,
                bool resyncing = false);
   /// True while we take back from peers what the grace rule made us
-  /// forget: we then hold no compaction horizon, since one would read the
-  /// keys we have not fetched back yet as erased, here and, through our
-  /// range pushes, at every peer. Persisted, so a restart goes on with it.
+  /// forget: we then do not compact, since our horizon would read the keys
+  /// we have not fetched back yet as erased, here and, through our range
+  /// pushes, at every peer. (A peer's horizon reaches us only with its
+  /// whole state, which holds what we lack.) Persisted, so a restart goes
+  /// on with it.
   bool resyncing() const { return resync_at_contact_ || (resync_until_ && last_now_ < *resync_until_); }
   /// Wall µs of the last tick that reached a peer (0 before any): what the
   /// replica persists as its last contact.
@@ -191,6 +193,9 @@ class registry_core final : public transport::protocol_core {
   /// Merged stamps of other replicas that were beyond the HLC's drift
   /// bound (lattice_clock_drift_total).
   std::uint64_t clock_drift() const noexcept { return clock_drift_; }
+  /// Live entries removed here because a peer's horizon said it had erased
+  /// and forgotten them (lattice_horizon_erasures_total).
+  std::uint64_t horizon_erasures() const noexcept { return horizon_erasures_; }
   /// Per peer heard from: its wall clock minus ours in µs (see
   /// transport::protocol::clock_offsets).
   const boost::container::flat_map<replica_id, std::int64_t>& clock_offsets() const noexcept {
@@ -247,6 +252,10 @@ class registry_core final : public transport::protocol_core {
   // The HLC receive rule over everything a merge brought in.
   void observe_stamps(const registry_document& merged);
   void report_drift(const hlc_timestamp& stamp, std::uint64_t wall);
+  // The highest compaction horizon we hold or a merge has shown us: every
+  // write we make is stamped above it.
+  hlc_timestamp highest_horizon() const noexcept { return std::max(state().horizon(), seen_horizon_); }
+  void report_erasures(const registry_document& merged, const registry_document& removed);
   void refresh_floor_holds(steady_time now);
   void compact(steady_time now);
   // `delete_arrived`: the change brought a tombstone for the key (and it
@@ -319,6 +328,8 @@ class registry_core final : public transport::protocol_core {
   std::uint64_t reaped_ = 0;
   std::uint64_t resyncs_ = 0;
   std::uint64_t clock_drift_ = 0;
+  std::uint64_t horizon_erasures_ = 0;
+  hlc_timestamp seen_horizon_ = hlc_timestamp::zero();
   std::map<replica_id, steady_time> drift_logged_;  // issuer -> last log line
   // Members judged dead, or back from the dead for less than gc_grace: the
   // floor they had when they died (until: nullopt while still dead).

@@ -119,6 +119,9 @@ struct replica_metrics {
   std::uint64_t reaped = 0;
   /// Other replicas' stamps merged while beyond the HLC drift bound.
   std::uint64_t clock_drift = 0;
+  /// Live entries removed because a peer's horizon said it had erased and
+  /// forgotten them (a delete this replica had missed, as a rule).
+  std::uint64_t horizon_erasures = 0;
   /// Exceptions thrown by watch callbacks, and by handlers on the replica
   /// thread: each was logged and contained, and the replica kept serving.
   std::uint64_t callback_errors = 0, handler_errors = 0;

@@ -98,18 +98,18 @@ struct range_push {
 
 /// A state whose ranges can carry its compaction horizon (lww_map and what
 /// is built of it): a push with one also says which keys the sender erased
-/// and forgot in the ranges it covers (lww_map::merge_ranges). The
-/// receiving side reads it; senders do not send one yet. Sending it made
-/// delta and op modes converge where a key was live on one replica below
-/// another's horizon (the simulator's invariant sweep), but the chaos test
-/// showed the other side of it: a replica that holds a horizon while it
-/// lacks keys (after a restart or a resync, for reasons not yet found)
-/// erased them at every peer, thousands at once in the soak. Divergence
-/// keeps the data; that erasure does not (ADR 0006).
+/// and forgot in the ranges it covers, and the receiver drops them there
+/// (lww_map::merge_ranges). In delta and op modes, which never ship a
+/// whole state, that is how replicas agree on what compaction removed
+/// (the simulator's invariant sweep: without it a key live on one replica
+/// below another's horizon stayed on one side for ever). The receiver
+/// does not take the horizon as its own: it says nothing about the ranges
+/// the push left out.
 template <class S>
-concept range_mergeable = requires(S& m, const S& s, unsigned bits, std::span<const std::uint32_t> indices) {
+concept range_mergeable = requires(S& m, const S& s, unsigned bits, std::span<const std::uint32_t> indices,
+                                   S* removed) {
   m.take_horizon_of(s);
-  { m.merge_ranges(s, bits, indices) } -> std::same_as<bool>;
+  { m.merge_ranges(s, bits, indices, removed) } -> std::same_as<bool>;
 };
 
 /// The range level for a state of `entries` entries: about 8 entries per
@@ -147,7 +147,7 @@ inline constexpr std::size_t default_max_push_bytes = 4 * 1024 * 1024;
 /// the first). `indices` is cut to the ranges kept.
 template <reconcilable S>
 S collect_ranges(const S& state, unsigned bits, std::vector<std::uint32_t>& indices,
-                 std::size_t max_bytes = default_max_push_bytes, bool with_horizon = false) {
+                 std::size_t max_bytes = default_max_push_bytes) {
   S out;
   std::size_t used = 0, kept = 0;
   for (std::uint32_t i : indices) {
@@ -159,11 +159,9 @@ S collect_ranges(const S& state, unsigned bits, std::vector<std::uint32_t>& indi
     ++kept;
   }
   indices.resize(kept);
-  // Pushes carry no horizon (see range_mergeable): a replica that lacks
-  // keys it should hold (a restart, a resync) would erase them at every
-  // peer. `with_horizon` is for tests of the receiving side.
-  if constexpr (range_mergeable<S>)
-    if (with_horizon) out.take_horizon_of(state);
+  // A push holds every entry we have in those ranges: with our horizon,
+  // what it lacks there below it was erased here (see range_mergeable).
+  if constexpr (range_mergeable<S>) out.take_horizon_of(state);
   return out;
 }
 
@@ -199,12 +197,8 @@ std::optional<range_push<S>> absorb_range_push(S& state, const range_push<S>& pu
     reply->indices = push.indices;
     reply->entries = collect_ranges(state, push.bits, reply->indices, max_push_bytes);
   }
-  // A push holds every entry the sender had in push.indices: with its
-  // horizon, what it lacks there and is older than that was erased there.
-  if constexpr (range_mergeable<S> && requires { state.merge_ranges(push.entries, push.bits, push.indices, removed); })
+  if constexpr (range_mergeable<S>)
     state.merge_ranges(push.entries, push.bits, push.indices, removed);
-  else if constexpr (range_mergeable<S>)
-    state.merge_ranges(push.entries, push.bits, push.indices);
   else if constexpr (requires { state.merge(push.entries, removed); })
     state.merge(push.entries, removed);
   else

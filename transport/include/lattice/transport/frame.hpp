@@ -17,7 +17,7 @@
 //
 //   offset  size  field
 //   0       4     magic "LATC"
-//   4       1     protocol version (2)
+//   4       1     protocol version (3)
 //   5       1     message type (defined by the protocol core)
 //   6       1     flags: bit 0 = a MAC follows the payload; others must be 0
 //   7       1     reserved, must be 0
@@ -51,7 +51,7 @@ namespace lattice::transport {
 
 inline constexpr std::array<std::byte, 4> frame_magic{std::byte{'L'}, std::byte{'A'},
                                                       std::byte{'T'}, std::byte{'C'}};
-inline constexpr std::uint8_t protocol_version = 2;
+inline constexpr std::uint8_t protocol_version = 3;
 inline constexpr std::size_t frame_header_size = 16;
 inline constexpr std::size_t frame_mac_size = 32;
 inline constexpr std::uint8_t frame_flag_mac = 0x01;

@@ -192,6 +192,9 @@ class protocol final : public protocol_core {
     return clock_offsets_;
   }
   replica_id self() const noexcept { return options_.self; }
+  /// The sender of the message whose merge is being reported, for the
+  /// change listener's logs (0 outside a gossip or range push).
+  replica_id merging_from() const noexcept { return merging_from_; }
 
   /// Merges a local mutation's delta and spreads it.
   void local_change(const S& delta, steady_time now) {
@@ -228,6 +231,7 @@ class protocol final : public protocol_core {
         return;
       case message_type::range_push:
         if (auto m = decode_or_count<envelope<range_push<S>>>(payload)) {
+          merging_from_ = m->from;
           const auto before = state_.digest();
           S removed;
           auto reply = absorb_range_push(state_, m->body, options_.max_push_bytes, &removed);
@@ -236,13 +240,19 @@ class protocol final : public protocol_core {
         }
         return;
       case message_type::op:
-        if (auto m = decode_or_count<envelope<numbered_op<S>>>(payload)) on_op(std::move(*m), now);
+        if (auto m = decode_or_count<envelope<numbered_op<S>>>(payload)) {
+          merging_from_ = m->from;
+          on_op(std::move(*m), now);
+        }
         return;
       case message_type::op_summary:
         if (auto m = decode_or_count<envelope<op_summary>>(payload)) on_op_summary(*m);
         return;
       case message_type::op_repair:
-        if (auto m = decode_or_count<envelope<op_repair<S>>>(payload)) on_op_repair(std::move(*m));
+        if (auto m = decode_or_count<envelope<op_repair<S>>>(payload)) {
+          merging_from_ = m->from;
+          on_op_repair(std::move(*m));
+        }
         return;
     }
     ++stats_.rejected;  // unknown type
@@ -309,6 +319,7 @@ class protocol final : public protocol_core {
 
   void on_gossip(const envelope<gossip_body<S>>& m, steady_time now) {
     members_.merge(m.body.members, now);
+    merging_from_ = m.from;
     if (m.body.delta && merge_in(*m.body.delta)) {
       // News: forward it once (delta mode; in state mode every round
       // already carries everything).
@@ -447,6 +458,7 @@ class protocol final : public protocol_core {
   protocol_options options_;
   membership members_;
   S state_;
+  replica_id merging_from_ = 0;
   op_log<S> ops_;
   unsigned op_rounds_ = 0;
   std::mt19937_64 rng_;
