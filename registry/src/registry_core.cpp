@@ -49,8 +49,7 @@ registry_core::registry_core(core_options options, steady_time now, wall_clock w
       clock_(options_.protocol.self),
       // Our next stamp is after the clock's reading now, whatever the wall
       // clock does next.
-      protocol_(with_clocks(options_.protocol, wall_, [this] { return clock_.now(wall_()).physical_us; },
-                            options_.gc_grace),
+      protocol_(with_clocks(options_.protocol, wall_, [this] { return advertised_floor(); }, options_.gc_grace),
                 now),
       self_incarnation_(options_.protocol.incarnation),
       next_load_flush_(now + options_.load_publish_interval),
@@ -67,6 +66,21 @@ registry_core::registry_core(core_options options, steady_time now, wall_clock w
       on_merged(removed, /*removals=*/true);
     }
   });
+}
+
+std::uint64_t registry_core::advertised_floor() {
+  // The stamp floor our member record gossips: peers collect only below
+  // the least of them (minus gc_grace), so it must be below every write of
+  // ours they may lack. A restart holds it at our last contact until
+  // gc_grace after we are back in contact: writes acknowledged before the
+  // kill may never have left this replica (the chaos soak: four writes
+  // acknowledged while cut off, then a kill 10 ms after the heal; peers saw
+  // the new life's floor at once, collected past them before it pushed
+  // them, and then read them as erased).
+  std::uint64_t floor = clock_.now(wall_()).physical_us;
+  if (const auto own = floor_holds_.find(self()); own != floor_holds_.end())
+    floor = std::min(floor, own->second.floor_us);
+  return floor;
 }
 
 // ---- writes -----------------------------------------------------------------

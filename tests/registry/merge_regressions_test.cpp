@@ -276,3 +276,38 @@ TEST_CASE("a crashed caller's calls stop counting as in flight, and served total
   CHECK(provider_view(*sim, 0, "/svc")->in_flight() == 0);
   CHECK(sim->run_until([&] { return provider_view(*sim, 1, "/svc")->served() == 3; }, 5s));
 }
+
+// The chaos soak: writes acknowledged by a replica cut off from its peers,
+// then a kill just after the heal, before it pushed them. Its new life
+// gossiped its clock as its stamp floor at once, so peers' compaction
+// horizons passed those writes before it pushed them, and the writes were
+// then read as erased. Until it has had gc_grace in contact, a restarted
+// replica's floor is its last contact.
+TEST_CASE("a restarted replica's gossiped floor stays at its last contact", "[registry][regression]") {
+  lattice::registry::core_options core;
+  core.gc_grace = 2s;
+  core.compaction_interval = 250ms;
+  auto sim = cluster(3, core);
+  const auto id = sim->node(0).self();
+  const auto contact = sim->node(0).last_contact_us();
+  REQUIRE(contact != 0);
+  sim->partition({0});
+  sim->run_for(100ms);
+  REQUIRE(sim->node(0).set_config(path("/cut-off"), "acknowledged"));
+  const registry_document disk = sim->node(0).state();
+  const auto written = disk.config.find_entry("/cut-off")->stamp.physical_us;
+  REQUIRE(written > contact);
+  sim->kill(0);
+  sim->restart(0);
+  sim->node(0).restore(disk, contact);
+  const auto incarnation = sim->node(0).members().self_record().incarnation;
+  sim->heal();
+  const auto heard = [&] {
+    const auto* record = sim->node(1).members().table().find(id);
+    return record != nullptr && record->incarnation == incarnation && record->clock_us != 0;
+  };
+  REQUIRE(sim->run_until(heard, 5s));
+  CHECK(sim->node(1).members().table().find(id)->clock_us <= contact);
+  // And the write reaches everyone.
+  REQUIRE(sim->run_until([&] { return config_on(*sim, 1, "/cut-off") == "acknowledged"; }, 5s));
+}

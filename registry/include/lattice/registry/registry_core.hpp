@@ -254,6 +254,7 @@ class registry_core final : public transport::protocol_core {
   void report_drift(const hlc_timestamp& stamp, std::uint64_t wall);
   // The highest compaction horizon we hold or a merge has shown us: every
   // write we make is stamped above it.
+  std::uint64_t advertised_floor();
   hlc_timestamp highest_horizon() const noexcept { return std::max(state().horizon(), seen_horizon_); }
   void report_erasures(const registry_document& merged, const registry_document& removed);
   void refresh_floor_holds(steady_time now);
