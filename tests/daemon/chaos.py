@@ -73,6 +73,39 @@ CONFLICT_KEYS = ["/chaos/c/%d" % i for i in range(8)]
 SERVICE = "/chaos/svc"
 
 
+class LiveByDaemon:
+    """Items still live (acknowledged, no delete tried yet), by the daemon
+    that acknowledged them: picking one costs O(daemons), not a scan of
+    the whole history, which a 30-minute soak made long."""
+
+    def __init__(self, daemons):
+        self.lists = [[] for _ in range(daemons)]
+        self.where = {}  # item -> (daemon, index in its list)
+
+    def add(self, daemon, item):
+        self.where[item] = (daemon, len(self.lists[daemon]))
+        self.lists[daemon].append(item)
+
+    def remove(self, item):
+        daemon, index = self.where.pop(item)
+        items = self.lists[daemon]
+        last = items.pop()
+        if index < len(items):
+            items[index] = last
+            self.where[last] = (daemon, index)
+
+    def pick(self, rng, among):
+        total = sum(len(self.lists[i]) for i in among)
+        if total == 0:
+            return None
+        r = rng.randrange(total)
+        for i in among:
+            if r < len(self.lists[i]):
+                return self.lists[i][r]
+            r -= len(self.lists[i])
+        return None
+
+
 class Outcome:
     ACKED, REFUSED, UNKNOWN = "acked", "refused", "unknown"
 
@@ -113,11 +146,13 @@ class Chaos:
         self.events = []  # (time, what): the faults, for the violation reports
         # Unique config keys: key -> (Write, delete outcome or None).
         self.unique = {}
+        self.live_unique = LiveByDaemon(5)
         self.next_key = 0
         # Conflict keys: key -> [Write] (writes and deletes: value None).
         self.conflict = {k: [] for k in CONFLICT_KEYS}
         # Registrations: instance id -> (owner index, outcome, deregistration outcome or None).
         self.instances = {}
+        self.live_instances = LiveByDaemon(5)
 
     # ---- the cluster ---------------------------------------------------------
 
@@ -229,13 +264,13 @@ class Chaos:
             self.record(w.outcome)
             if w.outcome == Outcome.ACKED:
                 self.counts["writes_acked"] += 1
+                self.live_unique.add(i, key)
             self.unique[key] = [w, None]
         elif r < 0.5:
-            live = [k for k, (w, d) in self.unique.items()
-                    if w.outcome == Outcome.ACKED and d is None and w.by in pool]
-            if not live:
+            key = self.live_unique.pick(self.rng, pool)
+            if key is None:
                 return
-            key = self.rng.choice(live)
+            self.live_unique.remove(key)
             w = self.unique[key][0]
             outcome, _ = call(self.daemons[w.by], "DELETE", "/v1/lattice/config" + key)
             self.record(outcome)
@@ -270,12 +305,13 @@ class Chaos:
             self.record(outcome)
             if outcome == Outcome.ACKED:
                 self.counts["registrations_acked"] += 1
+                self.live_instances.add(i, iid)
             self.instances[iid] = [i, outcome, None]
         else:
-            live = [k for k, (by, o, d) in self.instances.items() if o == Outcome.ACKED and d is None and by in pool]
-            if not live:
+            iid = self.live_instances.pick(self.rng, pool)
+            if iid is None:
                 return
-            iid = self.rng.choice(live)
+            self.live_instances.remove(iid)
             by = self.instances[iid][0]
             outcome, _ = call(self.daemons[by], "DELETE", "/v1/lattice/instances%s?id=%s" % (SERVICE, iid))
             self.record(outcome)
