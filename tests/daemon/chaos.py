@@ -67,8 +67,10 @@ GC_GRACE_S = 10
 # gc_grace, which must lose nothing.
 RECONNECT_TIMEOUT_S = 60
 SKEW_S = -30
+# Info: the log then names every live entry a peer's horizon removed, and
+# the peer (what found the soak's losses).
 OPTIONS = ["--test-faults", "--gc-grace", "%ds" % GC_GRACE_S, "--compaction-interval", "500ms",
-           "--reconnect-timeout", "%ds" % RECONNECT_TIMEOUT_S]
+           "--reconnect-timeout", "%ds" % RECONNECT_TIMEOUT_S, "--log-level", "info"]
 CONFLICT_KEYS = ["/chaos/c/%d" % i for i in range(8)]
 SERVICE = "/chaos/svc"
 

@@ -20,7 +20,7 @@ FAKETIME_LIB = os.environ.get("LATTICE_FAKETIME_LIB") or next(
     iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1"))), "libfaketimeMT.so.1")
 # Fast liveness so that kill tests finish quickly.
 FAST = ["--heartbeat", "50ms", "--suspect-after", "200ms", "--dead-after", "400ms", "--reap-after", "1s",
-        "--anti-entropy", "100ms", "--fsync", "never", "--log-level", "warn"]
+        "--anti-entropy", "100ms", "--fsync", "never"]
 
 
 class Daemon:
@@ -42,6 +42,8 @@ class Daemon:
         if self.seeds:
             args += ["--seeds", ",".join(self.seeds)]
         args += self.extra
+        if "--log-level" not in self.extra:
+            args += ["--log-level", "warn"]
         env = None
         if self.clock_offset is not None:
             # libfaketime preloaded into latticed itself: the faketime
