@@ -252,9 +252,10 @@ class registry_core final : public transport::protocol_core {
   // The HLC receive rule over everything a merge brought in.
   void observe_stamps(const registry_document& merged);
   void report_drift(const hlc_timestamp& stamp, std::uint64_t wall);
+  // The stamp floor our member record gossips (see registry_core.cpp).
+  std::uint64_t advertised_floor();
   // The highest compaction horizon we hold or a merge has shown us: every
   // write we make is stamped above it.
-  std::uint64_t advertised_floor();
   hlc_timestamp highest_horizon() const noexcept { return std::max(state().horizon(), seen_horizon_); }
   void report_erasures(const registry_document& merged, const registry_document& removed);
   void refresh_floor_holds(steady_time now);
@@ -318,7 +319,7 @@ class registry_core final : public transport::protocol_core {
   std::optional<steady_time> isolated_since_;
   std::uint64_t isolated_since_wall_ = 0;  // wall µs when isolation began
   // After a restart from a data directory or the grace rule's forgetting:
-  // until then we hold no horizon (see apply_grace_rule). Set from our
+  // until then we do not compact (see apply_grace_rule). Set from our
   // first contact when `resync_at_contact_`.
   std::optional<steady_time> resync_until_;
   bool resync_at_contact_ = false;
