@@ -345,7 +345,10 @@ void registry_core::on_instance_key(const std::string& key, bool delete_arrived)
       //    registration is such a one: this life stamps every write to a
       //    key after what it holds for the key (or the horizon that
       //    collected it), and removing the registration here would have
-      //    dropped it from `own` first;
+      //    dropped it from `own` first. Peers' reaps of our ephemeral
+      //    records are stamped under our id too (reap): a reap removes
+      //    only ephemeral records, and one that outranks a registration
+      //    of this life removed an earlier life's;
       //  - a registration collected without a delete: a peer's horizon,
       //    computed while we were cut off, passed its stamp before the
       //    peer saw it, or the grace rule forgot it here. Nobody deleted

@@ -81,8 +81,17 @@ void registry_core::reap(steady_time now) {
         // now: a reap removes what we judged, nothing written after it. A
         // registration its owner wrote after the record (a false suspicion
         // answered, a persistent re-registration) still wins, however far
-        // our clock runs ahead of the owner's.
-        const auto stamp = std::max(crdt::hlc::successor(entry->stamp, self()), crdt::hlc::successor(highest_horizon(), self()));
+        // our clock runs ahead of the owner's (or, when the owner's next
+        // stamp is this very one, the owner writes it again: see below).
+        // Stamped on the owner's behalf (its id as the stamp's replica): a
+        // delete under its own id that outranks a registration of this
+        // life can only remove an earlier life's record, and the owner
+        // writes its registration again (on_instance_key). Without that, a
+        // replica restarted without its data, its clock stepped back,
+        // registered the id blind below the reap and lost it for good (16
+        // seeds of the invariant sweep). Two reapers of one record write the
+        // same tombstone.
+        const auto stamp = std::max(crdt::hlc::successor(entry->stamp, id), crdt::hlc::successor(highest_horizon(), id));
         delta.instances.merge(registry_document::instance_map{}.erase(key, stamp));
         ++reaped_;
       }

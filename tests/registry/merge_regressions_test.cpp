@@ -15,6 +15,7 @@ using namespace std::chrono_literals;
 using lattice::registry::instance;
 using lattice::registry::registry_document;
 using lattice::registry::service_path;
+using lattice::testing::all_list;
 using lattice::testing::config_on;
 using lattice::testing::make_registry_sim;
 using lattice::testing::persistent_instance;
@@ -310,4 +311,39 @@ TEST_CASE("a restarted replica's gossiped floor stays at its last contact", "[re
   CHECK(sim->node(1).members().table().find(id)->clock_us <= contact);
   // And the write reaches everyone.
   REQUIRE(sim->run_until([&] { return config_on(*sim, 1, "/cut-off") == "acknowledged"; }, 5s));
+}
+
+TEST_CASE("a restarted replica's registration written blind survives a peer's reap of its earlier life",
+          "[registry][regression]") {
+  // Invariant sweep seeds 1505, 1525, ... (16 of 5,000): node 0 dies with an
+  // ephemeral registration, a peer reaps it, and node 0 comes back without
+  // its data, its clock an hour back, cut off, and registers the same id
+  // persistently. Its write is stamped an hour below the reap. The reap is
+  // stamped on the owner's behalf, so node 0 knows it removed an earlier
+  // life's record and writes its registration again above it.
+  constexpr std::int64_t hour_us = 3'600'000'000LL;
+  auto skews = std::make_shared<lattice::testing::clock_skews>();
+  lattice::registry::core_options core;
+  core.reap_after = 1s;
+  registry_sim::options o;
+  o.nodes = 3;
+  auto sim = make_registry_sim(o, core, skews);
+  REQUIRE(sim->run_until([&] { return sim->everyone_alive(); }, 10s));
+  instance ephemeral = persistent_instance("p1");
+  ephemeral.ephemeral = true;
+  REQUIRE(sim->node(0).register_instance(path("/svc"), ephemeral));
+  REQUIRE(sim->run_until([&] { return all_list(*sim, "/svc", {"p1"}); }, 5s));
+  sim->kill(0);
+  const std::string key = lattice::registry::instance_key("/svc", lattice::registry::instance_kind::provider, "p1");
+  const auto reaped = [&] {
+    const auto* entry = sim->node(1).state().instances.find_entry(key);
+    return entry != nullptr && !entry->live();
+  };
+  REQUIRE(sim->run_until(reaped, 30s));
+  (*skews)[1] = -hour_us;  // node 0 is replica id 1
+  sim->partition({0});
+  sim->restart(0);  // no data directory
+  REQUIRE(sim->node(0).register_instance(path("/svc"), persistent_instance("p1")));
+  sim->heal();
+  CHECK(sim->run_until([&] { return all_list(*sim, "/svc", {"p1"}); }, 10s));
 }
