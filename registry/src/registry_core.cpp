@@ -30,13 +30,15 @@ auto own_position(std::vector<record_ptr>& own, instance_kind kind, std::string_
 }
 
 // The protocol reads our wall clock (op ages, envelopes) and reports our
-// HLC as the stamp floor, and must forget ops well before their deletes'
-// tombstones are collected (op_log.hpp).
+// HLC as the stamp floor, must forget ops well before their deletes'
+// tombstones are collected (op_log.hpp), and holds peers' horizons while
+// the grace rule is pending.
 transport::protocol_options with_clocks(transport::protocol_options protocol, const registry_core::wall_clock& wall,
                                         std::function<std::uint64_t()> stamp_floor,
-                                        std::chrono::milliseconds gc_grace) {
+                                        std::function<bool()> hold_horizon, std::chrono::milliseconds gc_grace) {
   protocol.wall_clock = wall;
   protocol.stamp_floor = std::move(stamp_floor);
+  protocol.hold_horizon = std::move(hold_horizon);
   protocol.op_limits.max_age = std::chrono::duration_cast<std::chrono::microseconds>(gc_grace) / 2;
   return protocol;
 }
@@ -49,7 +51,9 @@ registry_core::registry_core(core_options options, steady_time now, wall_clock w
       clock_(options_.protocol.self),
       // Our next stamp is after the clock's reading now, whatever the wall
       // clock does next.
-      protocol_(with_clocks(options_.protocol, wall_, [this] { return advertised_floor(); }, options_.gc_grace),
+      protocol_(with_clocks(
+                    options_.protocol, wall_, [this] { return advertised_floor(); },
+                    [this] { return grace_rule_pending(); }, options_.gc_grace),
                 now),
       self_incarnation_(options_.protocol.incarnation),
       next_load_flush_(now + options_.load_publish_interval),

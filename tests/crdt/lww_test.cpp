@@ -335,6 +335,14 @@ TEST_CASE("a tombstone a range push shows collected becomes a shadow", "[crdt][l
   stale.put(in0, 0, hlc_timestamp{10, 0, 1});
   mine.merge(stale);
   CHECK_FALSE(mine.contains(in0));
+  // Not in silence: the tombstone the write missed comes back into our
+  // state, so that anti-entropy takes it to the stale replica.
+  CHECK(mine.tombstones() == 1);
+  CHECK(mine.shadows() == 0);
+  stale.merge(mine);
+  CHECK_FALSE(stale.contains(in0));
+  mine.merge_ranges(part, 1, range0);
+  REQUIRE(mine.shadows() == 1);
   // The tombstone itself comes back in (a peer that still holds it must not
   // differ from us for ever), and so does a later write.
   lww_map<std::string, int> holder;

@@ -63,6 +63,31 @@ void trace(const std::string& line) {
   if (on) std::fprintf(stderr, "%s\n", line.c_str());
 }
 
+// LATTICE_SIM_WATCH=PATH|ID prints, after every step, each node's entry for
+// provider ID under PATH and its instance horizon: how a key moved between
+// nodes, to replay a failing seed by eye beside LATTICE_SIM_TRACE.
+void watch(registry_sim& sim, std::size_t steps) {
+  static const char* spec = std::getenv("LATTICE_SIM_WATCH");
+  if (spec == nullptr) return;
+  const std::string_view w(spec);
+  const auto bar = std::min(w.find('|'), w.size());
+  static const std::string key = lattice::registry::instance_key(
+      w.substr(0, bar), lattice::registry::instance_kind::provider, w.substr(std::min(bar + 1, w.size())));
+  std::string line = fmt::format("step {}:", steps);
+  for (std::size_t i = 0; i < sim.size(); ++i) {
+    if (!sim.alive(i)) {
+      line += " [dead]";
+      continue;
+    }
+    const auto& instances = sim.node(i).state().instances;
+    const auto* e = instances.find_entry(key);
+    line += e == nullptr ? fmt::format(" [absent h={}]", instances.horizon().physical_us)
+                         : fmt::format(" [{} {}.{}.{} h={}]", e->live() ? "live" : "tomb", e->stamp.physical_us,
+                                       e->stamp.logical, e->stamp.replica, instances.horizon().physical_us);
+  }
+  std::fprintf(stderr, "%s\n", line.c_str());
+}
+
 // What keeps nodes apart at the end of a run: the first key whose entries
 // differ between node 1 (or the first live node) and another, and whether
 // everyone judges everyone alive.
@@ -143,6 +168,7 @@ outcome run_seed(std::uint64_t seed) {
   outcome out;
   const auto step = [&]() -> bool {
     ++out.steps;
+    watch(*sim, out.steps);
     for (std::size_t i = 0; i < 4; ++i)
       if (sim->alive(i)) disks[i] = std::pair{sim->node(i).state(), sim->node(i).last_contact_us()};
     if (auto v = invariants.check()) {

@@ -347,3 +347,54 @@ TEST_CASE("a restarted replica's registration written blind survives a peer's re
   sim->heal();
   CHECK(sim->run_until([&] { return all_list(*sim, "/svc", {"p1"}); }, 10s));
 }
+
+TEST_CASE("a replica back after gc_grace keeps its delete when a peer's horizon has passed it",
+          "[registry][regression]") {
+  // Invariant sweep seeds 4455 and 5496 (state mode). Node 2 comes back
+  // from its data directory after longer than gc_grace and, before it has
+  // heard from anyone, deletes an instance. Node 0, alone for a while with
+  // a clock ten minutes ahead, holds the instance live under a horizon far
+  // above that delete. At the heal node 2 gets node 0's whole state before
+  // its grace rule has run. Taking that horizon collected node 2's
+  // tombstone; the grace rule then forgot the horizon, and the instance
+  // came back at node 2 and stayed everywhere. While the grace rule is
+  // pending, a whole state is merged without taking its horizon, and the
+  // delete reaches node 0.
+  auto skews = std::make_shared<lattice::testing::clock_skews>();
+  (*skews)[1] = 600'000'000;  // node 0 (replica id 1): ten minutes ahead
+  lattice::registry::core_options core;
+  core.gc_grace = 2s;
+  core.compaction_interval = 250ms;
+  core.reconnect_timeout = 2s;
+  registry_sim::options o;
+  o.nodes = 3;
+  o.base.mode = lattice::transport::dissemination::state;
+  auto sim = make_registry_sim(o, core, skews);
+  REQUIRE(sim->run_until([&] { return sim->everyone_alive(); }, 10s));
+  REQUIRE(sim->node(1).register_instance(path("/svc"), persistent_instance("p1")));
+  REQUIRE(sim->run_until([&] { return all_list(*sim, "/svc", {"p1"}); }, 5s));
+  const registry_document disk = sim->node(2).state();
+  const auto contact = sim->node(2).last_contact_us();
+  sim->kill(2);
+  sim->kill(1);
+  // Node 0 alone: past reconnect_timeout its horizon follows its own clock.
+  const std::string key = lattice::registry::instance_key("/svc", lattice::registry::instance_kind::provider, "p1");
+  const auto ahead = [&] {
+    return sim->node(0).state().instances.horizon().physical_us > disk.instances.find_entry(key)->stamp.physical_us + 300'000'000;
+  };
+  REQUIRE(sim->run_until(ahead, 20s));
+  REQUIRE(providers_on(*sim, 0, "/svc") == std::vector<std::string>{"p1"});
+  sim->partition({2});
+  sim->restart(2);
+  sim->node(2).restore(disk, contact);
+  REQUIRE(sim->node(2).deregister_instance(path("/svc"), "p1").value());
+  sim->heal();
+  // Node 2 never lists it again, and in the end nobody does.
+  bool listed_again = false;
+  const bool gone = sim->run_until([&] {
+    listed_again |= !providers_on(*sim, 2, "/svc").empty();
+    return all_list(*sim, "/svc", {});
+  }, 10s).has_value();
+  CHECK_FALSE(listed_again);
+  CHECK(gone);
+}

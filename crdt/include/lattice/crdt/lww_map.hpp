@@ -299,8 +299,9 @@ class lww_map {
   /// again. Tombstones stay: a delete is never stale, and a peer that comes
   /// back from as long an absence with the deleted value must not bring it
   /// back here. The horizon drops to zero: having forgotten, this map can
-  /// no longer say that a key it lacks was erased, and it must accept its
-  /// peers' old keys again.
+  /// no longer say that a key it lacks was erased (its pushes would erase
+  /// the forgotten keys at every peer), and it must accept its peers' old
+  /// keys again.
   lww_map forget_before(hlc_timestamp point) {
     horizon_ = hlc_timestamp::zero();
     lww_map forgotten;
@@ -526,10 +527,25 @@ class lww_map {
       if (!shadows_.empty()) {
         const auto sh = find_shadow(key_hash, key);
         if (sh != shadows_.end()) {
-          // Older writes stay out. The tombstone itself comes back in: a
-          // peer that still holds it must not differ from us for ever.
-          if (incoming.stamp < sh->stamp || (incoming.stamp == sh->stamp && incoming.live())) return false;
+          const entry tombstone{sh->stamp, std::nullopt};
           shadows_.erase(sh);
+          if (wins(incoming, tombstone)) {
+            // The tombstone itself (or a newer write) comes back in: a
+            // peer that still holds it must not differ from us for ever.
+          } else {
+            // An older write: the tombstone it missed comes back in, not
+            // the write, so that anti-entropy takes the delete to whoever
+            // sent it. Refused in silence, the write stayed live there
+            // while we lacked it, until our horizon passed the shadow: an
+            // hour and more when the delete was stamped by a clock far
+            // ahead (the invariant sweep, seeds 12097 and 15659).
+            entry_hash = stable_hash(key, tombstone);
+            detail::insert_compactly(b.slots, it, slot{key_hash, key, tombstone, entry_hash});
+            ++size_;
+            b.digest += entry_hash;
+            digest_ += entry_hash;
+            return true;
+          }
         }
       }
       entry_hash = entry_hash_of();
@@ -618,7 +634,9 @@ class lww_map {
   // range differing from the sender's until our own compaction. A shadow
   // is neither: out of the state (digest, size, encoding, equality), it
   // still beats older writes of its key until our horizon passes it, and
-  // compact() then reports it in `removed` as the tombstone it was.
+  // compact() then reports it in `removed` as the tombstone it was. An
+  // older write that arrives brings the tombstone back into the state (see
+  // absorb), so the delete reaches the replica that still held the write.
   struct shadow {
     std::uint64_t key_hash = 0;
     K key{};

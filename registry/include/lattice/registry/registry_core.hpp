@@ -254,6 +254,12 @@ class registry_core final : public transport::protocol_core {
   void report_drift(const hlc_timestamp& stamp, std::uint64_t wall);
   // The stamp floor our member record gossips (see registry_core.cpp).
   std::uint64_t advertised_floor();
+  // Cut off (or restored from a store) longer than gc_grace, and not yet
+  // judged by apply_grace_rule: it may yet forget (see
+  // transport::protocol_options::hold_horizon).
+  bool grace_rule_pending() const {
+    return isolated_since_ && last_now_ - *isolated_since_ > options_.gc_grace;
+  }
   // The highest compaction horizon we hold or a merge has shown us: every
   // write we make is stamped above it.
   hlc_timestamp highest_horizon() const noexcept { return std::max(state().horizon(), seen_horizon_); }

@@ -114,6 +114,15 @@ struct protocol_options {
   /// record at every heartbeat (member_record::clock_us). The registry
   /// passes its HLC; empty: wall_clock.
   std::function<std::uint64_t()> stamp_floor;
+  /// While it returns true, a whole state arriving by gossip (`state`
+  /// mode) is merged as a range push over all ranges
+  /// (range_mergeable::merge_ranges): its absences are read, but our
+  /// horizon does not take its horizon, and our tombstones below it become
+  /// shadows instead of being collected. The registry holds it while the
+  /// grace rule may yet make it forget: the forgetting drops the horizon,
+  /// and with it the only record of tombstones of ours a peer's horizon had
+  /// collected before the peer saw them. Empty: never.
+  std::function<bool()> hold_horizon;
 };
 
 struct protocol_stats {
@@ -320,7 +329,7 @@ class protocol final : public protocol_core {
   void on_gossip(const envelope<gossip_body<S>>& m, steady_time now) {
     members_.merge(m.body.members, now);
     merging_from_ = m.from;
-    if (m.body.delta && merge_in(*m.body.delta)) {
+    if (m.body.delta && merge_in(*m.body.delta, /*whole=*/options_.mode == dissemination::state)) {
       // News: forward it once (delta mode; in state mode every round
       // already carries everything).
       if (options_.mode == dissemination::delta) spread(*m.body.delta, m.from, now);
@@ -398,7 +407,17 @@ class protocol final : public protocol_core {
 
   // Merges `in` into the state; on a change, tells the listener what was
   // merged and what the merge removed. Returns whether anything changed.
-  bool merge_in(const S& in) {
+  // `whole`: `in` is a peer's whole state (see hold_horizon).
+  bool merge_in(const S& in, bool whole = false) {
+    if constexpr (range_mergeable<S>) {
+      if (whole && options_.hold_horizon && options_.hold_horizon()) {
+        static constexpr std::uint32_t everything[] = {0};
+        S removed;
+        if (!state_.merge_ranges(in, 0, everything, &removed)) return false;
+        changed(in, removed);
+        return true;
+      }
+    }
     if constexpr (requires(S& s, const S& o, S* r) { s.merge(o, r); }) {
       S removed;
       if (!state_.merge(in, &removed)) return false;
