@@ -15,6 +15,8 @@
 //  - register/replica_batch_1000[_durable]: replica::register_instances,
 //    1,000 at a time under one path; _durable with a data directory
 //    (SQLite, fsync on), so each call also commits 1,000 rows.
+//  - config/write_publish/N: registry_core::set_config of one key and the
+//    publication after it, with N other config keys held.
 //  - memory/100k_own, memory/100k_held: heap bytes per instance for
 //    100,000 instances without tags (10,000 services of 10) in a
 //    registry_core with its published snapshot (document, index, views,
@@ -306,6 +308,33 @@ void BM_MemoryHeld(benchmark::State& state) {
   state.counters["instances"] = kInstances;
 }
 BENCHMARK(BM_MemoryHeld)->Name("memory/100k_held")->Iterations(1)->Unit(benchmark::kMillisecond);
+
+// One config write and the publication that follows, in a core that
+// already holds `state.range(0)` config keys: what a config change costs as
+// the config tree grows (the chaos soak's writes per round fell as its keys
+// accumulated).
+void BM_ConfigWritePublish(benchmark::State& state) {
+  const auto keys = static_cast<std::size_t>(state.range(0));
+  auto now = lattice::transport::steady_time{} + 1h;
+  reg::registry_core core(lone_core_options(), now);
+  for (std::size_t i = 0; i < keys; ++i) {
+    if (!core.set_config(reg::service_path::parse("/bench/cfg/k" + std::to_string(i)).value(), "v")) std::abort();
+    if (i % 1024 == 1023) core.take_outgoing();
+  }
+  core.take_outgoing();
+  core.publish(now);
+  const auto key = reg::service_path::parse("/bench/cfg/hot").value();
+  std::uint64_t n = 0;
+  for (auto _ : state) {
+    if (!core.set_config(key, std::to_string(n++))) state.SkipWithError("write failed");
+    auto pub = core.publish(now);
+    benchmark::DoNotOptimize(pub.snap);
+    if (n % 1024 == 0) core.take_outgoing();
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(n));
+}
+BENCHMARK(BM_ConfigWritePublish)->Name("config/write_publish")->Arg(1'000)->Arg(10'000)->Arg(100'000)
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 

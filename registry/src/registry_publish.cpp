@@ -80,28 +80,32 @@ publication registry_core::publish(steady_time now) {
     services.put(std::move(view));
   }
 
-  if (config_dirty_ || !dirty_config_.empty() || !published_) {
-    auto config = std::make_shared<std::map<std::string, std::string, std::less<>>>();
+  if (config_dirty_ || !published_) {
+    // The first publication: everything, sorted once.
+    std::vector<config_tree::value_type> entries;
+    entries.reserve(state().config.size());
     state().config.for_each([&](const std::string& key, const std::string& value, const auto&) {
-      config->emplace(key, value);
+      entries.emplace_back(key, value);
     });
-    // Both maps are sorted: one merge-walk finds the keys that changed.
-    static const std::map<std::string, std::string, std::less<>> none;
-    const auto& before = published_ ? *published_->config : none;
-    auto a = before.begin();
-    auto b = config->begin();
-    while (a != before.end() || b != config->end()) {
-      if (b == config->end() || (a != before.end() && a->first < b->first)) {
-        out.changed_config.push_back((a++)->first);
-      } else if (a == before.end() || b->first < a->first) {
-        out.changed_config.push_back((b++)->first);
-      } else {
-        if (a->second != b->second) out.changed_config.push_back(a->first);
-        ++a, ++b;
-      }
-    }
+    std::sort(entries.begin(), entries.end());
+    for (const auto& [key, value] : entries) out.changed_config.push_back(key);
+    next->config = std::make_shared<const config_tree>(config_tree::from_sorted(std::move(entries)));
     dirty_config_.clear();
     config_dirty_ = false;
+  } else if (!dirty_config_.empty()) {
+    // Only the keys a merge touched: the rest of the tree is shared.
+    auto config = std::make_shared<config_tree>(*published_->config);
+    config_tree::editor edit(*config);
+    for (const auto& key : dirty_config_) {
+      const std::string* now_value = state().config.find(key);
+      const auto before = published_->config->find(key);
+      const bool had = before != published_->config->end();
+      if (!had && now_value == nullptr) continue;
+      if (had && now_value != nullptr && before->second == *now_value) continue;
+      edit.set(key, now_value);
+      out.changed_config.push_back(key);  // dirty_config_ is sorted, so these are too
+    }
+    dirty_config_.clear();
     next->config = std::move(config);
   } else {
     next->config = published_->config;

@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "lattice/registry/config_tree.hpp"
 #include "lattice/registry/service_index.hpp"
 #include "lattice/registry/service_view.hpp"
 
@@ -31,8 +32,9 @@ struct snapshot {
   std::uint64_t sequence = 0;
   /// Every path that has or had instances (shared with earlier snapshots).
   service_index services;
-  /// Config key -> value, in key order.
-  std::shared_ptr<const std::map<std::string, std::string, std::less<>>> config;
+  /// Config key -> value, in key order (shares unchanged chunks with
+  /// earlier snapshots).
+  std::shared_ptr<const config_tree> config;
   /// Peers this replica judges alive or suspect, and all it knows of.
   std::size_t reachable_peers = 0;
   std::size_t known_peers = 0;
