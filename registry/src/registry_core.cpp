@@ -227,8 +227,8 @@ void registry_core::on_tick(steady_time now) {
   known_peers_ = members().table().size() - 1;
   reachable_peers_ = members().reachable_peers(now).size();
   const bool reaches_none = known_peers_ > 0 && reachable_peers_ == 0;
+  note_contact(now);
   apply_grace_rule(now, reaches_none);
-  if (reachable_peers_ > 0) last_contact_us_ = wall_();
   refresh_owners(now, reaches_none);
   refresh_floor_holds(now);
   refresh_callers(now);
@@ -242,6 +242,26 @@ void registry_core::on_tick(steady_time now) {
     compact(now);
     next_compaction_ = now + options_.compaction_interval;
   }
+}
+
+void registry_core::note_contact(steady_time now) {
+  // Contact is hearing from a peer (its record grew here), not judging one
+  // reachable: a peer stays alive, then suspect, for a while after its last
+  // message, and writes we acknowledge in that while reach nobody. The
+  // grace rule keeps what was written after our last contact and forgets
+  // the rest; counted up to the kill, the 30-minute soak's restarted
+  // daemon forgot two acknowledged writes that nobody else held.
+  std::optional<steady_time> heard;
+  for (const auto& [id, record] : members().table().records()) {
+    if (id == self()) continue;
+    if (const auto progress = members().last_progress(id); progress && (!heard || *heard < *progress)) heard = progress;
+  }
+  if (!heard) return;
+  const auto ago = std::chrono::duration_cast<std::chrono::microseconds>(now - *heard).count();
+  const std::uint64_t wall = wall_();
+  const std::uint64_t at = ago > 0 && static_cast<std::uint64_t>(ago) < wall ? wall - static_cast<std::uint64_t>(ago) : wall;
+  last_heard_ = *heard;
+  last_contact_us_ = std::max(last_contact_us_, at);
 }
 
 void registry_core::leave(steady_time now) {

@@ -103,8 +103,11 @@ void registry_core::reap(steady_time now) {
 void registry_core::apply_grace_rule(steady_time now, bool reaches_none) {
   if (reachable_peers_ == 0) {
     if (reaches_none && !isolated_since_) {
-      isolated_since_ = now;
-      isolated_since_wall_ = wall_();
+      // Cut off since we last heard from a peer, not since we judged the
+      // last one dead: what we wrote in between reached nobody, and must
+      // not count as older than the cut-off.
+      isolated_since_ = last_heard_ ? std::min(now, *last_heard_) : now;
+      isolated_since_wall_ = last_contact_us_ != 0 ? last_contact_us_ : wall_();
     }
     return;
   }

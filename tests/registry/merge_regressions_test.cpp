@@ -398,3 +398,32 @@ TEST_CASE("a replica back after gc_grace keeps its delete when a peer's horizon 
   CHECK_FALSE(listed_again);
   CHECK(gone);
 }
+
+TEST_CASE("a write made after the last message from a peer survives a long down", "[registry][regression]") {
+  // The 30-minute soak (seed 678919206) lost two writes: acknowledged by a
+  // daemon cut off by a flapping partition 130 ms and 200 ms earlier, which
+  // was then killed and kept down longer than gc_grace. Its last contact
+  // was counted up to the kill, because its peers were still judged alive,
+  // so the restarted replica's grace rule forgot everything older, the two
+  // writes that nobody else held included. Contact is now the last time a
+  // peer was heard from.
+  lattice::registry::core_options core;
+  core.gc_grace = 2s;
+  core.compaction_interval = 250ms;
+  auto sim = cluster(3, core);
+  REQUIRE(sim->node(0).set_config(path("/before"), "shared"));
+  REQUIRE(sim->run_until([&] { return config_on(*sim, 1, "/before") == "shared"; }, 5s));
+  sim->partition({0});
+  sim->run_for(100ms);  // peers not yet suspected
+  REQUIRE(sim->node(0).set_config(path("/cut-off"), "acknowledged"));
+  sim->run_for(100ms);
+  const registry_document disk = sim->node(0).state();
+  const auto contact = sim->node(0).last_contact_us();
+  sim->kill(0);
+  sim->run_for(3s);  // down longer than gc_grace
+  sim->restart(0);
+  sim->node(0).restore(disk, contact);
+  sim->heal();
+  CHECK(sim->run_until([&] { return config_on(*sim, 1, "/cut-off") == "acknowledged"; }, 10s));
+  CHECK(config_on(*sim, 0, "/cut-off") == "acknowledged");
+}

@@ -161,8 +161,10 @@ class registry_core final : public transport::protocol_core {
   /// whole state, which holds what we lack.) Persisted, so a restart goes
   /// on with it.
   bool resyncing() const { return resync_at_contact_ || (resync_until_ && last_now_ < *resync_until_); }
-  /// Wall µs of the last tick that reached a peer (0 before any): what the
-  /// replica persists as its last contact.
+  /// Wall µs when we last heard from a peer (its member record grew here;
+  /// 0 before any): what the replica persists as its last contact. Not
+  /// when a peer was last judged reachable: that outlasts the link by the
+  /// suspicion timeouts, and what we wrote in between reached nobody.
   std::uint64_t last_contact_us() const noexcept { return last_contact_us_; }
 
   // ---- transport::protocol_core ----------------------------------------
@@ -254,6 +256,8 @@ class registry_core final : public transport::protocol_core {
   void report_drift(const hlc_timestamp& stamp, std::uint64_t wall);
   // The stamp floor our member record gossips (see registry_core.cpp).
   std::uint64_t advertised_floor();
+  // Moves last_contact_us_ to when we last heard from a peer.
+  void note_contact(steady_time now);
   // Cut off (or restored from a store) longer than gc_grace, and not yet
   // judged by apply_grace_rule: it may yet forget (see
   // transport::protocol_options::hold_horizon).
@@ -331,6 +335,7 @@ class registry_core final : public transport::protocol_core {
   bool resync_at_contact_ = false;
 
   std::uint64_t last_contact_us_ = 0;
+  std::optional<steady_time> last_heard_;  // when a peer's record last grew here (note_contact)
   steady_time next_load_flush_;
   steady_time next_compaction_;
   std::uint64_t reaped_ = 0;
