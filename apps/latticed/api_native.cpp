@@ -61,7 +61,8 @@ reply api::native(request& req, const target& t) {
                          {"incarnation", m.incarnation},
                          {"state", member_state_name(m.state)},
                          {"self", m.id == replica_.id()},
-                         {"clock_offset_us", m.clock_offset_us ? json(*m.clock_offset_us) : json(nullptr)}});
+                         {"clock_offset_us", m.clock_offset_us ? json(*m.clock_offset_us) : json(nullptr)},
+                         {"stamp_floor_us", m.stamp_floor_us}});
     return json_response(out, v);
   }
 

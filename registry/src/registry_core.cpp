@@ -84,6 +84,11 @@ std::uint64_t registry_core::advertised_floor() {
   std::uint64_t floor = clock_.now(wall_()).physical_us;
   if (const auto own = floor_holds_.find(self()); own != floor_holds_.end())
     floor = std::min(floor, own->second.floor_us);
+  // Cut off, it stays where peers may last have seen it: the grace rule
+  // relies on their horizons being below it by gc_grace.
+  if (isolated_since_ && isolated_floor_us_ != 0) floor = std::min(floor, isolated_floor_us_);
+  // Never above what the data directory holds (cap_floor).
+  if (floor_ceiling_us_) floor = std::min(floor, *floor_ceiling_us_);
   return floor;
 }
 
@@ -283,8 +288,7 @@ std::vector<transport::outgoing_message> registry_core::take_outgoing() {
 
 // ---- what changed -------------------------------------------------------------
 
-void registry_core::restore(const registry_document& saved, std::optional<std::uint64_t> last_contact_us,
-                            bool resyncing) {
+void registry_core::restore(const registry_document& saved, const saved_progress& progress) {
   protocol_.maintain([&](registry_document& state) { state.merge(saved); });
   on_merged(saved);
   // A store last in contact with peers more than gc_grace ago is treated
@@ -292,18 +296,20 @@ void registry_core::restore(const registry_document& saved, std::optional<std::u
   // reached, whether its older entries must be taken from them again.
   const auto wall = wall_();
   const auto grace_us = static_cast<std::uint64_t>(std::chrono::microseconds(options_.gc_grace).count());
-  std::uint64_t contact = last_contact_us.value_or(0);
+  std::uint64_t contact = progress.last_contact_us.value_or(0);
   std::uint64_t cut_off = contact;
-  if (!last_contact_us) {
+  if (!progress.last_contact_us) {
     // Unknown: the store was surely in contact no later than its newest
     // write, and forgetting that write too (cut-off just past it) costs at
     // most a refetch from peers that kept running.
     saved.for_each_stamp([&](const hlc_timestamp& stamp) { contact = std::max(contact, stamp.physical_us); });
     cut_off = contact + 1;
   }
+  restored_floor_bound_us_ = progress.floor_bound_us.value_or(0);
   if (contact != 0 && contact < wall && wall - contact > grace_us) {
     isolated_since_ = last_now_ - std::chrono::microseconds(wall - contact);
     isolated_since_wall_ = cut_off;
+    isolated_floor_us_ = restored_floor_bound_us_;
   }
   // Our own downtime is a partition like any other: peers wrote while we
   // were away, and we have not got those writes yet. Our horizon stays
@@ -314,7 +320,7 @@ void registry_core::restore(const registry_document& saved, std::optional<std::u
   if (contact != 0) floor_holds_[self()] = floor_hold{contact, std::nullopt};
   // A resync a kill cut short goes on: the data directory lacks what it
   // had forgotten and not yet fetched back.
-  resync_at_contact_ = resyncing;
+  resync_at_contact_ = progress.resyncing;
 }
 
 void registry_core::on_merged(const registry_document& merged, bool removals) {

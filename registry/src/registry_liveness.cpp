@@ -100,6 +100,28 @@ void registry_core::reap(steady_time now) {
   if (!delta.empty()) protocol_.local_change(delta, now);
 }
 
+std::uint64_t registry_core::grace_cut_off(steady_time::duration away) const {
+  // What is newer than our last contact no peer can have deleted and
+  // forgotten without seeing it. Older entries may be stale: a peer that
+  // kept running may have erased one and collected the tombstone. But a
+  // peer collects only below its horizon, the least stamp floor it knows
+  // (ours included) minus gc_grace, and the floor it knows of ours is at
+  // most the one we last advertised (isolated_floor_us_): an entry above
+  // that minus gc_grace still has any delete of it held as a tombstone,
+  // which comes back with the peer's state. Those entries are kept too,
+  // and with them writes of ours acknowledged just before the cut-off
+  // that reached no peer (the chaos soak lost three). A peer counts us
+  // until we have been dead to it for max(reconnect_timeout, gc_grace);
+  // gc_grace of margin covers a peer that stopped hearing us before we
+  // stopped hearing it.
+  std::uint64_t cut_off = isolated_since_wall_;
+  const auto grace_us = static_cast<std::uint64_t>(std::chrono::microseconds(options_.gc_grace).count());
+  const auto counted_for = std::max(options_.reconnect_timeout, options_.gc_grace) - options_.gc_grace;
+  if (isolated_floor_us_ > grace_us && away <= counted_for)
+    cut_off = std::min(cut_off, isolated_floor_us_ - grace_us);
+  return cut_off;
+}
+
 void registry_core::apply_grace_rule(steady_time now, bool reaches_none) {
   if (reachable_peers_ == 0) {
     if (reaches_none && !isolated_since_) {
@@ -108,13 +130,16 @@ void registry_core::apply_grace_rule(steady_time now, bool reaches_none) {
       // not count as older than the cut-off.
       isolated_since_ = last_heard_ ? std::min(now, *last_heard_) : now;
       isolated_since_wall_ = last_contact_us_ != 0 ? last_contact_us_ : wall_();
+      isolated_floor_us_ = advertised_floor_bound();  // and it stays there (advertised_floor)
     }
     return;
   }
   if (!isolated_since_) return;
-  const bool too_long = now - *isolated_since_ > options_.gc_grace;
-  const hlc_timestamp cut_off_at{isolated_since_wall_, 0, 0};
+  const auto away = now - *isolated_since_;
+  const bool too_long = away > options_.gc_grace;
+  const hlc_timestamp cut_off_at{grace_cut_off(away), 0, 0};
   isolated_since_.reset();
+  isolated_floor_us_ = 0;
   if (!too_long) return;
   // We were cut off longer than peers keep tombstones. That alone does not
   // make us stale: if every peer we reach now has run for less than

@@ -75,6 +75,7 @@ struct replica::impl {
   std::uint64_t persisted_incarnation = 0;
   std::uint64_t persisted_contact_us = 0;
   std::uint64_t contact_grain_us = 60'000'000;  // min(a minute, gc_grace / 4)
+  std::uint64_t persisted_floor_bound_us = 0;
   bool persisted_resyncing = false;
 
   void observe(const registry_document& merged) {
@@ -100,6 +101,14 @@ struct replica::impl {
       disk->put_contact(contact);
       persisted_contact_us = contact;
     }
+    // The stamp floor our member record carries stays below what the data
+    // directory holds (cap_floor), so a restart knows what peers can have
+    // of it; the bound moves a grain ahead at a time, half a grain early.
+    std::uint64_t floor_bound = 0;
+    if (const auto reading = core->floor_reading_us(); reading + contact_grain_us / 2 > persisted_floor_bound_us) {
+      floor_bound = reading + contact_grain_us;
+      disk->put_floor_bound(floor_bound);
+    }
     if (core->resyncing() != persisted_resyncing) {
       persisted_resyncing = core->resyncing();
       disk->put_resyncing(persisted_resyncing);
@@ -114,6 +123,10 @@ struct replica::impl {
     commit_micros += static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count());
     ++(ok ? commits : commit_failures);
+    if (ok && floor_bound != 0) {
+      persisted_floor_bound_us = floor_bound;
+      core->cap_floor(floor_bound);
+    }
     return ok;
   }
   // One registration on the replica thread, staged for the data directory
@@ -209,7 +222,13 @@ result<std::unique_ptr<replica>> replica::open(replica_options options) {
     in.restoring = true;
     // No contact row: this data directory never reached a peer (0 says so).
     in.persisted_resyncing = saved.resyncing;
-    in.core->restore(saved.document, saved.last_contact_us.value_or(0), saved.resyncing);
+    in.persisted_floor_bound_us = saved.floor_bound_us.value_or(0);
+    saved_progress progress;
+    progress.last_contact_us = saved.last_contact_us.value_or(0);
+    progress.floor_bound_us = saved.floor_bound_us;
+    progress.resyncing = saved.resyncing;
+    in.core->restore(saved.document, progress);
+    if (saved.floor_bound_us) in.core->cap_floor(*saved.floor_bound_us);
     in.restoring = false;
     // Our ephemeral registrations come back: they live as long as we do.
     // Persistent ones need nothing: the document (ours or our peers') has
@@ -431,6 +450,7 @@ std::vector<member_info> replica::members() const {
     for (const auto& [id, record] : m.table().records()) {
       member_info info{id, record.address, record.incarnation, m.state_of(id, now), std::nullopt};
       if (const auto offset = offsets.find(id); offset != offsets.end()) info.clock_offset_us = offset->second;
+      info.stamp_floor_us = record.clock_us;
       out.push_back(std::move(info));
     }
     return out;

@@ -154,12 +154,14 @@ store::contents store::load() {
         out.incarnation = id.value().incarnation;
       }
   }
-  {
+  const auto read_time = [&](const char* key, std::optional<std::uint64_t>& to) {
     statement q(db_, "SELECT value FROM meta WHERE key = ?1");
-    if (q.ok()) q.bind(1, "contact");
+    if (q.ok()) q.bind(1, key);
     if (q.ok() && q.step() == SQLITE_ROW)
-      if (auto contact = from_blob<std::uint64_t>(q.column(0))) out.last_contact_us = contact.value();
-  }
+      if (auto value = from_blob<std::uint64_t>(q.column(0))) to = value.value();
+  };
+  read_time("contact", out.last_contact_us);
+  read_time("floor", out.floor_bound_us);
   {
     statement q(db_, "SELECT value FROM meta WHERE key = ?1");
     if (q.ok()) q.bind(1, "resyncing");
@@ -187,6 +189,10 @@ store::contents store::load() {
 
 void store::put_contact(std::uint64_t wall_us) {
   staged_.push_back({staged_row::table::meta, "contact", to_blob(wall_us)});
+}
+
+void store::put_floor_bound(std::uint64_t wall_us) {
+  staged_.push_back({staged_row::table::meta, "floor", to_blob(wall_us)});
 }
 
 void store::put_resyncing(bool resyncing) {

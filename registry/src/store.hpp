@@ -4,7 +4,9 @@
 //  - meta: the replica id and its last incarnation (refutations included),
 //    so a restarted replica comes back as itself with a greater
 //    incarnation; and when it last reached a peer, so a store that has
-//    been away longer than gc_grace is not merged as if it were current;
+//    been away longer than gc_grace is not merged as if it were current,
+//    and a bound on the stamp floor it advertised, which says how much of
+//    it peers cannot have collected;
 //  - entries: every instance and config entry of the document as this
 //    replica last merged it (tombstones included), so a replica that
 //    restarts alone still serves the registry it knew;
@@ -56,6 +58,9 @@ class store {
     std::vector<own_registration> own;
     /// Wall µs when the replica last reached a peer, if ever recorded.
     std::optional<std::uint64_t> last_contact_us;
+    /// At or above every stamp floor the replica advertised, if recorded
+    /// (registry_core::advertised_floor_bound).
+    std::optional<std::uint64_t> floor_bound_us;
     /// A resync (the grace rule) was under way: the document may lack keys
     /// that peers still hold (registry_core::restore).
     bool resyncing = false;
@@ -66,6 +71,7 @@ class store {
   // Staged until commit().
   void put_identity(replica_id id, std::uint64_t incarnation);
   void put_contact(std::uint64_t wall_us);
+  void put_floor_bound(std::uint64_t wall_us);
   void put_resyncing(bool resyncing);
   void put_instance(const std::string& key, const registry_document::instance_map::entry* entry);
   void put_config(const std::string& key, const registry_document::config_map::entry* entry);

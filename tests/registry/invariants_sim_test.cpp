@@ -162,7 +162,7 @@ outcome run_seed(std::uint64_t seed) {
 
   // What each node would have in its data directory: its state and last
   // contact as of its latest step (every write committed).
-  std::vector<std::optional<std::pair<lattice::registry::registry_document, std::uint64_t>>> disks(4);
+  std::vector<std::optional<std::pair<lattice::registry::registry_document, lattice::registry::saved_progress>>> disks(4);
   std::size_t jumped = 5;  // the node whose clock jumps back (none yet)
 
   outcome out;
@@ -170,7 +170,10 @@ outcome run_seed(std::uint64_t seed) {
     ++out.steps;
     watch(*sim, out.steps);
     for (std::size_t i = 0; i < 4; ++i)
-      if (sim->alive(i)) disks[i] = std::pair{sim->node(i).state(), sim->node(i).last_contact_us()};
+      if (sim->alive(i))
+        disks[i] = std::pair{sim->node(i).state(),
+                             lattice::registry::saved_progress{sim->node(i).last_contact_us(),
+                                                               sim->node(i).advertised_floor_bound()}};
     if (auto v = invariants.check()) {
       out.violation = *v;
       return false;

@@ -26,6 +26,13 @@ namespace {
 
 service_path path(const char* text) { return service_path::parse(text).value(); }
 
+// What a data directory written before the floor bound was kept holds.
+lattice::registry::saved_progress contact_only(std::optional<std::uint64_t> contact) {
+  lattice::registry::saved_progress progress;
+  progress.last_contact_us = contact;
+  return progress;
+}
+
 std::unique_ptr<registry_sim> cluster(std::size_t n, lattice::registry::core_options core = {},
                                       lattice::transport::dissemination mode = lattice::transport::dissemination::delta,
                                       unsigned op_digest_check_every = 10) {
@@ -179,7 +186,7 @@ TEST_CASE("a data directory away longer than gc_grace does not bring back what w
   // the last contact, what the repro does: the newest stamp stands in.
   const bool contact_known = GENERATE(true, false);
   INFO((contact_known ? "last contact known" : "last contact unknown"));
-  sim->node(2).restore(saved, contact_known ? std::optional(contact) : std::nullopt);
+  sim->node(2).restore(saved, contact_only(contact_known ? std::optional(contact) : std::nullopt));
   REQUIRE(sim->run_until([&] { return sim->converged(); }, 10s));
   CHECK(sim->node(2).resyncs() == 1);
   for (std::size_t i = 0; i < 3; ++i) {
@@ -300,7 +307,7 @@ TEST_CASE("a restarted replica's gossiped floor stays at its last contact", "[re
   REQUIRE(written > contact);
   sim->kill(0);
   sim->restart(0);
-  sim->node(0).restore(disk, contact);
+  sim->node(0).restore(disk, contact_only(contact));
   const auto incarnation = sim->node(0).members().self_record().incarnation;
   sim->heal();
   const auto heard = [&] {
@@ -386,7 +393,7 @@ TEST_CASE("a replica back after gc_grace keeps its delete when a peer's horizon 
   REQUIRE(providers_on(*sim, 0, "/svc") == std::vector<std::string>{"p1"});
   sim->partition({2});
   sim->restart(2);
-  sim->node(2).restore(disk, contact);
+  sim->node(2).restore(disk, contact_only(contact));
   REQUIRE(sim->node(2).deregister_instance(path("/svc"), "p1").value());
   sim->heal();
   // Node 2 never lists it again, and in the end nobody does.
@@ -422,8 +429,69 @@ TEST_CASE("a write made after the last message from a peer survives a long down"
   sim->kill(0);
   sim->run_for(3s);  // down longer than gc_grace
   sim->restart(0);
-  sim->node(0).restore(disk, contact);
+  sim->node(0).restore(disk, contact_only(contact));
   sim->heal();
   CHECK(sim->run_until([&] { return config_on(*sim, 1, "/cut-off") == "acknowledged"; }, 10s));
   CHECK(config_on(*sim, 0, "/cut-off") == "acknowledged");
+}
+
+TEST_CASE("a write that reached no peer survives a long down while a peer was still heard",
+          "[registry][regression]") {
+  // The 20-minute soak (seed 540597191) lost three writes: acknowledged by
+  // a daemon cut off from the cluster together with one peer it kept
+  // hearing, whose pushes of them went nowhere; killed 140 ms later and
+  // kept down longer than gc_grace. Its last contact was the kill, so the
+  // restarted replica's grace rule forgot everything older, the three
+  // writes included. Peers keep tombstones above our last advertised
+  // floor minus gc_grace, so only what is older can be stale.
+  lattice::registry::core_options core;
+  core.gc_grace = 2s;
+  core.compaction_interval = 250ms;
+  auto sim = cluster(3, core);
+  REQUIRE(sim->node(0).set_config(path("/before"), "shared"));
+  REQUIRE(sim->run_until([&] { return config_on(*sim, 1, "/before") == "shared"; }, 5s));
+  sim->partition({0, 1});
+  sim->cut_one_way(0, 1);  // node 0 hears node 1; nothing of node 0's arrives
+  sim->run_for(100ms);
+  REQUIRE(sim->node(0).set_config(path("/unshared"), "acknowledged"));
+  sim->run_for(100ms);
+  const registry_document disk = sim->node(0).state();
+  const lattice::registry::saved_progress progress{sim->node(0).last_contact_us(),
+                                                   sim->node(0).advertised_floor_bound()};
+  CHECK(*progress.last_contact_us > sim->node(0).state().config.find_entry("/unshared")->stamp.physical_us);
+  sim->kill(0);
+  sim->run_for(3s);  // down longer than gc_grace
+  sim->restart(0);
+  sim->node(0).restore(disk, progress);
+  sim->heal();
+  CHECK(sim->run_until([&] { return config_on(*sim, 1, "/unshared") == "acknowledged"; }, 10s));
+  CHECK(config_on(*sim, 0, "/unshared") == "acknowledged");
+  CHECK(config_on(*sim, 2, "/before") == "shared");
+}
+
+TEST_CASE("a write that reached no peer survives a long partition that follows it", "[registry][regression]") {
+  // The same at run time: node 0 writes while its messages reach nobody,
+  // then is cut off entirely for longer than gc_grace. The grace rule on
+  // the heal forgets what is older than its last contact, which the write
+  // is; while cut off, the floor it advertises stays where it was, so
+  // peers' horizons stay below the write by gc_grace.
+  lattice::registry::core_options core;
+  core.gc_grace = 2s;
+  core.compaction_interval = 250ms;
+  auto sim = cluster(3, core);
+  REQUIRE(sim->node(0).set_config(path("/before"), "shared"));
+  REQUIRE(sim->run_until([&] { return config_on(*sim, 1, "/before") == "shared"; }, 5s));
+  sim->partition({0, 1});
+  sim->cut_one_way(0, 1);
+  sim->run_for(100ms);
+  REQUIRE(sim->node(0).set_config(path("/unshared"), "acknowledged"));
+  sim->run_for(100ms);
+  sim->heal();
+  sim->partition({0});
+  sim->run_for(3s);  // cut off longer than gc_grace
+  const auto resyncs = sim->node(0).resyncs();
+  sim->heal();
+  REQUIRE(sim->run_until([&] { return sim->node(0).resyncs() > resyncs; }, 5s));
+  CHECK(sim->run_until([&] { return config_on(*sim, 1, "/unshared") == "acknowledged"; }, 10s));
+  CHECK(config_on(*sim, 0, "/unshared") == "acknowledged");
 }

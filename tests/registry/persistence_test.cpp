@@ -333,3 +333,63 @@ TEST_CASE("a recursive delete's erasure survives a restart, and its row goes whe
   CHECK(eventually([&] { return rows_in(dir, "config_erasures") == 0; }, 20s));
   r->stop();
 }
+
+namespace {
+// The stamp-floor bound the data directory holds (0: no row), read by a
+// connection of the test's own.
+std::uint64_t floor_row(const temp_dir& dir) {
+  sqlite3* db = nullptr;
+  std::uint64_t bound = 0;
+  if (sqlite3_open_v2((dir.path / "lattice.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* q = nullptr;
+    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = CAST('floor' AS BLOB)", -1, &q, nullptr) == SQLITE_OK &&
+        sqlite3_step(q) == SQLITE_ROW) {
+      const auto* bytes = static_cast<const std::byte*>(sqlite3_column_blob(q, 0));
+      const auto size = static_cast<std::size_t>(sqlite3_column_bytes(q, 0));
+      if (auto decoded = lattice::crdt::decode<std::uint64_t>(std::span(bytes, size))) bound = decoded.value();
+    }
+    sqlite3_finalize(q);
+  }
+  sqlite3_close(db);
+  return bound;
+}
+
+std::uint64_t self_floor(const replica& r) {
+  for (const auto& m : r.members())
+    if (m.id == r.id()) return m.stamp_floor_us;
+  return 0;
+}
+}  // namespace
+
+TEST_CASE("the stamp floor a replica advertises never passes what its data directory holds",
+          "[registry][persistence]") {
+  // After a kill, the grace rule keeps what is newer than the last floor
+  // peers can have of us, minus gc_grace; the data directory must bound
+  // every floor our member record carried, also when it cannot commit.
+  temp_dir dir;
+  replica_options o;
+  o.data_dir = dir.path.string();
+  o.gc_grace = 2s;  // the bound moves half a second ahead at a time
+  auto r = replica::open(o).value();
+  REQUIRE(eventually([&] { return self_floor(*r) != 0; }));
+  CHECK(self_floor(*r) <= floor_row(dir));
+  // Another process holds SQLite's write lock: no commit gets through.
+  sqlite3* other = nullptr;
+  REQUIRE(sqlite3_open((dir.path / "lattice.db").c_str(), &other) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  const auto held = floor_row(dir);
+  // Until the wall clock has passed the bound by more than a failed
+  // commit blocks the replica thread (SQLite's busy timeout, 2 s): a
+  // heartbeat has gone out since, with the clock past the bound.
+  const bool passed = eventually([&] { return lattice::crdt::system_wall_clock_us() > held + 2'500'000; }, 10s);
+  REQUIRE(passed);
+  const auto floor_while_held = self_floor(*r);
+  REQUIRE(floor_while_held != 0);
+  CHECK(floor_while_held <= held);
+  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(other);
+  // Commits get through again, and the floor moves on with the bound.
+  CHECK(eventually([&] { return self_floor(*r) > held; }, 10s));
+  CHECK(self_floor(*r) <= floor_row(dir));
+  r->stop();
+}

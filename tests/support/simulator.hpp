@@ -84,7 +84,13 @@ class basic_simulator {
 
   /// Messages between the two sides are dropped until heal().
   void partition(std::set<std::size_t> side) { side_ = std::move(side); }
-  void heal() { side_.clear(); }
+  void heal() {
+    side_.clear();
+    one_way_.clear();
+  }
+  /// Messages from `from` to `to` are dropped until heal(); the other way
+  /// they flow (a firewall rule on one side, a half-broken link).
+  void cut_one_way(std::size_t from, std::size_t to) { one_way_.insert({from, to}); }
 
   void kill(std::size_t i) { nodes_[i].reset(); }
   /// Starts node i again with an empty state and a higher incarnation.
@@ -161,6 +167,7 @@ class basic_simulator {
   }
 
   bool cut(std::size_t a, std::size_t b) const {
+    if (one_way_.count({a, b}) != 0) return true;
     return !side_.empty() && (side_.count(a) != 0) != (side_.count(b) != 0);
   }
 
@@ -198,6 +205,7 @@ class basic_simulator {
   std::uint64_t sequence_ = 0;
   transport::steady_time now_{};
   std::set<std::size_t> side_;
+  std::set<std::pair<std::size_t, std::size_t>> one_way_;
 };
 
 template <class S>

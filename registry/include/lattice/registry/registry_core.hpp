@@ -40,6 +40,7 @@
 // Thread safety: not thread-safe; one thread owns a core.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -98,6 +99,27 @@ struct publication {
   std::vector<std::string> changed_config;
 };
 
+/// How far an earlier life of this replica got, as its data directory
+/// recorded it (registry_core::restore).
+struct saved_progress {
+  /// When that life last heard from a peer (wall µs; 0: never, so nobody
+  /// can have collected a delete it missed). nullopt: not known (a caller
+  /// with no record of it); the newest stamp in the saved document stands
+  /// in for it, and past gc_grace the store keeps only what is newer and
+  /// the own registrations.
+  std::optional<std::uint64_t> last_contact_us;
+  /// At or above every stamp floor that life advertised (wall µs;
+  /// registry_core::advertised_floor_bound). Peers that still count us
+  /// collect only below it minus gc_grace, so when the grace rule applies
+  /// the replica keeps what is newer than that too: writes of its own that
+  /// reached no peer before the kill among them. nullopt: not known; the
+  /// rule keeps only what is newer than the last contact.
+  std::optional<std::uint64_t> floor_bound_us;
+  /// The data directory was saved during a resync (see
+  /// registry_core::resyncing()), which then goes on from our first contact.
+  bool resyncing = false;
+};
+
 class registry_core final : public transport::protocol_core {
  public:
   using wall_clock = std::function<std::uint64_t()>;
@@ -141,19 +163,11 @@ class registry_core final : public transport::protocol_core {
 
   /// Merges a document saved by an earlier life of this replica, without
   /// spreading it (anti-entropy reconciles it with peers). Instances that
-  /// life registered are removed unless registered again.
-  /// `last_contact_us`: when that life last reached a peer (wall µs; 0:
-  /// never, so nobody can have collected a delete it missed). If that is
-  /// more than gc_grace ago, the replica counts as cut off since then, and
-  /// the grace rule applies when it reaches a peer that kept running: it
-  /// keeps what was written after that point and its own registrations,
-  /// and takes the rest from its peers. nullopt: not known (a caller with
-  /// no record of it); the newest stamp in `saved` stands in for it, and
-  /// past gc_grace the store keeps only the own registrations.
-  /// `resyncing`: the data directory was saved during a resync (see
-  /// resyncing()), which then goes on from our first contact.
-  void restore(const registry_document& saved, std::optional<std::uint64_t> last_contact_us = std::nullopt,
-               bool resyncing = false);
+  /// life registered are removed unless registered again. `progress` says
+  /// how far that life got (see saved_progress): past gc_grace since its
+  /// last contact, the replica counts as cut off since then, and the grace
+  /// rule applies when it reaches a peer that kept running.
+  void restore(const registry_document& saved, const saved_progress& progress = {});
   /// True while we take back from peers what the grace rule made us
   /// forget: we then do not compact, since our horizon would read the keys
   /// we have not fetched back yet as erased, here and, through our range
@@ -166,6 +180,21 @@ class registry_core final : public transport::protocol_core {
   /// when a peer was last judged reachable: that outlasts the link by the
   /// suspicion timeouts, and what we wrote in between reached nobody.
   std::uint64_t last_contact_us() const noexcept { return last_contact_us_; }
+  /// No member record of this replica, in this life or an earlier one
+  /// restored, has carried a stamp floor above this (wall µs): peers'
+  /// horizons stay below it by gc_grace while they count us (see
+  /// saved_progress::floor_bound_us). What the replica persists.
+  std::uint64_t advertised_floor_bound() const noexcept {
+    return std::max(members().self_record().clock_us, restored_floor_bound_us_);
+  }
+  /// The stamp floor our member record carries never passes `ceiling_us`
+  /// until it is raised: a replica with a data directory raises it only
+  /// once the directory holds it, so advertised_floor_bound() survives a
+  /// kill. Until the first call: no ceiling.
+  void cap_floor(std::uint64_t ceiling_us) noexcept { floor_ceiling_us_ = ceiling_us; }
+  /// What our stamp floor would read now without holds or ceiling (wall
+  /// µs, at or above the advertised floor): where a ceiling must go.
+  std::uint64_t floor_reading_us() const { return std::max(wall_(), clock_.last().physical_us); }
 
   // ---- transport::protocol_core ----------------------------------------
 
@@ -292,6 +321,9 @@ class registry_core final : public transport::protocol_core {
   void reassert_pending();
   void flush_load();
   void apply_grace_rule(steady_time now, bool reaches_none);
+  // Wall µs: what is older than this the grace rule forgets, after `away`
+  // cut off (apply_grace_rule).
+  std::uint64_t grace_cut_off(steady_time::duration away) const;
   void write(registry_document delta);
   hlc_timestamp stamp_after(const hlc_timestamp* existing);
   /// A stamp after whatever `map` holds for `key` (tombstones included).
@@ -328,6 +360,13 @@ class registry_core final : public transport::protocol_core {
   steady_time last_now_;  // the latest time we were told, for rumour peer picks
   std::optional<steady_time> isolated_since_;
   std::uint64_t isolated_since_wall_ = 0;  // wall µs when isolation began
+  // While isolated: the highest stamp floor peers may have of us. Our
+  // advertised floor stays there (a message of ours may still get through
+  // a half-broken link), so the grace rule knows what peers can have
+  // collected (see apply_grace_rule). 0: unknown.
+  std::uint64_t isolated_floor_us_ = 0;
+  std::uint64_t restored_floor_bound_us_ = 0;
+  std::optional<std::uint64_t> floor_ceiling_us_;
   // After a restart from a data directory or the grace rule's forgetting:
   // until then we do not compact (see apply_grace_rule). Set from our
   // first contact when `resync_at_contact_`.

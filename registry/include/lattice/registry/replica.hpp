@@ -201,6 +201,12 @@ struct member_info {
   /// (send time against receive time); nullopt for ourselves and for
   /// members we have not heard from directly.
   std::optional<std::int64_t> clock_offset_us;
+  /// The stamp floor its member record carries (wall µs): it writes
+  /// nothing stamped earlier from now on. Tombstones are collected only
+  /// below the least floor of the members minus gc_grace, so a floor that
+  /// stays behind (a member cut off, or one whose data directory cannot
+  /// commit) is what holds compaction back. 0: not reported yet.
+  std::uint64_t stamp_floor_us = 0;
 };
 
 class replica {
