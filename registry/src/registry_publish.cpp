@@ -57,7 +57,7 @@ publication registry_core::publish(steady_time now) {
   const bool membership_moved = !published_ || published_->known_peers != known_peers_ ||
                                 published_->reachable_peers != reachable_peers_ ||
                                 published_->isolated != isolated_;
-  if (dirty_paths_.empty() && dirty_config_.empty() && !config_dirty_ && !membership_moved) return {};
+  if (dirty_paths_.empty() && dirty_config_.empty() && !membership_moved) return {};
 
   publication out;
   const std::uint64_t sequence = published_ ? published_->sequence + 1 : 1;
@@ -80,7 +80,7 @@ publication registry_core::publish(steady_time now) {
     services.put(std::move(view));
   }
 
-  if (config_dirty_ || !published_) {
+  if (!published_) {
     // The first publication: everything, sorted once.
     std::vector<config_tree::value_type> entries;
     entries.reserve(state().config.size());
@@ -91,7 +91,6 @@ publication registry_core::publish(steady_time now) {
     for (const auto& [key, value] : entries) out.changed_config.push_back(key);
     next->config = std::make_shared<const config_tree>(config_tree::from_sorted(std::move(entries)));
     dirty_config_.clear();
-    config_dirty_ = false;
   } else if (!dirty_config_.empty()) {
     // Only the keys a merge touched: the rest of the tree is shared.
     auto config = std::make_shared<config_tree>(*published_->config);

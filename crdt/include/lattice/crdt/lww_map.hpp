@@ -524,35 +524,26 @@ class lww_map {
     } else {
       // Unknown key below the horizon: already seen and compacted away.
       if (incoming.stamp < horizon_) return false;
-      if (!shadows_.empty()) {
-        const auto sh = find_shadow(key_hash, key);
-        if (sh != shadows_.end()) {
-          const entry tombstone{sh->stamp, std::nullopt};
+      // A shadow (a tombstone collected while a peer may still hold what
+      // it deleted) comes back into the state. A newer write, or the
+      // tombstone itself, simply goes in. An older write brings the
+      // tombstone it missed back in instead, so that anti-entropy takes the
+      // delete to whoever sent it. Refused in silence, the write stayed
+      // live there while we lacked it, until our horizon passed the shadow:
+      // an hour and more when the delete was stamped by a clock far ahead
+      // (the invariant sweep, seeds 12097 and 15659).
+      std::optional<entry> revived;
+      if (!shadows_.empty())
+        if (const auto sh = find_shadow(key_hash, key); sh != shadows_.end()) {
+          entry tombstone{sh->stamp, std::nullopt};
           shadows_.erase(sh);
-          if (wins(incoming, tombstone)) {
-            // The tombstone itself (or a newer write) comes back in: a
-            // peer that still holds it must not differ from us for ever.
-          } else {
-            // An older write: the tombstone it missed comes back in, not
-            // the write, so that anti-entropy takes the delete to whoever
-            // sent it. Refused in silence, the write stayed live there
-            // while we lacked it, until our horizon passed the shadow: an
-            // hour and more when the delete was stamped by a clock far
-            // ahead (the invariant sweep, seeds 12097 and 15659).
-            entry_hash = stable_hash(key, tombstone);
-            detail::insert_compactly(b.slots, it, slot{key_hash, key, tombstone, entry_hash});
-            ++size_;
-            b.digest += entry_hash;
-            digest_ += entry_hash;
-            return true;
-          }
+          if (!wins(incoming, tombstone)) revived = std::move(tombstone);
         }
-      }
-      entry_hash = entry_hash_of();
-      it = detail::insert_compactly(b.slots, it, slot{key_hash, key, incoming, entry_hash});
+      entry_hash = revived ? stable_hash(key, *revived) : entry_hash_of();
+      it = detail::insert_compactly(b.slots, it, slot{key_hash, key, revived ? *revived : incoming, entry_hash});
       ++size_;
     }
-    if (incoming.live()) ++live_;
+    if (it->value.live()) ++live_;
     b.digest += entry_hash;
     digest_ += entry_hash;
     return true;

@@ -350,7 +350,6 @@ class registry_core final : public transport::protocol_core {
 
   std::set<std::string, std::less<>> dirty_paths_;
   std::set<std::string, std::less<>> dirty_config_;
-  bool config_dirty_ = true;
   std::shared_ptr<const snapshot> published_;
   std::uint64_t self_incarnation_ = 0;
   bool isolated_ = false;
