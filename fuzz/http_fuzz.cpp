@@ -6,6 +6,7 @@
 // may crash, and no request may make the replica's state undecodable.
 #include <cstddef>
 #include <cstdint>
+#include <future>
 #include <memory>
 
 #include <boost/asio/buffer.hpp>
@@ -73,6 +74,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   } else if (auto* s = std::get_if<daemon::stream_reply>(&r)) {
     auto keep = s->start([](std::string) {});
     keep.reset();
+  } else if (auto* deferred = std::get_if<daemon::deferred_reply>(&r)) {
+    // A write: wait for its acknowledgement (one that never comes is a
+    // hang, which libFuzzer's -timeout reports), then build the response
+    // here, as the HTTP thread would.
+    std::promise<std::function<daemon::response()>> built;
+    auto ready = built.get_future();
+    deferred->start([&built](std::function<daemon::response()> build) { built.set_value(std::move(build)); });
+    (void)ready.get()();
   }
   return 0;
 }

@@ -16,6 +16,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
@@ -86,7 +87,10 @@ class api {
   reply consul_deregister(const std::string& service_id);
   reply consul_check_update(const std::string& check_id, const std::string& status, const target& t,
                             unsigned version);
-  void set_health(ttl_check& check, const std::string& status, const std::string& output);
+  // Sets a check's status; if that changes what peers see, returns the
+  // instance to write (the health lives in its tags).
+  std::optional<registry::instance> set_health(ttl_check& check, const std::string& status,
+                                               const std::string& output);
 
   /// A blocking query: `produce` gives (index, response); answered at once
   /// without ?index, else when the index moves past it or ?wait passes.
@@ -104,5 +108,25 @@ class api {
 
 /// A JSON response with `status` (200 by default).
 response json_response(const nlohmann::json& body, unsigned version, http::status status = http::status::ok);
+
+/// The reply to a write that must not hold the HTTP thread: `start(done)`
+/// begins it with one of the replica's *_async calls; once it is
+/// acknowledged, the response is `ok(value)` (`ok()` for a result<void>)
+/// or `fail(error)`, built on the HTTP thread.
+template <class T, class Start, class Ok, class Fail>
+deferred_reply deferred_write(Start start, Ok ok, Fail fail) {
+  return deferred_reply{[start = std::move(start), ok = std::move(ok),
+                         fail = std::move(fail)](std::function<void(std::function<response()>)> complete) mutable {
+    start([complete = std::move(complete), ok, fail](result<T> r) {
+      complete([r = std::move(r), ok, fail]() -> response {
+        if (!r) return fail(r.error());
+        if constexpr (std::is_void_v<T>)
+          return ok();
+        else
+          return ok(r.value());
+      });
+    });
+  }};
+}
 
 }  // namespace lattice::daemon

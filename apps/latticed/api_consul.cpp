@@ -14,6 +14,7 @@
 #include <set>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "api.hpp"
 #include "duration.hpp"
@@ -35,6 +36,14 @@ constexpr const char* kCheckName = "consul:check-name";
 constexpr const char* kTtl = "consul:check-ttl";
 constexpr const char* kDeregisterAfter = "consul:deregister-after";
 constexpr const char* kWarningWeight = "consul:weight-warning";
+
+// A failed write's response, as Consul's agent words it: the status for
+// the error, and its message.
+auto consul_write_error(unsigned version) {
+  return [version](std::error_code ec) {
+    return error_response(static_cast<http::status>(status_of(ec)), ec.message(), version);
+  };
+}
 
 std::string base64(std::string_view in) {
   std::string out(4 * ((in.size() + 2) / 3), '\0');
@@ -130,13 +139,13 @@ void api::restore_checks() {
   });
 }
 
-void api::set_health(ttl_check& check, const std::string& status, const std::string& output) {
+std::optional<reg::instance> api::set_health(ttl_check& check, const std::string& status, const std::string& output) {
   const auto now = std::chrono::steady_clock::now();
   if (status == "critical" && check.status != "critical") check.critical_since = now;
   const bool changed = check.status != status || check.output != output;
   check.status = status;
   check.output = output;
-  if (!changed) return;
+  if (!changed) return std::nullopt;
   // The health lives in the instance's tags, so every replica sees it.
   const auto list = replica_.lookup(check.path);
   for (const auto& i : list.providers()) {
@@ -144,17 +153,28 @@ void api::set_health(ttl_check& check, const std::string& status, const std::str
     reg::instance updated = i->to_instance();
     updated.tags[kHealth] = status;
     if (output.empty()) updated.tags.erase(kOutput); else updated.tags[kOutput] = output.substr(0, 1024);
-    (void)replica_.register_instance(check.path, std::move(updated));
-    return;
+    return updated;
   }
+  return std::nullopt;
 }
 
 void api::tick(std::chrono::steady_clock::time_point now) {
+  // Nobody waits for these writes: a failure is logged, and the next
+  // expiry or check update writes the health again.
+  const auto log_failure = [](const char* what) {
+    return [what](const auto& r) {
+      if (!r) spdlog::warn("consul check: {} failed: {}", what, r.error().message());
+    };
+  };
   for (auto it = checks_.begin(); it != checks_.end();) {
     auto& c = it->second;
-    if (c.status != "critical" && now >= c.expires) set_health(c, "critical", "TTL expired");
+    if (c.status != "critical" && now >= c.expires)
+      if (auto write = set_health(c, "critical", "TTL expired"))
+        replica_.register_instance_async(c.path, std::move(*write), reg::instance_kind::provider,
+                                         log_failure("marking an expired TTL check critical"));
     if (c.status == "critical" && c.deregister_after.count() > 0 && now - c.critical_since >= c.deregister_after) {
-      (void)replica_.deregister_instance(c.path, c.instance_id);
+      replica_.deregister_instance_async(c.path, c.instance_id, reg::instance_kind::provider,
+                                         log_failure("deregistering a service critical too long"));
       it = checks_.erase(it);
       continue;
     }
@@ -280,10 +300,16 @@ reply api::consul_register(request& req) {
     check = tc;
   }
 
-  auto stored = replica_.register_instance(path, std::move(inst));
-  if (!stored) return error_response(static_cast<http::status>(status_of(stored.error())), stored.error().message(), v);
-  if (check) checks_[stored.value().id] = *check; else checks_.erase(stored.value().id);
-  return json_response(true, v);
+  // The check table is the HTTP thread's: the response builder updates it.
+  return deferred_write<reg::instance>(
+      [this, path, inst = std::move(inst)](auto done) mutable {
+        replica_.register_instance_async(path, std::move(inst), reg::instance_kind::provider, std::move(done));
+      },
+      [this, check, v](const reg::instance& stored) {
+        if (check) checks_[stored.id] = *check; else checks_.erase(stored.id);
+        return json_response(true, v);
+      },
+      consul_write_error(v));
 }
 
 reply api::consul_deregister(const std::string& service_id) {
@@ -295,10 +321,15 @@ reply api::consul_deregister(const std::string& service_id) {
       if (i->id() == service_id && i->owner() == replica_.id()) path = view->path;
   });
   if (!path) return error_response(http::status::not_found, "Unknown service ID \"" + service_id + "\"");
-  if (auto r = replica_.deregister_instance(*path, service_id); !r)
-    return error_response(static_cast<http::status>(status_of(r.error())), r.error().message());
-  checks_.erase(service_id);
-  return json_response(true, 11);
+  return deferred_write<bool>(
+      [this, path = *path, service_id](auto done) {
+        replica_.deregister_instance_async(path, service_id, reg::instance_kind::provider, std::move(done));
+      },
+      [this, service_id](bool) {
+        checks_.erase(service_id);
+        return json_response(true, 11);
+      },
+      consul_write_error(11));
 }
 
 reply api::consul_check_update(const std::string& check_id, const std::string& status, const target& t,
@@ -307,8 +338,13 @@ reply api::consul_check_update(const std::string& check_id, const std::string& s
     auto& c = entry.second;
     if (c.check_id != check_id) continue;
     c.expires = std::chrono::steady_clock::now() + c.ttl;
-    set_health(c, status, t.get("note").value_or(""));
-    return json_response(true, version);
+    auto write = set_health(c, status, t.get("note").value_or(""));
+    if (!write) return json_response(true, version);
+    return deferred_write<reg::instance>(
+        [this, path = c.path, inst = std::move(*write)](auto done) mutable {
+          replica_.register_instance_async(path, std::move(inst), reg::instance_kind::provider, std::move(done));
+        },
+        [version](const reg::instance&) { return json_response(true, version); }, consul_write_error(version));
   }
   return error_response(http::status::not_found, "Unknown check ID \"" + check_id + "\"", version);
 }
@@ -515,26 +551,33 @@ reply api::consul(request& req, const target& t) {
     if (method == http::verb::delete_ && t.has("recurse")) {
       // One prefix tombstone: it also covers keys under the prefix that
       // this daemon has not seen yet. A string prefix, as Consul's.
-      if (auto r = replica_.erase_config_prefix(config_key); !r)
-        return error_response(static_cast<http::status>(status_of(r.error())),
-                              "prefix \"" + key + "\": " + r.error().message() +
-                                  " (Lattice config keys are paths: segments of [A-Za-z0-9._~:@+-])", v);
-      return json_response(true, v);
+      return deferred_write<std::size_t>(
+          [this, config_key](auto done) { replica_.erase_config_prefix_async(config_key, std::move(done)); },
+          [v](std::size_t) { return json_response(true, v); },
+          [v, key](std::error_code ec) {
+            return error_response(static_cast<http::status>(status_of(ec)),
+                                  "prefix \"" + key + "\": " + ec.message() +
+                                      " (Lattice config keys are paths: segments of [A-Za-z0-9._~:@+-])",
+                                  v);
+          });
     }
     if (auto p = reg::service_path::parse(config_key); !p)
       return error_response(http::status::bad_request,
                             "invalid key \"" + key + "\": " + p.error().message() +
                                 " (Lattice config keys are paths: segments of [A-Za-z0-9._~:@+-])", v);
     if (method == http::verb::put) {
-      if (auto r = replica_.set_config(config_key, req.body()); !r)
-        return error_response(static_cast<http::status>(status_of(r.error())), r.error().message(), v);
-      return json_response(true, v);
+      return deferred_write<void>(
+          [this, config_key, value = req.body()](auto done) mutable {
+            replica_.set_config_async(config_key, std::move(value), std::move(done));
+          },
+          [v] { return json_response(true, v); }, consul_write_error(v));
     }
     if (method == http::verb::delete_) {
       // A tombstone whether or not the key is known here.
-      if (auto r = replica_.erase_config(config_key); !r)
-        return error_response(static_cast<http::status>(status_of(r.error())), r.error().message(), v);
-      return json_response(true, v);  // Consul answers true for a missing key too
+      return deferred_write<bool>(
+          [this, config_key](auto done) { replica_.erase_config_async(config_key, std::move(done)); },
+          [v](bool) { return json_response(true, v); },  // Consul answers true for a missing key too
+          consul_write_error(v));
     }
     return wrong_method();
   }

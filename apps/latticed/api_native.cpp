@@ -87,11 +87,40 @@ reply api::native(request& req, const target& t) {
       std::string error;
       const auto body = json::parse(req.body(), nullptr, /*allow_exceptions=*/false);
       if (body.is_discarded()) return error_response(http::status::bad_request, "malformed JSON body", v);
+      const auto fail = [v](std::error_code ec) { return registry_error(ec, v); };
+      if (body.is_array()) {
+        // Bulk: all of one kind, all validated first, one commit; all are
+        // registered or none is.
+        if (body.empty()) return error_response(http::status::bad_request, "an empty array registers nothing", v);
+        std::vector<reg::instance> insts;
+        insts.reserve(body.size());
+        std::optional<reg::instance_kind> kind;
+        for (std::size_t i = 0; i < body.size(); ++i) {
+          auto parsed = instance_from_json(body[i], error);
+          if (!parsed) return error_response(http::status::bad_request, "instance " + std::to_string(i) + ": " + error, v);
+          if (kind && *kind != parsed->kind)
+            return error_response(http::status::bad_request, "a bulk registration is of one kind", v);
+          kind = parsed->kind;
+          insts.push_back(std::move(parsed->inst));
+        }
+        return deferred_write<std::vector<reg::instance>>(
+            [this, service, insts = std::move(insts), kind = *kind](auto done) mutable {
+              replica_.register_instances_async(service, std::move(insts), kind, std::move(done));
+            },
+            [v](const std::vector<reg::instance>& stored) {
+              json out = json::array();
+              for (const auto& inst : stored) out.push_back(to_json(inst));
+              return json_response(out, v);
+            },
+            fail);
+      }
       auto parsed = instance_from_json(body, error);
       if (!parsed) return error_response(http::status::bad_request, error, v);
-      auto stored = replica_.register_instance(service, std::move(parsed->inst), parsed->kind);
-      if (!stored) return registry_error(stored.error(), v);
-      return json_response(to_json(stored.value()), v);
+      return deferred_write<reg::instance>(
+          [this, service, inst = std::move(parsed->inst), kind = parsed->kind](auto done) mutable {
+            replica_.register_instance_async(service, std::move(inst), kind, std::move(done));
+          },
+          [v](const reg::instance& stored) { return json_response(to_json(stored), v); }, fail);
     }
     if (method == http::verb::delete_) {
       const auto id = t.get("id");
@@ -103,9 +132,14 @@ reply api::native(request& req, const target& t) {
         if (*k == "consumer") kind = reg::instance_kind::consumer;
       }
       // Always a tombstone, known here or not (a delete is a write).
-      auto r = replica_.deregister_instance(service, *id, kind);
-      if (!r) return registry_error(r.error(), v);
-      return json_response(json{{"deregistered", *id}, {"path", service}, {"known", r.value()}}, v);
+      return deferred_write<bool>(
+          [this, service, id = *id, kind](auto done) {
+            replica_.deregister_instance_async(service, id, kind, std::move(done));
+          },
+          [v, service, id = *id](bool known) {
+            return json_response(json{{"deregistered", id}, {"path", service}, {"known", known}}, v);
+          },
+          [v](std::error_code ec) { return registry_error(ec, v); });
     }
     return wrong_method();
   }
@@ -131,28 +165,43 @@ reply api::native(request& req, const target& t) {
       if (!is_utf8(req.body()))
         return error_response(http::status::bad_request,
                               "config value is not UTF-8 text (store bytes through /v1/kv, which base64-encodes them)", v);
-      if (auto r = replica_.set_config(key, req.body()); !r) return registry_error(r.error(), v);
-      return json_response(json{{"key", key}, {"value", req.body()}}, v);
+      return deferred_write<void>(
+          [this, key, value = req.body()](auto done) mutable {
+            replica_.set_config_async(key, std::move(value), std::move(done));
+          },
+          [v, key, value = req.body()] { return json_response(json{{"key", key}, {"value", value}}, v); },
+          [v](std::error_code ec) { return registry_error(ec, v); });
     }
     if (method == http::verb::delete_ && t.has("recurse")) {
       // The key and everything under it, seen here or not: a tombstone for
       // the key and one prefix tombstone for the subtree.
-      const reg::service_path& prefix = parsed.value();
-      std::size_t known = 0;
-      if (!prefix.is_root()) {
-        auto r = replica_.erase_config(key);
-        if (!r) return registry_error(r.error(), v);
-        if (r.value()) ++known;
-      }
-      auto r = replica_.erase_config_prefix(prefix.is_root() ? "/" : key + "/");
-      if (!r) return registry_error(r.error(), v);
-      known += r.value();
-      return json_response(json{{"deleted", key}, {"recurse", true}, {"known", known}}, v);
+      // Both tombstones are queued at once, the prefix's right behind the
+      // key's, so they share a commit as a rule; acknowledgements come in
+      // order, so the key's result is in when the prefix's arrives.
+      const bool root = parsed.value().is_root();
+      return deferred_write<std::size_t>(
+          [this, key, root](auto done) {
+            if (root) return replica_.erase_config_prefix_async("/", std::move(done));
+            auto key_result = std::make_shared<std::optional<result<bool>>>();
+            replica_.erase_config_async(key, [key_result](result<bool> r) { *key_result = std::move(r); });
+            replica_.erase_config_prefix_async(
+                key + "/", [key_result, done = std::move(done)](result<std::size_t> n) {
+                  if (!n) return done(n.error());
+                  if (!*key_result || !**key_result)
+                    return done(*key_result ? (**key_result).error() : make_error_code(reg::errc::stopped));
+                  done(n.value() + ((**key_result).value() ? 1 : 0));
+                });
+          },
+          [v, key](std::size_t known) {
+            return json_response(json{{"deleted", key}, {"recurse", true}, {"known", known}}, v);
+          },
+          [v](std::error_code ec) { return registry_error(ec, v); });
     }
     if (method == http::verb::delete_) {
-      auto r = replica_.erase_config(key);
-      if (!r) return registry_error(r.error(), v);
-      return json_response(json{{"deleted", key}, {"known", r.value()}}, v);
+      return deferred_write<bool>(
+          [this, key](auto done) { replica_.erase_config_async(key, std::move(done)); },
+          [v, key](bool known) { return json_response(json{{"deleted", key}, {"known", known}}, v); },
+          [v](std::error_code ec) { return registry_error(ec, v); });
     }
     return wrong_method();
   }

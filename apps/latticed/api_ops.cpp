@@ -100,6 +100,11 @@ response api::metrics_text(unsigned version) {
                      static_cast<double>(m.storage_micros) / 1e6, m.storage_commits);
   family("lattice_persistence_failures_total", "counter", "Data directory commits that failed.");
   out += fmt::format("lattice_persistence_failures_total {}\n", m.storage_failures);
+  family("lattice_write_batches_total", "counter", "Group commits: batches of writes acknowledged together.");
+  out += fmt::format("lattice_write_batches_total {}\n", m.write_batches);
+  family("lattice_batched_writes_total", "counter",
+         "Writes acknowledged through group commits (divided by batches: the mean batch size).");
+  out += fmt::format("lattice_batched_writes_total {}\n", m.batched_writes);
   response res{http::status::ok, version};
   res.set(http::field::content_type, "text/plain; version=0.0.4");
   res.body() = std::move(out);

@@ -68,6 +68,7 @@ parsed_options parse_options(int argc, char** argv) {
 
   std::string gossip = "127.0.0.1:7946", http = "127.0.0.1:8500", key_file, token_file, read_token_file;
   std::string mode = "delta", fsync = "always";
+  std::chrono::milliseconds commit_delay{0};
   app.add_option("--id", o.replica.id,
                  "Replica id, unique in the cluster (0: kept in the data directory, else random)")
       ->default_str("0");
@@ -112,6 +113,13 @@ parsed_options parse_options(int argc, char** argv) {
   app.add_option("--fsync", fsync, "always: a write is acknowledged once fsynced; never: once in SQLite's WAL")
       ->check(CLI::IsMember({"always", "never"}))
       ->capture_default_str();
+  app.add_option("--commit-batch", o.replica.max_commit_batch,
+                 "Most writes one commit (one fsync) holds; concurrent writes share commits")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  add_duration(app, "--commit-delay", commit_delay,
+               "How long a commit waits for more writes to join it (0: it runs once the writes already queued "
+               "are applied)");
   app.add_option("--token-file", token_file, "File holding the token every write needs (none: writes are open)")
       ->check(CLI::ExistingFile);
   app.add_option("--read-token-file", read_token_file,
@@ -141,6 +149,7 @@ parsed_options parse_options(int argc, char** argv) {
                      : mode == "op"  ? transport::dissemination::op
                                      : transport::dissemination::delta;
     o.replica.fsync_writes = fsync == "always";
+    o.replica.commit_delay = commit_delay;
     if (o.replica.suspect_after >= o.replica.dead_after)
       throw CLI::ValidationError("--suspect-after", "must be shorter than --dead-after");
   } catch (const CLI::ParseError& e) {

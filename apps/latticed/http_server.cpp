@@ -105,7 +105,30 @@ class session : public std::enable_shared_from_this<session> {
       version_ = version;
       return poll();
     }
+    if (auto* d = std::get_if<deferred_reply>(&r)) return defer(std::move(*d), keep_alive, version);
     start_stream(std::move(std::get<stream_reply>(r)), version);
+  }
+
+  // The connection waits for the work (no read is pending: pipelined
+  // requests wait in the socket); the server serves every other one.
+  void defer(deferred_reply d, bool keep_alive, unsigned version) {
+    auto executor = stream_.get_executor();
+    d.start([self = shared_from_this(), executor, keep_alive, version](std::function<response()> build) mutable {
+      asio::post(executor, [self = std::move(self), build = std::move(build), keep_alive, version]() mutable {
+        if (self->shared_->stopped) return self->close();
+        response res = [&] {
+          try {
+            return build();
+          } catch (const std::exception& e) {
+            spdlog::error("http: building a deferred response: {}", e.what());
+            return error_response(http::status::internal_server_error, "internal error");
+          }
+        }();
+        res.version(version);
+        res.keep_alive(keep_alive);
+        self->respond(std::move(res), !keep_alive);
+      });
+    });
   }
 
   void poll() {

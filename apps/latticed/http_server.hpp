@@ -1,8 +1,11 @@
 // apps/latticed/http_server.hpp: the daemon's HTTP/1.1 server (Boost.Beast).
 //
 // One io_context thread runs every connection. A handler turns a request
-// into one of three replies:
+// into one of four replies:
 //  - a response, written at once;
+//  - a deferred response (a write): the handler starts the work and the
+//    response is written when it completes, from whatever thread, while
+//    the server goes on serving every other connection;
 //  - a wait (a blocking query): `poll` is called every poll_interval until
 //    it returns a response, and at the deadline with final = true, when it
 //    must;
@@ -54,7 +57,14 @@ struct stream_reply {
   std::function<std::shared_ptr<void>(std::function<void(std::string)> send)> start;
 };
 
-using reply = std::variant<response, wait_reply, stream_reply>;
+struct deferred_reply {
+  /// Called at once with the completion, which must be called exactly
+  /// once, from any thread, with what builds the response: the builder
+  /// runs on the server's thread, so it may touch what handlers own.
+  std::function<void(std::function<void(std::function<response()> build)> complete)> start;
+};
+
+using reply = std::variant<response, wait_reply, stream_reply, deferred_reply>;
 using handler = std::function<reply(request&)>;
 
 struct server_options {

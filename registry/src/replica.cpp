@@ -3,10 +3,12 @@
 #include <future>
 #include <random>
 #include <set>
+#include <span>
 #include <thread>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/system/system_error.hpp>
 #include <spdlog/spdlog.h>
 
@@ -58,6 +60,16 @@ struct replica::impl {
   // Exceptions caught on the replica thread (see open()).
   std::atomic<std::uint64_t> handler_errors{0};
   std::mutex stop_mutex;
+
+  // Group commit (replica thread only): writes applied since the last
+  // commit wait here for it, each with its acknowledgement.
+  std::vector<std::function<void(bool durable)>> unacknowledged;
+  bool commit_scheduled = false;
+  std::size_t max_commit_batch = 1024;
+  std::chrono::microseconds commit_delay{0};
+  std::optional<boost::asio::steady_timer> commit_timer;
+  std::uint64_t write_batches = 0;
+  std::uint64_t batched_writes = 0;
 
   // Durable state (data_dir set). Keys merged since the last commit; the
   // entries themselves are read from the document at commit time.
@@ -209,6 +221,9 @@ result<std::unique_ptr<replica>> replica::open(replica_options options) {
   c.gc_grace = options.gc_grace;
   c.compaction_interval = options.compaction_interval;
   c.reconnect_timeout = options.reconnect_timeout;
+  in.max_commit_batch = std::max<std::size_t>(1, options.max_commit_batch);
+  in.commit_delay = options.commit_delay;
+  in.commit_timer.emplace(in.io);
   in.contact_grain_us = std::min<std::uint64_t>(60'000'000, static_cast<std::uint64_t>(options.gc_grace.count()) * 1000 / 4);
   c.observer = [&in](const registry_document& merged) { in.observe(merged); };
   r->id_ = options.id;
@@ -272,6 +287,8 @@ void replica::stop() {
   if (impl_->stopped.exchange(true)) return;
   if (!impl_->thread.joinable()) return;  // open() failed before starting
   boost::asio::post(impl_->io, [this] {
+    commit_writes();  // a batch waiting for commit_delay is acknowledged first
+    impl_->commit_timer->cancel();
     impl_->driver->stop();  // leave (tombstones our ephemeral instances), flush, close
     impl_->persisted_contact_us = 0;  // the exact last contact, not the minute's
     publish();
@@ -313,14 +330,6 @@ auto replica::on_replica_thread(F&& f, errc* why) const -> std::optional<decltyp
   return done.get();
 }
 
-template <class F>
-auto replica::write_on_replica_thread(F&& f) -> decltype(f()) {
-  errc why = errc::stopped;
-  auto r = on_replica_thread(std::forward<F>(f), &why);
-  if (!r) return why;
-  return std::move(*r);
-}
-
 void replica::publish() {
   if (!impl_->persist()) spdlog::error("lattice replica {}: could not persist merged changes", id_);
   auto p = impl_->core->publish(std::chrono::steady_clock::now());
@@ -334,78 +343,223 @@ void replica::publish() {
 }
 
 // ---- writes -------------------------------------------------------------------
+//
+// Group commit. A write is applied on the replica thread as soon as it gets
+// there and waits, unacknowledged, for the next commit, which is posted
+// behind it: every write already queued on the replica thread is applied
+// first and shares that commit (one SQLite transaction and fsync, one
+// publication). So concurrent writers batch by themselves, and a lone
+// write waits for nothing but its own commit. A batch that reaches
+// max_commit_batch commits at once; commit_delay, if set, holds a commit
+// for more writes. Gossip goes out before the commit; acknowledgements
+// after it, with errc::storage_failed if it failed (the write stays
+// applied, and its rows ride along with the next commit).
+
+namespace {
+enum : int { claim_queued, claim_running, claim_withdrawn };
+}
 
 template <class R>
-R replica::finish_write(R r) {
-  const bool durable = impl_->persist();
-  impl_->driver->flush();
+void replica::submit_write(std::function<R()> apply, std::function<void(R)> done,
+                           std::shared_ptr<std::atomic<int>> claim) {
+  if (impl_->stopped.load()) return done(R(errc::stopped));
+  boost::asio::post(impl_->io, [this, apply = std::move(apply), done = std::move(done), claim]() mutable {
+    if (claim) {
+      int expected = claim_queued;
+      if (!claim->compare_exchange_strong(expected, claim_running)) return;  // its caller gave up
+    }
+    impl_->unacknowledged.push_back([r = apply(), done = std::move(done)](bool durable) mutable {
+      if (r && !durable) return done(R(errc::storage_failed));
+      done(std::move(r));
+    });
+    schedule_commit();
+  });
+}
+
+void replica::schedule_commit() {
+  auto& in = *impl_;
+  if (in.unacknowledged.size() >= in.max_commit_batch) return commit_writes();
+  if (in.commit_scheduled) return;
+  in.commit_scheduled = true;
+  if (in.commit_delay.count() <= 0) {
+    boost::asio::post(in.io, [this] { commit_writes(); });
+    return;
+  }
+  in.commit_timer->expires_after(in.commit_delay);
+  in.commit_timer->async_wait([this](boost::system::error_code ec) {
+    if (!ec) commit_writes();
+  });
+}
+
+void replica::commit_writes() {
+  auto& in = *impl_;
+  in.commit_scheduled = false;
+  if (in.unacknowledged.empty()) return;
+  in.driver->flush();  // gossip need not wait for our fsync; acknowledgements do
+  const bool durable = in.persist();
   publish();
-  if (r && !durable) return errc::storage_failed;
-  return r;
+  auto batch = std::exchange(in.unacknowledged, {});
+  ++in.write_batches;
+  in.batched_writes += batch.size();
+  for (auto& acknowledge : batch) {
+    try {
+      acknowledge(durable);
+    } catch (const std::exception& e) {
+      in.handler_errors.fetch_add(1, std::memory_order_relaxed);
+      spdlog::error("lattice replica {}: a write's completion threw: {}", id_, e.what());
+    }
+  }
+}
+
+template <class R>
+R replica::write_and_wait(std::function<R()> apply) {
+  if (impl_->stopped.load()) return errc::stopped;
+  // The write starts at most once, and only while its caller still waits:
+  // a caller that gives up withdraws it (queued -> withdrawn), so nothing
+  // was done; one already started (queued -> running) is waited for to
+  // its commit.
+  auto claim = std::make_shared<std::atomic<int>>(claim_queued);
+  auto outcome = std::make_shared<std::promise<R>>();
+  auto acknowledged = outcome->get_future();
+  submit_write<R>(std::move(apply), [outcome](R r) { outcome->set_value(std::move(r)); }, claim);
+  if (acknowledged.wait_for(call_timeout) != std::future_status::ready) {
+    int expected = claim_queued;
+    if (claim->compare_exchange_strong(expected, claim_withdrawn))
+      return impl_->stopped.load() ? errc::stopped : errc::timed_out;
+    acknowledged.wait();
+  }
+  return acknowledged.get();
+}
+
+namespace {
+// Checks that need no replica state, done on the caller's thread (and
+// validate() fills in a default id).
+result<service_path> instance_path(std::string_view path, std::span<instance> insts) {
+  auto p = service_path::parse(path);
+  if (!p) return p.error();
+  for (auto& inst : insts)
+    if (auto ok = validate(inst); !ok) return ok.error();
+  return p;
+}
+
+result<void> valid_prefix(std::string_view prefix) {
+  if (prefix == "/") return success();
+  const auto body = prefix.ends_with('/') ? prefix.substr(0, prefix.size() - 1) : prefix;
+  if (auto p = service_path::parse(body); !p) return p.error();
+  return success();
+}
+}  // namespace
+
+// The writes, each as a function applied on the replica thread.
+std::function<result<instance>()> replica::register_write(service_path path, instance inst, instance_kind kind) {
+  return [this, path = std::move(path), inst = std::move(inst), kind]() -> result<instance> {
+    return impl_->register_here(path, inst, kind);
+  };
+}
+
+std::function<result<std::vector<instance>>()> replica::register_all_write(service_path path,
+                                                                         std::vector<instance> insts,
+                                                                         instance_kind kind) {
+  return [this, path = std::move(path), insts = std::move(insts), kind]() -> result<std::vector<instance>> {
+    if (path.is_root()) return errc::root_path_not_allowed;
+    std::vector<instance> stored;
+    stored.reserve(insts.size());
+    // All were validated first: the core refuses none of them now.
+    for (const auto& inst : insts) {
+      auto r = impl_->register_here(path, inst, kind);
+      if (!r) return r.error();
+      stored.push_back(std::move(r).value());
+    }
+    return stored;
+  };
+}
+
+std::function<result<bool>()> replica::deregister_write(service_path path, std::string id, instance_kind kind) {
+  return [this, path = std::move(path), id = std::move(id), kind]() -> result<bool> {
+    auto r = impl_->core->deregister_instance(path, id, kind);
+    if (r && impl_->disk) impl_->disk->erase_own(instance_key(path.str(), kind, id));
+    return r;
+  };
 }
 
 result<instance> replica::register_instance(std::string_view path, instance inst, instance_kind kind) {
-  auto p = service_path::parse(path);
+  auto p = instance_path(path, std::span(&inst, 1));
   if (!p) return p.error();
-  if (auto ok = validate(inst); !ok) return ok.error();  // fail fast, off the replica thread
-  return write_on_replica_thread(
-      [&]() -> result<instance> { return finish_write(impl_->register_here(p.value(), inst, kind)); });
+  return write_and_wait(register_write(std::move(p).value(), std::move(inst), kind));
+}
+
+void replica::register_instance_async(std::string_view path, instance inst, instance_kind kind,
+                                      completion<instance> done) {
+  auto p = instance_path(path, std::span(&inst, 1));
+  if (!p) return done(p.error());
+  submit_write(register_write(std::move(p).value(), std::move(inst), kind), std::move(done));
 }
 
 result<std::vector<instance>> replica::register_instances(std::string_view path, std::vector<instance> insts,
                                                         instance_kind kind) {
-  auto p = service_path::parse(path);
+  auto p = instance_path(path, insts);
   if (!p) return p.error();
-  if (p.value().is_root()) return errc::root_path_not_allowed;
-  // All are checked before any is written: the core can then refuse none.
-  for (auto& inst : insts)
-    if (auto ok = validate(inst); !ok) return ok.error();
-  return write_on_replica_thread([&]() -> result<std::vector<instance>> {
-    std::vector<instance> stored;
-    stored.reserve(insts.size());
-    for (const auto& inst : insts) {
-      auto r = impl_->register_here(p.value(), inst, kind);
-      if (!r) return finish_write(result<std::vector<instance>>(r.error()));
-      stored.push_back(std::move(r).value());
-    }
-    return finish_write(result<std::vector<instance>>(std::move(stored)));
-  });
+  return write_and_wait(register_all_write(std::move(p).value(), std::move(insts), kind));
+}
+
+void replica::register_instances_async(std::string_view path, std::vector<instance> insts, instance_kind kind,
+                                       completion<std::vector<instance>> done) {
+  auto p = instance_path(path, insts);
+  if (!p) return done(p.error());
+  submit_write(register_all_write(std::move(p).value(), std::move(insts), kind), std::move(done));
 }
 
 result<bool> replica::deregister_instance(std::string_view path, std::string_view id, instance_kind kind) {
   auto p = service_path::parse(path);
   if (!p) return p.error();
-  return write_on_replica_thread([&]() -> result<bool> {
-    auto r = impl_->core->deregister_instance(p.value(), id, kind);
-    if (r && impl_->disk) impl_->disk->erase_own(instance_key(p.value().str(), kind, id));
-    return finish_write(std::move(r));
-  });
+  return write_and_wait(deregister_write(std::move(p).value(), std::string(id), kind));
+}
+
+void replica::deregister_instance_async(std::string_view path, std::string_view id, instance_kind kind,
+                                        completion<bool> done) {
+  auto p = service_path::parse(path);
+  if (!p) return done(p.error());
+  submit_write(deregister_write(std::move(p).value(), std::string(id), kind), std::move(done));
 }
 
 result<void> replica::set_config(std::string_view key, std::string value) {
   auto p = service_path::parse(key);
   if (!p) return p.error();
-  return write_on_replica_thread([&]() -> result<void> {
-    return finish_write(impl_->core->set_config(p.value(), std::move(value)));
-  });
+  return write_and_wait<result<void>>(
+      [this, p = std::move(p).value(), value = std::move(value)]() mutable { return impl_->core->set_config(p, std::move(value)); });
+}
+
+void replica::set_config_async(std::string_view key, std::string value, completion<void> done) {
+  auto p = service_path::parse(key);
+  if (!p) return done(p.error());
+  submit_write<result<void>>(
+      [this, p = std::move(p).value(), value = std::move(value)]() mutable { return impl_->core->set_config(p, std::move(value)); },
+      std::move(done));
 }
 
 result<bool> replica::erase_config(std::string_view key) {
   auto p = service_path::parse(key);
   if (!p) return p.error();
-  return write_on_replica_thread([&]() -> result<bool> {
-    return finish_write(impl_->core->erase_config(p.value()));
-  });
+  return write_and_wait<result<bool>>([this, p = std::move(p).value()] { return impl_->core->erase_config(p); });
+}
+
+void replica::erase_config_async(std::string_view key, completion<bool> done) {
+  auto p = service_path::parse(key);
+  if (!p) return done(p.error());
+  submit_write<result<bool>>([this, p = std::move(p).value()] { return impl_->core->erase_config(p); },
+                             std::move(done));
 }
 
 result<std::size_t> replica::erase_config_prefix(std::string_view prefix) {
-  if (prefix != "/") {
-    const auto body = prefix.ends_with('/') ? prefix.substr(0, prefix.size() - 1) : prefix;
-    if (auto p = service_path::parse(body); !p) return p.error();
-  }
-  return write_on_replica_thread([&]() -> result<std::size_t> {
-    return finish_write(impl_->core->erase_config_prefix(std::string(prefix)));
-  });
+  if (auto ok = valid_prefix(prefix); !ok) return ok.error();
+  return write_and_wait<result<std::size_t>>(
+      [this, prefix = std::string(prefix)] { return impl_->core->erase_config_prefix(prefix); });
+}
+
+void replica::erase_config_prefix_async(std::string_view prefix, completion<std::size_t> done) {
+  if (auto ok = valid_prefix(prefix); !ok) return done(ok.error());
+  submit_write<result<std::size_t>>(
+      [this, prefix = std::string(prefix)] { return impl_->core->erase_config_prefix(prefix); }, std::move(done));
 }
 
 // ---- reads ----------------------------------------------------------------------
@@ -495,6 +649,8 @@ replica_metrics replica::metrics() const {
            m.storage_commits = impl_->commits;
            m.storage_failures = impl_->commit_failures;
            m.storage_micros = impl_->commit_micros;
+           m.write_batches = impl_->write_batches;
+           m.batched_writes = impl_->batched_writes;
            m.callback_errors = impl_->watches->callback_errors();
            m.handler_errors = impl_->handler_errors.load(std::memory_order_relaxed);
            m.reaped = impl_->core->reaped();

@@ -8,6 +8,7 @@ import os
 import random
 import shutil
 import socket
+import sqlite3
 import sys
 import tempfile
 import threading
@@ -151,6 +152,49 @@ class CrossDaemonTest(Cluster):
         rejoined = Daemon(data_dir=a.data_dir, seeds=[b.gossip])
         self.daemons.append(rejoined)
         self.assertTrue(eventually(lambda: providers(b, PATH) == sorted(acknowledged), timeout=5))
+
+
+    def test_reads_are_served_while_a_write_waits_for_its_commit(self):
+        a, b, _ = self.daemons
+        # Another process holds SQLite's write lock on a's data directory:
+        # a's next commit waits for it (SQLite's busy timeout, 2 s).
+        db = sqlite3.connect(os.path.join(a.data_dir, "lattice.db"), timeout=0, isolation_level=None)
+        db.execute("BEGIN IMMEDIATE")
+        outcome = {}
+        writer = threading.Thread(target=lambda: outcome.update(put=a.put("/v1/lattice/config/app/pending", "1")))
+        writer.start()
+        try:
+            # Gossip does not wait for the commit: once b has the write, a
+            # has applied it and is waiting to commit it.
+            self.assertTrue(eventually(lambda: b.get("/v1/lattice/config/app/pending")[0] == 200, timeout=5))
+            self.assertTrue(writer.is_alive(), "acknowledged before its commit")
+            # a's HTTP thread is not held by the write: lookups and config
+            # reads answer while the write still waits.
+            for _ in range(3):
+                self.assertEqual(a.get("/v1/lattice/instances" + PATH, timeout=5)[0], 404)
+                self.assertEqual(a.get("/v1/kv/app/other", timeout=5)[0], 404)
+            self.assertTrue(writer.is_alive(), "the write finished before the reads were answered")
+        finally:
+            db.execute("ROLLBACK")
+            db.close()
+        writer.join(15)
+        self.assertEqual(outcome["put"][0], 200, outcome)
+        self.assertEqual(a.get("/v1/lattice/config/app/pending")[2]["value"], "1")
+
+    def test_bulk_registration_is_all_or_nothing(self):
+        a, b, _ = self.daemons
+        bulk = [instance(port) for port in range(9001, 9051)]
+        status, _, stored = a.put("/v1/lattice/instances" + PATH, bulk)
+        self.assertEqual(status, 200, stored)
+        self.assertEqual(sorted(i["id"] for i in stored), sorted("127.0.0.1:%d" % p for p in range(9001, 9051)))
+        self.assertTrue(eventually(lambda: len(providers(b, PATH)) == 50, timeout=5))
+        # One bad entry refuses them all, and says which.
+        status, _, answer = a.put("/v1/lattice/instances/other", [instance(9001), {"address": "127.0.0.1", "port": "x"}])
+        self.assertEqual(status, 400, answer)
+        self.assertIn("instance 1", answer["error"])
+        self.assertEqual(providers(a, "/other"), [])
+        status, _, answer = a.put("/v1/lattice/instances/other", [])
+        self.assertEqual(status, 400, answer)
 
 
 class ClockSkewTest(unittest.TestCase):
@@ -429,6 +473,9 @@ class BadRequestTest(unittest.TestCase):
                        "lattice_instances 1", "lattice_http_requests_total{code=\"200\"}",
                        "lattice_persistence_commit_seconds_count", "lattice_rejected_frames_total"):
             self.assertIn(family, text)
+        # setUp's two writes were acknowledged through group commits.
+        self.assertGreaterEqual(metric(self.d, "lattice_batched_writes_total"), 2)
+        self.assertGreaterEqual(metric(self.d, "lattice_write_batches_total"), 1)
 
 
 class OptionsTest(unittest.TestCase):

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -392,4 +393,93 @@ TEST_CASE("the stamp floor a replica advertises never passes what its data direc
   CHECK(eventually([&] { return self_floor(*r) > held; }, 10s));
   CHECK(self_floor(*r) <= floor_row(dir));
   r->stop();
+}
+
+// ---- group commit ---------------------------------------------------------------
+
+namespace {
+// Collects asynchronous acknowledgements from the replica thread.
+struct acknowledgements {
+  std::mutex mutex;
+  std::vector<std::error_code> results;
+  std::size_t count() {
+    std::lock_guard lock(mutex);
+    return results.size();
+  }
+  template <class T>
+  replica::completion<T> add() {
+    return [this](lattice::result<T> r) {
+      std::lock_guard lock(mutex);
+      results.push_back(r ? std::error_code{} : r.error());
+    };
+  }
+};
+}  // namespace
+
+TEST_CASE("concurrent writes share one commit and each is acknowledged after it", "[registry][persistence]") {
+  temp_dir dir;
+  replica_options o;
+  o.data_dir = dir.path.string();
+  o.max_commit_batch = 10;
+  o.commit_delay = std::chrono::minutes(1);  // only a full batch commits
+  std::vector<std::string> ids;
+  {
+    auto r = replica::open(o).value();
+    const auto before = r->metrics();
+    acknowledgements acks;
+    for (std::uint16_t port = 9001; port <= 9020; ++port)
+      r->register_instance_async("/svc", provider(port, /*ephemeral=*/false), instance_kind::provider,
+                                 acks.add<instance>());
+    REQUIRE(eventually([&] { return acks.count() == 20; }, 10s));
+    for (const auto& ec : acks.results) CHECK_FALSE(ec);
+    const auto after = r->metrics();
+    CHECK(after.write_batches - before.write_batches == 2);
+    CHECK(after.batched_writes - before.batched_writes == 20);
+    CHECK(after.storage_commits - before.storage_commits == 2);
+    CHECK(r->lookup("/svc").providers().size() == 20);  // read your writes once acknowledged
+    r->stop();
+  }
+  auto again = replica::open(o).value();
+  CHECK(again->lookup("/svc").providers().size() == 20);
+  again->stop();
+}
+
+TEST_CASE("a batch whose commit fails is refused to every writer in it, and the retry makes it durable",
+          "[registry][persistence]") {
+  temp_dir dir;
+  replica_options o;
+  o.data_dir = dir.path.string();
+  o.max_commit_batch = 4;
+  o.commit_delay = std::chrono::minutes(1);
+  auto r = replica::open(o).value();
+  sqlite3* other = nullptr;
+  REQUIRE(sqlite3_open((dir.path / "lattice.db").c_str(), &other) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  acknowledgements acks;
+  for (int i = 0; i < 4; ++i) r->set_config_async("/k" + std::to_string(i), "v", acks.add<void>());
+  REQUIRE(eventually([&] { return acks.count() == 4; }, 10s));
+  for (const auto& ec : acks.results) CHECK(ec == errc::storage_failed);
+  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(other);
+  // Applied in memory all the same; the next commit carries their rows.
+  CHECK(r->get_config("/k3") == std::optional<std::string>("v"));
+  r->stop();  // its last commit carries them
+  auto again = replica::open(o).value();
+  for (int i = 0; i < 4; ++i) CHECK(again->get_config("/k" + std::to_string(i)) == std::optional<std::string>("v"));
+  again->stop();
+}
+
+TEST_CASE("an invalid write is refused at once, without reaching the replica thread", "[registry][replica]") {
+  auto r = replica::open({}).value();
+  acknowledgements acks;
+  r->set_config_async("no-leading-slash", "v", acks.add<void>());
+  r->register_instance_async("/svc", instance{}, instance_kind::provider, acks.add<instance>());  // no address
+  REQUIRE(acks.count() == 2);  // synchronously, on this thread
+  CHECK(acks.results[0] == errc::invalid_path);
+  CHECK(acks.results[1] == errc::invalid_address);
+  r->stop();
+  acknowledgements late;
+  r->set_config_async("/k", "v", late.add<void>());
+  REQUIRE(late.count() == 1);
+  CHECK(late.results[0] == errc::stopped);
 }

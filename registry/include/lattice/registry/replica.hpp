@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "lattice/registry/instance.hpp"
+#include "lattice/registry/path.hpp"
 #include "lattice/registry/snapshot.hpp"
 #include "lattice/transport/asio_driver.hpp"
 #include "lattice/transport/protocol.hpp"
@@ -99,6 +100,15 @@ struct replica_options {
   /// once SQLite has it in its write-ahead log, which survives a crash of
   /// this process but not of the machine (false; faster).
   bool fsync_writes = true;
+  /// Group commit: writes that reach the replica thread while a commit is
+  /// pending share it (one SQLite transaction, one fsync, one publication),
+  /// and each is acknowledged once that commit is durable. At most this
+  /// many writes share one commit.
+  std::size_t max_commit_batch = 1024;
+  /// How long a commit waits for more writes to join it. 0: it runs as
+  /// soon as the writes already queued have been applied, which batches
+  /// concurrent writers without delaying a lone one.
+  std::chrono::microseconds commit_delay{0};
   /// Run watch callbacks on the replica thread (cheaper; a slow callback
   /// then delays replication). Default: on a thread of their own.
   bool callbacks_on_replica_thread = false;
@@ -116,6 +126,9 @@ struct replica_metrics {
   std::size_t watches = 0;
   /// Data directory commits, failures, and their total duration.
   std::uint64_t storage_commits = 0, storage_failures = 0, storage_micros = 0;
+  /// Group commit: batches of writes committed together, and the writes
+  /// in them (writes / batches is the mean batch size).
+  std::uint64_t write_batches = 0, batched_writes = 0;
   std::uint64_t reaped = 0;
   /// Other replicas' stamps merged while beyond the HLC drift bound.
   std::uint64_t clock_drift = 0;
@@ -238,7 +251,10 @@ class replica {
   // ---- writes ------------------------------------------------------------------
 
   // Every write returns once it is applied here (and, with a data_dir,
-  // durable), and is spreading to peers. Every write can also fail with
+  // durable), and is spreading to peers. Its gossip does not wait for the
+  // local commit (a crash before it loses nothing peers got; they give it
+  // back), its return does. Writes from several threads at once share
+  // commits (group commit: replica_options::max_commit_batch). Every write can also fail with
   // errc::invalid_path or errc::path_too_long (the path), errc::stopped,
   // and errc::storage_failed (applied but not durable: see error.hpp).
 
@@ -280,6 +296,29 @@ class replica {
   /// (a prefix that is not "/", or a path with or without a trailing '/'),
   /// errc::stopped, errc::timed_out, errc::storage_failed.
   result<std::size_t> erase_config_prefix(std::string_view prefix);
+
+  // ---- the same writes, without waiting ---------------------------------------
+  //
+  // For callers that must not block (latticed's HTTP thread, an event
+  // loop): `done` gets what the blocking form would return, once the
+  // commit that holds the write is durable or has failed, and is called
+  // on the replica thread: it must be quick and must not call the blocking
+  // API (post the result to your own thread). Errors found before the
+  // write reaches the replica thread (an invalid path or instance,
+  // errc::stopped) are passed to `done` at once, on the calling thread.
+  // Concurrent writes share commits (replica_options::max_commit_batch).
+
+  template <class T>
+  using completion = std::function<void(result<T>)>;
+  void register_instance_async(std::string_view path, instance inst, instance_kind kind,
+                               completion<instance> done);
+  void register_instances_async(std::string_view path, std::vector<instance> insts, instance_kind kind,
+                                completion<std::vector<instance>> done);
+  void deregister_instance_async(std::string_view path, std::string_view id, instance_kind kind,
+                                 completion<bool> done);
+  void set_config_async(std::string_view key, std::string value, completion<void> done);
+  void erase_config_async(std::string_view key, completion<bool> done);
+  void erase_config_prefix_async(std::string_view prefix, completion<std::size_t> done);
 
   // ---- reads (never wait, never lock) -----------------------------------------
 
@@ -345,13 +384,24 @@ class replica {
   static constexpr std::chrono::seconds call_timeout{10};
   template <class F>
   auto on_replica_thread(F&& f, errc* why = nullptr) const -> std::optional<decltype(f())>;
-  // The same for writes, flattened.
-  template <class F>
-  auto write_on_replica_thread(F&& f) -> decltype(f());
-  // Persists, spreads and publishes a write's effects (replica thread);
-  // errc::storage_failed if it could not be made durable.
+  // Applies a write on the replica thread (`apply`, unless `claim` was
+  // withdrawn first) and calls `done` with its result after the commit
+  // that holds it (see group commit in replica.cpp).
   template <class R>
-  R finish_write(R r);
+  void submit_write(std::function<R()> apply, std::function<void(R)> done,
+                    std::shared_ptr<std::atomic<int>> claim = nullptr);
+  // The blocking form: waits up to call_timeout for the write to start
+  // (errc::timed_out, and then it never will), then for its commit.
+  template <class R>
+  R write_and_wait(std::function<R()> apply);
+  // Commits the writes applied since the last commit, then acknowledges
+  // them (replica thread).
+  void commit_writes();
+  void schedule_commit();
+  std::function<result<instance>()> register_write(service_path path, instance inst, instance_kind kind);
+  std::function<result<std::vector<instance>>()> register_all_write(service_path path, std::vector<instance> insts,
+                                                                    instance_kind kind);
+  std::function<result<bool>()> deregister_write(service_path path, std::string id, instance_kind kind);
   void publish();
 
   struct impl;
