@@ -7,7 +7,8 @@
 //             modulo 16; or --service) with a new persistent instance each
 //             time (a durable write: one row, one commit shared with
 //             whatever else is in flight);
-//   lookup    GET /v1/lattice/instances/<--service>.
+//   lookup    GET /v1/lattice/instances/<--service>;
+//   health    GET /v1/health/service/<--service> (Consul's health answer).
 // Prints one JSON object: requests, errors (non-2xx or transport), the
 // rate, and latency percentiles in ms.
 //
@@ -82,7 +83,8 @@ class connection : public std::enable_shared_from_this<connection> {
       request_.set(http::field::content_type, "application/json");
     } else {
       request_.method(http::verb::get);
-      request_.target("/v1/lattice/instances" + state_.service);
+      request_.target((state_.workload == "health" ? "/v1/health/service" : "/v1/lattice/instances") +
+                      state_.service);
     }
     request_.prepare_payload();
     sent_ = clock_type::now();
@@ -138,8 +140,8 @@ int main(int argc, char** argv) {
   std::uint64_t first_port = 0;
   std::string service;
   app.add_option("--target", target, "host:port of latticed's HTTP API")->capture_default_str();
-  app.add_option("--workload", workload, "register or lookup")
-      ->check(CLI::IsMember({"register", "lookup"}))
+  app.add_option("--workload", workload, "register, lookup or health")
+      ->check(CLI::IsMember({"register", "lookup", "health"}))
       ->capture_default_str();
   app.add_option("--connections", connections, "Connections, one request in flight on each")
       ->check(CLI::Range(1, 4096))
@@ -151,7 +153,7 @@ int main(int argc, char** argv) {
   app.add_option("--service", service, "register: every instance under this path; lookup: the path looked up "
                  "(default /bench/lookup)");
   CLI11_PARSE(app, argc, argv);
-  if (workload == "lookup" && service.empty()) service = "/bench/lookup";
+  if (workload != "register" && service.empty()) service = "/bench/lookup";
 
   const auto colon = target.rfind(':');
   if (colon == std::string::npos) {

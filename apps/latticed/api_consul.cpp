@@ -362,13 +362,23 @@ reply api::consul(request& req, const target& t) {
   const auto is = [&](std::string_view p) { return path == p; };
   const auto under = [&](std::string_view p) { return path.size() > p.size() && path.starts_with(p); };
 
-  // Node names and addresses of the members, for catalog answers.
-  const auto node_of = [this](reg::replica_id owner) {
-    std::string address;
-    for (const auto& m : replica_.members())
-      if (m.id == owner) address = host_of(m.address);
-    return json{{"ID", fmt::format("{:016x}", owner)}, {"Node", node_name(owner)}, {"Address", address},
-                {"Datacenter", options_.datacenter}, {"TaggedAddresses", json::object()}, {"Meta", json::object()}};
+  // Node names and addresses of the members, for catalog answers. The
+  // member table is the replica thread's: read it once per answer, not
+  // once per instance.
+  using node_addresses = std::map<reg::replica_id, std::string>;
+  const auto addresses_of = [](const std::vector<reg::member_info>& members) {
+    node_addresses out;
+    for (const auto& m : members) out.emplace(m.id, host_of(m.address));
+    return out;
+  };
+  const auto node_of = [this](reg::replica_id owner, const node_addresses& addresses) {
+    const auto it = addresses.find(owner);
+    return json{{"ID", fmt::format("{:016x}", owner)},
+                {"Node", node_name(owner)},
+                {"Address", it == addresses.end() ? std::string() : it->second},
+                {"Datacenter", options_.datacenter},
+                {"TaggedAddresses", json::object()},
+                {"Meta", json::object()}};
   };
 
   if (is("/v1/agent/service/register")) {
@@ -416,7 +426,9 @@ reply api::consul(request& req, const target& t) {
   if (is("/v1/agent/members") || is("/v1/catalog/nodes") || is("/v1/status/peers")) {
     if (method != http::verb::get) return wrong_method();
     json out = json::array();
-    for (const auto& m : replica_.members()) {
+    const auto members = replica_.members();
+    const auto addresses = addresses_of(members);
+    for (const auto& m : members) {
       // Serf's status codes: 1 alive, 3 left, 4 failed (suspect is alive).
       const int status = m.state == transport::member_state::left   ? 3
                          : m.state == transport::member_state::dead ? 4
@@ -424,7 +436,7 @@ reply api::consul(request& req, const target& t) {
       if (is("/v1/status/peers")) {
         if (status == 1) out.push_back(m.address);
       } else if (is("/v1/catalog/nodes")) {
-        if (status == 1) out.push_back(node_of(m.id));
+        if (status == 1) out.push_back(node_of(m.id, addresses));
       } else {
         out.push_back(json{{"Name", node_name(m.id)}, {"Addr", host_of(m.address)},
                            {"Port", std::stoul(m.address.substr(m.address.rfind(':') + 1))},
@@ -466,12 +478,13 @@ reply api::consul(request& req, const target& t) {
     const auto wanted_tag = t.get("tag");
     return blocking(req, t, [=, this] {
       const auto list = replica_.lookup("/" + name);
+      const auto addresses = addresses_of(replica_.members());
       json out = json::array();
       for (const auto& i : list.providers()) {
         if (wanted_tag && !has_tag(*i, *wanted_tag)) continue;
         const auto status = health_of(*i);
         if (health && passing_only && status != "passing") continue;
-        const json node = node_of(i->owner());
+        const json node = node_of(i->owner(), addresses);
         if (catalog) {
           out.push_back(json{{"ID", node["ID"]}, {"Node", node["Node"]}, {"Address", node["Address"]},
                              {"Datacenter", options_.datacenter}, {"TaggedAddresses", json::object()},
