@@ -45,6 +45,18 @@ std::unique_ptr<registry_sim> cluster(std::size_t n, lattice::registry::core_opt
   return sim;
 }
 
+// Three replicas with a gc_grace of 2 s, and a config key written before
+// the faults that every replica holds.
+std::unique_ptr<registry_sim> grace_cluster() {
+  lattice::registry::core_options core;
+  core.gc_grace = 2s;
+  core.compaction_interval = 250ms;
+  auto sim = cluster(3, core);
+  REQUIRE(sim->node(0).set_config(path("/before"), "shared"));
+  REQUIRE(sim->run_until([&] { return config_on(*sim, 1, "/before") == "shared"; }, 5s));
+  return sim;
+}
+
 // Hands node `to` a gossip message from a made-up replica 99.
 void inject(registry_sim& sim, std::size_t to, const registry_document& delta) {
   lattice::transport::envelope<lattice::transport::gossip_body<registry_document>> m{
@@ -414,12 +426,7 @@ TEST_CASE("a write made after the last message from a peer survives a long down"
   // so the restarted replica's grace rule forgot everything older, the two
   // writes that nobody else held included. Contact is now the last time a
   // peer was heard from.
-  lattice::registry::core_options core;
-  core.gc_grace = 2s;
-  core.compaction_interval = 250ms;
-  auto sim = cluster(3, core);
-  REQUIRE(sim->node(0).set_config(path("/before"), "shared"));
-  REQUIRE(sim->run_until([&] { return config_on(*sim, 1, "/before") == "shared"; }, 5s));
+  auto sim = grace_cluster();
   sim->partition({0});
   sim->run_for(100ms);  // peers not yet suspected
   REQUIRE(sim->node(0).set_config(path("/cut-off"), "acknowledged"));
@@ -444,12 +451,7 @@ TEST_CASE("a write that reached no peer survives a long down while a peer was st
   // restarted replica's grace rule forgot everything older, the three
   // writes included. Peers keep tombstones above our last advertised
   // floor minus gc_grace, so only what is older can be stale.
-  lattice::registry::core_options core;
-  core.gc_grace = 2s;
-  core.compaction_interval = 250ms;
-  auto sim = cluster(3, core);
-  REQUIRE(sim->node(0).set_config(path("/before"), "shared"));
-  REQUIRE(sim->run_until([&] { return config_on(*sim, 1, "/before") == "shared"; }, 5s));
+  auto sim = grace_cluster();
   sim->partition({0, 1});
   sim->cut_one_way(0, 1);  // node 0 hears node 1; nothing of node 0's arrives
   sim->run_for(100ms);
@@ -475,12 +477,7 @@ TEST_CASE("a write that reached no peer survives a long partition that follows i
   // the heal forgets what is older than its last contact, which the write
   // is; while cut off, the floor it advertises stays where it was, so
   // peers' horizons stay below the write by gc_grace.
-  lattice::registry::core_options core;
-  core.gc_grace = 2s;
-  core.compaction_interval = 250ms;
-  auto sim = cluster(3, core);
-  REQUIRE(sim->node(0).set_config(path("/before"), "shared"));
-  REQUIRE(sim->run_until([&] { return config_on(*sim, 1, "/before") == "shared"; }, 5s));
+  auto sim = grace_cluster();
   sim->partition({0, 1});
   sim->cut_one_way(0, 1);
   sim->run_for(100ms);
