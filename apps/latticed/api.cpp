@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 
 #include "duration.hpp"
+#include "query_topics.hpp"
 
 namespace lattice::daemon {
 
@@ -63,7 +64,7 @@ reply api::handle(request& req) {
   return error_response(http::status::not_found, "no such endpoint: " + t->path, req.version());
 }
 
-reply api::blocking(const request& req, const target& t,
+reply api::blocking(const request& req, const target& t, std::vector<std::string> topics,
                     std::function<std::pair<std::uint64_t, response>()> produce) {
   const auto index_text = t.get("index");
   if (!index_text) return produce().second;
@@ -84,7 +85,7 @@ reply api::blocking(const request& req, const target& t,
   wait = std::min(wait, options_.max_wait);
   // Consul adds up to wait/16 of jitter so that waiters do not all return
   // at once; a fixed deadline is enough here.
-  return wait_reply{std::chrono::steady_clock::now() + wait,
+  return wait_reply{std::chrono::steady_clock::now() + wait, std::move(topics),
                     [index, produce = std::move(produce)](bool final) -> std::optional<response> {
                       auto [now_index, res] = produce();
                       if (now_index > index || final) return std::move(res);

@@ -94,7 +94,10 @@ class api {
 
   /// A blocking query: `produce` gives (index, response); answered at once
   /// without ?index, else when the index moves past it or ?wait passes.
-  reply blocking(const request& req, const target& t, std::function<std::pair<std::uint64_t, response>()> produce);
+  /// It is evaluated again when a change wakes one of `topics`
+  /// (query_topics.hpp), so they must name everything the index follows.
+  reply blocking(const request& req, const target& t, std::vector<std::string> topics,
+                 std::function<std::pair<std::uint64_t, response>()> produce);
 
   registry::replica& replica_;
   api_options options_;

@@ -20,6 +20,7 @@
 #include "duration.hpp"
 #include "json_codec.hpp"
 #include "lattice/registry/path.hpp"
+#include "query_topics.hpp"
 
 namespace lattice::daemon {
 
@@ -426,7 +427,8 @@ reply api::consul(request& req, const target& t) {
   if (is("/v1/agent/members") || is("/v1/catalog/nodes") || is("/v1/status/peers")) {
     if (method != http::verb::get) return wrong_method();
     json out = json::array();
-    const auto members = replica_.members();
+    const auto table = replica_.status();  // as of the last tick: never waits for the replica thread
+    const auto& members = table->members;
     const auto addresses = addresses_of(members);
     for (const auto& m : members) {
       // Serf's status codes: 1 alive, 3 left, 4 failed (suspect is alive).
@@ -452,7 +454,7 @@ reply api::consul(request& req, const target& t) {
   }
   if (is("/v1/catalog/services")) {
     if (method != http::verb::get) return wrong_method();
-    return blocking(req, t, [this, v] {
+    return blocking(req, t, {any_service_topic()}, [this, v] {
       const auto snap = replica_.current();
       json out = json::object();
       for (const auto& view : snap->services.starting_with("/")) {
@@ -476,9 +478,9 @@ reply api::consul(request& req, const target& t) {
       return error_response(http::status::bad_request, "invalid service name \"" + name + "\"", v);
     const bool passing_only = t.has("passing") && t.get("passing") != "false" && t.get("passing") != "0";
     const auto wanted_tag = t.get("tag");
-    return blocking(req, t, [=, this] {
+    return blocking(req, t, {service_topic("/" + name)}, [=, this] {
       const auto list = replica_.lookup("/" + name);
-      const auto addresses = addresses_of(replica_.members());
+      const auto addresses = addresses_of(replica_.status()->members);
       json out = json::array();
       for (const auto& i : list.providers()) {
         if (wanted_tag && !has_tag(*i, *wanted_tag)) continue;
@@ -523,7 +525,8 @@ reply api::consul(request& req, const target& t) {
     if (method == http::verb::get) {
       const bool recurse = t.has("recurse"), keys = t.has("keys"), raw = t.has("raw");
       const auto separator = t.get("separator");
-      return blocking(req, t, [=, this]() {
+      auto topic = recurse || keys ? kv_prefix_topic(config_key) : kv_key_topic(config_key);
+      return blocking(req, t, {std::move(topic)}, [=, this]() {
         const auto snap = replica_.current();
         const auto& config = *snap->config;
         const auto index = snap->sequence;

@@ -4,6 +4,7 @@
 #include "api.hpp"
 #include "json_codec.hpp"
 #include "lattice/registry/path.hpp"
+#include "query_topics.hpp"
 
 namespace lattice::daemon {
 
@@ -37,7 +38,7 @@ reply api::native(request& req, const target& t) {
 
   if (path == "/v1/lattice/services") {
     if (method != http::verb::get) return wrong_method();
-    return blocking(req, t, [this, v] {
+    return blocking(req, t, {any_service_topic()}, [this, v] {
       const auto snap = replica_.current();
       json out = json::array();
       for (const auto& view : snap->services.starting_with("/"))
@@ -55,7 +56,8 @@ reply api::native(request& req, const target& t) {
   if (path == "/v1/lattice/members") {
     if (method != http::verb::get) return wrong_method();
     json out = json::array();
-    for (const auto& m : replica_.members())
+    const auto table = replica_.status();  // as of the last tick: never waits for the replica thread
+    for (const auto& m : table->members)
       out.push_back(json{{"id", m.id},
                          {"address", m.address},
                          {"incarnation", m.incarnation},
@@ -70,13 +72,14 @@ reply api::native(request& req, const target& t) {
     const std::string service = rest_of(path, "/v1/lattice/instances");
     if (auto p = reg::service_path::parse(service); !p) return registry_error(p.error(), v);
     if (method == http::verb::get) {
-      return blocking(req, t, [this, service, v] {
+      return blocking(req, t, {service_topic(service)}, [this, service, v] {
         const auto list = replica_.lookup(service);
         if (!list) {
           // Never had instances: 404, and index 0 so a blocking query
           // waits for the first registration.
-          return std::pair{std::uint64_t{0},
-                           error_response(http::status::not_found, "unknown service " + service, v)};
+          auto res = error_response(http::status::not_found, "unknown service " + service, v);
+          res.set("X-Lattice-Index", "0");
+          return std::pair{std::uint64_t{0}, std::move(res)};
         }
         auto res = json_response(to_json(*list), v);
         res.set("X-Lattice-Index", std::to_string(list.version()));

@@ -35,7 +35,8 @@ reply api::ops(request& req, const target& t) {
 }
 
 response api::metrics_text(unsigned version) {
-  const auto m = replica_.metrics();
+  const auto taken = replica_.status();  // as of the last tick: never waits for the replica thread
+  const auto& m = taken->metrics;
   std::string out;
   const auto family = [&](const char* name, const char* type, const char* help) {
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
@@ -80,6 +81,12 @@ response api::metrics_text(unsigned version) {
   out += fmt::format("lattice_sse_streams {}\n", server_ ? server_->streams() : 0);
   family("lattice_blocking_queries", "gauge", "Blocking queries waiting for a change.");
   out += fmt::format("lattice_blocking_queries {}\n", server_ ? server_->waiting_queries() : 0);
+  family("lattice_blocking_query_wakeups_total", "counter",
+         "Times a change woke a waiting blocking query (it is evaluated again).");
+  out += fmt::format("lattice_blocking_query_wakeups_total {}\n", server_ ? server_->wakeups() : 0);
+  family("lattice_blocking_query_idle_wakeups_total", "counter",
+         "Wakeups after which the query found nothing new to answer and went on waiting.");
+  out += fmt::format("lattice_blocking_query_idle_wakeups_total {}\n", server_ ? server_->idle_wakeups() : 0);
   family("lattice_reaped_total", "counter", "Instances of dead owners this replica tombstoned.");
   out += fmt::format("lattice_reaped_total {}\n", m.reaped);
   family("lattice_clock_drift_total", "counter",

@@ -3,6 +3,8 @@
 #include <deque>
 #include <set>
 #include <sstream>
+#include <unordered_map>
+#include <unordered_set>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -38,6 +40,10 @@ struct http_server::shared {
   std::set<session*> sessions;  // io thread only
   std::size_t streams = 0;
   std::size_t waits = 0;  // blocking queries evaluated once and still waiting
+  // Blocking queries by the topics they read (io thread only).
+  std::unordered_map<std::string, std::unordered_set<session*>> waiting;
+  std::uint64_t wakeups = 0;
+  std::uint64_t idle_wakeups = 0;
   bool stopped = false;
 };
 
@@ -59,7 +65,15 @@ class session : public std::enable_shared_from_this<session> {
   ~session() {
     shared_->sessions.erase(this);
     if (streaming_) --shared_->streams;
-    if (waiting_) --shared_->waits;
+    stop_waiting();
+  }
+
+  // A wake for one of this session's topics.
+  void on_wake() {
+    if (!waiting_) return;
+    ++shared_->wakeups;
+    poll();
+    if (waiting_) ++shared_->idle_wakeups;
   }
 
  private:
@@ -137,18 +151,31 @@ class session : public std::enable_shared_from_this<session> {
       if (!res) res = error_response(http::status::internal_server_error, "blocking query produced nothing");
       res->version(version_);
       res->keep_alive(keep_alive_);
+      stop_waiting();
+      timer_.cancel();
       wait_ = {};
-      if (waiting_) --shared_->waits;
-      waiting_ = false;
       return respond(std::move(*res), !keep_alive_);
     }
-    if (!waiting_) ++shared_->waits;
+    if (waiting_) return;  // woken for nothing new: the deadline timer runs
     waiting_ = true;
-    timer_.expires_after(std::min<std::chrono::steady_clock::duration>(
-        shared_->options.poll_interval, wait_.deadline - std::chrono::steady_clock::now()));
+    ++shared_->waits;
+    for (const auto& topic : wait_.topics) shared_->waiting[topic].insert(this);
+    timer_.expires_at(wait_.deadline);
     timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
-      if (!ec && !self->shared_->stopped) self->poll();
+      if (!ec && !self->shared_->stopped && self->waiting_) self->poll();
     });
+  }
+
+  void stop_waiting() {
+    if (!waiting_) return;
+    waiting_ = false;
+    --shared_->waits;
+    for (const auto& topic : wait_.topics) {
+      const auto it = shared_->waiting.find(topic);
+      if (it == shared_->waiting.end()) continue;
+      it->second.erase(this);
+      if (it->second.empty()) shared_->waiting.erase(it);
+    }
   }
 
   void respond(response res, bool close_after) {
@@ -294,5 +321,20 @@ void http_server::stop() {
 std::size_t http_server::streams() const noexcept { return shared_->streams; }
 
 std::size_t http_server::waiting_queries() const noexcept { return shared_->waits; }
+
+std::uint64_t http_server::wakeups() const noexcept { return shared_->wakeups; }
+
+std::uint64_t http_server::idle_wakeups() const noexcept { return shared_->idle_wakeups; }
+
+void http_server::wake(std::string_view topic) {
+  const auto it = shared_->waiting.find(std::string(topic));
+  if (it == shared_->waiting.end()) return;
+  // A poll that answers leaves the set: poll a copy, each session kept
+  // alive while it is polled.
+  std::vector<std::shared_ptr<session>> woken;
+  woken.reserve(it->second.size());
+  for (auto* s : it->second) woken.push_back(s->shared_from_this());
+  for (const auto& s : woken) s->on_wake();
+}
 
 }  // namespace lattice::daemon

@@ -6,9 +6,10 @@
 //  - a deferred response (a write): the handler starts the work and the
 //    response is written when it completes, from whatever thread, while
 //    the server goes on serving every other connection;
-//  - a wait (a blocking query): `poll` is called every poll_interval until
-//    it returns a response, and at the deadline with final = true, when it
-//    must;
+//  - a wait (a blocking query): `poll` is called at once, then each time
+//    wake() names one of the topics the query reads, until it returns a
+//    response, and at the deadline with final = true, when it must. There
+//    is no polling: whoever changes what a query reads must wake its topic;
 //  - a stream (Server-Sent Events): headers are written, then every string
 //    the source sends, until the client goes away or the server stops.
 //
@@ -28,7 +29,9 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -45,6 +48,10 @@ using response = http::response<http::string_body>;
 
 struct wait_reply {
   std::chrono::steady_clock::time_point deadline;
+  /// What the query reads, as names the handler chose ("service:/a/b",
+  /// "kv:/k"...): wake(topic) re-polls every query waiting on it.
+  std::vector<std::string> topics;
+  /// Cheap when nothing changed (compare an index): it runs on every wake.
   std::function<std::optional<response>(bool final)> poll;
 };
 
@@ -73,7 +80,6 @@ struct server_options {
   std::size_t body_limit = 1024 * 1024;
   std::chrono::milliseconds read_timeout{30'000};
   std::size_t max_connections = 1024;
-  std::chrono::milliseconds poll_interval{20};
   /// Called after every response with its status (metrics).
   std::function<void(unsigned status)> on_response;
 };
@@ -93,6 +99,15 @@ class http_server {
   /// Tests wait on it to know a query is blocked before they change what it
   /// reads.
   std::size_t waiting_queries() const noexcept;
+  /// Re-polls the blocking queries waiting on `topic` (those that now have
+  /// an answer get it). Call on the io_context's thread, after the change
+  /// is visible to the queries' poll functions.
+  void wake(std::string_view topic);
+  /// Times wake() found a query to poll, and polls that found nothing new
+  /// (the query went on waiting): /metrics, and tests that check a change
+  /// wakes only what it concerns.
+  std::uint64_t wakeups() const noexcept;
+  std::uint64_t idle_wakeups() const noexcept;
 
   struct shared;  // state the connections share with the server
 

@@ -26,6 +26,7 @@
 #include "api.hpp"
 #include "daemon_options.hpp"
 #include "http_server.hpp"
+#include "query_topics.hpp"
 
 namespace asio = boost::asio;
 using namespace lattice;
@@ -70,6 +71,13 @@ int main(int argc, char** argv) {
   server_ptr = &server;
   if (auto r = server.listen(); !r) {
     spdlog::critical("cannot listen for HTTP on {}:{}: {}", o.http.host, o.http.port, r.error().message());
+    replica->stop();
+    return 1;
+  }
+
+  auto waker = daemon::query_waker::start(*replica, server, io);
+  if (!waker) {
+    spdlog::critical("cannot follow the replica's changes: {}", waker.error().message());
     replica->stop();
     return 1;
   }

@@ -38,6 +38,7 @@ class replica::driver_adapter final : public transport::protocol_core {
   void on_tick(steady_time now) override {
     core_.on_tick(now);
     owner_.publish();
+    owner_.publish_status();
   }
   void leave(steady_time now) override { core_.leave(now); }
   std::vector<transport::outgoing_message> take_outgoing() override { return core_.take_outgoing(); }
@@ -89,6 +90,65 @@ struct replica::impl {
   std::uint64_t contact_grain_us = 60'000'000;  // min(a minute, gc_grace / 4)
   std::uint64_t persisted_floor_bound_us = 0;
   bool persisted_resyncing = false;
+
+  // The instance, service and config counts of the metrics, and the
+  // snapshot they were counted on: counting is O(paths), so it is done
+  // again only when a new snapshot was published.
+  std::uint64_t counted_sequence = ~std::uint64_t{0};
+  std::size_t counted_instances = 0, counted_services = 0, counted_config_keys = 0;
+
+  std::vector<member_info> member_table(std::chrono::steady_clock::time_point now) const {
+    std::vector<member_info> out;
+    const auto& m = core->members();
+    const auto& offsets = core->clock_offsets();
+    out.reserve(m.table().records().size());
+    for (const auto& [id, record] : m.table().records()) {
+      member_info info{id, record.address, record.incarnation, m.state_of(id, now), std::nullopt};
+      if (const auto offset = offsets.find(id); offset != offsets.end()) info.clock_offset_us = offset->second;
+      info.stamp_floor_us = record.clock_us;
+      out.push_back(std::move(info));
+    }
+    return out;
+  }
+
+  replica_metrics take_metrics(std::chrono::steady_clock::time_point now) {
+    replica_metrics m;
+    m.protocol = core->stats();
+    m.driver = driver->stats();
+    const auto& members = core->members();
+    for (const auto& [id, record] : members.table().records()) {
+      switch (members.state_of(id, now)) {
+        case transport::member_state::alive: ++m.alive; break;
+        case transport::member_state::suspect: ++m.suspect; break;
+        case transport::member_state::dead: ++m.dead; break;
+        case transport::member_state::left: ++m.left; break;
+      }
+    }
+    if (const auto& snap = core->published(); snap && snap->sequence != counted_sequence) {
+      counted_sequence = snap->sequence;
+      counted_instances = counted_services = 0;
+      snap->services.for_each([&](const std::shared_ptr<const service_view>& v) {
+        counted_instances += v->providers.size() + v->consumers.size();
+        if (!v->providers.empty() || !v->consumers.empty()) ++counted_services;
+      });
+      counted_config_keys = snap->config->size();
+    }
+    m.instances = counted_instances;
+    m.services = counted_services;
+    m.config_keys = counted_config_keys;
+    m.watches = watches->size();
+    m.storage_commits = commits;
+    m.storage_failures = commit_failures;
+    m.storage_micros = commit_micros;
+    m.write_batches = write_batches;
+    m.batched_writes = batched_writes;
+    m.callback_errors = watches->callback_errors();
+    m.handler_errors = handler_errors.load(std::memory_order_relaxed);
+    m.reaped = core->reaped();
+    m.clock_drift = core->clock_drift();
+    m.horizon_erasures = core->horizon_erasures();
+    return m;
+  }
 
   void observe(const registry_document& merged) {
     if (!disk || restoring) return;
@@ -260,6 +320,7 @@ result<std::unique_ptr<replica>> replica::open(replica_options options) {
                  options.data_dir);
   }
   r->publish();  // the first snapshot: readers never see null
+  r->publish_status();
   in.driver->start(*in.adapter);
   in.thread = std::thread([&in, id = r->id_] {
     // A handler that throws must not end the replica thread (and with it
@@ -596,20 +657,22 @@ std::optional<std::string> replica::get_config(std::string_view key) const {
 }
 
 std::vector<member_info> replica::members() const {
-  auto r = on_replica_thread([this] {
-    std::vector<member_info> out;
-    const auto now = std::chrono::steady_clock::now();
-    const auto& m = impl_->core->members();
-    const auto& offsets = impl_->core->clock_offsets();
-    for (const auto& [id, record] : m.table().records()) {
-      member_info info{id, record.address, record.incarnation, m.state_of(id, now), std::nullopt};
-      if (const auto offset = offsets.find(id); offset != offsets.end()) info.clock_offset_us = offset->second;
-      info.stamp_floor_us = record.clock_us;
-      out.push_back(std::move(info));
-    }
-    return out;
-  });
+  auto r = on_replica_thread([this] { return impl_->member_table(std::chrono::steady_clock::now()); });
   return r ? std::move(*r) : std::vector<member_info>{};
+}
+
+std::shared_ptr<const replica_status> replica::status() const {
+  std::lock_guard lock(status_mutex_);
+  return status_;
+}
+
+void replica::publish_status() {
+  auto status = std::make_shared<replica_status>();
+  status->taken = std::chrono::steady_clock::now();
+  status->members = impl_->member_table(status->taken);
+  status->metrics = impl_->take_metrics(status->taken);
+  std::lock_guard lock(status_mutex_);
+  status_ = std::move(status);
 }
 
 transport::protocol_stats replica::stats() const {
@@ -624,40 +687,7 @@ void replica::set_send_filter(std::function<bool(const std::string&)> allow) {
 }
 
 replica_metrics replica::metrics() const {
-  auto r = on_replica_thread([this] {
-           replica_metrics m;
-           m.protocol = impl_->core->stats();
-           m.driver = impl_->driver->stats();
-           const auto now = std::chrono::steady_clock::now();
-           const auto& members = impl_->core->members();
-           for (const auto& [id, record] : members.table().records()) {
-             switch (members.state_of(id, now)) {
-               case transport::member_state::alive: ++m.alive; break;
-               case transport::member_state::suspect: ++m.suspect; break;
-               case transport::member_state::dead: ++m.dead; break;
-               case transport::member_state::left: ++m.left; break;
-             }
-           }
-           if (const auto& snap = impl_->core->published()) {
-             snap->services.for_each([&](const std::shared_ptr<const service_view>& v) {
-               m.instances += v->providers.size() + v->consumers.size();
-               if (!v->providers.empty() || !v->consumers.empty()) ++m.services;
-             });
-             m.config_keys = snap->config->size();
-           }
-           m.watches = impl_->watches->size();
-           m.storage_commits = impl_->commits;
-           m.storage_failures = impl_->commit_failures;
-           m.storage_micros = impl_->commit_micros;
-           m.write_batches = impl_->write_batches;
-           m.batched_writes = impl_->batched_writes;
-           m.callback_errors = impl_->watches->callback_errors();
-           m.handler_errors = impl_->handler_errors.load(std::memory_order_relaxed);
-           m.reaped = impl_->core->reaped();
-           m.clock_drift = impl_->core->clock_drift();
-           m.horizon_erasures = impl_->core->horizon_erasures();
-           return m;
-         });
+  auto r = on_replica_thread([this] { return impl_->take_metrics(std::chrono::steady_clock::now()); });
   return r ? *r : replica_metrics{};
 }
 

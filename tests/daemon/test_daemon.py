@@ -322,6 +322,41 @@ class ConsulClientTest(unittest.TestCase):
         self.assertTrue(self.cb.kv.put("app/x", "2"))
         self.assertTrue(eventually(lambda: self.ca.kv.get("app/x")[1] is not None))
 
+    def test_kv_blocking_queries_wake_only_for_what_they_read(self):
+        # A key query and a prefix query block on b; then an unrelated
+        # service is registered, and only after b has woken for it (a third
+        # query, on that service, returns) is the key written. Each index is
+        # b's sequence, which the registration moves: a KV query woken by
+        # it would return at once with the old value.
+        self.assertTrue(self.ca.kv.put("app/x", "old"))
+        self.assertTrue(eventually(lambda: self.cb.kv.get("app/x")[1] is not None))
+        index, _ = self.cb.kv.get("app/x")
+        index = int(index)
+        _, headers, _ = self.b.get("/v1/lattice/services")
+        services_index = int(headers["X-Lattice-Index"])
+        answers = {}
+        waiters = [threading.Thread(target=lambda: answers.update(
+                       key=self.cb.kv.get("app/x", index=index, wait="20s"))),
+                   threading.Thread(target=lambda: answers.update(
+                       tree=self.cb.kv.get("app/", recurse=True, index=index, wait="20s"))),
+                   threading.Thread(target=lambda: answers.update(
+                       services=self.b.get("/v1/lattice/services?index=%d&wait=20s" % services_index,
+                                           timeout=30)))]
+        for w in waiters:
+            w.start()
+        self.assertTrue(blocked(self.b, 3))
+        status, _, _ = self.b.put("/v1/lattice/instances/unrelated", instance(9001))
+        self.assertEqual(status, 200)
+        waiters[2].join(30)
+        self.assertFalse(waiters[2].is_alive())
+        self.assertTrue(self.ca.kv.put("app/x", "new"))
+        for w in waiters[:2]:
+            w.join(30)
+            self.assertFalse(w.is_alive())
+        self.assertEqual(answers["key"][1]["Value"], b"new")
+        self.assertEqual([e["Value"] for e in answers["tree"][1]], [b"new"])
+        self.assertGreater(int(answers["key"][0]), index)
+
     def test_kv_put_get_delete(self):
         self.assertTrue(self.ca.kv.put("app/config/timeout", "30s"))
         self.assertTrue(eventually(lambda: self.cb.kv.get("app/config/timeout")[1] is not None))
@@ -466,6 +501,9 @@ class BadRequestTest(unittest.TestCase):
         self.assertEqual(self.d.get("/v1/lattice/config/app/k", headers=self.auth)[2]["value"], "v")
 
     def test_metrics_are_prometheus_text(self):
+        # The figures are the replica's as of its last tick (100 ms):
+        # setUp's writes show within a tick or two.
+        self.assertTrue(eventually(lambda: metric(self.d, "lattice_batched_writes_total") >= 2))
         status, headers, text = self.d.get("/metrics")
         self.assertEqual(status, 200)
         self.assertTrue(headers["Content-Type"].startswith("text/plain"))

@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include <catch2/catch.hpp>
@@ -90,6 +91,30 @@ TEST_CASE("three replicas over loopback discover, watch and stop gracefully", "[
     CHECK(changes[0].value == std::optional<std::string>("5s"));
     CHECK_FALSE(changes[1].value.has_value());
   }
+}
+
+TEST_CASE("status() follows members and metrics within a tick, without the replica thread",
+          "[registry][replica]") {
+  auto rs = cluster(2);
+  // Taken before open() returns: never null, and already lists us.
+  const auto first = rs[1]->status();
+  REQUIRE(first);
+  CHECK(first->members.size() >= 1);
+  REQUIRE(rs[0]->register_instance("/s", provider("127.0.0.1", 9001)));
+  REQUIRE(eventually([&] {
+    const auto s = rs[1]->status();
+    return s->members.size() == 2 && s->metrics.alive == 2 && s->metrics.instances == 1 &&
+           s->metrics.services == 1;
+  }));
+  // The same table members() takes on the replica thread.
+  const auto s = rs[1]->status();
+  std::set<replica_id> ids;
+  for (const auto& m : s->members) ids.insert(m.id);
+  CHECK(ids == std::set<replica_id>{rs[0]->id(), rs[1]->id()});
+  CHECK(s->taken > first->taken);
+  // A stopped replica keeps its last status.
+  rs[0]->stop();
+  CHECK(rs[0]->status() != nullptr);
 }
 
 TEST_CASE("a watch handle stops its callback; several watches each get one call", "[registry][replica]") {

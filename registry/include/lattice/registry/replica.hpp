@@ -222,6 +222,17 @@ struct member_info {
   std::uint64_t stamp_floor_us = 0;
 };
 
+/// The member table and the metrics as of the replica's latest tick
+/// (heartbeat_interval, 100 ms by default), for readers that must not wait
+/// for the replica thread: an HTTP server answering /metrics or a member
+/// listing while the replica thread commits a batch of writes.
+struct replica_status {
+  /// When the replica thread took it.
+  std::chrono::steady_clock::time_point taken;
+  std::vector<member_info> members;  // this replica included
+  replica_metrics metrics;
+};
+
 class replica {
  public:
   /// Binds the gossip listener, starts the replica thread and joins through
@@ -329,9 +340,13 @@ class replica {
   service_list lookup(std::string_view path) const;
   /// The value of config `key`, or nullopt.
   std::optional<std::string> get_config(std::string_view key) const;
-  /// Cluster members as this replica judges them (a copy; for operators).
-  /// Empty once stopped.
+  /// Cluster members as this replica judges them now (a copy, taken on the
+  /// replica thread: waits for it). Empty once stopped.
   std::vector<member_info> members() const;
+  /// The member table and metrics as of the last tick, without waiting
+  /// (at most heartbeat_interval old; the last one taken once stopped).
+  /// Never null.
+  std::shared_ptr<const replica_status> status() const;
 
   /// A cheap per-thread handle for hot paths: current() only reloads when
   /// a new snapshot was published (one atomic load otherwise). The
@@ -403,6 +418,8 @@ class replica {
                                                                     instance_kind kind);
   std::function<result<bool>()> deregister_write(service_path path, std::string id, instance_kind kind);
   void publish();
+  // Takes and publishes a replica_status (replica thread, every tick).
+  void publish_status();
 
   struct impl;
   std::unique_ptr<impl> impl_;
@@ -414,6 +431,8 @@ class replica {
   std::atomic<std::uint64_t> sequence_{0};
   mutable std::mutex published_mutex_;  // guards published_ only; never held across work
   std::shared_ptr<const snapshot> published_;
+  mutable std::mutex status_mutex_;  // guards status_ only
+  std::shared_ptr<const replica_status> status_;
 };
 
 }  // namespace lattice::registry
