@@ -19,6 +19,9 @@ packages=(
   python3 python3-consul  # daemon tests: a real Consul client library
   faketime                # daemon tests: a replica whose clock runs hours off
   clang-15 libfuzzer-15-dev llvm-15  # scripts/fuzz.sh: libFuzzer targets, symbolized reports
+  # bench/compare/compare.py (its smoke run is a test): the systems compared,
+  # their clients, the load generator and the plots
+  etcd-server etcd-client zookeeperd python3-kazoo wrk python3-matplotlib
 )
 
 missing=()

@@ -15,6 +15,14 @@ response json_response(const nlohmann::json& body, unsigned version, http::statu
   return res;
 }
 
+response text_response(const std::string& body, const char* content_type, unsigned version) {
+  response res{http::status::ok, version};
+  res.set(http::field::content_type, content_type);
+  res.body() = body;
+  res.prepare_payload();
+  return res;
+}
+
 api::api(registry::replica& replica, api_options options, const http_counters& counters,
          const http_server*& server)
     : replica_(replica), options_(std::move(options)), counters_(counters), server_(server) {

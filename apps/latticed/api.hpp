@@ -17,6 +17,7 @@
 #include <set>
 #include <string>
 #include <type_traits>
+#include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
@@ -107,10 +108,32 @@ class api {
   const http_server*& server_;
   /// Consul service id -> its check (only services registered with one).
   std::map<std::string, ttl_check> checks_;
+
+  /// Encoded Consul catalog and health answers by question (endpoint,
+  /// filters, service), valid while the service's version and the member
+  /// table are the ones they were built from. Holding the table keeps its
+  /// address from being reused by a later one. HTTP thread only.
+  struct cached_answer {
+    std::uint64_t version = 0;
+    std::shared_ptr<const registry::replica_status> table;
+    std::string body;
+  };
+  static constexpr std::size_t kMaxCachedAnswers = 4096;
+  std::unordered_map<std::string, cached_answer> answers_;
+  /// Encoded native lookups by path: valid for the same view and the same
+  /// sum of this replica's call counts (api_native.cpp). HTTP thread only.
+  struct cached_lookup {
+    std::shared_ptr<const registry::service_view> view;
+    std::uint64_t load = 0;
+    std::string body;
+  };
+  std::unordered_map<std::string, cached_lookup> lookups_;
 };
 
 /// A JSON response with `status` (200 by default).
 response json_response(const nlohmann::json& body, unsigned version, http::status status = http::status::ok);
+/// A 200 response carrying `body` as it is.
+response text_response(const std::string& body, const char* content_type, unsigned version);
 
 /// The reply to a write that must not hold the HTTP thread: `start(done)`
 /// begins it with one of the replica's *_async calls; once it is

@@ -478,9 +478,19 @@ reply api::consul(request& req, const target& t) {
       return error_response(http::status::bad_request, "invalid service name \"" + name + "\"", v);
     const bool passing_only = t.has("passing") && t.get("passing") != "false" && t.get("passing") != "0";
     const auto wanted_tag = t.get("tag");
+    std::string cache_key = fmt::format("{}{}{}{}/{}", catalog ? 'c' : 'h', passing_only ? 'p' : '-',
+                                        wanted_tag ? '+' : '-', wanted_tag.value_or(""), name);
     return blocking(req, t, {service_topic("/" + name)}, [=, this] {
       const auto list = replica_.lookup("/" + name);
-      const auto addresses = addresses_of(replica_.status()->members);
+      auto table = replica_.status();
+      // The same question about the same list and member table has the same
+      // answer: build its JSON once (a popular service is asked thousands of
+      // times between two changes).
+      auto& cached = answers_[cache_key];
+      if (cached.table == table && cached.version == list.version() && !cached.body.empty())
+        return std::pair{list.version(), with_index(text_response(cached.body, "application/json", v),
+                                                    list.version())};
+      const auto addresses = addresses_of(table->members);
       json out = json::array();
       for (const auto& i : list.providers()) {
         if (wanted_tag && !has_tag(*i, *wanted_tag)) continue;
@@ -511,7 +521,13 @@ reply api::consul(request& req, const target& t) {
                              {"Checks", std::move(checks)}});
         }
       }
-      return std::pair{list.version(), with_index(json_response(out, v), list.version())};
+      if (answers_.size() > kMaxCachedAnswers) {
+        answers_.clear();  // distinct questions beyond the bound: start over
+        return std::pair{list.version(), with_index(json_response(out, v), list.version())};
+      }
+      cached = cached_answer{list.version(), std::move(table), dump_json(out) + "\n"};
+      return std::pair{list.version(), with_index(text_response(cached.body, "application/json", v),
+                                                  list.version())};
     });
   }
   if (path == "/v1/kv" || path.starts_with("/v1/kv/")) {  // "/v1/kv/?recurse": the whole tree

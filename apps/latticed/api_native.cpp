@@ -25,6 +25,15 @@ std::string rest_of(std::string_view path, std::string_view prefix) {
 
 std::string member_state_name(transport::member_state s) { return transport::to_string(s); }
 
+// This replica's calls to the view's providers, started plus finished.
+std::uint64_t local_call_counts(const reg::service_view& view) {
+  std::uint64_t sum = 0;
+  for (const auto& i : view.providers)
+    if (i.local)
+      sum += i.local->started.load(std::memory_order_relaxed) + i.local->finished.load(std::memory_order_relaxed);
+  return sum;
+}
+
 }  // namespace
 
 reply api::native(request& req, const target& t) {
@@ -73,17 +82,34 @@ reply api::native(request& req, const target& t) {
     if (auto p = reg::service_path::parse(service); !p) return registry_error(p.error(), v);
     if (method == http::verb::get) {
       return blocking(req, t, {service_topic(service)}, [this, service, v] {
-        const auto list = replica_.lookup(service);
-        if (!list) {
+        auto view = replica_.current()->services.find_shared(service);
+        if (!view) {
           // Never had instances: 404, and index 0 so a blocking query
           // waits for the first registration.
           auto res = error_response(http::status::not_found, "unknown service " + service, v);
           res.set("X-Lattice-Index", "0");
           return std::pair{std::uint64_t{0}, std::move(res)};
         }
-        auto res = json_response(to_json(*list), v);
-        res.set("X-Lattice-Index", std::to_string(list.version()));
-        return std::pair{list.version(), std::move(res)};
+        // The answer changes with the view (a new one per publication that
+        // touches the path) and with this replica's own call counts, which
+        // only grow: the same view and the same sum of counts mean the same
+        // answer, so its JSON is built once. The sum is read before the
+        // JSON: counts that move meanwhile make the entry older, never newer,
+        // than what it holds.
+        const auto load = local_call_counts(*view);
+        auto& cached = lookups_[service];
+        if (cached.view != view || cached.load != load || cached.body.empty()) {
+          if (lookups_.size() > kMaxCachedAnswers) {
+            lookups_.clear();  // distinct paths beyond the bound: start over
+            auto res = json_response(to_json(*view), v);
+            res.set("X-Lattice-Index", std::to_string(view->version));
+            return std::pair{view->version, std::move(res)};
+          }
+          cached = cached_lookup{view, load, dump_json(to_json(*view)) + "\n"};
+        }
+        auto res = text_response(cached.body, "application/json", v);
+        res.set("X-Lattice-Index", std::to_string(view->version));
+        return std::pair{view->version, std::move(res)};
       });
     }
     if (method == http::verb::put || method == http::verb::post) {
