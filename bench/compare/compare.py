@@ -688,20 +688,24 @@ def plot(results, out):
         fig.tight_layout()
         fig.savefig(files[-1], dpi=110)
         plt.close(fig)
-    bars = {**results.get("lookups", {}), **results.get("registrations", {})}
-    if bars:
-        fig, ax = plt.subplots(figsize=(8, 0.45 * len(bars) + 1.2))
-        labels = list(bars)
-        values = [bars[k].get("per_second", 0) for k in labels]
-        ax.barh(range(len(labels)), values)
-        for i, v in enumerate(values):
-            ax.text(v, i, " %s" % format(int(v), ","), va="center")
-        ax.set_yticks(range(len(labels)))
-        ax.set_yticklabels(labels)
-        ax.invert_yaxis()
-        ax.set_xlabel("requests/s (one server core)")
-        ax.set_title("Lookups (32 connections) and durable registrations")
-        ax.set_xlim(0, max(values) * 1.25 if values else 1)
+    panels = [(part, results.get(part, {})) for part in ("lookups", "registrations") if results.get(part)]
+    if panels:
+        rows = [len(p) for _, p in panels]
+        fig, axes = plt.subplots(len(panels), 1, figsize=(8, 0.45 * sum(rows) + 1.6 * len(panels)),
+                                 gridspec_kw={"height_ratios": rows}, squeeze=False)
+        titles = {"lookups": "Lookups/s, 32 connections", "registrations": "Durable registrations/s"}
+        for ax, (part, bars) in zip(axes[:, 0], panels):
+            labels = list(bars)
+            values = [bars[k].get("per_second", 0) for k in labels]
+            ax.barh(range(len(labels)), values)
+            for i, v in enumerate(values):
+                ax.text(v, i, " %s" % format(int(v), ","), va="center")
+            ax.set_yticks(range(len(labels)))
+            ax.set_yticklabels(labels)
+            ax.invert_yaxis()
+            ax.set_title(titles[part])
+            ax.set_xlim(0, max(values) * 1.25 if values else 1)
+        axes[-1, 0].set_xlabel("successful requests/s (servers on one core)")
         files.append(os.path.join(out, "throughput.png"))
         fig.tight_layout()
         fig.savefig(files[-1], dpi=110)
@@ -732,7 +736,12 @@ def main():
     ap.add_argument("--samples", type=int, default=300, help="propagation writes per system")
     ap.add_argument("--kills", type=int, default=10, help="detection samples per system")
     ap.add_argument("--seconds", type=int, default=10, help="per throughput run")
+    ap.add_argument("--replot", metavar="JSON", help="only draw the plots of an earlier run's compare.json")
     args = ap.parse_args()
+    if args.replot:
+        os.makedirs(args.out, exist_ok=True)
+        print("\n".join(plot(json.load(open(args.replot)), args.out)))
+        return
     if args.smoke:
         args.samples, args.kills, args.seconds = 5, 1, 1
     latticed = os.environ.get("LATTICED", os.path.join(ROOT, "build", "apps", "latticed"))
