@@ -24,6 +24,7 @@
 #include "http_server.hpp"
 #include "lattice/registry/replica.hpp"
 #include "url.hpp"
+#include "view_delta.hpp"
 
 namespace lattice::daemon {
 
@@ -128,6 +129,8 @@ class api {
     std::string body;
   };
   std::unordered_map<std::string, cached_lookup> lookups_;
+  /// Encoded SSE view events, shared by every stream (view_delta.hpp).
+  std::shared_ptr<event_cache> events_ = std::make_shared<event_cache>();
 };
 
 /// A JSON response with `status` (200 by default).

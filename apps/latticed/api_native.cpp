@@ -5,6 +5,7 @@
 #include "json_codec.hpp"
 #include "lattice/registry/path.hpp"
 #include "query_topics.hpp"
+#include "view_delta.hpp"
 
 namespace lattice::daemon {
 
@@ -243,7 +244,10 @@ reply api::native(request& req, const target& t) {
     s.head = response{http::status::ok, v};
     s.head.set(http::field::content_type, "text/event-stream");
     const bool config = t.has("config");
-    s.start = [this, prefix, config](std::function<void(std::string)> send) -> std::shared_ptr<void> {
+    const bool delta = t.has("delta");
+    if (config && delta)
+      return error_response(http::status::bad_request, "?delta applies to service watches, not ?config", v);
+    s.start = [this, prefix, config, delta](std::function<void(std::string)> send) -> std::shared_ptr<void> {
       // Tells the client the stream is live even when nothing matches yet.
       send(": watching " + prefix + "\n\n");
       // Each event is one line of JSON: a service's full view (event
@@ -254,9 +258,23 @@ reply api::native(request& req, const target& t) {
               json data{{"key", c.key}, {"value", c.value ? json(*c.value) : json(nullptr)}};
               send("event: config\ndata: " + dump_json(data) + "\n\n");
             })
-          : replica_.watch(prefix, [send](const reg::service_view& view) {
-              send("event: service\nid: " + std::to_string(view.version) + "\ndata: " + dump_json(to_json(view)) +
-                   "\n\n");
+          : delta
+          ? replica_.watch(prefix,
+                           [send, sent = std::make_shared<std::map<std::string, sent_list>>()](
+                               const reg::service_view& view) {
+                             // The hub runs one watch's callbacks one at a time: `sent`
+                             // needs no lock.
+                             auto [it, first] = sent->try_emplace(view.path);
+                             const std::string id = "id: " + std::to_string(view.version) + "\n";
+                             if (first)
+                               send("event: service\n" + id + "data: " + dump_json(to_json(view)) + "\n\n");
+                             else
+                               send("event: delta\n" + id + "data: " + dump_json(view_delta(it->second, view)) +
+                                    "\n\n");
+                             it->second = sent_list::of(view);
+                           })
+          : replica_.watch(prefix, [send, events = events_](const reg::service_view& view) {
+              send(events->full_view(view));
             });
       if (!h) {
         send("event: error\ndata: " + dump_json(json{{"error", h.error().message()}}) + "\n\n");

@@ -79,6 +79,9 @@ response api::metrics_text(unsigned version) {
   out += fmt::format("lattice_watch_subscribers {}\n", m.watches);
   family("lattice_sse_streams", "gauge", "Open Server-Sent Events streams.");
   out += fmt::format("lattice_sse_streams {}\n", server_ ? server_->streams() : 0);
+  family("lattice_sse_overflows_total", "counter",
+         "Server-Sent Events streams cut off because their client read too slowly.");
+  out += fmt::format("lattice_sse_overflows_total {}\n", server_ ? server_->stream_overflows() : 0);
   family("lattice_blocking_queries", "gauge", "Blocking queries waiting for a change.");
   out += fmt::format("lattice_blocking_queries {}\n", server_ ? server_->waiting_queries() : 0);
   family("lattice_blocking_query_wakeups_total", "counter",

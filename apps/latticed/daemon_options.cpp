@@ -127,6 +127,16 @@ parsed_options parse_options(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   app.add_option("--datacenter", o.api.datacenter, "Datacenter name reported by the Consul API")->capture_default_str();
   app.add_option("--max-body", o.http.body_limit, "Largest HTTP request body, bytes")->capture_default_str();
+  app.add_option("--max-connections", o.http.max_connections,
+                 "Most HTTP connections at once, streams and blocking queries included (503 beyond); "
+                 "latticed raises its open-file limit to fit, up to the hard limit")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--stream-buffer", o.http.stream_buffer_limit,
+                 "Bytes a watch stream may queue for a client that reads too slowly; beyond, the stream ends "
+                 "with an 'overflow' event")
+      ->check(CLI::Range(std::size_t{4096}, std::size_t{1} << 30))
+      ->capture_default_str();
   add_duration(app, "--http-read-timeout", o.http.read_timeout, "Time allowed to send one HTTP request");
   app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error or critical")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))

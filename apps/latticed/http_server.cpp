@@ -44,6 +44,7 @@ struct http_server::shared {
   std::unordered_map<std::string, std::unordered_set<session*>> waiting;
   std::uint64_t wakeups = 0;
   std::uint64_t idle_wakeups = 0;
+  std::uint64_t overflows = 0;  // streams cut off for reading too slowly
   bool stopped = false;
 };
 
@@ -231,21 +232,38 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   void enqueue(std::string chunk) {
-    if (!stream_.socket().is_open()) return;
-    // A client that stops reading must not grow our memory without bound.
-    if (queued_bytes_ > 8 * 1024 * 1024) return end_stream();
+    if (!stream_.socket().is_open() || overflowed_) return;
+    // A client that stops reading must not grow our memory without bound:
+    // past the limit, what is queued and not yet being written is dropped,
+    // the client gets one last event saying why, and the stream ends once
+    // that is written (or after a grace period, if the client reads nothing).
+    if (queued_bytes_ + chunk.size() > shared_->options.stream_buffer_limit && !outbox_.empty()) {
+      overflowed_ = true;
+      ++shared_->overflows;
+      keep_.reset();  // no more events
+      while (outbox_.size() > 1) {
+        queued_bytes_ -= outbox_.back().size();
+        outbox_.pop_back();
+      }
+      outbox_.push_back("event: overflow\ndata: {\"error\": \"the client read too slowly: the stream was cut off; "
+                        "reconnect to get the current state\"}\n\n");
+      stream_.expires_after(std::chrono::seconds(10));
+      return;
+    }
     queued_bytes_ += chunk.size();
     outbox_.push_back(std::move(chunk));
     if (outbox_.size() == 1) write_next();
   }
 
   void write_next() {
-    asio::async_write(stream_.socket(), asio::buffer(outbox_.front()),
+    // Through the tcp_stream, so that the overflow's grace period applies.
+    asio::async_write(stream_, asio::buffer(outbox_.front()),
                       [self = shared_from_this()](beast::error_code ec, std::size_t) {
                         if (ec) return self->end_stream();
                         self->queued_bytes_ -= self->outbox_.front().size();
                         self->outbox_.pop_front();
-                        if (!self->outbox_.empty()) self->write_next();
+                        if (!self->outbox_.empty()) return self->write_next();
+                        if (self->overflowed_) self->end_stream();
                       });
   }
 
@@ -262,11 +280,12 @@ class session : public std::enable_shared_from_this<session> {
   std::shared_ptr<void> keep_;
   std::deque<std::string> outbox_;
   std::size_t queued_bytes_ = 0;
+  bool overflowed_ = false;
   std::array<char, 512> discard_{};
 };
 
 http_server::http_server(asio::io_context& io, server_options options, handler h)
-    : io_(io), acceptor_(io), shared_(std::make_shared<shared>()) {
+    : io_(io), acceptor_(io), accept_retry_(io), shared_(std::make_shared<shared>()) {
   shared_->options = std::move(options);
   shared_->handle = std::move(h);
 }
@@ -291,6 +310,16 @@ result<void> http_server::listen() {
 void http_server::accept() {
   acceptor_.async_accept([this](beast::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted || shared_->stopped) return;
+    if (ec) {
+      // Out of file descriptors (EMFILE) or memory: accepting again at once
+      // would fail again and spin. Wait for connections to close.
+      spdlog::warn("http: accept failed: {}; retrying in 50 ms", ec.message());
+      accept_retry_.expires_after(std::chrono::milliseconds(50));
+      accept_retry_.async_wait([this](beast::error_code wait_ec) {
+        if (!wait_ec && !shared_->stopped) accept();
+      });
+      return;
+    }
     if (!ec) {
       if (shared_->sessions.size() >= shared_->options.max_connections) {
         // Over the limit: a clear answer, then the door.
@@ -313,6 +342,7 @@ void http_server::stop() {
   shared_->stopped = true;
   beast::error_code ec;
   acceptor_.close(ec);
+  accept_retry_.cancel();
   // close() may end a session (and erase it from the set): iterate a copy.
   const auto sessions = shared_->sessions;
   for (auto* s : sessions) s->close();
@@ -325,6 +355,8 @@ std::size_t http_server::waiting_queries() const noexcept { return shared_->wait
 std::uint64_t http_server::wakeups() const noexcept { return shared_->wakeups; }
 
 std::uint64_t http_server::idle_wakeups() const noexcept { return shared_->idle_wakeups; }
+
+std::uint64_t http_server::stream_overflows() const noexcept { return shared_->overflows; }
 
 void http_server::wake(std::string_view topic) {
   const auto it = shared_->waiting.find(std::string(topic));

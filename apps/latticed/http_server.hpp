@@ -35,6 +35,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json_fwd.hpp>
 
@@ -79,7 +80,10 @@ struct server_options {
   std::uint16_t port = 8500;
   std::size_t body_limit = 1024 * 1024;
   std::chrono::milliseconds read_timeout{30'000};
-  std::size_t max_connections = 1024;
+  std::size_t max_connections = 4096;
+  /// Bytes a stream may have queued for a client that reads too slowly;
+  /// beyond, the stream is cut off with an `overflow` event.
+  std::size_t stream_buffer_limit = 1024 * 1024;
   /// Called after every response with its status (metrics).
   std::function<void(unsigned status)> on_response;
 };
@@ -108,6 +112,8 @@ class http_server {
   /// wakes only what it concerns.
   std::uint64_t wakeups() const noexcept;
   std::uint64_t idle_wakeups() const noexcept;
+  /// Streams cut off because their client read too slowly.
+  std::uint64_t stream_overflows() const noexcept;
 
   struct shared;  // state the connections share with the server
 
@@ -116,6 +122,7 @@ class http_server {
 
   boost::asio::io_context& io_;
   boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer accept_retry_;
   std::shared_ptr<shared> shared_;
   std::uint16_t port_ = 0;
 };

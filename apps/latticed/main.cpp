@@ -10,6 +10,9 @@
 //
 // SIGTERM / SIGINT: stop accepting HTTP, remove this replica's ephemeral
 // instances, announce the leave, flush, exit 0 (within about a second).
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -44,6 +47,27 @@ void tick_checks(asio::steady_timer& timer, daemon::api& api) {
 
 }  // namespace
 
+// Each HTTP connection is a file descriptor: raise the soft limit to what
+// --max-connections needs (plus room for the data directory and gossip),
+// up to the hard limit, and lower --max-connections if even that is short.
+void fit_connections_to_file_limit(std::size_t& max_connections) {
+  constexpr rlim_t reserve = 256;
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  const rlim_t wanted = static_cast<rlim_t>(max_connections) + reserve;
+  if (limit.rlim_cur < wanted) {
+    limit.rlim_cur = limit.rlim_max == RLIM_INFINITY ? wanted : std::min(wanted, limit.rlim_max);
+    setrlimit(RLIMIT_NOFILE, &limit);
+    getrlimit(RLIMIT_NOFILE, &limit);
+  }
+  if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < wanted) {
+    const auto fits = limit.rlim_cur > reserve * 2 ? static_cast<std::size_t>(limit.rlim_cur - reserve) : 64;
+    spdlog::warn("--max-connections {} exceeds the open-file limit ({}): using {}", max_connections,
+                 limit.rlim_cur, fits);
+    max_connections = fits;
+  }
+}
+
 int main(int argc, char** argv) {
   auto parsed = daemon::parse_options(argc, argv);
   if (!parsed.options) return parsed.exit_code;
@@ -53,6 +77,8 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("latticed"));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ latticed[%P] %v");
   spdlog::set_level(spdlog::level::from_str(o.log_level));
+
+  fit_connections_to_file_limit(o.http.max_connections);
 
   auto opened = registry::replica::open(o.replica);
   if (!opened) {

@@ -6,6 +6,7 @@ ready line; every wait is bounded; every process is stopped by its PID.
 import glob
 import json
 import os
+import socket
 import select
 import signal
 import subprocess
@@ -142,6 +143,46 @@ def metric(daemon, name):
         if line.startswith(name + " "):
             return float(line.split()[1])
     return None
+
+
+class EventStream:
+    """The Server-Sent Events of one GET on a daemon, read as they come."""
+
+    def __init__(self, daemon, path):
+        self.sock = socket.create_connection(tuple(daemon.http.rsplit(":", 1)), timeout=5)
+        self.sock.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
+        self.buffer = b""
+        self.head_done = False
+
+    def next(self, timeout=5):
+        """(event name, parsed data) of the next event, or None if none
+        comes within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n\n" in self.buffer:
+                block, self.buffer = self.buffer.split(b"\n\n", 1)
+                if not self.head_done:  # the HTTP response head
+                    self.head_done = True
+                    continue
+                lines = block.decode().split("\n")
+                data = [l[6:] for l in lines if l.startswith("data: ")]
+                name = next((l[7:] for l in lines if l.startswith("event: ")), "message")
+                if data:
+                    return name, json.loads("".join(data))
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                return None
+            if not chunk:
+                return None
+            self.buffer += chunk
+
+    def close(self):
+        self.sock.close()
 
 
 def blocked(daemon, count=1):

@@ -16,7 +16,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Daemon, blocked, cli, eventually, metric, providers  # noqa: E402
+from harness import Daemon, EventStream, blocked, cli, eventually, metric, providers  # noqa: E402
 
 PATH = "/HelloWorldService/1.0.0"
 
@@ -94,6 +94,39 @@ class CrossDaemonTest(Cluster):
         self.assertEqual(len(events), 2)
         self.assertGreater(events[1]["version"], events[0]["version"])
         self.assertEqual([i["id"] for i in events[1]["providers"]], ["127.0.0.1:9001", "127.0.0.1:9002"])
+
+    def test_delta_watch_sends_the_view_once_then_what_changed(self):
+        a, _, c = self.daemons
+        path = "/DeltaService/1.0.0"
+        a.put("/v1/lattice/instances" + path, instance(9001))
+        self.assertTrue(eventually(lambda: providers(c, path) == ["127.0.0.1:9001"]))
+        stream = EventStream(c, "/v1/lattice/watch/DeltaService?delta")
+        try:
+            name, view = stream.next()
+            self.assertEqual(name, "service")
+            self.assertEqual([i["id"] for i in view["providers"]], ["127.0.0.1:9001"])
+            # Each step waits for its event, so none is coalesced with the next.
+            a.put("/v1/lattice/instances" + path, instance(9002))
+            name, delta = stream.next()
+            self.assertEqual(name, "delta")
+            self.assertEqual([i["id"] for i in delta["providers"]["added"]], ["127.0.0.1:9002"])
+            self.assertEqual((delta["providers"]["updated"], delta["providers"]["removed"]), ([], []))
+            self.assertGreater(delta["version"], view["version"])
+            a.put("/v1/lattice/instances" + path, instance(9001, tags={"color": "blue"}))
+            name, delta = stream.next()
+            self.assertEqual(name, "delta")
+            self.assertEqual([(i["id"], i["tags"]) for i in delta["providers"]["updated"]],
+                             [("127.0.0.1:9001", {"color": "blue"})])
+            self.assertEqual((delta["providers"]["added"], delta["providers"]["removed"]), ([], []))
+            a.delete("/v1/lattice/instances" + path + "?id=127.0.0.1:9002")
+            name, delta = stream.next()
+            self.assertEqual(name, "delta")
+            self.assertEqual(delta["providers"]["removed"], ["127.0.0.1:9002"])
+            self.assertEqual((delta["providers"]["added"], delta["providers"]["updated"]), ([], []))
+        finally:
+            stream.close()
+        status, _, _ = c.get("/v1/lattice/watch/DeltaService?delta&config")
+        self.assertEqual(status, 400)
 
     def test_blocking_query_returns_when_the_service_changes(self):
         a, b, _ = self.daemons
@@ -524,6 +557,50 @@ class BadRequestTest(unittest.TestCase):
         # setUp's two writes were acknowledged through group commits.
         self.assertGreaterEqual(metric(self.d, "lattice_batched_writes_total"), 2)
         self.assertGreaterEqual(metric(self.d, "lattice_write_batches_total"), 1)
+
+
+class StreamLimitTest(unittest.TestCase):
+    """A watcher that stops reading is cut off with an event, not buffered."""
+
+    def setUp(self):
+        self.d = Daemon("--stream-buffer", "65536")
+
+    def tearDown(self):
+        self.d.close()
+        shutil.rmtree(self.d.data_dir, ignore_errors=True)
+
+    def test_a_client_that_stops_reading_gets_an_overflow_event_and_the_end(self):
+        host, port = self.d.http.rsplit(":", 1)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+        sock.settimeout(10)
+        sock.connect((host, int(port)))
+        sock.sendall(b"GET /v1/lattice/watch/big HTTP/1.1\r\nHost: x\r\n\r\n")
+        # Nothing is read while each registration makes the view (and each
+        # event, the whole view) about 1 KB larger: the kernel's buffers
+        # fill, then the stream's queue passes 64 KiB.
+        fat = {"blob": "x" * 900}
+        for n in range(2000):
+            status, _, _ = self.d.put("/v1/lattice/instances/big", instance(10000 + n, tags=fat))
+            self.assertEqual(status, 200)
+            if n % 20 == 0 and metric(self.d, "lattice_sse_overflows_total") >= 1:
+                break
+        self.assertTrue(eventually(lambda: metric(self.d, "lattice_sse_overflows_total") == 1))
+        # Reading now: whatever the kernel held, then the overflow event,
+        # then the end of the stream.
+        data = b""
+        while True:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            data += chunk
+        sock.close()
+        events = [block for block in data.split(b"\n\n") if block.startswith(b"event: ")]
+        self.assertTrue(events[-1].startswith(b"event: overflow\ndata: "), events[-1][:200])
+        self.assertIn(b"read too slowly", events[-1])
+        self.assertEqual(metric(self.d, "lattice_sse_streams"), 0)
+        # The daemon serves on.
+        self.assertEqual(self.d.get("/health")[0], 200)
 
 
 class OptionsTest(unittest.TestCase):
