@@ -19,9 +19,16 @@ void watch_hub::shutdown() {
   if (dispatcher_.joinable() && dispatcher_.get_id() != std::this_thread::get_id()) dispatcher_.join();
 }
 
-void watch_hub::queue_service(watch& w, const std::shared_ptr<const service_view>& view) {
+void watch_hub::mark_ready(std::uint64_t id, watch& w) {
+  if (w.ready) return;
+  w.ready = true;
+  ready_.push_back(id);
+}
+
+void watch_hub::queue_service(std::uint64_t id, watch& w, const std::shared_ptr<const service_view>& view) {
   auto& slot = w.pending_services[view->path];
   if (!slot || slot->version <= view->version) slot = view;  // keep the latest
+  mark_ready(id, w);
 }
 
 std::uint64_t watch_hub::add_service_watch(service_path prefix,
@@ -45,18 +52,22 @@ std::uint64_t watch_hub::add_config_watch(service_path prefix,
 std::uint64_t watch_hub::add(watch w, const snapshot_source& source) {
   std::unique_lock lock(mutex_);
   const auto snap = source();
+  w.from_sequence = snap->sequence;
   // Paths under a prefix start with its characters, but so does "/api-x"
   // for "/api": hence the segment-wise check.
   const std::string& text = w.prefix.str();
+  const auto id = next_id_++;
   if (w.on_service) {
     for (const auto& view : snap->services.starting_with(text))
-      if (w.prefix.is_prefix_of(view->path)) queue_service(w, view);
+      if (w.prefix.is_prefix_of(view->path)) queue_service(id, w, view);
   } else {
     for (auto it = snap->config->lower_bound(text);
          it != snap->config->end() && it->first.starts_with(text); ++it)
-      if (w.prefix.is_prefix_of(it->first)) w.pending_config[it->first] = it->second;
+      if (w.prefix.is_prefix_of(it->first)) {
+        w.pending_config[it->first] = it->second;
+        mark_ready(id, w);
+      }
   }
-  const auto id = next_id_++;
   watches_.emplace(id, std::move(w));
   if (threaded_) wake_.notify_all(); else deliver_all(lock);
   return id;
@@ -75,13 +86,24 @@ void watch_hub::remove(std::uint64_t id) {
 }
 
 void watch_hub::notify(const publication& p) {
+  if (p.changed_paths.empty() && p.changed_config.empty()) return;
   std::unique_lock lock(mutex_);
+  if (threaded_) {
+    publications_.push_back(p);
+    wake_.notify_all();
+    return;
+  }
+  if (match(p)) deliver_all(lock);
+}
+
+bool watch_hub::match(const publication& p) {
   bool any = false;
   for (auto& [id, w] : watches_) {
+    if (p.snap->sequence <= w.from_sequence) continue;  // its initial views are newer
     if (w.on_service) {
       for (const auto& path : p.changed_paths)
         if (w.prefix.is_prefix_of(path)) {
-          queue_service(w, p.snap->services.find_shared(path));
+          queue_service(id, w, p.snap->services.find_shared(path));
           any = true;
         }
     } else {
@@ -89,42 +111,39 @@ void watch_hub::notify(const publication& p) {
         if (w.prefix.is_prefix_of(key)) {
           const auto it = p.snap->config->find(key);
           w.pending_config[key] = it == p.snap->config->end() ? std::nullopt : std::optional(it->second);
+          mark_ready(id, w);
           any = true;
         }
     }
   }
-  if (!any) return;
-  if (threaded_) wake_.notify_all(); else deliver_all(lock);
+  return any;
 }
 
 void watch_hub::deliver_all(std::unique_lock<std::mutex>& lock) {
-  // Repeat until nothing is pending: a callback may take long, and newer
-  // views may arrive meanwhile (they replace older ones in the queue).
-  for (bool delivered = true; delivered;) {
-    delivered = false;
-    for (auto it = watches_.begin(); it != watches_.end();) {
-      const auto id = it->first;
-      auto services = std::exchange(it->second.pending_services, {});
-      auto config = std::exchange(it->second.pending_config, {});
-      if (services.empty() && config.empty()) {
-        ++it;
-        continue;
-      }
-      delivered = true;
-      auto on_service = it->second.on_service;
-      auto on_config = it->second.on_config;
-      running_ = id;
-      runner_ = std::this_thread::get_id();
-      lock.unlock();
-      // (Elements, not structured bindings: clang 15 cannot capture those.)
-      for (const auto& entry : services) contain(id, [&] { on_service(*entry.second); });
-      for (auto& entry : config) contain(id, [&] { on_config(config_change{entry.first, std::move(entry.second)}); });
-      lock.lock();
-      running_ = 0;
-      runner_ = {};
-      idle_.notify_all();
-      it = watches_.upper_bound(id);  // the map may have changed meanwhile
-    }
+  // Until nothing is pending: a callback may take long, and newer views may
+  // arrive meanwhile (they replace older ones in the queue, and put the
+  // watch back in line if it had left it).
+  while (!ready_.empty()) {
+    const auto id = ready_.front();
+    ready_.pop_front();
+    const auto it = watches_.find(id);
+    if (it == watches_.end()) continue;  // removed since
+    it->second.ready = false;
+    auto services = std::exchange(it->second.pending_services, {});
+    auto config = std::exchange(it->second.pending_config, {});
+    if (services.empty() && config.empty()) continue;
+    auto on_service = it->second.on_service;
+    auto on_config = it->second.on_config;
+    running_ = id;
+    runner_ = std::this_thread::get_id();
+    lock.unlock();
+    // (Elements, not structured bindings: clang 15 cannot capture those.)
+    for (const auto& entry : services) contain(id, [&] { on_service(*entry.second); });
+    for (auto& entry : config) contain(id, [&] { on_config(config_change{entry.first, std::move(entry.second)}); });
+    lock.lock();
+    running_ = 0;
+    runner_ = {};
+    idle_.notify_all();
   }
 }
 
@@ -144,7 +163,14 @@ void watch_hub::contain(std::uint64_t id, F&& f) {
 void watch_hub::run() {
   std::unique_lock lock(mutex_);
   while (true) {
+    while (!publications_.empty()) {
+      const publication p = std::move(publications_.front());
+      publications_.pop_front();
+      match(p);
+    }
     deliver_all(lock);
+    // Callbacks ran unlocked: new publications may have come meanwhile.
+    if (!publications_.empty() || !ready_.empty()) continue;
     if (stopping_) return;
     wake_.wait(lock);
   }

@@ -2,7 +2,10 @@
 //
 // The replica thread hands each publication to notify(); the hub queues,
 // per watch and per path (or config key), only the latest view, and a
-// dispatcher thread runs the callbacks outside the lock. So a burst of
+// dispatcher thread runs the callbacks outside the lock. With a dispatcher,
+// notify() only queues the publication: finding the watches it concerns
+// is the dispatcher's work too, so a write's acknowledgement does not wait
+// for a walk over a million watches. So a burst of
 // changes reaches a slow watcher as its latest state, never as a stale one
 // after the last change, and a slow callback never blocks replication.
 //
@@ -13,6 +16,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -59,10 +63,19 @@ class watch_hub {
     std::function<void(const config_change&)> on_config;
     std::map<std::string, std::shared_ptr<const service_view>> pending_services;
     std::map<std::string, std::optional<std::string>> pending_config;
+    bool ready = false;  // in ready_
+    // The snapshot its initial views came from: earlier publications still
+    // queued must not reach it (they would deliver a stale view after a
+    // newer one).
+    std::uint64_t from_sequence = 0;
   };
 
   std::uint64_t add(watch w, const snapshot_source& source);
-  void queue_service(watch& w, const std::shared_ptr<const service_view>& view);
+  void queue_service(std::uint64_t id, watch& w, const std::shared_ptr<const service_view>& view);
+  // Puts a watch that has something pending in line for delivery.
+  void mark_ready(std::uint64_t id, watch& w);
+  // Queues what `p` changed for the watches it concerns; true if any.
+  bool match(const publication& p);
   void run();
   void deliver_all(std::unique_lock<std::mutex>& lock);
   // Runs one callback; an exception is logged and counted, never escapes
@@ -76,6 +89,12 @@ class watch_hub {
   std::condition_variable wake_;
   std::condition_variable idle_;
   std::map<std::uint64_t, watch> watches_;
+  // Watches with something pending, in the order they got it: delivery
+  // visits only these, not every watch (a million watches, one of which
+  // changed, cost a walk of all of them per delivery round).
+  std::deque<std::uint64_t> ready_;
+  // Publications not yet matched against the watches (dispatcher only).
+  std::deque<publication> publications_;
   std::uint64_t next_id_ = 1;
   std::uint64_t running_ = 0;  // id of the watch whose callback runs now
   std::thread::id runner_;     // thread running it
