@@ -26,7 +26,8 @@ void watch_hub::mark_ready(std::uint64_t id, watch& w) {
 }
 
 void watch_hub::queue_service(std::uint64_t id, watch& w, const std::shared_ptr<const service_view>& view) {
-  auto& slot = w.pending_services[view->path];
+  if (!w.pending) w.pending = std::make_unique<pending_work>();
+  auto& slot = w.pending->services[view->path];
   if (!slot || slot->version <= view->version) slot = view;  // keep the latest
   mark_ready(id, w);
 }
@@ -36,7 +37,7 @@ std::uint64_t watch_hub::add_service_watch(service_path prefix,
                                            const snapshot_source& source) {
   watch w;
   w.prefix = std::move(prefix);
-  w.on_service = std::move(callback);
+  w.callback = std::move(callback);
   return add(std::move(w), source);
 }
 
@@ -45,7 +46,7 @@ std::uint64_t watch_hub::add_config_watch(service_path prefix,
                                           const snapshot_source& source) {
   watch w;
   w.prefix = std::move(prefix);
-  w.on_config = std::move(callback);
+  w.callback = std::move(callback);
   return add(std::move(w), source);
 }
 
@@ -57,14 +58,15 @@ std::uint64_t watch_hub::add(watch w, const snapshot_source& source) {
   // for "/api": hence the segment-wise check.
   const std::string& text = w.prefix.str();
   const auto id = next_id_++;
-  if (w.on_service) {
+  if (w.callback.index() == 0) {
     for (const auto& view : snap->services.starting_with(text))
       if (w.prefix.is_prefix_of(view->path)) queue_service(id, w, view);
   } else {
     for (auto it = snap->config->lower_bound(text);
          it != snap->config->end() && it->first.starts_with(text); ++it)
       if (w.prefix.is_prefix_of(it->first)) {
-        w.pending_config[it->first] = it->second;
+        if (!w.pending) w.pending = std::make_unique<pending_work>();
+        w.pending->config[it->first] = it->second;
         mark_ready(id, w);
       }
   }
@@ -100,7 +102,7 @@ bool watch_hub::match(const publication& p) {
   bool any = false;
   for (auto& [id, w] : watches_) {
     if (p.snap->sequence <= w.from_sequence) continue;  // its initial views are newer
-    if (w.on_service) {
+    if (w.callback.index() == 0) {
       for (const auto& path : p.changed_paths)
         if (w.prefix.is_prefix_of(path)) {
           queue_service(id, w, p.snap->services.find_shared(path));
@@ -110,7 +112,8 @@ bool watch_hub::match(const publication& p) {
       for (const auto& key : p.changed_config)
         if (w.prefix.is_prefix_of(key)) {
           const auto it = p.snap->config->find(key);
-          w.pending_config[key] = it == p.snap->config->end() ? std::nullopt : std::optional(it->second);
+          if (!w.pending) w.pending = std::make_unique<pending_work>();
+          w.pending->config[key] = it == p.snap->config->end() ? std::nullopt : std::optional(it->second);
           mark_ready(id, w);
           any = true;
         }
@@ -129,17 +132,19 @@ void watch_hub::deliver_all(std::unique_lock<std::mutex>& lock) {
     const auto it = watches_.find(id);
     if (it == watches_.end()) continue;  // removed since
     it->second.ready = false;
-    auto services = std::exchange(it->second.pending_services, {});
-    auto config = std::exchange(it->second.pending_config, {});
-    if (services.empty() && config.empty()) continue;
-    auto on_service = it->second.on_service;
-    auto on_config = it->second.on_config;
+    const auto work = std::move(it->second.pending);
+    if (!work) continue;
+    // A copy: the callback may remove its own watch.
+    auto callback = it->second.callback;
     running_ = id;
     runner_ = std::this_thread::get_id();
     lock.unlock();
     // (Elements, not structured bindings: clang 15 cannot capture those.)
-    for (const auto& entry : services) contain(id, [&] { on_service(*entry.second); });
-    for (auto& entry : config) contain(id, [&] { on_config(config_change{entry.first, std::move(entry.second)}); });
+    if (const auto* on_service = std::get_if<0>(&callback))
+      for (const auto& entry : work->services) contain(id, [&] { (*on_service)(*entry.second); });
+    if (const auto* on_config = std::get_if<1>(&callback))
+      for (auto& entry : work->config)
+        contain(id, [&] { (*on_config)(config_change{entry.first, std::move(entry.second)}); });
     lock.lock();
     running_ = 0;
     runner_ = {};

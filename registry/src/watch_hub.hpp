@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <variant>
 
 #include "lattice/registry/path.hpp"
 #include "lattice/registry/registry_core.hpp"
@@ -57,12 +58,17 @@ class watch_hub {
   std::uint64_t callback_errors() const noexcept { return callback_errors_.load(std::memory_order_relaxed); }
 
  private:
+  struct pending_work {
+    std::map<std::string, std::shared_ptr<const service_view>> services;
+    std::map<std::string, std::optional<std::string>> config;
+  };
   struct watch {
     service_path prefix = service_path::root();
-    std::function<void(const service_view&)> on_service;
-    std::function<void(const config_change&)> on_config;
-    std::map<std::string, std::shared_ptr<const service_view>> pending_services;
-    std::map<std::string, std::optional<std::string>> pending_config;
+    // One of the two: a service watch or a config watch.
+    std::variant<std::function<void(const service_view&)>, std::function<void(const config_change&)>> callback;
+    // Allocated while something is pending: a million idle watches should
+    // not each carry two empty maps.
+    std::unique_ptr<pending_work> pending;
     bool ready = false;  // in ready_
     // The snapshot its initial views came from: earlier publications still
     // queued must not reach it (they would deliver a stale view after a
