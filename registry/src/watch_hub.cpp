@@ -70,7 +70,10 @@ std::uint64_t watch_hub::add(watch w, const snapshot_source& source) {
         mark_ready(id, w);
       }
   }
-  watches_.emplace(id, std::move(w));
+  auto& e = *watches_.emplace(id, std::move(w)).first;
+  auto& group = groups_of(e.second)[e.second.prefix.str()];
+  e.second.slot = static_cast<std::uint32_t>(group.size());
+  group.push_back(&e);
   if (threaded_) wake_.notify_all(); else deliver_all(lock);
   return id;
 }
@@ -82,7 +85,17 @@ std::size_t watch_hub::size() const {
 
 void watch_hub::remove(std::uint64_t id) {
   std::unique_lock lock(mutex_);
-  watches_.erase(id);
+  if (const auto it = watches_.find(id); it != watches_.end()) {
+    auto& groups = groups_of(it->second);
+    const auto g = groups.find(it->second.prefix.str());
+    auto& group = g->second;
+    const auto slot = it->second.slot;
+    group[slot] = group.back();
+    group[slot]->second.slot = slot;
+    group.pop_back();
+    if (group.empty()) groups.erase(g);
+    watches_.erase(it);
+  }
   if (runner_ == std::this_thread::get_id()) return;  // from inside a callback
   idle_.wait(lock, [&] { return running_ != id; });
 }
@@ -98,26 +111,45 @@ void watch_hub::notify(const publication& p) {
   if (match(p)) deliver_all(lock);
 }
 
+template <class F>
+void watch_hub::for_each_covering(prefix_groups& groups, std::string_view path, F&& f) {
+  if (groups.empty()) return;
+  const auto visit = [&](std::string_view prefix) {
+    const auto g = groups.find(std::string(prefix));
+    if (g == groups.end()) return;
+    for (entry* e : g->second) f(*e);
+  };
+  visit("/");
+  for (std::size_t at = path.find('/', 1); at != std::string_view::npos; at = path.find('/', at + 1))
+    visit(path.substr(0, at));
+  if (path.size() > 1) visit(path);
+}
+
 bool watch_hub::match(const publication& p) {
   bool any = false;
-  for (auto& [id, w] : watches_) {
-    if (p.snap->sequence <= w.from_sequence) continue;  // its initial views are newer
-    if (w.callback.index() == 0) {
-      for (const auto& path : p.changed_paths)
-        if (w.prefix.is_prefix_of(path)) {
-          queue_service(id, w, p.snap->services.find_shared(path));
-          any = true;
-        }
-    } else {
-      for (const auto& key : p.changed_config)
-        if (w.prefix.is_prefix_of(key)) {
-          const auto it = p.snap->config->find(key);
-          if (!w.pending) w.pending = std::make_unique<pending_work>();
-          w.pending->config[key] = it == p.snap->config->end() ? std::nullopt : std::optional(it->second);
-          mark_ready(id, w);
-          any = true;
-        }
-    }
+  for (const auto& path : p.changed_paths) {
+    std::shared_ptr<const service_view> view;  // looked up once per path, if anyone watches it
+    for_each_covering(service_groups_, path, [&](entry& e) {
+      if (p.snap->sequence <= e.second.from_sequence) return;  // its initial views are newer
+      if (!view) view = p.snap->services.find_shared(path);
+      queue_service(e.first, e.second, view);
+      any = true;
+    });
+  }
+  for (const auto& key : p.changed_config) {
+    std::optional<std::optional<std::string>> value;
+    for_each_covering(config_groups_, key, [&](entry& e) {
+      if (p.snap->sequence <= e.second.from_sequence) return;
+      if (!value) {
+        const auto it = p.snap->config->find(key);
+        value = it == p.snap->config->end() ? std::nullopt : std::optional(it->second);
+      }
+      auto& w = e.second;
+      if (!w.pending) w.pending = std::make_unique<pending_work>();
+      w.pending->config[key] = *value;
+      mark_ready(e.first, w);
+      any = true;
+    });
   }
   return any;
 }
@@ -141,10 +173,10 @@ void watch_hub::deliver_all(std::unique_lock<std::mutex>& lock) {
     lock.unlock();
     // (Elements, not structured bindings: clang 15 cannot capture those.)
     if (const auto* on_service = std::get_if<0>(&callback))
-      for (const auto& entry : work->services) contain(id, [&] { (*on_service)(*entry.second); });
+      for (const auto& item : work->services) contain(id, [&] { (*on_service)(*item.second); });
     if (const auto* on_config = std::get_if<1>(&callback))
-      for (auto& entry : work->config)
-        contain(id, [&] { (*on_config)(config_change{entry.first, std::move(entry.second)}); });
+      for (auto& item : work->config)
+        contain(id, [&] { (*on_config)(config_change{item.first, std::move(item.second)}); });
     lock.lock();
     running_ = 0;
     runner_ = {};

@@ -22,8 +22,11 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <variant>
+#include <vector>
 
 #include "lattice/registry/path.hpp"
 #include "lattice/registry/registry_core.hpp"
@@ -70,6 +73,7 @@ class watch_hub {
     // not each carry two empty maps.
     std::unique_ptr<pending_work> pending;
     bool ready = false;  // in ready_
+    std::uint32_t slot = 0;  // its place in its prefix group
     // The snapshot its initial views came from: earlier publications still
     // queued must not reach it (they would deliver a stale view after a
     // newer one).
@@ -95,6 +99,19 @@ class watch_hub {
   std::condition_variable wake_;
   std::condition_variable idle_;
   std::map<std::uint64_t, watch> watches_;
+  // Watches by prefix, service and config apart: a change of a path visits
+  // the groups of the path's segment prefixes ("/", "/a", "/a/b" for
+  // "/a/b"), so only the watches it concerns, not every watch. Entries
+  // point into watches_ (map nodes do not move); removal swaps the last
+  // entry into the removed one's slot.
+  using entry = std::map<std::uint64_t, watch>::value_type;
+  using prefix_groups = std::unordered_map<std::string, std::vector<entry*>>;
+  prefix_groups service_groups_;
+  prefix_groups config_groups_;
+  prefix_groups& groups_of(const watch& w) { return w.callback.index() == 0 ? service_groups_ : config_groups_; }
+  // Calls f(entry&) for every watch in `groups` whose prefix covers `path`.
+  template <class F>
+  void for_each_covering(prefix_groups& groups, std::string_view path, F&& f);
   // Watches with something pending, in the order they got it: delivery
   // visits only these, not every watch (a million watches, one of which
   // changed, cost a walk of all of them per delivery round).

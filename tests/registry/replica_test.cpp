@@ -1,6 +1,7 @@
 // The replica facade over real loopback TCP: discovery across replicas,
 // watches (initial view, every change or a later one, never stale at the
 // end), graceful stop, load-aware balancing, and the balancers themselves.
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -209,6 +210,44 @@ TEST_CASE("balancers pick as documented", "[registry][balancer]") {
     moved += before == "a";
   }
   CHECK(moved > 0);
+}
+
+TEST_CASE("a change reaches exactly the watches whose prefix covers it, segment-wise", "[registry][replica]") {
+  auto rs = cluster(1);
+  struct seen_paths {
+    std::mutex m;
+    std::vector<std::string> paths;
+    bool has(const std::string& p) {
+      std::lock_guard lock(m);
+      return std::find(paths.begin(), paths.end(), p) != paths.end();
+    }
+  };
+  std::map<std::string, seen_paths> seen;
+  std::vector<watch_handle> handles;
+  for (const char* prefix : {"/", "/api", "/api/user", "/api-x", "/other"}) {
+    auto& s = seen[prefix];
+    handles.push_back(rs[0]->watch(prefix, [&s](const service_view& v) {
+      std::lock_guard lock(s.m);
+      s.paths.push_back(v.path);
+    }).value());
+  }
+  // Published in this order; a watch gets its changes in publication
+  // order, so once it has the later one, a wrongly matched earlier one
+  // would be there too.
+  REQUIRE(rs[0]->register_instance("/api-x/v2", provider("h", 1)));
+  REQUIRE(rs[0]->register_instance("/api/user/v2", provider("h", 2)));
+  REQUIRE(rs[0]->register_instance("/other", provider("h", 3)));
+  REQUIRE(eventually([&] { return seen["/"].has("/other"); }));
+  CHECK(seen["/"].has("/api-x/v2"));
+  CHECK(seen["/"].has("/api/user/v2"));
+  REQUIRE(eventually([&] { return seen["/api"].has("/api/user/v2"); }));
+  CHECK_FALSE(seen["/api"].has("/api-x/v2"));
+  REQUIRE(eventually([&] { return seen["/api/user"].has("/api/user/v2"); }));
+  CHECK_FALSE(seen["/api/user"].has("/api-x/v2"));
+  REQUIRE(eventually([&] { return seen["/other"].has("/other"); }));
+  CHECK_FALSE(seen["/other"].has("/api/user/v2"));
+  CHECK(eventually([&] { return seen["/api-x"].has("/api-x/v2"); }));
+  handles.clear();  // before `seen` goes
 }
 
 TEST_CASE("a prefix watch starts with every path under it, segment-wise", "[registry][replica]") {
