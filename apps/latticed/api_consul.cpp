@@ -486,6 +486,8 @@ reply api::consul(request& req, const target& t) {
       // The same question about the same list and member table has the same
       // answer: build its JSON once (a popular service is asked thousands of
       // times between two changes).
+      if (answers_.size() >= kMaxCachedAnswers && !answers_.contains(cache_key))
+        answers_.clear();  // distinct questions beyond the bound: start over
       auto& cached = answers_[cache_key];
       if (cached.table == table && cached.version == list.version() && !cached.body.empty())
         return std::pair{list.version(), with_index(text_response(cached.body, "application/json", v),
@@ -520,10 +522,6 @@ reply api::consul(request& req, const target& t) {
                                           {"Port", i->port()}, {"Weights", weights_of(*i)}}},
                              {"Checks", std::move(checks)}});
         }
-      }
-      if (answers_.size() > kMaxCachedAnswers) {
-        answers_.clear();  // distinct questions beyond the bound: start over
-        return std::pair{list.version(), with_index(json_response(out, v), list.version())};
       }
       cached = cached_answer{list.version(), std::move(table), dump_json(out) + "\n"};
       return std::pair{list.version(), with_index(text_response(cached.body, "application/json", v),

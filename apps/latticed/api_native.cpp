@@ -98,16 +98,11 @@ reply api::native(request& req, const target& t) {
         // JSON: counts that move meanwhile make the entry older, never newer,
         // than what it holds.
         const auto load = local_call_counts(*view);
+        if (lookups_.size() >= kMaxCachedAnswers && !lookups_.contains(service))
+          lookups_.clear();  // distinct paths beyond the bound: start over
         auto& cached = lookups_[service];
-        if (cached.view != view || cached.load != load || cached.body.empty()) {
-          if (lookups_.size() > kMaxCachedAnswers) {
-            lookups_.clear();  // distinct paths beyond the bound: start over
-            auto res = json_response(to_json(*view), v);
-            res.set("X-Lattice-Index", std::to_string(view->version));
-            return std::pair{view->version, std::move(res)};
-          }
+        if (cached.view != view || cached.load != load || cached.body.empty())
           cached = cached_lookup{view, load, dump_json(to_json(*view)) + "\n"};
-        }
         auto res = text_response(cached.body, "application/json", v);
         res.set("X-Lattice-Index", std::to_string(view->version));
         return std::pair{view->version, std::move(res)};

@@ -111,13 +111,13 @@ struct replica::impl {
     return out;
   }
 
-  replica_metrics take_metrics(std::chrono::steady_clock::time_point now) {
+  // The metrics, counting members by state in `members` (member_table's).
+  replica_metrics take_metrics(const std::vector<member_info>& members) {
     replica_metrics m;
     m.protocol = core->stats();
     m.driver = driver->stats();
-    const auto& members = core->members();
-    for (const auto& [id, record] : members.table().records()) {
-      switch (members.state_of(id, now)) {
+    for (const auto& member : members) {
+      switch (member.state) {
         case transport::member_state::alive: ++m.alive; break;
         case transport::member_state::suspect: ++m.suspect; break;
         case transport::member_state::dead: ++m.dead; break;
@@ -670,7 +670,7 @@ void replica::publish_status() {
   auto status = std::make_shared<replica_status>();
   status->taken = std::chrono::steady_clock::now();
   status->members = impl_->member_table(status->taken);
-  status->metrics = impl_->take_metrics(status->taken);
+  status->metrics = impl_->take_metrics(status->members);
   std::lock_guard lock(status_mutex_);
   status_ = std::move(status);
 }
@@ -687,7 +687,8 @@ void replica::set_send_filter(std::function<bool(const std::string&)> allow) {
 }
 
 replica_metrics replica::metrics() const {
-  auto r = on_replica_thread([this] { return impl_->take_metrics(std::chrono::steady_clock::now()); });
+  auto r = on_replica_thread(
+      [this] { return impl_->take_metrics(impl_->member_table(std::chrono::steady_clock::now())); });
   return r ? *r : replica_metrics{};
 }
 
