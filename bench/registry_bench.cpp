@@ -25,6 +25,7 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -112,6 +113,7 @@ const reg::service_view& pick_view() {
   static const reg::service_view view = [] {
     reg::service_view v;
     v.path = kPath;
+    std::vector<reg::instance_view> providers;
     for (std::size_t i = 0; i < 10; ++i) {
       auto inst = make_instance(i);
       inst.id = inst.address + ":8080";
@@ -119,8 +121,11 @@ const reg::service_view& pick_view() {
       iv.record = reg::instance_record::make(inst);
       iv.local = reg::load_cell_ptr(new reg::load_cell);
       iv.remote_in_flight = static_cast<std::int64_t>((i * 7) % 5);
-      v.providers.push_back(std::move(iv));
+      providers.push_back(std::move(iv));
     }
+    std::sort(providers.begin(), providers.end(),
+              [](const auto& a, const auto& b) { return a.record->id() < b.record->id(); });
+    v.providers = reg::instance_list::from_sorted(std::move(providers));
     return v;
   }();
   return view;

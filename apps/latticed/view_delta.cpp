@@ -7,7 +7,7 @@ namespace lattice::daemon {
 
 namespace {
 
-std::vector<registry::record_ptr> records_of(const std::vector<registry::instance_view>& list) {
+std::vector<registry::record_ptr> records_of(const registry::instance_list& list) {
   std::vector<registry::record_ptr> out;
   out.reserve(list.size());
   for (const auto& i : list) out.push_back(i.record);
@@ -21,7 +21,7 @@ sent_list sent_list::of(const registry::service_view& view) {
 }
 
 nlohmann::json list_delta(const std::vector<registry::record_ptr>& before,
-                          const std::vector<registry::instance_view>& after) {
+                          const registry::instance_list& after) {
   auto added = nlohmann::json::array(), updated = nlohmann::json::array(), removed = nlohmann::json::array();
   auto b = before.begin();
   auto a = after.begin();

@@ -32,7 +32,7 @@ struct sent_list {
 /// {"added": [...], "updated": [...], "removed": [ids]} from `before` to
 /// `after` (both in id order, as views keep them).
 nlohmann::json list_delta(const std::vector<registry::record_ptr>& before,
-                          const std::vector<registry::instance_view>& after);
+                          const registry::instance_list& after);
 
 /// The delta event's data: {"path", "version", "providers": {...},
 /// "consumers": {...}}.

@@ -358,7 +358,7 @@ void registry_core::on_instance_key(const std::string& key, bool delete_arrived)
     crdt::detail::insert_compactly(entries, at, tracked{*now_live, nullptr});
   }
   if (now_live) track_owner(**now_live, ps->first, +1);
-  dirty_paths_.insert(ps->first);
+  mark_dirty(ps->first, kind, id);
 
   // Our own registrations: write back what someone else removed or
   // overwrote; remove the ephemeral ones an earlier life of ours left
@@ -403,7 +403,9 @@ void registry_core::on_instance_key(const std::string& key, bool delete_arrived)
 
 void registry_core::track_owner(const instance_record& inst, const std::string& path_key, int delta) {
   if (!inst.ephemeral()) return;
-  auto& owner = owners_[inst.owner()];
+  auto [judged, fresh] = owners_.try_emplace(inst.owner());
+  auto& owner = judged->second;
+  if (delta > 0 && (fresh || inst.owner_incarnation() != owner.incarnation)) judge_owner(inst.owner(), owner, last_now_);
   auto it = owner.paths.find(&path_key);
   if (delta > 0) {
     if (it == owner.paths.end()) it = owner.paths.emplace(&path_key, 0).first;
@@ -411,6 +413,32 @@ void registry_core::track_owner(const instance_record& inst, const std::string& 
   } else if (it != owner.paths.end() && --it->second == 0) {
     owner.paths.erase(it);
   }
+}
+
+registry_core::tracked* registry_core::find_entry(path_state& ps, instance_kind kind, std::string_view id) {
+  const auto at = entry_position(ps.entries, kind, id);
+  return at != ps.entries.end() && at->record->kind() == kind && at->record->id() == id ? &*at : nullptr;
+}
+
+void registry_core::mark_dirty(const std::string& path) {
+  auto& dirt = dirty_paths_[path];
+  dirt.whole = true;
+  dirt.instances.clear();
+}
+
+void registry_core::mark_dirty(std::string_view path, instance_kind kind, std::string_view id) {
+  // Past a few thousand changes before a publication (a sync bringing a
+  // whole service in), rebuilding the path beats editing it.
+  constexpr std::size_t most_instances = 4096;
+  auto it = dirty_paths_.find(path);
+  if (it == dirty_paths_.end()) it = dirty_paths_.emplace(std::string(path), path_dirt{}).first;
+  auto& dirt = it->second;
+  if (dirt.whole) return;
+  if (dirt.instances.size() == most_instances) {
+    mark_dirty(it->first);
+    return;
+  }
+  dirt.instances.emplace_back(kind, std::string(id));
 }
 
 record_ptr* registry_core::find_own(path_state& ps, instance_kind kind, std::string_view id) {

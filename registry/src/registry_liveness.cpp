@@ -11,14 +11,26 @@ using transport::member_state;
 
 // ---- liveness -------------------------------------------------------------------
 
-bool registry_core::owner_visible(replica_id owner, std::uint64_t incarnation,
-                                  steady_time now) const {
-  if (owner == self()) return incarnation == self_incarnation_;
-  const auto* record = members().table().find(owner);
-  if (record == nullptr || record->incarnation != incarnation) return false;
-  const auto state = members().state_of(owner, now);
-  if (state == member_state::left) return false;
-  return isolated_ || state != member_state::dead;
+// An owner's instances of its current incarnation are listed while it is
+// alive or suspect (cut off from everyone: while it has not left, since we
+// cannot tell who died). The judgement is kept in owners_, made at every
+// tick and whenever an instance of an owner new to us or of another
+// incarnation arrives; views read only what is kept, so an instance edited
+// into a view gets the same judgement as the neighbours it joins.
+void registry_core::judge_owner(replica_id id, owner_state& owner, steady_time now) {
+  bool alive = true;
+  std::uint64_t incarnation = self_incarnation_;
+  if (id != self()) {
+    const auto* record = members().table().find(id);
+    const auto state = members().state_of(id, now);
+    alive = record != nullptr && state != member_state::left && (isolated_ || state != member_state::dead);
+    incarnation = record ? record->incarnation : 0;
+  }
+  if (alive == owner.visible && incarnation == owner.incarnation) return;
+  if (owner.visible && !alive) owner.hidden_since = now;
+  owner.visible = alive;
+  owner.incarnation = incarnation;
+  for (const auto& [path, count] : owner.paths) mark_dirty(*path);
 }
 
 bool registry_core::caller_live(replica_id origin, std::uint64_t incarnation, steady_time now) const {
@@ -31,8 +43,10 @@ bool registry_core::caller_live(replica_id origin, std::uint64_t incarnation, st
   return state == member_state::alive || state == member_state::suspect;
 }
 
-bool registry_core::visible(const instance_record& inst, steady_time now) const {
-  return !inst.ephemeral() || owner_visible(inst.owner(), inst.owner_incarnation(), now);
+bool registry_core::visible(const instance_record& inst) const {
+  if (!inst.ephemeral()) return true;
+  const auto owner = owners_.find(inst.owner());
+  return owner != owners_.end() && owner->second.visible && owner->second.incarnation == inst.owner_incarnation();
 }
 
 void registry_core::refresh_owners(steady_time now, bool isolated) {
@@ -44,17 +58,9 @@ void registry_core::refresh_owners(steady_time now, bool isolated) {
       it = owners_.erase(it);
       continue;
     }
-    const auto* record = members().table().find(id);
-    const std::uint64_t incarnation = record ? record->incarnation : 0;
-    const auto state = members().state_of(id, now);
-    const bool alive = id == self() ||
-                       (record && (isolated_ || state == member_state::alive || state == member_state::suspect));
-    if (alive != owner.visible || incarnation != owner.incarnation || isolation_changed) {
-      if (owner.visible && !alive) owner.hidden_since = now;
-      owner.visible = alive;
-      owner.incarnation = incarnation;
-      for (const auto& [path, count] : owner.paths) dirty_paths_.insert(*path);
-    }
+    judge_owner(id, owner, now);
+    if (isolation_changed)
+      for (const auto& [path, count] : owner.paths) mark_dirty(*path);
     ++it;
   }
 }

@@ -18,8 +18,8 @@ void registry_core::on_load_key(const load_key& key) {
   } else {
     load.by_origin.erase(caller);
   }
-  const std::string_view path = path_of_key(key.instance_key);
-  if (paths_.find(path) != paths_.end()) dirty_paths_.insert(std::string(path));
+  const auto [path, kind, id] = split_instance_key(key.instance_key);
+  if (paths_.find(path) != paths_.end()) mark_dirty(path, kind, id);
 }
 
 
@@ -38,8 +38,8 @@ void registry_core::refresh_callers(steady_time now) {
     for (const auto& [key, load] : loads_)
       if (load.by_origin.contains(it->first)) {
         still_held = true;
-        const std::string_view path = path_of_key(key);
-        if (paths_.find(path) != paths_.end()) dirty_paths_.insert(std::string(path));
+        const auto path = paths_.find(path_of_key(key));
+        if (path != paths_.end()) mark_dirty(path->first);
       }
     if (!still_held) {
       it = callers_.erase(it);

@@ -3,57 +3,50 @@
 #include "lattice/registry/registry_core.hpp"
 
 #include <algorithm>
+#include <optional>
 
 namespace lattice::registry {
-namespace {
-
-bool same_list(const std::vector<instance_view>& a, const std::vector<instance_view>& b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end(),
-                    [](const instance_view& x, const instance_view& y) { return x.record == y.record; });
-}
-
-}  // namespace
 
 // ---- publication --------------------------------------------------------------------
 
-std::shared_ptr<const service_view> registry_core::build_view(const std::string& path,
-                                                              path_state& ps,
-                                                              std::uint64_t version,
-                                                              steady_time now) {
+std::optional<instance_view> registry_core::view_of(const std::string& path, tracked& t) {
+  const record_ptr& e = t.record;
+  if (!visible(*e)) return std::nullopt;
+  instance_view v{e, nullptr, 0, 0};
+  if (e->kind() != instance_kind::provider) return v;
+  if (!t.cell) t.cell = load_cell_ptr(new load_cell);
+  v.local = t.cell;
+  if (loads_.empty()) return v;  // skip building the key: nobody has called anyone
+  const auto load = loads_.find(instance_key(path, e->kind(), e->id()));
+  if (load != loads_.end() && load->second.epoch == e->epoch())
+    for (const auto& [caller, counts] : load->second.by_origin) {
+      // The judgement kept at the last tick (refresh_callers), as for owners.
+      const auto live = callers_.find(caller);
+      if (live != callers_.end() && live->second)
+        v.remote_in_flight += static_cast<std::int64_t>(counts.started - counts.finished);
+      v.remote_served += counts.finished;
+    }
+  return v;
+}
+
+std::shared_ptr<service_view> registry_core::build_view(const std::string& path, path_state& ps) {
   auto view = std::make_shared<service_view>();
   view->path = path;
-  view->version = version;
-  // Exact capacity: a snapshot holds a view per path, so growth slack
-  // would cost every instance.
-  std::size_t providers = 0;
-  for (const auto& t : ps.entries) providers += t.record->kind() == instance_kind::provider;
-  view->providers.reserve(providers);
-  view->consumers.reserve(ps.entries.size() - providers);
-  for (auto& t : ps.entries) {
-    const record_ptr& e = t.record;
-    if (!visible(*e, now)) continue;
-    instance_view v{e, nullptr, 0, 0};
-    if (e->kind() == instance_kind::provider) {
-      if (!t.cell) t.cell = load_cell_ptr(new load_cell);
-      v.local = t.cell;
-      if (!loads_.empty()) {  // else skip building the key: nobody has called anyone
-        const auto load = loads_.find(instance_key(path, e->kind(), e->id()));
-        if (load != loads_.end() && load->second.epoch == e->epoch())
-          for (const auto& [caller, counts] : load->second.by_origin) {
-            if (caller_live(caller.first, caller.second, now))
-              v.remote_in_flight += static_cast<std::int64_t>(counts.started - counts.finished);
-            v.remote_served += counts.finished;
-          }
-      }
-      view->providers.push_back(std::move(v));
-    } else {
-      view->consumers.push_back(std::move(v));
-    }
-  }
+  std::vector<instance_view> providers, consumers;
+  for (auto& t : ps.entries)
+    if (auto v = view_of(path, t))
+      (t.record->kind() == instance_kind::provider ? providers : consumers).push_back(std::move(*v));
+  view->providers = instance_list::from_sorted(std::move(providers));
+  view->consumers = instance_list::from_sorted(std::move(consumers));
   return view;
 }
 
-publication registry_core::publish(steady_time now) {
+std::shared_ptr<const service_view> registry_core::view_from_scratch(const std::string& path) {
+  const auto ps = paths_.find(path);
+  return ps == paths_.end() ? nullptr : build_view(path, ps->second);
+}
+
+publication registry_core::publish(steady_time /*now*/) {
   const bool membership_moved = !published_ || published_->known_peers != known_peers_ ||
                                 published_->reachable_peers != reachable_peers_ ||
                                 published_->isolated != isolated_;
@@ -65,17 +58,37 @@ publication registry_core::publish(steady_time now) {
   next->sequence = sequence;
   if (published_) next->services = published_->services;
   service_index::editor services(next->services);
-  for (const auto& path : std::exchange(dirty_paths_, {})) {
+  for (auto& [path, dirt] : std::exchange(dirty_paths_, {})) {
     const auto ps = paths_.find(path);
     if (ps == paths_.end()) continue;
     const auto& old = ps->second.view;
-    auto view = build_view(path, ps->second, sequence, now);
-    if (old && same_list(old->providers, view->providers) && same_list(old->consumers, view->consumers)) {
-      // Only load figures moved: no new version, no notification.
-      std::const_pointer_cast<service_view>(view)->version = old->version;
+    std::shared_ptr<service_view> view;
+    bool changed = false;
+    // Editing costs a chunk copy per instance named: past a quarter of a
+    // large path, building it afresh is cheaper.
+    const bool most_changed = dirt.instances.size() > instance_list::chunk_target &&
+                              dirt.instances.size() > ps->second.entries.size() / 4;
+    if (!old || dirt.whole || most_changed) {
+      view = build_view(path, ps->second);
+      changed = !old || !instance_list::same_records(old->providers, view->providers) ||
+                !instance_list::same_records(old->consumers, view->consumers);
     } else {
-      out.changed_paths.push_back(path);
+      // Only the named instances, each in its chunk: the rest of the
+      // lists is shared with the view before.
+      view = std::make_shared<service_view>(*old);
+      instance_list::editor providers(view->providers), consumers(view->consumers);
+      auto& named = dirt.instances;
+      std::sort(named.begin(), named.end());
+      named.erase(std::unique(named.begin(), named.end()), named.end());
+      for (const auto& [kind, id] : named) {
+        tracked* t = find_entry(ps->second, kind, id);
+        const auto v = t ? view_of(path, *t) : std::nullopt;
+        changed |= (kind == instance_kind::provider ? providers : consumers).set(id, v ? &*v : nullptr);
+      }
     }
+    // Only load figures moved: no new version, no notification.
+    view->version = changed ? sequence : old->version;
+    if (changed) out.changed_paths.push_back(path);
     ps->second.view = view;
     services.put(std::move(view));
   }

@@ -59,7 +59,7 @@ TEST_CASE("a cached native lookup follows this replica's call counts", "[daemon]
   const auto list = d.replica->lookup("/s");
   REQUIRE(list.providers().size() == 1);
   {
-    registry::call_guard call(list.providers()[0]);
+    registry::call_guard call(list.providers().front());
     // Same view, same version: only the live count moved.
     const auto during = d.get("/v1/lattice/instances/s").second;
     CHECK(during["version"] == body["version"]);

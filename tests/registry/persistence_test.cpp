@@ -76,8 +76,8 @@ TEST_CASE("a replica reopened on its data directory comes back as itself", "[reg
   CHECK(ids == std::vector<std::string>{"127.0.0.1:9001", "127.0.0.1:9002"});
   // The ephemeral one was registered again by the new life; the
   // persistent one is the same record.
-  CHECK(list.providers()[0]->owner_incarnation() == self_incarnation(*second));
-  CHECK(list.providers()[1]->owner_incarnation() == incarnation);
+  CHECK(list.providers().find("127.0.0.1:9001")->record->owner_incarnation() == self_incarnation(*second));
+  CHECK(list.providers().find("127.0.0.1:9002")->record->owner_incarnation() == incarnation);
   CHECK(second->get_config("/config/app/timeout") == "30s");
   CHECK_FALSE(second->get_config("/config/app/gone"));
 }

@@ -256,3 +256,25 @@ TEST_CASE("bad input is rejected and changes nothing", "[registry]") {
   CHECK(core.deregister_instance(path("/svc"), "nobody").value() == false);
   CHECK(core.erase_config(path("/no/such/key")).value() == false);
 }
+
+TEST_CASE("a change to a path of thousands copies one chunk of its view, here and on a peer", "[registry][simulator]") {
+  // The view after a registration shares every chunk but the one the
+  // instance falls in with the view before (instance_list), on the writer
+  // and where the change merges in; a rebuilt view would share none.
+  auto sim = cluster(2);
+  for (std::uint16_t port = 1; port <= 2000; ++port)
+    REQUIRE(sim->node(0).register_instance(path("/big"), provider("10.0.0.1", port)));
+  REQUIRE(sim->run_until([&] { return providers_on(*sim, 1, "/big").size() == 2000; }, 5s));
+  sim->node(0).publish(sim->now());
+  const auto before0 = sim->node(0).published()->find("/big")->providers;
+  const auto before1 = sim->node(1).published()->find("/big")->providers;
+
+  REQUIRE(sim->node(0).register_instance(path("/big"), provider("10.0.0.1", 4321)));
+  REQUIRE(sim->run_until([&] { return providers_on(*sim, 1, "/big").size() == 2001; }, 5s));
+  sim->node(0).publish(sim->now());
+  const auto& after0 = sim->node(0).published()->find("/big")->providers;
+  const auto& after1 = sim->node(1).published()->find("/big")->providers;
+  CHECK(after0.size() == 2001);
+  CHECK(after0.shared_chunks(before0) == after0.chunk_count() - 1);
+  CHECK(after1.shared_chunks(before1) == after1.chunk_count() - 1);
+}

@@ -140,30 +140,32 @@ TEST_CASE("least-loaded balancing steers away from an instance others keep busy"
   // Consumer on replica 0 holds 5 calls open to :1.
   auto list0 = rs[0]->lookup("/api/user");
   std::vector<call_guard> open_calls;
-  for (int i = 0; i < 5; ++i) open_calls.emplace_back(list0.providers()[0]);
+  for (int i = 0; i < 5; ++i) open_calls.emplace_back(list0.providers().front());
   // Consumer on replica 1 sees it through the gossiped counter.
   least_loaded lb;
   CHECK(eventually([&] {
     auto list1 = rs[1]->lookup("/api/user");
-    return list1.providers()[0].in_flight() == 5 && lb.pick(*list1) == &list1.providers()[1];
+    return list1.providers().front().in_flight() == 5 && lb.pick(*list1) == &*std::next(list1.providers().begin());
   }));
   open_calls.clear();
-  CHECK(eventually([&] { return rs[1]->lookup("/api/user").providers()[0].in_flight() == 0; }));
+  CHECK(eventually([&] { return rs[1]->lookup("/api/user").providers().front().in_flight() == 0; }));
 }
 
 TEST_CASE("balancers pick as documented", "[registry][balancer]") {
-  service_view v;
+  std::vector<instance_view> providers;
   auto add = [&](const char* id, std::uint32_t weight, instance_role role) {
     instance i;
     i.id = id;
     i.address = "h";
     i.weight = weight;
     i.role = role;
-    v.providers.push_back(instance_view{instance_record::make(i), load_cell_ptr(new load_cell), 0, 0});
+    providers.push_back(instance_view{instance_record::make(i), load_cell_ptr(new load_cell), 0, 0});
   };
   add("a", 100, instance_role::secondary);
   add("b", 300, instance_role::primary);
   add("c", 0, instance_role::primary);  // drained
+  service_view v;
+  v.providers = instance_list::from_sorted(providers);
 
   round_robin rr;
   std::map<std::string, int, std::less<>> counts;
@@ -190,10 +192,10 @@ TEST_CASE("balancers pick as documented", "[registry][balancer]") {
   CHECK(counts["b"] > 2 * counts["a"]);
   CHECK(counts.count("c") == 0);
   // ...and the one with fewer calls in flight wins outright.
-  v.providers[1].local->started = 3;
+  providers[1].local->started = 3;
   for (int i = 0; i < 20; ++i) CHECK(ll.pick(v)->record->id() == "a");
   // Equal loads: fewer per unit of weight (b: 3/300 beats a: 3/100).
-  v.providers[0].local->started = 3;
+  providers[0].local->started = 3;
   for (int i = 0; i < 20; ++i) CHECK(ll.pick(v)->record->id() == "b");
 
   consistent_hash ch;
@@ -204,7 +206,7 @@ TEST_CASE("balancers pick as documented", "[registry][balancer]") {
     const std::string key = "k" + std::to_string(k);
     const auto before = ch.pick(v, {.role = {}, .key = key})->record->id();
     service_view without_a = v;
-    without_a.providers.erase(without_a.providers.begin());
+    without_a.providers = instance_list::from_sorted({providers.begin() + 1, providers.end()});
     const auto after = ch.pick(without_a, {.role = {}, .key = key})->record->id();
     if (before != "a") CHECK(after == before);  // only a's keys move
     moved += before == "a";

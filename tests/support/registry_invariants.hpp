@@ -130,6 +130,18 @@ class registry_invariants {
     for (const auto& path : paths_)
       if (const auto* view = published.find(path)) l.versions[path] = view->version;
 
+    // Views edited chunk by chunk equal views built from scratch.
+    for (const auto& path : paths_) {
+      const auto* view = published.find(path);
+      const auto scratch = core.view_from_scratch(path);
+      if (!scratch) continue;
+      if (view == nullptr) return fmt::format("node {}: {} is held but has no view", id, path);
+      if (auto wrong = same_lists(view->providers, scratch->providers))
+        return fmt::format("node {}: {} providers differ from a view built from scratch: {}", id, path, *wrong);
+      if (auto wrong = same_lists(view->consumers, scratch->consumers))
+        return fmt::format("node {}: {} consumers differ from a view built from scratch: {}", id, path, *wrong);
+    }
+
     // Own registrations stay listed.
     for (const auto& [own, blind] : l.own) {
       const auto& [path, instance_id] = own;
@@ -173,6 +185,23 @@ class registry_invariants {
       return fmt::format("node {}: its acknowledged write of {} at {} is gone (now {})", id, key, to_string(acked),
                          entry ? to_string(entry->stamp) : std::string("absent"));
     }
+    return std::nullopt;
+  }
+
+  // Nothing if `a` and `b` list the same records with the same load
+  // figures, else the first difference.
+  static std::optional<std::string> same_lists(const registry::instance_list& a, const registry::instance_list& b) {
+    auto x = a.begin(), y = b.begin();
+    for (; x != a.end() && y != b.end(); ++x, ++y) {
+      if (x->record != y->record)
+        return fmt::format("{} where {} should be", x->record->id(), y->record->id());
+      if (x->local != y->local || x->remote_in_flight != y->remote_in_flight || x->remote_served != y->remote_served)
+        return fmt::format("{}: load figures {}/{} against {}/{}", x->record->id(), x->remote_in_flight,
+                           x->remote_served, y->remote_in_flight, y->remote_served);
+    }
+    if (x != a.end()) return fmt::format("{} listed, should not be", x->record->id());
+    if (y != b.end()) return fmt::format("{} missing", y->record->id());
+    if (a.size() != b.size()) return fmt::format("size {} against {} listed", a.size(), b.size());
     return std::nullopt;
   }
 

@@ -208,10 +208,16 @@ class registry_core final : public transport::protocol_core {
   // ---- reads -------------------------------------------------------------
 
   /// The next snapshot, or a publication with a null `snap` if nothing a
-  /// reader can see changed since the last one.
+  /// reader can see changed since the last one. Views read the judgements
+  /// of owners and callers made at the last tick (or when an instance of a
+  /// new owner or incarnation arrived), not the time: `now` is unused.
   publication publish(steady_time now);
   /// The last snapshot publish() produced (null before the first).
   const std::shared_ptr<const snapshot>& published() const noexcept { return published_; }
+  /// For checks: `path`'s view built from scratch, as a publication would
+  /// build it if it did not edit the one before (version 0; null for a
+  /// path never held). Publishes nothing.
+  std::shared_ptr<const service_view> view_from_scratch(const std::string& path);
   const registry_document& state() const noexcept { return protocol_.state(); }
   const transport::membership& members() const noexcept { return protocol_.members(); }
   const transport::protocol_stats& stats() const noexcept { return protocol_.stats(); }
@@ -314,8 +320,9 @@ class registry_core final : public transport::protocol_core {
     for (const auto& [path, ps] : paths_)
       for (const auto& record : ps.own) f(path, record);
   }
-  bool owner_visible(replica_id owner, std::uint64_t incarnation, steady_time now) const;
-  bool visible(const instance_record& inst, steady_time now) const;
+  void judge_owner(replica_id id, owner_state& owner, steady_time now);
+  // Whether `inst` is listed, by its owner's kept judgement.
+  bool visible(const instance_record& inst) const;
   void refresh_owners(steady_time now, bool isolated);
   void reap(steady_time now);
   void reassert_pending();
@@ -332,8 +339,21 @@ class registry_core final : public transport::protocol_core {
     const auto* current = map.find_entry(key);
     return stamp_after(current ? &current->stamp : nullptr);
   }
-  std::shared_ptr<const service_view> build_view(const std::string& path, path_state& ps,
-                                                 std::uint64_t version, steady_time now);
+  // The entry of (kind, id) at `ps`, or null.
+  static tracked* find_entry(path_state& ps, instance_kind kind, std::string_view id);
+  // How `t` reads in a view, or nullopt while its owner is hidden.
+  std::optional<instance_view> view_of(const std::string& path, tracked& t);
+  // `path` from scratch.
+  std::shared_ptr<service_view> build_view(const std::string& path, path_state& ps);
+  // What the next publication rebuilds of a path: all of it (an owner's
+  // visibility or a caller's liveness moved), or the instances named,
+  // each in the chunk of the published view it falls in (instance_list).
+  struct path_dirt {
+    bool whole = false;
+    std::vector<std::pair<instance_kind, std::string>> instances;
+  };
+  void mark_dirty(const std::string& path);
+  void mark_dirty(std::string_view path, instance_kind kind, std::string_view id);
 
   core_options options_;
   wall_clock wall_;
@@ -348,7 +368,7 @@ class registry_core final : public transport::protocol_core {
   std::map<std::pair<replica_id, std::uint64_t>, bool> callers_;
   std::set<std::string> reassert_;              // own keys to write again
 
-  std::set<std::string, std::less<>> dirty_paths_;
+  std::map<std::string, path_dirt, std::less<>> dirty_paths_;
   std::set<std::string, std::less<>> dirty_config_;
   std::shared_ptr<const snapshot> published_;
   std::uint64_t self_incarnation_ = 0;

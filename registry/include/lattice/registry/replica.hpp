@@ -195,11 +195,11 @@ class service_list {
   explicit operator bool() const noexcept { return view_ != nullptr; }
   const service_view& operator*() const noexcept { return *view_; }
   const service_view* operator->() const noexcept { return view_; }
-  const std::vector<instance_view>& providers() const noexcept { return view_ ? view_->providers : empty_; }
+  const instance_list& providers() const noexcept { return view_ ? view_->providers : empty_; }
   std::uint64_t version() const noexcept { return view_ ? view_->version : 0; }
 
  private:
-  static inline const std::vector<instance_view> empty_{};
+  static inline const instance_list empty_{};
   std::shared_ptr<const snapshot> snap_;
   const service_view* view_ = nullptr;
 };

@@ -6,55 +6,12 @@
 // are atomics, written by call guards on any thread.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <string>
-#include <vector>
 
-#include <boost/smart_ptr/intrusive_ptr.hpp>
-#include <boost/smart_ptr/intrusive_ref_counter.hpp>
-
-#include "lattice/registry/instance_record.hpp"
+#include "lattice/registry/instance_list.hpp"
 
 namespace lattice::registry {
-
-/// This replica's own calls to one instance, counted by call guards.
-struct load_cell : boost::intrusive_ref_counter<load_cell, boost::thread_safe_counter> {
-  /// The replica thread's note of what it last wrote to the document:
-  /// started + finished then (mod 2^32). Both only grow, so the sum moves
-  /// exactly when there is something new to write. Only that thread
-  /// touches it; it sits in what would be padding.
-  std::uint32_t flushed_sum = 0;
-  std::atomic<std::uint64_t> started{0};
-  std::atomic<std::uint64_t> finished{0};
-};
-using load_cell_ptr = boost::intrusive_ptr<load_cell>;
-
-/// One instance as a reader sees it.
-struct instance_view {
-  record_ptr record;
-  /// This replica's counts, live (null for consumers).
-  load_cell_ptr local;
-  /// The other replicas' calls in flight and served, as of publication.
-  std::int64_t remote_in_flight = 0;
-  std::uint64_t remote_served = 0;
-
-  const instance_record& operator*() const noexcept { return *record; }
-  const instance_record* operator->() const noexcept { return record.get(); }
-
-  /// Calls in flight to this instance, cluster-wide: the other replicas'
-  /// (as last gossiped) plus this replica's own (live).
-  std::int64_t in_flight() const noexcept {
-    if (!local) return remote_in_flight;
-    const auto finished = local->finished.load(std::memory_order_relaxed);
-    const auto started = local->started.load(std::memory_order_relaxed);
-    return remote_in_flight + static_cast<std::int64_t>(started - finished);
-  }
-  /// Calls served by this instance in its current registration, cluster-wide.
-  std::uint64_t served() const noexcept {
-    return remote_served + (local ? local->finished.load(std::memory_order_relaxed) : 0);
-  }
-};
 
 /// One path: its visible instances, in id order, and its version.
 struct service_view {
@@ -63,8 +20,8 @@ struct service_view {
   /// versions mean equal lists. Versions are this replica's: compare them
   /// only with versions from the same replica.
   std::uint64_t version = 0;
-  std::vector<instance_view> providers;
-  std::vector<instance_view> consumers;
+  instance_list providers;
+  instance_list consumers;
 };
 
 }  // namespace lattice::registry
