@@ -341,6 +341,33 @@ void BM_ConfigWritePublish(benchmark::State& state) {
 BENCHMARK(BM_ConfigWritePublish)->Name("config/write_publish")->Arg(1'000)->Arg(10'000)->Arg(100'000)
     ->Unit(benchmark::kMicrosecond);
 
+// One registration and the publication that follows, into a path that
+// already holds `state.range(0)` instances: what a write costs as its
+// service grows (views edited chunk by chunk, docs/adr/0010).
+void BM_RegisterPublishInto(benchmark::State& state) {
+  const auto held = static_cast<std::size_t>(state.range(0));
+  auto now = lattice::transport::steady_time{} + 1h;
+  reg::registry_core core(lone_core_options(), now);
+  const auto path = reg::service_path::parse("/bench/big/1.0.0").value();
+  for (std::size_t i = 0; i < held; ++i) {
+    if (!core.register_instance(path, make_instance(i))) std::abort();
+    if (i % 1024 == 1023) core.take_outgoing();
+  }
+  core.take_outgoing();
+  core.publish(now);
+  std::size_t n = 0;
+  for (auto _ : state) {
+    // Distinct new instances, spread over the path's id range.
+    if (!core.register_instance(path, make_instance(held + (n++ * 7919) % (1u << 24)))) state.SkipWithError("write failed");
+    auto pub = core.publish(now);
+    benchmark::DoNotOptimize(pub.snap);
+    if (n % 1024 == 0) core.take_outgoing();
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(n));
+}
+BENCHMARK(BM_RegisterPublishInto)->Name("register/publish_into")->Arg(1'000)->Arg(10'000)->Arg(100'000)
+    ->Unit(benchmark::kMicrosecond);
+
 }  // namespace
 
 int main(int argc, char** argv) {
