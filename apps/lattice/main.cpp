@@ -29,6 +29,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <fmt/format.h>
+
+#include "version.hpp"
 #include <nlohmann/json.hpp>
 
 namespace asio = boost::asio;
@@ -201,6 +203,8 @@ void print_instances(const json& view) {
 int main(int argc, char** argv) {
   CLI::App app{"lattice: talk to a latticed (members, services, instances, watch, register, deregister, config)."};
   app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("lattice ") + lattice::version_string(),
+                       "Print the version and source commit");
   std::string addr = std::getenv("LATTICE_HTTP_ADDR") ? std::getenv("LATTICE_HTTP_ADDR") : "127.0.0.1:8500";
   client c;
   if (const char* t = std::getenv("LATTICE_TOKEN")) c.token = t;

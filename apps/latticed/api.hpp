@@ -13,7 +13,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <type_traits>
@@ -56,8 +58,14 @@ class api {
   api(registry::replica& replica, api_options options, const http_counters& counters,
       const http_server*& server);
   reply handle(request& req);
-  /// Expires TTL checks (call every ~100 ms).
-  void tick(std::chrono::steady_clock::time_point now);
+  using time_point = std::chrono::steady_clock::time_point;
+  /// Expires TTL checks due by `now` and deregisters services critical
+  /// for their DeregisterCriticalServiceAfter. Returns when it must run
+  /// next (nullopt: no check has a deadline).
+  std::optional<time_point> tick(time_point now);
+  /// Called with a check's new deadline whenever one is set, so that the
+  /// caller runs tick() then (it may be earlier than tick() last said).
+  void on_deadline(std::function<void(time_point)> wake) { wake_ = std::move(wake); }
 
   /// A Consul TTL check on an instance registered through this daemon.
   struct ttl_check {
@@ -109,6 +117,10 @@ class api {
   const http_server*& server_;
   /// Consul service id -> its check (only services registered with one).
   std::map<std::string, ttl_check> checks_;
+  std::function<void(time_point)> wake_;
+  // Where `c` must be looked at next, if anywhere; tells wake_.
+  static std::optional<time_point> deadline_of(const ttl_check& c);
+  void watch_deadline(const ttl_check& c);
 
   /// Encoded Consul catalog and health answers by question (endpoint,
   /// filters, service), valid while the service's version and the member

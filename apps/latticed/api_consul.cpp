@@ -94,6 +94,9 @@ json weights_of(const reg::instance_record& inst) {
   return json{{"Passing", inst.weight()}, {"Warning", std::stoul(warning)}};
 }
 
+// A KV entry's Value: base64, or null for an empty value, as Consul sends.
+json kv_value(const std::string& value) { return value.empty() ? json(nullptr) : json(base64(value)); }
+
 std::string node_name(reg::replica_id id) { return fmt::format("lattice-{:016x}", id); }
 
 std::string host_of(const std::string& address) {
@@ -135,7 +138,7 @@ void api::restore_checks() {
       c.status = health_of(*i);
       c.expires = now + c.ttl;
       c.critical_since = now;
-      checks_[c.instance_id] = c;
+      watch_deadline(checks_[c.instance_id] = c);
     }
   });
 }
@@ -159,7 +162,17 @@ std::optional<reg::instance> api::set_health(ttl_check& check, const std::string
   return std::nullopt;
 }
 
-void api::tick(std::chrono::steady_clock::time_point now) {
+std::optional<api::time_point> api::deadline_of(const ttl_check& c) {
+  if (c.status != "critical") return c.expires;
+  if (c.deregister_after.count() > 0) return c.critical_since + c.deregister_after;
+  return std::nullopt;
+}
+
+void api::watch_deadline(const ttl_check& c) {
+  if (const auto at = deadline_of(c); at && wake_) wake_(*at);
+}
+
+std::optional<api::time_point> api::tick(time_point now) {
   // Nobody waits for these writes: a failure is logged, and the next
   // expiry or check update writes the health again.
   const auto log_failure = [](const char* what) {
@@ -181,6 +194,10 @@ void api::tick(std::chrono::steady_clock::time_point now) {
     }
     ++it;
   }
+  std::optional<time_point> next;
+  for (const auto& [id, c] : checks_)
+    if (const auto at = deadline_of(c); at && (!next || *at < *next)) next = at;
+  return next;
 }
 
 // ---- register ------------------------------------------------------------------------
@@ -236,6 +253,9 @@ reply api::consul_register(request& req) {
       inst.tags[k] = val.get<std::string>();
     }
   }
+  // Consul's default weights, {"Passing": 1, "Warning": 1}; native
+  // registrations default to 100, so a service mixing both weighs them so.
+  inst.weight = 1;
   if (const json* weights = field(body, "Weights"); weights && !weights->is_null()) {
     const json* passing = field(*weights, "Passing");
     const json* warning = field(*weights, "Warning");
@@ -307,7 +327,7 @@ reply api::consul_register(request& req) {
         replica_.register_instance_async(path, std::move(inst), reg::instance_kind::provider, std::move(done));
       },
       [this, check, v](const reg::instance& stored) {
-        if (check) checks_[stored.id] = *check; else checks_.erase(stored.id);
+        if (check) watch_deadline(checks_[stored.id] = *check); else checks_.erase(stored.id);
         return json_response(true, v);
       },
       consul_write_error(v));
@@ -340,6 +360,7 @@ reply api::consul_check_update(const std::string& check_id, const std::string& s
     if (c.check_id != check_id) continue;
     c.expires = std::chrono::steady_clock::now() + c.ttl;
     auto write = set_health(c, status, t.get("note").value_or(""));
+    watch_deadline(c);
     if (!write) return json_response(true, version);
     return deferred_write<reg::instance>(
         [this, path = c.path, inst = std::move(*write)](auto done) mutable {
@@ -362,6 +383,18 @@ reply api::consul(request& req, const target& t) {
   };
   const auto is = [&](std::string_view p) { return path == p; };
   const auto under = [&](std::string_view p) { return path.size() > p.size() && path.starts_with(p); };
+
+  // Parameters that would change the answer are never ignored: another
+  // datacenter is answered as Consul does when it has no path to one, and
+  // what latticed does not implement is refused by name. (?stale and
+  // ?consistent are accepted: every read here is a local read.)
+  if (const auto dc = t.get("dc"); dc && !dc->empty() && *dc != options_.datacenter)
+    return error_response(http::status::internal_server_error, "No path to datacenter", v);
+  for (const char* unsupported : {"filter", "node-meta", "near", "ns", "partition", "peer", "sampling-factor"})
+    if (t.has(unsupported))
+      return error_response(http::status::bad_request,
+                            std::string("?") + unsupported + " is not supported by latticed (the README lists the "
+                            "Consul API it speaks)", v);
 
   // Node names and addresses of the members, for catalog answers. The
   // member table is the replica thread's: read it once per answer, not
@@ -540,6 +573,7 @@ reply api::consul(request& req, const target& t) {
       const bool recurse = t.has("recurse"), keys = t.has("keys"), raw = t.has("raw");
       const auto separator = t.get("separator");
       auto topic = recurse || keys ? kv_prefix_topic(config_key) : kv_key_topic(config_key);
+      if (key.empty() && !recurse && !keys) return error_response(http::status::bad_request, "Missing key name", v);
       return blocking(req, t, {std::move(topic)}, [=, this]() {
         const auto snap = replica_.current();
         const auto& config = *snap->config;
@@ -555,7 +589,7 @@ reply api::consul(request& req, const target& t) {
             res.prepare_payload();
             return std::pair{index, with_index(std::move(res), index)};
           }
-          json entry{{"Key", key}, {"Value", base64(it->second)}, {"Flags", 0}, {"LockIndex", 0},
+          json entry{{"Key", key}, {"Value", kv_value(it->second)}, {"Flags", 0}, {"LockIndex", 0},
                      {"CreateIndex", index}, {"ModifyIndex", index}};
           return std::pair{index, with_index(json_response(json::array({entry}), v), index)};
         }
@@ -570,7 +604,7 @@ reply api::consul(request& req, const target& t) {
             }
             if (seen.insert(k).second) out.push_back(k);
           } else {
-            out.push_back(json{{"Key", k}, {"Value", base64(it->second)}, {"Flags", 0}, {"LockIndex", 0},
+            out.push_back(json{{"Key", k}, {"Value", kv_value(it->second)}, {"Flags", 0}, {"LockIndex", 0},
                                {"CreateIndex", index}, {"ModifyIndex", index}});
           }
         }

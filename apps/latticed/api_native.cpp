@@ -68,7 +68,7 @@ reply api::native(request& req, const target& t) {
     json out = json::array();
     const auto table = replica_.status();  // as of the last tick: never waits for the replica thread
     for (const auto& m : table->members)
-      out.push_back(json{{"id", m.id},
+      out.push_back(json{{"id", std::to_string(m.id)},  // 64 bits: beyond a JSON number's 2^53
                          {"address", m.address},
                          {"incarnation", m.incarnation},
                          {"state", member_state_name(m.state)},

@@ -22,7 +22,7 @@ reply api::ops(request& req, const target& t) {
   if (t.path == "/health") {
     const auto snap = replica_.current();
     return json_response(nlohmann::json{{"status", "ok"},
-                                        {"id", replica_.id()},
+                                        {"id", std::to_string(replica_.id())},
                                         {"gossip_address", replica_.address()},
                                         {"known_peers", snap->known_peers},
                                         {"reachable_peers", snap->reachable_peers},

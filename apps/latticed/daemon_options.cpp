@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "duration.hpp"
+#include "version.hpp"
 
 namespace lattice::daemon {
 
@@ -65,6 +66,7 @@ parsed_options parse_options(int argc, char** argv) {
   CLI::App app{"latticed: a Lattice registry replica with an HTTP API (native and Consul-compatible)."};
   app.set_config("--config", "", "TOML config file; keys are the long option names (e.g. http = \"127.0.0.1:8500\")");
   app.get_formatter()->column_width(40);
+  app.set_version_flag("--version", std::string("latticed ") + version_string(), "Print the version and source commit");
 
   std::string gossip = "127.0.0.1:7946", http = "127.0.0.1:8500", key_file, token_file, read_token_file;
   std::string mode = "delta", fsync = "always";

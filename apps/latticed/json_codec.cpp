@@ -21,7 +21,7 @@ json to_json(const reg::instance_record& inst) {
               {"tags", std::move(tags)},
               {"ephemeral", inst.ephemeral()},
               {"kind", inst.kind() == reg::instance_kind::provider ? "provider" : "consumer"},
-              {"owner", inst.owner()},
+              {"owner", std::to_string(inst.owner())},  // 64 bits: beyond a JSON number's 2^53
               {"owner_incarnation", inst.owner_incarnation()}};
 }
 

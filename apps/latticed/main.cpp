@@ -36,14 +36,44 @@ using namespace lattice;
 
 namespace {
 
-void tick_checks(asio::steady_timer& timer, daemon::api& api) {
-  timer.expires_after(std::chrono::milliseconds(100));
-  timer.async_wait([&timer, &api](boost::system::error_code ec) {
-    if (ec) return;
-    api.tick(std::chrono::steady_clock::now());
-    tick_checks(timer, api);
-  });
-}
+// Runs the API's check deadlines when they fall due: a TTL check goes
+// critical when its TTL runs out, not at the next poll. A deadline set
+// earlier than the one waited for re-arms the timer.
+class check_clock {
+ public:
+  check_clock(asio::io_context& io, daemon::api& api) : timer_(io), api_(api) {
+    api_.on_deadline([this](daemon::api::time_point at) { arm(at); });
+    run();
+  }
+  void cancel() {
+    stopped_ = true;
+    timer_.cancel();
+  }
+
+ private:
+  using time_point = daemon::api::time_point;
+  // At most this long between ticks, so nothing waits on a lost deadline.
+  static constexpr std::chrono::seconds longest_wait{1};
+
+  void arm(time_point at) {
+    if (stopped_ || at >= armed_) return;
+    armed_ = at;
+    timer_.expires_at(at);  // cancels the wait in progress, whose handler then ignores it
+    timer_.async_wait([this](boost::system::error_code ec) {
+      if (!ec) run();
+    });
+  }
+  void run() {
+    const auto now = std::chrono::steady_clock::now();
+    armed_ = time_point::max();
+    arm(std::min(api_.tick(now).value_or(time_point::max()), now + longest_wait));
+  }
+
+  asio::steady_timer timer_;
+  daemon::api& api_;
+  time_point armed_ = time_point::max();
+  bool stopped_ = false;
+};
 
 }  // namespace
 
@@ -108,8 +138,7 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  asio::steady_timer checks(io);
-  tick_checks(checks, api);
+  check_clock checks(io, api);
 
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](boost::system::error_code ec, int signal) {

@@ -63,7 +63,8 @@ class Daemon:
             detail = self.proc.stderr.read() if self.proc.stderr else open(self.log_path).read()[-2000:]
             raise RuntimeError("latticed did not start: %r %s" % (line, detail))
         fields = dict(kv.split("=", 1) for kv in line.split()[2:])
-        self.id, self.http, self.gossip = int(fields["id"]), fields["http"], fields["gossip"]
+        # Replica ids are 64-bit: the API sends them as decimal strings.
+        self.id, self.http, self.gossip = fields["id"], fields["http"], fields["gossip"]
         return self
 
     def _read_line(self, timeout):

@@ -411,6 +411,45 @@ class ConsulClientTest(unittest.TestCase):
         self.assertTrue(self.ca.kv.delete("app/config/timeout"))
         self.assertTrue(eventually(lambda: self.cb.kv.get("app/config/timeout")[1] is None))
 
+    def test_kv_answers_as_consul_does_at_the_edges(self):
+        # An empty value reads back as null, not "".
+        self.assertTrue(self.ca.kv.put("app/empty", ""))
+        status, _, body = self.a.get("/v1/kv/app/empty")
+        self.assertEqual(status, 200)
+        self.assertIsNone(body[0]["Value"])
+        self.assertTrue(self.ca.kv.put("app/full", "x"))
+        # The whole tree, as `consul kv export` asks for it.
+        status, _, body = self.a.get("/v1/kv/?recurse")
+        self.assertEqual(status, 200)
+        self.assertEqual(sorted(e["Key"] for e in body), ["app/empty", "app/full"])
+        status, _, body = self.a.get("/v1/kv/?keys")
+        self.assertEqual((status, sorted(body)), (200, ["app/empty", "app/full"]))
+        # No key and neither ?recurse nor ?keys: 400, as Consul (a 404 would
+        # make a client's watcher retry forever).
+        status, _, body = self.a.get("/v1/kv/")
+        self.assertEqual(status, 400)
+        self.assertIn("Missing key name", json.dumps(body))
+
+    def test_parameters_that_would_change_the_answer_are_not_ignored(self):
+        self.assertTrue(self.ca.agent.service.register("web", service_id="web-1", port=8080))
+        self.assertEqual(self.a.get("/v1/health/service/web?dc=dc1")[0], 200)
+        status, _, body = self.a.get("/v1/health/service/web?dc=elsewhere")
+        self.assertEqual(status, 500)
+        self.assertIn("No path to datacenter", json.dumps(body))
+        for query in ("filter=Service.Port%3D%3D8080", "node-meta=rack:r1", "near=_agent", "ns=team"):
+            with self.subTest(query=query):
+                status, _, body = self.a.get("/v1/catalog/service/web?" + query)
+                self.assertEqual(status, 400)
+                self.assertIn("not supported", json.dumps(body))
+
+    def test_weights_default_as_consul(self):
+        self.assertTrue(self.ca.agent.service.register("web", service_id="web-1", port=8080))
+        self.assertEqual(self.ca.agent.services()["web-1"]["Weights"], {"Passing": 1, "Warning": 1})
+        status, _, body = self.a.put("/v1/agent/service/register",
+                                     {"Name": "web", "ID": "web-2", "Port": 8081, "Weights": {"Passing": 5}})
+        self.assertEqual(status, 200)
+        self.assertEqual(self.ca.agent.services()["web-2"]["Weights"], {"Passing": 5, "Warning": 1})
+
     def test_status_and_members(self):
         self.assertEqual(self.ca.status.leader(), self.a.gossip)
         self.assertTrue(eventually(lambda: len(self.ca.agent.members()) == 2))
@@ -608,6 +647,20 @@ class OptionsTest(unittest.TestCase):
         import subprocess
         from harness import LATTICED
         return subprocess.run([LATTICED] + list(args), capture_output=True, text=True, timeout=10)
+
+    def test_version_names_the_source_commit(self):
+        import subprocess
+        from harness import LATTICE_CLI
+        commit = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse", "--short=12",
+                                 "HEAD"], capture_output=True, text=True).stdout.strip()
+        for program, name in ((self.run_daemon("--version"), "latticed"),
+                              (subprocess.run([LATTICE_CLI, "--version"], capture_output=True, text=True, timeout=10),
+                               "lattice")):
+            with self.subTest(program=name):
+                self.assertEqual(program.returncode, 0, program.stderr)
+                self.assertRegex(program.stdout, r"^%s \d+\.\d+\.\d+ \(" % name)
+                if commit:  # a source tree with git history
+                    self.assertIn(commit, program.stdout)
 
     def test_help_documents_every_option_with_its_default(self):
         done = self.run_daemon("--help")
