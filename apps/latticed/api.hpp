@@ -95,6 +95,9 @@ class api {
   void restore_checks();
   reply consul_register(request& req);
   reply consul_deregister(const std::string& service_id);
+  // Health, node and agent-health endpoints (api_consul_health.cpp);
+  // nullopt for a path that is none of theirs.
+  std::optional<reply> consul_health(request& req, const target& t);
   reply consul_check_update(const std::string& check_id, const std::string& status, const target& t,
                             unsigned version);
   // Sets a check's status; if that changes what peers see, returns the

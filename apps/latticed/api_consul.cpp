@@ -7,7 +7,6 @@
 // "consul:" tags of the instance, so they replicate with it and survive a
 // restart; Meta entries are the instance's other tags. A KV key K is the
 // config key "/K". There is no leader: status/leader names this replica.
-#include <openssl/evp.h>
 
 #include <algorithm>
 #include <cctype>
@@ -17,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "api.hpp"
+#include "consul_codec.hpp"
 #include "duration.hpp"
 #include "json_codec.hpp"
 #include "lattice/registry/path.hpp"
@@ -27,97 +27,7 @@ namespace lattice::daemon {
 using nlohmann::json;
 namespace reg = lattice::registry;
 
-namespace {
-
-constexpr const char* kTags = "consul:tags";            // JSON array of Consul tags
-constexpr const char* kHealth = "consul:health";        // passing | warning | critical
-constexpr const char* kOutput = "consul:output";        // the last check output
-constexpr const char* kCheckId = "consul:check-id";
-constexpr const char* kCheckName = "consul:check-name";
-constexpr const char* kTtl = "consul:check-ttl";
-constexpr const char* kDeregisterAfter = "consul:deregister-after";
-constexpr const char* kWarningWeight = "consul:weight-warning";
-
-// A failed write's response, as Consul's agent words it: the status for
-// the error, and its message.
-auto consul_write_error(unsigned version) {
-  return [version](std::error_code ec) {
-    return error_response(static_cast<http::status>(status_of(ec)), ec.message(), version);
-  };
-}
-
-std::string base64(std::string_view in) {
-  std::string out(4 * ((in.size() + 2) / 3), '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
-  out.resize(static_cast<std::size_t>(n));
-  return out;
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
-// Consul decodes JSON field names case-insensitively (Go), and clients
-// rely on it (python-consul sends "name", "check": {"ttl": ...}).
-const json* field(const json& obj, std::string_view name) {
-  const auto wanted = lower(name);
-  for (const auto& [k, v] : obj.items())
-    if (lower(k) == wanted) return &v;
-  return nullptr;
-}
-
-std::string tag(const reg::instance_record& inst, const char* key, std::string fallback = {}) {
-  const auto it = inst.tags().find(key);
-  return it == inst.tags().end() ? std::move(fallback) : it->second;
-}
-
-json consul_tags(const reg::instance_record& inst) {
-  const auto text = tag(inst, kTags, "[]");
-  auto parsed = json::parse(text, nullptr, false);
-  return parsed.is_array() ? parsed : json::array();
-}
-
-json consul_meta(const reg::instance_record& inst) {
-  json meta = json::object();
-  for (const auto& [k, v] : inst.tags())
-    if (!k.starts_with("consul:")) meta[k] = v;
-  return meta;
-}
-
-std::string health_of(const reg::instance_record& inst) { return tag(inst, kHealth, "passing"); }
-
-json weights_of(const reg::instance_record& inst) {
-  const auto warning = tag(inst, kWarningWeight, "1");
-  return json{{"Passing", inst.weight()}, {"Warning", std::stoul(warning)}};
-}
-
-// A KV entry's Value: base64, or null for an empty value, as Consul sends.
-json kv_value(const std::string& value) { return value.empty() ? json(nullptr) : json(base64(value)); }
-
-std::string node_name(reg::replica_id id) { return fmt::format("lattice-{:016x}", id); }
-
-std::string host_of(const std::string& address) {
-  const auto colon = address.rfind(':');
-  return colon == std::string::npos ? address : address.substr(0, colon);
-}
-
-bool has_tag(const reg::instance_record& inst, const std::string& wanted) {
-  for (const auto& t : consul_tags(inst))
-    if (t.is_string() && t.get<std::string>() == wanted) return true;
-  return false;
-}
-
-response with_index(response res, std::uint64_t index) {
-  res.set("X-Consul-Index", std::to_string(std::max<std::uint64_t>(index, 1)));
-  res.set("X-Consul-KnownLeader", "true");
-  res.set("X-Consul-LastContact", "0");
-  return res;
-}
-
-}  // namespace
+using namespace consul;
 
 // ---- checks ------------------------------------------------------------------------
 
@@ -432,6 +342,7 @@ reply api::consul(request& req, const target& t) {
     if (method != http::verb::put && method != http::verb::get) return wrong_method();
     return consul_check_update(path.substr(std::string_view(prefix).size()), status, t, v);
   }
+  if (auto answered = consul_health(req, t)) return std::move(*answered);
   if (is("/v1/agent/services")) {
     if (method != http::verb::get) return wrong_method();
     json out = json::object();
@@ -526,10 +437,17 @@ reply api::consul(request& req, const target& t) {
         return std::pair{list.version(), with_index(text_response(cached.body, "application/json", v),
                                                     list.version())};
       const auto addresses = addresses_of(table->members);
+      std::set<reg::replica_id> live_nodes;
+      for (const auto& m : table->members)
+        if (m.state == transport::member_state::alive || m.state == transport::member_state::suspect)
+          live_nodes.insert(m.id);
       json out = json::array();
       for (const auto& i : list.providers()) {
         if (wanted_tag && !has_tag(*i, *wanted_tag)) continue;
-        const auto status = health_of(*i);
+        // As Consul: the node's check counts too (a persistent instance of
+        // a dead replica is listed, and critical).
+        const bool node_up = live_nodes.contains(i->owner());
+        const std::string status = worse(health_of(*i), node_up ? "passing" : "critical");
         if (health && passing_only && status != "passing") continue;
         const json node = node_of(i->owner(), addresses);
         if (catalog) {
@@ -542,13 +460,8 @@ reply api::consul(request& req, const target& t) {
                              {"ServiceEnableTagOverride", false}, {"CreateIndex", list.version()},
                              {"ModifyIndex", list.version()}});
         } else {
-          json checks = json::array();
-          if (i->tags().contains(kCheckId))
-            checks.push_back(json{{"Node", node["Node"]}, {"CheckID", tag(*i, kCheckId)},
-                                  {"Name", tag(*i, kCheckName, "Service '" + name + "' check")},
-                                  {"Status", status}, {"Notes", ""}, {"Output", tag(*i, kOutput)},
-                                  {"ServiceID", i->id()}, {"ServiceName", name}, {"ServiceTags", consul_tags(*i)},
-                                  {"Type", "ttl"}});
+          json checks = json::array({serf_check(i->owner(), node_up)});
+          if (auto c = service_check(*i, name); !c.is_null()) checks.push_back(std::move(c));
           out.push_back(json{{"Node", node},
                              {"Service", {{"ID", i->id()}, {"Service", name}, {"Tags", consul_tags(*i)},
                                           {"Address", i->address()}, {"Meta", consul_meta(*i)},

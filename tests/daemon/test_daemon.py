@@ -411,6 +411,40 @@ class ConsulClientTest(unittest.TestCase):
         self.assertTrue(self.ca.kv.delete("app/config/timeout"))
         self.assertTrue(eventually(lambda: self.cb.kv.get("app/config/timeout")[1] is None))
 
+    def test_checks_by_service_node_and_state_and_the_agents_own_view(self):
+        Check = self.consul_module.Check
+        self.assertTrue(self.ca.agent.service.register("web", service_id="web-1", port=8080, check=Check.ttl("60s")))
+        self.assertEqual(self.ca.catalog.datacenters(), ["dc1"])
+        node_a = self.ca.agent.self()["Config"]["NodeName"]
+        # On b: the service's checks, the node's (its Serf check first), by state.
+        self.assertTrue(eventually(lambda: len(self.cb.health.checks("web")[1]) == 1))
+        check = self.cb.health.checks("web")[1][0]
+        self.assertEqual((check["CheckID"], check["Status"], check["Node"]), ("service:web-1", "critical", node_a))
+        node_checks = self.cb.health.node(node_a)[1]
+        self.assertEqual([(c["CheckID"], c["Status"]) for c in node_checks],
+                         [("serfHealth", "passing"), ("service:web-1", "critical")])
+        self.assertEqual([c["CheckID"] for c in self.cb.health.state("critical")[1]], ["service:web-1"])
+        self.assertEqual(sorted(c["Node"] for c in self.cb.health.state("passing")[1]),
+                         sorted(m["Name"] for m in self.cb.agent.members()))  # every node's Serf check
+        self.assertEqual(list(self.cb.catalog.node(node_a)[1]["Services"]), ["web-1"])
+        self.assertIsNone(self.cb.catalog.node("lattice-0000000000000001")[1])
+        self.assertEqual(self.a.get("/v1/health/state/bogus")[0], 400)
+        # The agent's own view on a: 503 while critical, 200 once passing.
+        status, _, body = self.a.get("/v1/agent/health/service/id/web-1")
+        self.assertEqual((status, body["AggregatedStatus"]), (503, "critical"))
+        self.ca.agent.check.ttl_pass("service:web-1")
+        status, _, body = self.a.get("/v1/agent/health/service/name/web")
+        self.assertEqual((status, [e["AggregatedStatus"] for e in body]), (200, ["passing"]))
+        self.assertEqual(self.a.get("/v1/agent/health/service/id/web-1?format=text")[2], "passing")
+        self.assertEqual(self.ca.agent.checks()["service:web-1"]["Status"], "passing")
+        self.assertEqual(self.a.get("/v1/agent/service/web-1")[2]["Port"], 8080)
+        # b is another agent: the service is not its own.
+        self.assertEqual(self.b.get("/v1/agent/service/web-1")[0], 404)
+        self.assertEqual(self.b.get("/v1/agent/health/service/id/web-1")[0], 404)
+        # The health answer carries the node check too, node checks first.
+        self.assertTrue(eventually(lambda: [c["CheckID"] for c in self.cb.health.service("web", passing=True)[1][0]["Checks"]]
+                                   == ["serfHealth", "service:web-1"] if self.cb.health.service("web", passing=True)[1] else False))
+
     def test_kv_answers_as_consul_does_at_the_edges(self):
         # An empty value reads back as null, not "".
         self.assertTrue(self.ca.kv.put("app/empty", ""))

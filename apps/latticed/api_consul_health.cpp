@@ -1,0 +1,213 @@
+// Consul's health, node and agent-health endpoints: checks by service,
+// node and state, a node's catalog entry, and this agent's own services and
+// checks with their aggregated status.
+//
+// Every node (replica) has Consul's node check "serfHealth": passing while
+// this daemon judges the replica alive or suspect, critical once dead or
+// left. A service's checks are its TTL check (if registered with one);
+// Consul lists node checks before service checks, and so do these answers.
+#include <algorithm>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "api.hpp"
+#include "consul_codec.hpp"
+#include "lattice/registry/path.hpp"
+#include "query_topics.hpp"
+
+namespace lattice::daemon {
+
+using nlohmann::json;
+using namespace consul;
+namespace reg = lattice::registry;
+
+namespace {
+
+using members_by_id = std::map<reg::replica_id, const reg::member_info*>;
+
+members_by_id index_members(const reg::replica_status& table) {
+  members_by_id out;
+  for (const auto& m : table.members) out.emplace(m.id, &m);
+  return out;
+}
+
+bool node_alive(const members_by_id& members, reg::replica_id id) {
+  const auto it = members.find(id);
+  return it != members.end() && (it->second->state == transport::member_state::alive ||
+                                 it->second->state == transport::member_state::suspect);
+}
+
+// Consul's agent health answers: 200 passing, 429 warning, 503 critical.
+http::status status_code(const std::string& status) {
+  return status == "passing" ? http::status::ok
+         : status == "warning" ? http::status::too_many_requests
+                               : http::status::service_unavailable;
+}
+
+}  // namespace
+
+std::optional<reply> api::consul_health(request& req, const target& t) {
+  const unsigned v = req.version();
+  const std::string& path = t.path;
+  const auto under = [&](std::string_view p) { return path.size() > p.size() && path.starts_with(p); };
+  const auto rest = [&](std::string_view p) { return path.substr(p.size()); };
+  if (path != "/v1/catalog/datacenters" && !under("/v1/catalog/node/") && !under("/v1/health/node/") &&
+      !under("/v1/health/checks/") && !under("/v1/health/state/") && !under("/v1/agent/service/") &&
+      path != "/v1/agent/checks" && !under("/v1/agent/health/service/"))
+    return std::nullopt;
+  if (req.method() != http::verb::get)
+    return error_response(http::status::method_not_allowed, std::string(req.method_string()) + " is not allowed on " +
+                                                                path, v);
+
+  if (path == "/v1/catalog/datacenters") return json_response(json::array({options_.datacenter}), v);
+
+  // A node is named "lattice-<id in hex>" (node_name).
+  const auto node_id = [](const std::string& name) -> std::optional<reg::replica_id> {
+    constexpr std::string_view prefix = "lattice-";
+    if (!name.starts_with(prefix) || name.size() != prefix.size() + 16) return std::nullopt;
+    reg::replica_id id = 0;
+    for (char c : name.substr(prefix.size())) {
+      const int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+      if (digit < 0) return std::nullopt;
+      id = id * 16 + static_cast<reg::replica_id>(digit);
+    }
+    return id;
+  };
+
+  if (under("/v1/catalog/node/") || under("/v1/health/node/")) {
+    const bool catalog = under("/v1/catalog/node/");
+    const std::string name = rest(catalog ? "/v1/catalog/node/" : "/v1/health/node/");
+    const auto id = node_id(name);
+    return blocking(req, t, {any_service_topic()}, [=, this] {
+      const auto snap = replica_.current();
+      const auto table = replica_.status();
+      const auto members = index_members(*table);
+      const auto member = id ? members.find(*id) : members.end();
+      if (member == members.end())  // Consul: an unknown node is null, or no checks
+        return std::pair{snap->sequence, with_index(json_response(catalog ? json(nullptr) : json::array(), v),
+                                                    snap->sequence)};
+      json services = json::object(), checks = json::array({serf_check(*id, node_alive(members, *id))});
+      snap->services.for_each([&](const std::shared_ptr<const reg::service_view>& view) {
+        for (const auto& i : view->providers) {
+          if (i->owner() != *id) continue;
+          const std::string service = view->path.substr(1);
+          services[std::string(i->id())] = agent_service(*i, service, options_.datacenter);
+          if (auto c = service_check(*i, service); !c.is_null()) checks.push_back(std::move(c));
+        }
+      });
+      if (!catalog) return std::pair{snap->sequence, with_index(json_response(checks, v), snap->sequence)};
+      const auto& m = *member->second;
+      json node{{"ID", fmt::format("{:016x}", m.id)}, {"Node", node_name(m.id)}, {"Address", host_of(m.address)},
+                {"Datacenter", options_.datacenter}, {"TaggedAddresses", json::object()}, {"Meta", json::object()}};
+      return std::pair{snap->sequence, with_index(json_response(json{{"Node", node}, {"Services", services}}, v),
+                                                  snap->sequence)};
+    });
+  }
+
+  if (under("/v1/health/checks/")) {
+    const std::string name = rest("/v1/health/checks/");
+    if (auto p = reg::service_path::parse("/" + name); !p)
+      return error_response(http::status::bad_request, "invalid service name \"" + name + "\"", v);
+    return blocking(req, t, {service_topic("/" + name)}, [=, this] {
+      const auto list = replica_.lookup("/" + name);
+      json out = json::array();
+      for (const auto& i : list.providers())
+        if (auto c = service_check(*i, name); !c.is_null()) out.push_back(std::move(c));
+      return std::pair{list.version(), with_index(json_response(out, v), list.version())};
+    });
+  }
+
+  if (under("/v1/health/state/")) {
+    const std::string state = rest("/v1/health/state/");
+    if (state != "any" && state != "passing" && state != "warning" && state != "critical")
+      return error_response(http::status::bad_request, "Invalid state \"" + state + "\" (any, passing, warning, "
+                            "critical)", v);
+    return blocking(req, t, {any_service_topic()}, [=, this] {
+      const auto snap = replica_.current();
+      const auto table = replica_.status();
+      const auto members = index_members(*table);
+      json out = json::array();
+      const auto keep = [&](json c) {
+        if (state == "any" || c["Status"] == state) out.push_back(std::move(c));
+      };
+      for (const auto& m : table->members) keep(serf_check(m.id, node_alive(members, m.id)));
+      snap->services.for_each([&](const std::shared_ptr<const reg::service_view>& view) {
+        for (const auto& i : view->providers)
+          if (auto c = service_check(*i, view->path.substr(1)); !c.is_null()) keep(std::move(c));
+      });
+      return std::pair{snap->sequence, with_index(json_response(out, v), snap->sequence)};
+    });
+  }
+
+  // This agent's own services and checks: those registered through this daemon.
+  const auto snap = replica_.current();
+  struct own_instance {
+    std::shared_ptr<const reg::service_view> view;
+    const reg::instance_view* instance;
+  };
+  const auto own = [&](auto&& wanted) {
+    std::vector<own_instance> out;
+    snap->services.for_each([&](const std::shared_ptr<const reg::service_view>& view) {
+      for (const auto& i : view->providers)
+        if (i->owner() == replica_.id() && wanted(*view, i)) out.push_back({view, &i});
+    });
+    return out;
+  };
+
+  if (path == "/v1/agent/checks") {
+    json out = json::object();
+    for (const auto& o : own([](const auto&, const auto&) { return true; }))
+      if (auto c = service_check(**o.instance, o.view->path.substr(1)); !c.is_null()) {
+        const auto id = c["CheckID"].get<std::string>();  // before the move: the right side is evaluated first
+        out[id] = std::move(c);
+      }
+    return json_response(out, v);
+  }
+
+  if (under("/v1/agent/health/service/id/") || under("/v1/agent/health/service/name/")) {
+    const bool by_id = under("/v1/agent/health/service/id/");
+    const std::string wanted = rest(by_id ? "/v1/agent/health/service/id/" : "/v1/agent/health/service/name/");
+    const auto found = own([&](const reg::service_view& view, const reg::instance_view& i) {
+      return by_id ? i->id() == wanted : view.path.substr(1) == wanted;
+    });
+    if (found.empty())
+      return error_response(http::status::not_found, std::string(by_id ? "ServiceId" : "ServiceName") + " " + wanted +
+                                                         " not found", v);
+    json out = json::array();
+    std::string all = "passing";
+    for (const auto& o : found) {
+      const auto& i = **o.instance;
+      const std::string name = o.view->path.substr(1);
+      json checks = json::array();
+      std::string status = "passing";
+      if (auto c = service_check(i, name); !c.is_null()) {
+        status = c["Status"].get<std::string>();
+        checks.push_back(std::move(c));
+      }
+      all = worse(all, status);
+      out.push_back(json{{"AggregatedStatus", status}, {"Service", agent_service(i, name, options_.datacenter)},
+                         {"Checks", std::move(checks)}});
+    }
+    if (t.get("format") == "text") {
+      response res = text_response(all, "text/plain", v);
+      res.result(status_code(all));
+      return res;
+    }
+    response res = json_response(by_id ? out[0] : out, v);
+    res.result(status_code(all));
+    return res;
+  }
+
+  if (under("/v1/agent/service/") && rest("/v1/agent/service/").find('/') == std::string::npos) {
+    // GET /v1/agent/service/:id (register and deregister/:id are handled before)
+    const std::string id = rest("/v1/agent/service/");
+    const auto found = own([&](const auto&, const reg::instance_view& i) { return i->id() == id; });
+    if (found.empty()) return error_response(http::status::not_found, "unknown service ID: " + id, v);
+    return json_response(agent_service(**found.front().instance, found.front().view->path.substr(1),
+                                       options_.datacenter), v);
+  }
+  return std::nullopt;
+}
+
+}  // namespace lattice::daemon

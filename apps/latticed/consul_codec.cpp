@@ -1,0 +1,113 @@
+#include "consul_codec.hpp"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cctype>
+
+#include <fmt/format.h>
+
+namespace lattice::daemon::consul {
+
+namespace reg = lattice::registry;
+
+std::string base64(std::string_view in) {
+  std::string out(4 * ((in.size() + 2) / 3), '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+  out.resize(static_cast<std::size_t>(n));
+  return out;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+const json* field(const json& obj, std::string_view name) {
+  const auto wanted = lower(name);
+  for (const auto& [k, v] : obj.items())
+    if (lower(k) == wanted) return &v;
+  return nullptr;
+}
+
+std::string tag(const reg::instance_record& inst, const char* key, std::string fallback) {
+  const auto it = inst.tags().find(key);
+  return it == inst.tags().end() ? std::move(fallback) : it->second;
+}
+
+json consul_tags(const reg::instance_record& inst) {
+  const auto text = tag(inst, kTags, "[]");
+  auto parsed = json::parse(text, nullptr, false);
+  return parsed.is_array() ? parsed : json::array();
+}
+
+json consul_meta(const reg::instance_record& inst) {
+  json meta = json::object();
+  for (const auto& [k, v] : inst.tags())
+    if (!k.starts_with("consul:")) meta[k] = v;
+  return meta;
+}
+
+std::string health_of(const reg::instance_record& inst) { return tag(inst, kHealth, "passing"); }
+
+json weights_of(const reg::instance_record& inst) {
+  const auto warning = tag(inst, kWarningWeight, "1");
+  return json{{"Passing", inst.weight()}, {"Warning", std::stoul(warning)}};
+}
+
+// A KV entry's Value: base64, or null for an empty value, as Consul sends.
+json kv_value(const std::string& value) { return value.empty() ? json(nullptr) : json(base64(value)); }
+
+std::string node_name(reg::replica_id id) { return fmt::format("lattice-{:016x}", id); }
+
+std::string host_of(const std::string& address) {
+  const auto colon = address.rfind(':');
+  return colon == std::string::npos ? address : address.substr(0, colon);
+}
+
+bool has_tag(const reg::instance_record& inst, const std::string& wanted) {
+  for (const auto& t : consul_tags(inst))
+    if (t.is_string() && t.get<std::string>() == wanted) return true;
+  return false;
+}
+
+response with_index(response res, std::uint64_t index) {
+  res.set("X-Consul-Index", std::to_string(std::max<std::uint64_t>(index, 1)));
+  res.set("X-Consul-KnownLeader", "true");
+  res.set("X-Consul-LastContact", "0");
+  return res;
+}
+
+// Worse of two statuses: critical > warning > passing.
+const char* worse(const std::string& a, const std::string& b) {
+  const auto rank = [](const std::string& s) { return s == "critical" ? 2 : s == "warning" ? 1 : 0; };
+  const int r = std::max(rank(a), rank(b));
+  return r == 2 ? "critical" : r == 1 ? "warning" : "passing";
+}
+
+json serf_check(reg::replica_id node, bool alive) {
+  return json{{"Node", node_name(node)}, {"CheckID", "serfHealth"}, {"Name", "Serf Health Status"},
+              {"Status", alive ? "passing" : "critical"}, {"Notes", ""},
+              {"Output", alive ? "Agent alive and reachable" : "Agent not live or unreachable"},
+              {"ServiceID", ""}, {"ServiceName", ""}, {"ServiceTags", json::array()}, {"Type", ""}};
+}
+
+// The service check of `inst` (a TTL check), or null if it has none.
+json service_check(const reg::instance_record& inst, const std::string& name) {
+  if (!inst.tags().contains(kCheckId)) return nullptr;
+  return json{{"Node", node_name(inst.owner())}, {"CheckID", tag(inst, kCheckId)},
+              {"Name", tag(inst, kCheckName, "Service '" + name + "' check")}, {"Status", health_of(inst)},
+              {"Notes", ""}, {"Output", tag(inst, kOutput)}, {"ServiceID", inst.id()}, {"ServiceName", name},
+              {"ServiceTags", consul_tags(inst)}, {"Type", "ttl"}};
+}
+
+// This agent's view of one of its services, as /v1/agent/services shapes it.
+json agent_service(const reg::instance_record& inst, const std::string& name, const std::string& datacenter) {
+  return json{{"ID", inst.id()}, {"Service", name}, {"Tags", consul_tags(inst)}, {"Meta", consul_meta(inst)},
+              {"Port", inst.port()}, {"Address", inst.address()}, {"Weights", weights_of(inst)},
+              {"EnableTagOverride", false}, {"Datacenter", datacenter}};
+}
+
+}  // namespace lattice::daemon::consul

@@ -1,0 +1,74 @@
+// apps/latticed/consul_codec.hpp: how the Consul API's notions live in
+// Lattice instances and how they are written back as Consul shapes them.
+// Shared by the Consul endpoints (api_consul*.cpp).
+//
+// A Consul service named N is the Lattice path "/N"; its instances are the
+// path's providers. Consul's Tags, health and TTL check live in reserved
+// "consul:" tags of the instance, so they replicate with it and survive a
+// restart; Meta entries are the instance's other tags.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include <nlohmann/json.hpp>
+
+#include "http_server.hpp"
+#include "json_codec.hpp"
+#include "lattice/registry/instance_record.hpp"
+
+namespace lattice::daemon::consul {
+
+using nlohmann::json;
+
+constexpr const char* kTags = "consul:tags";            // JSON array of Consul tags
+constexpr const char* kHealth = "consul:health";        // passing | warning | critical
+constexpr const char* kOutput = "consul:output";        // the last check output
+constexpr const char* kCheckId = "consul:check-id";
+constexpr const char* kCheckName = "consul:check-name";
+constexpr const char* kTtl = "consul:check-ttl";
+constexpr const char* kDeregisterAfter = "consul:deregister-after";
+constexpr const char* kWarningWeight = "consul:weight-warning";
+
+// A failed write's response, as Consul's agent words it: the status for
+// the error, and its message.
+inline auto consul_write_error(unsigned version) {
+  return [version](std::error_code ec) {
+    return error_response(static_cast<http::status>(status_of(ec)), ec.message(), version);
+  };
+}
+
+std::string base64(std::string_view in);
+std::string lower(std::string_view s);
+/// Consul decodes JSON field names case-insensitively (Go), and clients
+/// rely on it (python-consul sends "name", "check": {"ttl": ...}).
+const json* field(const json& obj, std::string_view name);
+/// The instance's tag `key`, or `fallback`.
+std::string tag(const registry::instance_record& inst, const char* key, std::string fallback = {});
+/// Its Consul tags (a JSON array).
+json consul_tags(const registry::instance_record& inst);
+/// Its Consul Meta: the tags outside the reserved "consul:" prefix.
+json consul_meta(const registry::instance_record& inst);
+/// passing | warning | critical (passing without a check).
+std::string health_of(const registry::instance_record& inst);
+json weights_of(const registry::instance_record& inst);
+/// A KV entry's Value: base64, or null for an empty value, as Consul sends.
+json kv_value(const std::string& value);
+/// A replica as a Consul node: "lattice-<id in hex>".
+std::string node_name(registry::replica_id id);
+std::string host_of(const std::string& address);
+bool has_tag(const registry::instance_record& inst, const std::string& wanted);
+/// The worse of two statuses: critical > warning > passing.
+const char* worse(const std::string& a, const std::string& b);
+/// Consul's node check of a replica: passing while judged alive or suspect.
+json serf_check(registry::replica_id node, bool alive);
+/// The service check of `inst` (its TTL check) in service `name`, or null.
+json service_check(const registry::instance_record& inst, const std::string& name);
+/// One of this agent's services, as /v1/agent/services shapes it.
+json agent_service(const registry::instance_record& inst, const std::string& name, const std::string& datacenter);
+/// Consul's index headers (an index of at least 1, as Consul's).
+response with_index(response res, std::uint64_t index);
+
+}  // namespace lattice::daemon::consul
