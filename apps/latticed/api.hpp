@@ -95,6 +95,8 @@ class api {
   void restore_checks();
   reply consul_register(request& req);
   reply consul_deregister(const std::string& service_id);
+  // PUT /v1/agent/service/maintenance/:id?enable=&reason=
+  reply consul_maintenance(const std::string& service_id, const target& t, unsigned version);
   // Health, node and agent-health endpoints (api_consul_health.cpp);
   // nullopt for a path that is none of theirs.
   std::optional<reply> consul_health(request& req, const target& t);

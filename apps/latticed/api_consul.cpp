@@ -263,6 +263,36 @@ reply api::consul_deregister(const std::string& service_id) {
       consul_write_error(11));
 }
 
+reply api::consul_maintenance(const std::string& service_id, const target& t, unsigned version) {
+  const auto enable = t.get("enable");
+  if (!enable || enable->empty()) return error_response(http::status::bad_request, "Missing value for enable", version);
+  if (*enable != "true" && *enable != "false")
+    return error_response(http::status::bad_request, "Invalid value for enable: \"" + *enable + "\"", version);
+  // Ours only, as Consul's agent: the service must have been registered here.
+  const auto snap = replica_.current();
+  std::optional<std::pair<std::string, reg::instance>> found;
+  snap->services.for_each([&](const std::shared_ptr<const reg::service_view>& view) {
+    for (const auto& i : view->providers)
+      if (i->id() == service_id && i->owner() == replica_.id()) found.emplace(view->path, i->to_instance());
+  });
+  if (!found) return error_response(http::status::not_found, "Unknown service ID \"" + service_id + "\"", version);
+  auto& [path, inst] = *found;
+  if (*enable == "true")
+    inst.tags[kMaintenance] = t.get("reason").value_or("").empty()
+                                  ? "Maintenance mode is enabled for this service, but no reason was provided. "
+                                    "This is a default message."
+                                  : *t.get("reason");
+  else
+    inst.tags.erase(kMaintenance);
+  // Written like any change of the instance: every daemon lists it critical.
+  return deferred_write<reg::instance>(
+      [this, path = path, inst = std::move(inst)](auto done) mutable {
+        replica_.register_instance_async(path, std::move(inst), reg::instance_kind::provider, std::move(done));
+      },
+      [version](const reg::instance&) { return text_response("", "text/plain", version); },
+      consul_write_error(version));
+}
+
 reply api::consul_check_update(const std::string& check_id, const std::string& status, const target& t,
                                unsigned version) {
   for (auto& entry : checks_) {
@@ -334,6 +364,10 @@ reply api::consul(request& req, const target& t) {
     if (method != http::verb::put && method != http::verb::get) return wrong_method();
     // (The server sets every response's HTTP version to the request's.)
     return consul_deregister(path.substr(std::string_view("/v1/agent/service/deregister/").size()));
+  }
+  if (under("/v1/agent/service/maintenance/")) {
+    if (method != http::verb::put) return wrong_method();
+    return consul_maintenance(path.substr(std::string_view("/v1/agent/service/maintenance/").size()), t, v);
   }
   for (const auto& [prefix, status] : {std::pair{"/v1/agent/check/pass/", "passing"},
                                        std::pair{"/v1/agent/check/warn/", "warning"},
@@ -447,7 +481,7 @@ reply api::consul(request& req, const target& t) {
         // As Consul: the node's check counts too (a persistent instance of
         // a dead replica is listed, and critical).
         const bool node_up = live_nodes.contains(i->owner());
-        const std::string status = worse(health_of(*i), node_up ? "passing" : "critical");
+        const std::string status = worse(service_status(*i), node_up ? "passing" : "critical");
         if (health && passing_only && status != "passing") continue;
         const json node = node_of(i->owner(), addresses);
         if (catalog) {
@@ -461,7 +495,7 @@ reply api::consul(request& req, const target& t) {
                              {"ModifyIndex", list.version()}});
         } else {
           json checks = json::array({serf_check(i->owner(), node_up)});
-          if (auto c = service_check(*i, name); !c.is_null()) checks.push_back(std::move(c));
+          for (auto& c : service_checks(*i, name)) checks.push_back(std::move(c));
           out.push_back(json{{"Node", node},
                              {"Service", {{"ID", i->id()}, {"Service", name}, {"Tags", consul_tags(*i)},
                                           {"Address", i->address()}, {"Meta", consul_meta(*i)},

@@ -4,8 +4,9 @@
 //
 // Every node (replica) has Consul's node check "serfHealth": passing while
 // this daemon judges the replica alive or suspect, critical once dead or
-// left. A service's checks are its TTL check (if registered with one);
-// Consul lists node checks before service checks, and so do these answers.
+// left. A service's checks are its maintenance check while in maintenance
+// mode and its TTL check (if registered with one); Consul lists node checks
+// before service checks, and so do these answers.
 #include <algorithm>
 #include <map>
 
@@ -93,7 +94,7 @@ std::optional<reply> api::consul_health(request& req, const target& t) {
           if (i->owner() != *id) continue;
           const std::string service = view->path.substr(1);
           services[std::string(i->id())] = agent_service(*i, service, options_.datacenter);
-          if (auto c = service_check(*i, service); !c.is_null()) checks.push_back(std::move(c));
+          for (auto& c : service_checks(*i, service)) checks.push_back(std::move(c));
         }
       });
       if (!catalog) return std::pair{snap->sequence, with_index(json_response(checks, v), snap->sequence)};
@@ -113,7 +114,7 @@ std::optional<reply> api::consul_health(request& req, const target& t) {
       const auto list = replica_.lookup("/" + name);
       json out = json::array();
       for (const auto& i : list.providers())
-        if (auto c = service_check(*i, name); !c.is_null()) out.push_back(std::move(c));
+        for (auto& c : service_checks(*i, name)) out.push_back(std::move(c));
       return std::pair{list.version(), with_index(json_response(out, v), list.version())};
     });
   }
@@ -134,7 +135,7 @@ std::optional<reply> api::consul_health(request& req, const target& t) {
       for (const auto& m : table->members) keep(serf_check(m.id, node_alive(members, m.id)));
       snap->services.for_each([&](const std::shared_ptr<const reg::service_view>& view) {
         for (const auto& i : view->providers)
-          if (auto c = service_check(*i, view->path.substr(1)); !c.is_null()) keep(std::move(c));
+          for (auto& c : service_checks(*i, view->path.substr(1))) keep(std::move(c));
       });
       return std::pair{snap->sequence, with_index(json_response(out, v), snap->sequence)};
     });
@@ -158,7 +159,7 @@ std::optional<reply> api::consul_health(request& req, const target& t) {
   if (path == "/v1/agent/checks") {
     json out = json::object();
     for (const auto& o : own([](const auto&, const auto&) { return true; }))
-      if (auto c = service_check(**o.instance, o.view->path.substr(1)); !c.is_null()) {
+      for (auto& c : service_checks(**o.instance, o.view->path.substr(1))) {
         const auto id = c["CheckID"].get<std::string>();  // before the move: the right side is evaluated first
         out[id] = std::move(c);
       }
@@ -179,12 +180,8 @@ std::optional<reply> api::consul_health(request& req, const target& t) {
     for (const auto& o : found) {
       const auto& i = **o.instance;
       const std::string name = o.view->path.substr(1);
-      json checks = json::array();
-      std::string status = "passing";
-      if (auto c = service_check(i, name); !c.is_null()) {
-        status = c["Status"].get<std::string>();
-        checks.push_back(std::move(c));
-      }
+      json checks = service_checks(i, name);
+      const std::string status = service_status(i);
       all = worse(all, status);
       out.push_back(json{{"AggregatedStatus", status}, {"Service", agent_service(i, name, options_.datacenter)},
                          {"Checks", std::move(checks)}});

@@ -94,13 +94,25 @@ json serf_check(reg::replica_id node, bool alive) {
               {"ServiceID", ""}, {"ServiceName", ""}, {"ServiceTags", json::array()}, {"Type", ""}};
 }
 
-// The service check of `inst` (a TTL check), or null if it has none.
-json service_check(const reg::instance_record& inst, const std::string& name) {
-  if (!inst.tags().contains(kCheckId)) return nullptr;
-  return json{{"Node", node_name(inst.owner())}, {"CheckID", tag(inst, kCheckId)},
-              {"Name", tag(inst, kCheckName, "Service '" + name + "' check")}, {"Status", health_of(inst)},
-              {"Notes", ""}, {"Output", tag(inst, kOutput)}, {"ServiceID", inst.id()}, {"ServiceName", name},
-              {"ServiceTags", consul_tags(inst)}, {"Type", "ttl"}};
+json service_checks(const reg::instance_record& inst, const std::string& name) {
+  json out = json::array();
+  const auto base = [&](std::string id, std::string check_name, std::string status, std::string notes,
+                        std::string output, const char* type) {
+    return json{{"Node", node_name(inst.owner())}, {"CheckID", std::move(id)}, {"Name", std::move(check_name)},
+                {"Status", std::move(status)}, {"Notes", std::move(notes)}, {"Output", std::move(output)},
+                {"ServiceID", inst.id()}, {"ServiceName", name}, {"ServiceTags", consul_tags(inst)}, {"Type", type}};
+  };
+  if (inst.tags().contains(kMaintenance))
+    out.push_back(base("_service_maintenance:" + std::string(inst.id()), "Service Maintenance Mode", "critical",
+                       tag(inst, kMaintenance), "", "maintenance"));
+  if (inst.tags().contains(kCheckId))
+    out.push_back(base(tag(inst, kCheckId), tag(inst, kCheckName, "Service '" + name + "' check"), health_of(inst), "",
+                       tag(inst, kOutput), "ttl"));
+  return out;
+}
+
+std::string service_status(const reg::instance_record& inst) {
+  return worse(health_of(inst), inst.tags().contains(kMaintenance) ? "critical" : "passing");
 }
 
 // This agent's view of one of its services, as /v1/agent/services shapes it.

@@ -31,6 +31,7 @@ constexpr const char* kCheckName = "consul:check-name";
 constexpr const char* kTtl = "consul:check-ttl";
 constexpr const char* kDeregisterAfter = "consul:deregister-after";
 constexpr const char* kWarningWeight = "consul:weight-warning";
+constexpr const char* kMaintenance = "consul:maintenance";  // the reason, while in maintenance mode
 
 // A failed write's response, as Consul's agent words it: the status for
 // the error, and its message.
@@ -64,8 +65,11 @@ bool has_tag(const registry::instance_record& inst, const std::string& wanted);
 const char* worse(const std::string& a, const std::string& b);
 /// Consul's node check of a replica: passing while judged alive or suspect.
 json serf_check(registry::replica_id node, bool alive);
-/// The service check of `inst` (its TTL check) in service `name`, or null.
-json service_check(const registry::instance_record& inst, const std::string& name);
+/// The service checks of `inst` in service `name`: its maintenance check
+/// while in maintenance mode, then its TTL check if it has one.
+json service_checks(const registry::instance_record& inst, const std::string& name);
+/// The worst of those checks' statuses (passing without any).
+std::string service_status(const registry::instance_record& inst);
 /// One of this agent's services, as /v1/agent/services shapes it.
 json agent_service(const registry::instance_record& inst, const std::string& name, const std::string& datacenter);
 /// Consul's index headers (an index of at least 1, as Consul's).

@@ -445,6 +445,25 @@ class ConsulClientTest(unittest.TestCase):
         self.assertTrue(eventually(lambda: [c["CheckID"] for c in self.cb.health.service("web", passing=True)[1][0]["Checks"]]
                                    == ["serfHealth", "service:web-1"] if self.cb.health.service("web", passing=True)[1] else False))
 
+    def test_maintenance_mode_takes_a_service_out_everywhere_until_disabled(self):
+        self.assertTrue(self.ca.agent.service.register("web", service_id="web-1", port=8080))
+        self.assertTrue(eventually(lambda: len(self.cb.health.service("web", passing=True)[1]) == 1))
+        self.assertTrue(self.ca.agent.service.maintenance("web-1", "true", reason="deploying"))
+        # On b too: listed, critical through its maintenance check, not passing.
+        self.assertTrue(eventually(lambda: self.cb.health.service("web", passing=True)[1] == []))
+        checks = self.cb.health.service("web")[1][0]["Checks"]
+        self.assertIn(("_service_maintenance:web-1", "critical", "deploying"),
+                      [(c["CheckID"], c["Status"], c["Notes"]) for c in checks])
+        self.assertEqual(self.a.get("/v1/agent/health/service/id/web-1")[0], 503)
+        self.assertTrue(self.ca.agent.service.maintenance("web-1", "false"))
+        self.assertTrue(eventually(lambda: len(self.cb.health.service("web", passing=True)[1]) == 1))
+        # Bad input changes nothing.
+        self.assertEqual(self.a.put("/v1/agent/service/maintenance/web-1")[0], 400)
+        self.assertEqual(self.a.put("/v1/agent/service/maintenance/web-1?enable=maybe")[0], 400)
+        self.assertEqual(self.a.put("/v1/agent/service/maintenance/nope?enable=true")[0], 404)
+        self.assertEqual(self.b.put("/v1/agent/service/maintenance/web-1?enable=true")[0], 404)  # not b's
+        self.assertEqual(len(self.ca.health.service("web", passing=True)[1]), 1)
+
     def test_kv_answers_as_consul_does_at_the_edges(self):
         # An empty value reads back as null, not "".
         self.assertTrue(self.ca.kv.put("app/empty", ""))
