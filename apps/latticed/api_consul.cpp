@@ -127,7 +127,7 @@ reply api::consul_register(request& req) {
   const json* name = field(body, "Name");
   if (name == nullptr || !name->is_string() || name->get<std::string>().empty())
     return bad("Missing service name");
-  const std::string path = "/" + name->get<std::string>();
+  const std::string path = service_path_of(name->get<std::string>());
   if (auto p = reg::service_path::parse(path); !p)
     return bad("invalid service name \"" + name->get<std::string>() + "\": " + p.error().message());
   if (const json* kind = field(body, "Kind"); kind && !(kind->is_string() && kind->get<std::string>().empty()))
@@ -383,7 +383,7 @@ reply api::consul(request& req, const target& t) {
     replica_.current()->services.for_each([&](const std::shared_ptr<const reg::service_view>& view) {
       for (const auto& i : view->providers) {
         if (i->owner() != replica_.id()) continue;
-        out[i->id()] = json{{"ID", i->id()}, {"Service", view->path.substr(1)}, {"Tags", consul_tags(*i)},
+        out[i->id()] = json{{"ID", i->id()}, {"Service", service_name_of(view->path)}, {"Tags", consul_tags(*i)},
                           {"Meta", consul_meta(*i)}, {"Port", i->port()}, {"Address", i->address()},
                           {"Weights", weights_of(*i)}, {"EnableTagOverride", false},
                           {"Datacenter", options_.datacenter}};
@@ -441,7 +441,7 @@ reply api::consul(request& req, const target& t) {
         for (const auto& i : view->providers)
           for (const auto& tg : consul_tags(*i))
             if (tg.is_string()) tags.insert(tg.get<std::string>());
-        out[view->path.substr(1)] = tags;
+        out[service_name_of(view->path)] = tags;
       }
       return std::pair{snap->sequence, with_index(json_response(out, v), snap->sequence)};
     });
@@ -452,14 +452,15 @@ reply api::consul(request& req, const target& t) {
     if (method != http::verb::get) return wrong_method();
     const std::string name = path.substr(catalog ? std::string_view("/v1/catalog/service/").size()
                                                  : std::string_view("/v1/health/service/").size());
-    if (auto p = reg::service_path::parse("/" + name); !p)
+    const std::string service = service_path_of(name);
+    if (auto p = reg::service_path::parse(service); !p)
       return error_response(http::status::bad_request, "invalid service name \"" + name + "\"", v);
     const bool passing_only = t.has("passing") && t.get("passing") != "false" && t.get("passing") != "0";
     const auto wanted_tag = t.get("tag");
     std::string cache_key = fmt::format("{}{}{}{}/{}", catalog ? 'c' : 'h', passing_only ? 'p' : '-',
                                         wanted_tag ? '+' : '-', wanted_tag.value_or(""), name);
-    return blocking(req, t, {service_topic("/" + name)}, [=, this] {
-      const auto list = replica_.lookup("/" + name);
+    return blocking(req, t, {service_topic(service)}, [=, this] {
+      const auto list = replica_.lookup(service);
       auto table = replica_.status();
       // The same question about the same list and member table has the same
       // answer: build its JSON once (a popular service is asked thousands of

@@ -92,7 +92,7 @@ std::optional<reply> api::consul_health(request& req, const target& t) {
       snap->services.for_each([&](const std::shared_ptr<const reg::service_view>& view) {
         for (const auto& i : view->providers) {
           if (i->owner() != *id) continue;
-          const std::string service = view->path.substr(1);
+          const std::string service = service_name_of(view->path);
           services[std::string(i->id())] = agent_service(*i, service, options_.datacenter);
           for (auto& c : service_checks(*i, service)) checks.push_back(std::move(c));
         }
@@ -108,10 +108,11 @@ std::optional<reply> api::consul_health(request& req, const target& t) {
 
   if (under("/v1/health/checks/")) {
     const std::string name = rest("/v1/health/checks/");
-    if (auto p = reg::service_path::parse("/" + name); !p)
+    const std::string service = service_path_of(name);
+    if (auto p = reg::service_path::parse(service); !p)
       return error_response(http::status::bad_request, "invalid service name \"" + name + "\"", v);
-    return blocking(req, t, {service_topic("/" + name)}, [=, this] {
-      const auto list = replica_.lookup("/" + name);
+    return blocking(req, t, {service_topic(service)}, [=, this] {
+      const auto list = replica_.lookup(service);
       json out = json::array();
       for (const auto& i : list.providers())
         for (auto& c : service_checks(*i, name)) out.push_back(std::move(c));
@@ -135,7 +136,7 @@ std::optional<reply> api::consul_health(request& req, const target& t) {
       for (const auto& m : table->members) keep(serf_check(m.id, node_alive(members, m.id)));
       snap->services.for_each([&](const std::shared_ptr<const reg::service_view>& view) {
         for (const auto& i : view->providers)
-          for (auto& c : service_checks(*i, view->path.substr(1))) keep(std::move(c));
+          for (auto& c : service_checks(*i, service_name_of(view->path))) keep(std::move(c));
       });
       return std::pair{snap->sequence, with_index(json_response(out, v), snap->sequence)};
     });
@@ -159,7 +160,7 @@ std::optional<reply> api::consul_health(request& req, const target& t) {
   if (path == "/v1/agent/checks") {
     json out = json::object();
     for (const auto& o : own([](const auto&, const auto&) { return true; }))
-      for (auto& c : service_checks(**o.instance, o.view->path.substr(1))) {
+      for (auto& c : service_checks(**o.instance, service_name_of(o.view->path))) {
         const auto id = c["CheckID"].get<std::string>();  // before the move: the right side is evaluated first
         out[id] = std::move(c);
       }
@@ -170,7 +171,7 @@ std::optional<reply> api::consul_health(request& req, const target& t) {
     const bool by_id = under("/v1/agent/health/service/id/");
     const std::string wanted = rest(by_id ? "/v1/agent/health/service/id/" : "/v1/agent/health/service/name/");
     const auto found = own([&](const reg::service_view& view, const reg::instance_view& i) {
-      return by_id ? i->id() == wanted : view.path.substr(1) == wanted;
+      return by_id ? i->id() == wanted : service_name_of(view.path) == wanted;
     });
     if (found.empty())
       return error_response(http::status::not_found, std::string(by_id ? "ServiceId" : "ServiceName") + " " + wanted +
@@ -179,7 +180,7 @@ std::optional<reply> api::consul_health(request& req, const target& t) {
     std::string all = "passing";
     for (const auto& o : found) {
       const auto& i = **o.instance;
-      const std::string name = o.view->path.substr(1);
+      const std::string name = service_name_of(o.view->path);
       json checks = service_checks(i, name);
       const std::string status = service_status(i);
       all = worse(all, status);
@@ -201,7 +202,7 @@ std::optional<reply> api::consul_health(request& req, const target& t) {
     const std::string id = rest("/v1/agent/service/");
     const auto found = own([&](const auto&, const reg::instance_view& i) { return i->id() == id; });
     if (found.empty()) return error_response(http::status::not_found, "unknown service ID: " + id, v);
-    return json_response(agent_service(**found.front().instance, found.front().view->path.substr(1),
+    return json_response(agent_service(**found.front().instance, service_name_of(found.front().view->path),
                                        options_.datacenter), v);
   }
   return std::nullopt;

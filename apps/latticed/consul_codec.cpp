@@ -11,6 +11,40 @@ namespace lattice::daemon::consul {
 
 namespace reg = lattice::registry;
 
+std::string service_path_of(std::string_view name) {
+  if (name.empty()) return {};
+  static constexpr char hex[] = "0123456789ABCDEF";
+  std::string out = "/";
+  for (const char ch : name) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (std::isalnum(c) || std::string_view("._:@+-").find(ch) != std::string_view::npos) {
+      out += ch;
+    } else {
+      out += '~';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+std::string service_name_of(std::string_view path) {
+  if (path.starts_with('/')) path.remove_prefix(1);
+  const auto digit = [](char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+  };
+  std::string out;
+  for (std::size_t i = 0; i < path.size(); ++i) {
+    if (path[i] == '~' && i + 2 < path.size() && digit(path[i + 1]) >= 0 && digit(path[i + 2]) >= 0) {
+      out += static_cast<char>(digit(path[i + 1]) * 16 + digit(path[i + 2]));
+      i += 2;
+    } else {
+      out += path[i];
+    }
+  }
+  return out;
+}
+
 std::string base64(std::string_view in) {
   std::string out(4 * ((in.size() + 2) / 3), '\0');
   const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),

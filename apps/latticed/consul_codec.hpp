@@ -41,6 +41,16 @@ inline auto consul_write_error(unsigned version) {
   };
 }
 
+/// The Lattice path of Consul service `name`: "/" and the name, each byte
+/// outside the path-segment alphabet [A-Za-z0-9._:@+-] (and '~' itself)
+/// written "~XX" (two upper-case hex digits), so that any name Consul
+/// accepts ("app#127.0.0.1#3000" -> "/app~23127.0.0.1~233000") is one
+/// segment. Empty for an empty name.
+std::string service_path_of(std::string_view name);
+/// The Consul name of a service path: the inverse of service_path_of. A
+/// '~' not followed by two hex digits stands for itself, so names written
+/// before this escaping read back unchanged.
+std::string service_name_of(std::string_view path);
 std::string base64(std::string_view in);
 std::string lower(std::string_view s);
 /// Consul decodes JSON field names case-insensitively (Go), and clients

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -463,6 +464,23 @@ class ConsulClientTest(unittest.TestCase):
         self.assertEqual(self.a.put("/v1/agent/service/maintenance/nope?enable=true")[0], 404)
         self.assertEqual(self.b.put("/v1/agent/service/maintenance/web-1?enable=true")[0], 404)  # not b's
         self.assertEqual(len(self.ca.health.service("web", passing=True)[1]), 1)
+
+    def test_any_consul_service_name_round_trips(self):
+        # Names Consul accepts that are not path segments map onto one
+        # segment (docs: "~XX" escapes) and are answered as given.
+        name = "app#127.0.0.1#3000 blue~x"
+        quoted = urllib.parse.quote(name, safe="")
+        status, _, _ = self.a.put("/v1/agent/service/register", {"Name": name, "ID": "n-1", "Port": 3000})
+        self.assertEqual(status, 200)
+        self.assertEqual(self.ca.agent.services()["n-1"]["Service"], name)
+        self.assertTrue(eventually(lambda: self.b.get("/v1/health/service/" + quoted)[2] not in ([], None, "")))
+        entry = self.b.get("/v1/health/service/" + quoted)[2][0]
+        self.assertEqual((entry["Service"]["Service"], entry["Service"]["Port"]), (name, 3000))
+        self.assertIn(name, self.cb.catalog.services()[1])
+        self.assertEqual(self.b.get("/v1/catalog/service/" + quoted)[2][0]["ServiceName"], name)
+        # The path natively: one escaped segment.
+        status, _, body = self.b.get("/v1/lattice/instances/app~23127.0.0.1~233000~20blue~7Ex")
+        self.assertEqual((status, [i["id"] for i in body["providers"]]), (200, ["n-1"]))
 
     def test_kv_answers_as_consul_does_at_the_edges(self):
         # An empty value reads back as null, not "".
