@@ -17,6 +17,7 @@
 
 #include "api.hpp"
 #include "consul_codec.hpp"
+#include "version.hpp"
 #include "duration.hpp"
 #include "json_codec.hpp"
 #include "lattice/registry/path.hpp"
@@ -393,13 +394,25 @@ reply api::consul(request& req, const target& t) {
   }
   if (is("/v1/agent/self")) {
     if (method != http::verb::get) return wrong_method();
+    // The fields clients read: the node's name and datacenter, its member
+    // entry, and where the leader is (there is none: this replica answers
+    // for itself, as status/leader does).
+    const auto table = replica_.status();
+    std::size_t alive = 0;
+    for (const auto& m : table->members)
+      alive += m.state == transport::member_state::alive || m.state == transport::member_state::suspect;
     return json_response(
-        json{{"Config", {{"Datacenter", options_.datacenter}, {"NodeName", node_name(replica_.id())},
-                         {"NodeID", fmt::format("{:016x}", replica_.id())}, {"Server", false},
-                         {"Version", "lattice-0.1"}}},
+        json{{"Config", {{"Datacenter", options_.datacenter}, {"PrimaryDatacenter", options_.datacenter},
+                         {"NodeName", node_name(replica_.id())}, {"NodeID", fmt::format("{:016x}", replica_.id())},
+                         {"Server", false}, {"Version", "lattice-0.1"}, {"Revision", version_string()}}},
              {"Member", {{"Name", node_name(replica_.id())}, {"Addr", host_of(replica_.address())},
                          {"Port", std::stoul(replica_.address().substr(replica_.address().rfind(':') + 1))},
-                         {"Status", 1}, {"Tags", json::object()}}}},
+                         {"Status", 1}, {"Tags", json::object()}}},
+             {"Stats", {{"consul", {{"leader", "false"}, {"leader_addr", replica_.address()},
+                                    {"known_datacenters", "1"}, {"server", "false"}}},
+                        {"serf_lan", {{"members", std::to_string(table->members.size())},
+                                      {"alive", std::to_string(alive)}}}}},
+             {"Meta", json::object()}},
         v);
   }
   if (is("/v1/agent/members") || is("/v1/catalog/nodes") || is("/v1/status/peers")) {

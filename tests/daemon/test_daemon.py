@@ -525,7 +525,11 @@ class ConsulClientTest(unittest.TestCase):
         self.assertEqual(self.ca.status.leader(), self.a.gossip)
         self.assertTrue(eventually(lambda: len(self.ca.agent.members()) == 2))
         self.assertEqual({m["Status"] for m in self.ca.agent.members()}, {1})
-        self.assertEqual(self.ca.agent.self()["Config"]["Datacenter"], "dc1")
+        me = self.ca.agent.self()
+        self.assertEqual(me["Config"]["Datacenter"], "dc1")
+        self.assertEqual(me["Member"]["Name"], me["Config"]["NodeName"])
+        self.assertEqual(me["Stats"]["consul"]["leader_addr"], self.a.gossip)
+        self.assertTrue(eventually(lambda: self.ca.agent.self()["Stats"]["serf_lan"]["members"] == "2"))
 
 
 class FaultInjectionTest(unittest.TestCase):
