@@ -1,11 +1,15 @@
 #include "watch_hub.hpp"
 
+#include <pthread.h>
+
 #include <spdlog/spdlog.h>
 
 namespace lattice::registry {
 
 watch_hub::watch_hub(bool threaded) : threaded_(threaded) {
-  if (threaded_) dispatcher_ = std::thread([this] { run(); });
+  if (!threaded_) return;
+  dispatcher_ = std::thread([this] { run(); });
+  pthread_setname_np(dispatcher_.native_handle(), "lattice-watches");  // for top -H, perf and gdb
 }
 
 watch_hub::~watch_hub() { shutdown(); }

@@ -737,6 +737,20 @@ class OptionsTest(unittest.TestCase):
                 if commit:  # a source tree with git history
                     self.assertIn(commit, program.stdout)
 
+    def test_threads_are_named_for_operators(self):
+        # top -H, perf and gdb show which thread is busy.
+        d = Daemon()
+        try:
+            task_dir = "/proc/%d/task" % d.proc.pid
+            names = set()
+            for task in os.listdir(task_dir):
+                with open(os.path.join(task_dir, task, "comm")) as f:
+                    names.add(f.read().strip())
+            self.assertLessEqual({"latticed", "lattice-replica", "lattice-watches"}, names)
+        finally:
+            d.close()
+            shutil.rmtree(d.data_dir, ignore_errors=True)
+
     def test_help_documents_every_option_with_its_default(self):
         done = self.run_daemon("--help")
         self.assertEqual(done.returncode, 0)
