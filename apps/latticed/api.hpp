@@ -95,6 +95,9 @@ class api {
   void restore_checks();
   reply consul_register(request& req);
   reply consul_deregister(const std::string& service_id);
+  // The path and record of the Consul service `service_id` registered
+  // through this daemon (a provider it owns), if any.
+  std::optional<std::pair<std::string, registry::record_ptr>> own_service(std::string_view service_id) const;
   // PUT /v1/agent/service/maintenance/:id?enable=&reason=
   reply consul_maintenance(const std::string& service_id, const target& t, unsigned version);
   // Health, node and agent-health endpoints (api_consul_health.cpp);

@@ -244,17 +244,24 @@ reply api::consul_register(request& req) {
       consul_write_error(v));
 }
 
-reply api::consul_deregister(const std::string& service_id) {
-  // Ours only, like a Consul agent's: look for it among our instances.
-  const auto snap = replica_.current();
-  std::optional<std::string> path;
-  snap->services.for_each([&](const std::shared_ptr<const reg::service_view>& view) {
-    for (const auto& i : view->providers)
-      if (i->id() == service_id && i->owner() == replica_.id()) path = view->path;
+std::optional<std::pair<std::string, reg::record_ptr>> api::own_service(std::string_view service_id) const {
+  // Every path is walked: an index of this agent's services by id would
+  // make it O(1) (not kept yet).
+  std::optional<std::pair<std::string, reg::record_ptr>> found;
+  replica_.current()->services.for_each([&](const std::shared_ptr<const reg::service_view>& view) {
+    if (found) return;
+    if (const auto* i = view->providers.find(service_id); i && (*i)->owner() == replica_.id())
+      found.emplace(view->path, i->record);
   });
-  if (!path) return error_response(http::status::not_found, "Unknown service ID \"" + service_id + "\"");
+  return found;
+}
+
+reply api::consul_deregister(const std::string& service_id) {
+  // Ours only, like a Consul agent's.
+  const auto own = own_service(service_id);
+  if (!own) return error_response(http::status::not_found, "Unknown service ID \"" + service_id + "\"");
   return deferred_write<bool>(
-      [this, path = *path, service_id](auto done) {
+      [this, path = own->first, service_id](auto done) {
         replica_.deregister_instance_async(path, service_id, reg::instance_kind::provider, std::move(done));
       },
       [this, service_id](bool) {
@@ -270,14 +277,10 @@ reply api::consul_maintenance(const std::string& service_id, const target& t, un
   if (*enable != "true" && *enable != "false")
     return error_response(http::status::bad_request, "Invalid value for enable: \"" + *enable + "\"", version);
   // Ours only, as Consul's agent: the service must have been registered here.
-  const auto snap = replica_.current();
-  std::optional<std::pair<std::string, reg::instance>> found;
-  snap->services.for_each([&](const std::shared_ptr<const reg::service_view>& view) {
-    for (const auto& i : view->providers)
-      if (i->id() == service_id && i->owner() == replica_.id()) found.emplace(view->path, i->to_instance());
-  });
-  if (!found) return error_response(http::status::not_found, "Unknown service ID \"" + service_id + "\"", version);
-  auto& [path, inst] = *found;
+  const auto own = own_service(service_id);
+  if (!own) return error_response(http::status::not_found, "Unknown service ID \"" + service_id + "\"", version);
+  const std::string& path = own->first;
+  reg::instance inst = own->second->to_instance();
   if (*enable == "true")
     inst.tags[kMaintenance] = t.get("reason").value_or("").empty()
                                   ? "Maintenance mode is enabled for this service, but no reason was provided. "
@@ -485,16 +488,13 @@ reply api::consul(request& req, const target& t) {
         return std::pair{list.version(), with_index(text_response(cached.body, "application/json", v),
                                                     list.version())};
       const auto addresses = addresses_of(table->members);
-      std::set<reg::replica_id> live_nodes;
-      for (const auto& m : table->members)
-        if (m.state == transport::member_state::alive || m.state == transport::member_state::suspect)
-          live_nodes.insert(m.id);
+      const auto up = live_nodes(*table);
       json out = json::array();
       for (const auto& i : list.providers()) {
         if (wanted_tag && !has_tag(*i, *wanted_tag)) continue;
         // As Consul: the node's check counts too (a persistent instance of
         // a dead replica is listed, and critical).
-        const bool node_up = live_nodes.contains(i->owner());
+        const bool node_up = up.contains(i->owner());
         const std::string status = worse(service_status(*i), node_up ? "passing" : "critical");
         if (health && passing_only && status != "passing") continue;
         const json node = node_of(i->owner(), addresses);

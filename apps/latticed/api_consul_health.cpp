@@ -8,7 +8,9 @@
 // mode and its TTL check (if registered with one); Consul lists node checks
 // before service checks, and so do these answers.
 #include <algorithm>
-#include <map>
+#include <charconv>
+#include <optional>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -25,18 +27,15 @@ namespace reg = lattice::registry;
 
 namespace {
 
-using members_by_id = std::map<reg::replica_id, const reg::member_info*>;
-
-members_by_id index_members(const reg::replica_status& table) {
-  members_by_id out;
-  for (const auto& m : table.members) out.emplace(m.id, &m);
-  return out;
-}
-
-bool node_alive(const members_by_id& members, reg::replica_id id) {
-  const auto it = members.find(id);
-  return it != members.end() && (it->second->state == transport::member_state::alive ||
-                                 it->second->state == transport::member_state::suspect);
+// The replica a Consul node name ("lattice-<16 hex digits>", node_name) names.
+std::optional<reg::replica_id> node_id(std::string_view name) {
+  constexpr std::string_view prefix = "lattice-";
+  if (!name.starts_with(prefix) || name.size() != prefix.size() + 16) return std::nullopt;
+  reg::replica_id id = 0;
+  const auto digits = name.substr(prefix.size());
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), id, 16);
+  if (ec != std::errc{} || end != digits.data() + digits.size()) return std::nullopt;
+  return id;
 }
 
 // Consul's agent health answers: 200 passing, 429 warning, 503 critical.
@@ -63,19 +62,6 @@ std::optional<reply> api::consul_health(request& req, const target& t) {
 
   if (path == "/v1/catalog/datacenters") return json_response(json::array({options_.datacenter}), v);
 
-  // A node is named "lattice-<id in hex>" (node_name).
-  const auto node_id = [](const std::string& name) -> std::optional<reg::replica_id> {
-    constexpr std::string_view prefix = "lattice-";
-    if (!name.starts_with(prefix) || name.size() != prefix.size() + 16) return std::nullopt;
-    reg::replica_id id = 0;
-    for (char c : name.substr(prefix.size())) {
-      const int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-      if (digit < 0) return std::nullopt;
-      id = id * 16 + static_cast<reg::replica_id>(digit);
-    }
-    return id;
-  };
-
   if (under("/v1/catalog/node/") || under("/v1/health/node/")) {
     const bool catalog = under("/v1/catalog/node/");
     const std::string name = rest(catalog ? "/v1/catalog/node/" : "/v1/health/node/");
@@ -83,12 +69,12 @@ std::optional<reply> api::consul_health(request& req, const target& t) {
     return blocking(req, t, {any_service_topic()}, [=, this] {
       const auto snap = replica_.current();
       const auto table = replica_.status();
-      const auto members = index_members(*table);
-      const auto member = id ? members.find(*id) : members.end();
-      if (member == members.end())  // Consul: an unknown node is null, or no checks
+      const auto member = std::find_if(table->members.begin(), table->members.end(),
+                                       [&](const reg::member_info& m) { return id && m.id == *id; });
+      if (member == table->members.end())  // Consul: an unknown node is null, or no checks
         return std::pair{snap->sequence, with_index(json_response(catalog ? json(nullptr) : json::array(), v),
                                                     snap->sequence)};
-      json services = json::object(), checks = json::array({serf_check(*id, node_alive(members, *id))});
+      json services = json::object(), checks = json::array({serf_check(*id, live_nodes(*table).contains(*id))});
       snap->services.for_each([&](const std::shared_ptr<const reg::service_view>& view) {
         for (const auto& i : view->providers) {
           if (i->owner() != *id) continue;
@@ -98,7 +84,7 @@ std::optional<reply> api::consul_health(request& req, const target& t) {
         }
       });
       if (!catalog) return std::pair{snap->sequence, with_index(json_response(checks, v), snap->sequence)};
-      const auto& m = *member->second;
+      const auto& m = *member;
       json node{{"ID", fmt::format("{:016x}", m.id)}, {"Node", node_name(m.id)}, {"Address", host_of(m.address)},
                 {"Datacenter", options_.datacenter}, {"TaggedAddresses", json::object()}, {"Meta", json::object()}};
       return std::pair{snap->sequence, with_index(json_response(json{{"Node", node}, {"Services", services}}, v),
@@ -128,12 +114,12 @@ std::optional<reply> api::consul_health(request& req, const target& t) {
     return blocking(req, t, {any_service_topic()}, [=, this] {
       const auto snap = replica_.current();
       const auto table = replica_.status();
-      const auto members = index_members(*table);
+      const auto up = live_nodes(*table);
       json out = json::array();
       const auto keep = [&](json c) {
         if (state == "any" || c["Status"] == state) out.push_back(std::move(c));
       };
-      for (const auto& m : table->members) keep(serf_check(m.id, node_alive(members, m.id)));
+      for (const auto& m : table->members) keep(serf_check(m.id, up.contains(m.id)));
       snap->services.for_each([&](const std::shared_ptr<const reg::service_view>& view) {
         for (const auto& i : view->providers)
           for (auto& c : service_checks(*i, service_name_of(view->path))) keep(std::move(c));
@@ -200,10 +186,9 @@ std::optional<reply> api::consul_health(request& req, const target& t) {
   if (under("/v1/agent/service/") && rest("/v1/agent/service/").find('/') == std::string::npos) {
     // GET /v1/agent/service/:id (register and deregister/:id are handled before)
     const std::string id = rest("/v1/agent/service/");
-    const auto found = own([&](const auto&, const reg::instance_view& i) { return i->id() == id; });
-    if (found.empty()) return error_response(http::status::not_found, "unknown service ID: " + id, v);
-    return json_response(agent_service(**found.front().instance, service_name_of(found.front().view->path),
-                                       options_.datacenter), v);
+    const auto found = own_service(id);
+    if (!found) return error_response(http::status::not_found, "unknown service ID: " + id, v);
+    return json_response(agent_service(*found->second, service_name_of(found->first), options_.datacenter), v);
   }
   return std::nullopt;
 }

@@ -121,6 +121,13 @@ const char* worse(const std::string& a, const std::string& b) {
   return r == 2 ? "critical" : r == 1 ? "warning" : "passing";
 }
 
+std::set<reg::replica_id> live_nodes(const reg::replica_status& table) {
+  std::set<reg::replica_id> out;
+  for (const auto& m : table.members)
+    if (m.state == transport::member_state::alive || m.state == transport::member_state::suspect) out.insert(m.id);
+  return out;
+}
+
 json serf_check(reg::replica_id node, bool alive) {
   return json{{"Node", node_name(node)}, {"CheckID", "serfHealth"}, {"Name", "Serf Health Status"},
               {"Status", alive ? "passing" : "critical"}, {"Notes", ""},

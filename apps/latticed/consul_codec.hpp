@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -18,6 +19,7 @@
 #include "http_server.hpp"
 #include "json_codec.hpp"
 #include "lattice/registry/instance_record.hpp"
+#include "lattice/registry/replica.hpp"
 
 namespace lattice::daemon::consul {
 
@@ -73,6 +75,9 @@ std::string host_of(const std::string& address);
 bool has_tag(const registry::instance_record& inst, const std::string& wanted);
 /// The worse of two statuses: critical > warning > passing.
 const char* worse(const std::string& a, const std::string& b);
+/// The replicas whose Consul node check (serfHealth) passes: those the
+/// member table judges alive or suspect.
+std::set<registry::replica_id> live_nodes(const registry::replica_status& table);
 /// Consul's node check of a replica: passing while judged alive or suspect.
 json serf_check(registry::replica_id node, bool alive);
 /// The service checks of `inst` in service `name`: its maintenance check

@@ -119,7 +119,7 @@ template <class F>
 void watch_hub::for_each_covering(prefix_groups& groups, std::string_view path, F&& f) {
   if (groups.empty()) return;
   const auto visit = [&](std::string_view prefix) {
-    const auto g = groups.find(std::string(prefix));
+    const auto g = groups.find(prefix);
     if (g == groups.end()) return;
     for (entry* e : g->second) f(*e);
   };

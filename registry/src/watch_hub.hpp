@@ -105,7 +105,13 @@ class watch_hub {
   // point into watches_ (map nodes do not move); removal swaps the last
   // entry into the removed one's slot.
   using entry = std::map<std::uint64_t, watch>::value_type;
-  using prefix_groups = std::unordered_map<std::string, std::vector<entry*>>;
+  // Looked up by string_view (transparent hash): matching a change builds
+  // no string per prefix it visits.
+  struct prefix_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+  using prefix_groups = std::unordered_map<std::string, std::vector<entry*>, prefix_hash, std::equal_to<>>;
   prefix_groups service_groups_;
   prefix_groups config_groups_;
   prefix_groups& groups_of(const watch& w) { return w.callback.index() == 0 ? service_groups_ : config_groups_; }
