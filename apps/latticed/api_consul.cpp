@@ -540,8 +540,8 @@ reply api::consul(request& req, const target& t) {
         const auto& config = *snap->config;
         const auto index = snap->sequence;
         if (!recurse && !keys) {
-          const auto it = config.find(config_key);
-          if (it == config.end())
+          const auto* it = config.find(config_key);
+          if (it == nullptr)
             return std::pair{index, with_index(error_response(http::status::not_found, "", v), index)};
           if (raw) {
             response res{http::status::ok, v};

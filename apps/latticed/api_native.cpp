@@ -182,9 +182,9 @@ reply api::native(request& req, const target& t) {
           if (prefix.is_prefix_of(it->first)) out[it->first] = it->second;
         return json_response(out, v);
       }
-      const auto it = snap->config->find(key);
-      if (it == snap->config->end()) return error_response(http::status::not_found, "no config key " + key, v);
-      return json_response(json{{"key", key}, {"value", it->second}}, v);
+      const auto* entry = snap->config->find(key);
+      if (entry == nullptr) return error_response(http::status::not_found, "no config key " + key, v);
+      return json_response(json{{"key", key}, {"value", entry->second}}, v);
     }
     if (method == http::verb::put || method == http::verb::post) {
       if (!is_utf8(req.body()))

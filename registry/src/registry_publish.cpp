@@ -110,8 +110,8 @@ publication registry_core::publish(steady_time /*now*/) {
     config_tree::editor edit(*config);
     for (const auto& key : dirty_config_) {
       const std::string* now_value = state().config.find(key);
-      const auto before = published_->config->find(key);
-      const bool had = before != published_->config->end();
+      const auto* before = published_->config->find(key);
+      const bool had = before != nullptr;
       if (!had && now_value == nullptr) continue;
       if (had && now_value != nullptr && before->second == *now_value) continue;
       edit.set(key, now_value);

@@ -656,9 +656,9 @@ service_list replica::lookup(std::string_view path) const {
 
 std::optional<std::string> replica::get_config(std::string_view key) const {
   auto snap = current();
-  const auto it = snap->config->find(key);
-  if (it == snap->config->end()) return std::nullopt;
-  return it->second;
+  const auto* entry = snap->config->find(key);
+  if (entry == nullptr) return std::nullopt;
+  return entry->second;
 }
 
 std::vector<member_info> replica::members() const {

@@ -145,8 +145,8 @@ bool watch_hub::match(const publication& p) {
     for_each_covering(config_groups_, key, [&](entry& e) {
       if (p.snap->sequence <= e.second.from_sequence) return;
       if (!value) {
-        const auto it = p.snap->config->find(key);
-        value = it == p.snap->config->end() ? std::nullopt : std::optional(it->second);
+        const auto* found = p.snap->config->find(key);
+        value = found == nullptr ? std::nullopt : std::optional(found->second);
       }
       auto& w = e.second;
       if (!w.pending) w.pending = std::make_unique<pending_work>();

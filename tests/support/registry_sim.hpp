@@ -57,8 +57,8 @@ inline std::vector<std::string> providers_on(registry_sim& sim, std::size_t i, s
 inline std::optional<std::string> config_on(registry_sim& sim, std::size_t i, const std::string& key) {
   sim.node(i).publish(sim.now());
   const auto& config = *sim.node(i).published()->config;
-  const auto it = config.find(key);
-  return it == config.end() ? std::nullopt : std::optional<std::string>(it->second);
+  const auto* entry = config.find(key);
+  return entry == nullptr ? std::nullopt : std::optional<std::string>(entry->second);
 }
 
 /// A persistent provider `id` at 10.0.0.1:80 (it outlives its owner).
