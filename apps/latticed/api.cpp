@@ -24,8 +24,13 @@ response text_response(const std::string& body, const char* content_type, unsign
 }
 
 api::api(registry::replica& replica, api_options options, const http_counters& counters,
-         const http_server*& server)
-    : replica_(replica), options_(std::move(options)), counters_(counters), server_(server) {
+         const http_server*& server, boost::asio::io_context& io)
+    : replica_(replica),
+      options_(std::move(options)),
+      counters_(counters),
+      server_(server),
+      io_(io),
+      prober_(io, options_.max_concurrent_checks) {
   restore_checks();
 }
 

@@ -21,8 +21,11 @@
 #include <type_traits>
 #include <unordered_map>
 
+#include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
 
+#include "check_probe.hpp"
+#include "consul_check.hpp"
 #include "http_server.hpp"
 #include "lattice/registry/replica.hpp"
 #include "url.hpp"
@@ -46,6 +49,12 @@ struct api_options {
   /// Serve /v1/lattice/test/partition (latticed --test-faults). Off, the
   /// endpoint answers 403 and changes nothing.
   bool test_faults = false;
+  /// A check whose output changed but not its status is written to the
+  /// replica at most this often (Consul's check_update_interval); a change
+  /// of status is written at once.
+  std::chrono::milliseconds check_update_interval{300'000};
+  /// HTTP and TCP check probes running at once; the rest wait their turn.
+  std::size_t max_concurrent_checks = 32;
 };
 
 /// HTTP request counts by status, for /metrics.
@@ -55,11 +64,14 @@ struct http_counters {
 
 class api {
  public:
+  /// `io` is the HTTP thread's: check probes and the completions of the
+  /// writes checks make run on it.
   api(registry::replica& replica, api_options options, const http_counters& counters,
-      const http_server*& server);
+      const http_server*& server, boost::asio::io_context& io);
   reply handle(request& req);
   using time_point = std::chrono::steady_clock::time_point;
-  /// Expires TTL checks due by `now` and deregisters services critical
+  /// Expires TTL checks due by `now`, starts the HTTP and TCP probes due,
+  /// writes check outputs held back, and deregisters services critical
   /// for their DeregisterCriticalServiceAfter. Returns when it must run
   /// next (nullopt: no check has a deadline).
   std::optional<time_point> tick(time_point now);
@@ -67,18 +79,29 @@ class api {
   /// caller runs tick() then (it may be earlier than tick() last said).
   void on_deadline(std::function<void(time_point)> wake) { wake_ = std::move(wake); }
 
-  /// A Consul TTL check on an instance registered through this daemon.
-  struct ttl_check {
-    std::string path;  // the instance's
-    std::string instance_id;
-    std::string check_id;  // "service:<id>" unless the client chose one
-    std::chrono::milliseconds ttl{0};
-    /// Deregister after this long critical (0: never).
-    std::chrono::milliseconds deregister_after{0};
-    std::chrono::steady_clock::time_point expires;
-    std::chrono::steady_clock::time_point critical_since;
-    std::string status = "critical";
+  /// A check of one of this agent's services, and where it stands.
+  struct agent_check {
+    consul::check_definition def;
+    std::string status;  // as judged here
     std::string output;
+    std::string written_output;  // as last written to the replica
+    time_point output_written{};
+    time_point expires{};   // TTL checks: critical when it passes
+    time_point next_run{};  // HTTP and TCP checks
+    time_point critical_since{};
+    bool running = false;
+    unsigned successes = 0, failures = 0;  // in a row, for the thresholds
+    std::uint64_t generation = 0;          // a probe's result applies to its own generation only
+  };
+  /// A service registered through this daemon: Consul's agent local state.
+  /// Every write of its instance is built from this (the registration
+  /// and each check's status), on the HTTP thread, so two writes in flight
+  /// cannot undo each other's changes.
+  struct local_service {
+    std::string path;
+    registry::instance base;  // without its check tags
+    std::map<std::string, agent_check> checks;  // by CheckID
+    unsigned writes_in_flight = 0;
   };
 
  private:
@@ -103,12 +126,36 @@ class api {
   // Health, node and agent-health endpoints (api_consul_health.cpp);
   // nullopt for a path that is none of theirs.
   std::optional<reply> consul_health(request& req, const target& t);
-  reply consul_check_update(const std::string& check_id, const std::string& status, const target& t,
+  // Checks (api_consul_checks.cpp).
+  reply consul_check_update(const std::string& check_id, const std::string& status, const std::string& output,
                             unsigned version);
-  // Sets a check's status; if that changes what peers see, returns the
-  // instance to write (the health lives in its tags).
-  std::optional<registry::instance> set_health(ttl_check& check, const std::string& status,
-                                               const std::string& output);
+  reply consul_check_register(request& req);
+  reply consul_check_deregister(const std::string& check_id, unsigned version);
+  nlohmann::json agent_checks() const;
+  // This agent's service `service_id`: from the local state, else adopted
+  // from a provider this replica owns (registered natively, or before a
+  // restart). nullptr if neither.
+  local_service* local(const std::string& service_id);
+  // A new agent_check for `def`, keeping the state of `before` (a check of
+  // the same id and kind being replaced) so that re-registering does not
+  // reset a passing check.
+  agent_check make_check(consul::check_definition def, const agent_check* before, time_point now);
+  // The instance to write for `s`: its registration and every check.
+  registry::instance compose(local_service& s, time_point now);
+  // Writes `service_id`'s instance; `done` (optional) runs on the HTTP
+  // thread once the replica acknowledges it.
+  void write_local(const std::string& service_id,
+                   std::function<void(const result<registry::instance>&)> done = {});
+  // Starts service `service_id`'s deregistration; its checks stop now.
+  void deregister_local(const std::string& service_id);
+  // Records a check's new judgement; true if its status changed (a write
+  // is due at once).
+  bool judge(agent_check& c, const std::string& status, std::string output, time_point now);
+  void on_probe(const std::string& service_id, const std::string& check_id, std::uint64_t generation,
+                probe_result r);
+  // Whether `s` was removed by someone else (natively, or it expired):
+  // absent from the replica while none of our writes is in flight.
+  bool removed_elsewhere(const local_service& s, const std::string& service_id) const;
 
   /// A blocking query: `produce` gives (index, response); answered at once
   /// without ?index, else when the index moves past it or ?wait passes.
@@ -123,12 +170,18 @@ class api {
   std::set<std::string> dropped_;
   const http_counters& counters_;
   const http_server*& server_;
-  /// Consul service id -> its check (only services registered with one).
-  std::map<std::string, ttl_check> checks_;
+  boost::asio::io_context& io_;
+  /// This agent's services by Consul service id, and which service each
+  /// CheckID belongs to.
+  std::map<std::string, local_service> services_;
+  std::map<std::string, std::string> check_owner_;
+  check_prober prober_;
+  std::uint64_t next_generation_ = 1;
   std::function<void(time_point)> wake_;
-  // Where `c` must be looked at next, if anywhere; tells wake_.
-  static std::optional<time_point> deadline_of(const ttl_check& c);
-  void watch_deadline(const ttl_check& c);
+  // Where `c` must be looked at next, if anywhere.
+  std::optional<time_point> deadline_of(const agent_check& c) const;
+  // Tells wake_ of `at`.
+  void watch_deadline(std::optional<time_point> at);
 
   /// Encoded Consul catalog and health answers by question (endpoint,
   /// filters, service), valid while the service's version and the member

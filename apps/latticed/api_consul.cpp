@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "api.hpp"
+#include "consul_check.hpp"
 #include "consul_codec.hpp"
 #include "version.hpp"
 #include "duration.hpp"
@@ -29,87 +30,6 @@ using nlohmann::json;
 namespace reg = lattice::registry;
 
 using namespace consul;
-
-// ---- checks ------------------------------------------------------------------------
-
-void api::restore_checks() {
-  // Our registrations came back from the data directory; so do their
-  // checks, with a fresh TTL (a restart is not a missed heartbeat).
-  const auto now = std::chrono::steady_clock::now();
-  const auto snap = replica_.current();
-  snap->services.for_each([&](const std::shared_ptr<const reg::service_view>& view) {
-    for (const auto& i : view->providers) {
-      if (i->owner() != replica_.id() || !i->tags().contains(kTtl)) continue;
-      ttl_check c;
-      c.path = view->path;
-      c.instance_id = i->id();
-      c.check_id = tag(*i, kCheckId, "service:" + c.instance_id);
-      c.ttl = parse_duration(tag(*i, kTtl)).value_or(std::chrono::milliseconds(30'000));
-      c.deregister_after = parse_duration(tag(*i, kDeregisterAfter, "0")).value_or(std::chrono::milliseconds(0));
-      c.status = health_of(*i);
-      c.expires = now + c.ttl;
-      c.critical_since = now;
-      watch_deadline(checks_[c.instance_id] = c);
-    }
-  });
-}
-
-std::optional<reg::instance> api::set_health(ttl_check& check, const std::string& status, const std::string& output) {
-  const auto now = std::chrono::steady_clock::now();
-  if (status == "critical" && check.status != "critical") check.critical_since = now;
-  const bool changed = check.status != status || check.output != output;
-  check.status = status;
-  check.output = output;
-  if (!changed) return std::nullopt;
-  // The health lives in the instance's tags, so every replica sees it.
-  const auto list = replica_.lookup(check.path);
-  for (const auto& i : list.providers()) {
-    if (i->id() != check.instance_id) continue;
-    reg::instance updated = i->to_instance();
-    updated.tags[kHealth] = status;
-    if (output.empty()) updated.tags.erase(kOutput); else updated.tags[kOutput] = output.substr(0, 1024);
-    return updated;
-  }
-  return std::nullopt;
-}
-
-std::optional<api::time_point> api::deadline_of(const ttl_check& c) {
-  if (c.status != "critical") return c.expires;
-  if (c.deregister_after.count() > 0) return c.critical_since + c.deregister_after;
-  return std::nullopt;
-}
-
-void api::watch_deadline(const ttl_check& c) {
-  if (const auto at = deadline_of(c); at && wake_) wake_(*at);
-}
-
-std::optional<api::time_point> api::tick(time_point now) {
-  // Nobody waits for these writes: a failure is logged, and the next
-  // expiry or check update writes the health again.
-  const auto log_failure = [](const char* what) {
-    return [what](const auto& r) {
-      if (!r) spdlog::warn("consul check: {} failed: {}", what, r.error().message());
-    };
-  };
-  for (auto it = checks_.begin(); it != checks_.end();) {
-    auto& c = it->second;
-    if (c.status != "critical" && now >= c.expires)
-      if (auto write = set_health(c, "critical", "TTL expired"))
-        replica_.register_instance_async(c.path, std::move(*write), reg::instance_kind::provider,
-                                         log_failure("marking an expired TTL check critical"));
-    if (c.status == "critical" && c.deregister_after.count() > 0 && now - c.critical_since >= c.deregister_after) {
-      replica_.deregister_instance_async(c.path, c.instance_id, reg::instance_kind::provider,
-                                         log_failure("deregistering a service critical too long"));
-      it = checks_.erase(it);
-      continue;
-    }
-    ++it;
-  }
-  std::optional<time_point> next;
-  for (const auto& [id, c] : checks_)
-    if (const auto at = deadline_of(c); at && (!next || *at < *next)) next = at;
-  return next;
-}
 
 // ---- register ------------------------------------------------------------------------
 
@@ -182,66 +102,85 @@ reply api::consul_register(request& req) {
     }
   }
 
-  // Checks: TTL only (a TTL check is the instance's liveness as its client
-  // reports it; the other kinds would have this daemon probe services).
-  std::vector<json> checks;
-  if (const json* check = field(body, "Check"); check && !check->is_null()) checks.push_back(*check);
+  // Checks: TTL, HTTP and TCP, as many as the instance's tag limits hold.
+  std::vector<json> given;
+  if (const json* check = field(body, "Check"); check && !check->is_null()) given.push_back(*check);
   if (const json* list = field(body, "Checks"); list && !list->is_null()) {
     if (!list->is_array()) return bad("Checks must be an array");
-    for (const auto& c : *list) checks.push_back(c);
+    for (const auto& c : *list) given.push_back(c);
   }
-  if (checks.size() > 1) return bad("at most one (TTL) check per service is supported");
-  std::optional<ttl_check> check;
-  if (!checks.empty()) {
-    const json& c = checks.front();
-    if (!c.is_object()) return bad("Check must be an object");
-    for (const char* unsupported : {"HTTP", "TCP", "Args", "Script", "GRPC", "DockerContainerID", "H2PING", "UDP",
-                                    "OSService", "AliasService", "AliasNode"})
-      if (field(c, unsupported)) return bad(std::string("only TTL checks are supported (got ") + unsupported + ")");
-    const json* ttl = field(c, "TTL");
-    if (!ttl || !ttl->is_string()) return bad("Check.TTL is required (only TTL checks are supported)");
-    const auto ttl_value = parse_duration(ttl->get<std::string>());
-    if (!ttl_value || ttl_value->count() <= 0) return bad("invalid Check.TTL \"" + ttl->get<std::string>() + "\"");
-    ttl_check tc;
-    tc.path = path;
-    tc.instance_id = inst.id;
-    tc.ttl = *ttl_value;
-    if (const json* after = field(c, "DeregisterCriticalServiceAfter"); after && after->is_string()) {
-      const auto d = parse_duration(after->get<std::string>());
-      if (!d) return bad("invalid DeregisterCriticalServiceAfter \"" + after->get<std::string>() + "\"");
-      tc.deregister_after = *d;
-    }
-    tc.status = "critical";  // Consul's default for a new TTL check
-    if (const json* status = field(c, "Status"); status && status->is_string()) {
-      const auto s = status->get<std::string>();
-      if (s != "passing" && s != "warning" && s != "critical") return bad("invalid Check.Status \"" + s + "\"");
-      tc.status = s;
-    }
-    std::string check_id = "service:" + inst.id;
-    if (const json* cid = field(c, "CheckID"); cid && cid->is_string() && !cid->get<std::string>().empty())
-      check_id = cid->get<std::string>();
-    inst.tags[kCheckId] = check_id;
-    tc.check_id = check_id;
-    if (const json* cname = field(c, "Name"); cname && cname->is_string()) inst.tags[kCheckName] = cname->get<std::string>();
-    inst.tags[kTtl] = format_duration(tc.ttl);
-    if (tc.deregister_after.count() > 0) inst.tags[kDeregisterAfter] = format_duration(tc.deregister_after);
-    inst.tags[kHealth] = tc.status;
-    const auto now = std::chrono::steady_clock::now();
-    tc.expires = now + tc.ttl;
-    tc.critical_since = now;
-    check = tc;
+  const std::string service_name = name->get<std::string>();
+  std::vector<consul::check_definition> defs;
+  for (std::size_t i = 0; i < given.size(); ++i) {
+    // Consul's default ids: "service:<id>", numbered when there are several.
+    const std::string default_id =
+        given.size() == 1 ? "service:" + inst.id : "service:" + inst.id + ":" + std::to_string(i + 1);
+    auto parsed = parse_check(given[i], inst.id, service_name, default_id);
+    if (auto* error = std::get_if<std::string>(&parsed)) return bad("Check: " + *error);
+    auto& def = std::get<consul::check_definition>(parsed);
+    def.output.clear();  // a client does not set the output
+    for (const auto& other : defs)
+      if (other.id == def.id) return bad("duplicate CheckID \"" + def.id + "\"");
+    if (const auto owner = check_owner_.find(def.id); owner != check_owner_.end() && owner->second != inst.id)
+      return bad("CheckID \"" + def.id + "\" belongs to service \"" + owner->second + "\"");
+    defs.push_back(std::move(def));
   }
 
-  // The check table is the HTTP thread's: the response builder updates it.
-  return deferred_write<reg::instance>(
-      [this, path, inst = std::move(inst)](auto done) mutable {
-        replica_.register_instance_async(path, std::move(inst), reg::instance_kind::provider, std::move(done));
-      },
-      [this, check, v](const reg::instance& stored) {
-        if (check) watch_deadline(checks_[stored.id] = *check); else checks_.erase(stored.id);
-        return json_response(true, v);
-      },
-      consul_write_error(v));
+  // The agent's local state takes the registration now, so that every
+  // later write (a check result, maintenance) is built on it; a check of
+  // the same id and kind keeps its status (re-registering is idempotent).
+  const auto now = std::chrono::steady_clock::now();
+  local_service next;
+  next.path = path;
+  next.base = std::move(inst);
+  std::optional<local_service> before;
+  if (const auto it = services_.find(next.base.id); it != services_.end()) {
+    before = it->second;
+    next.writes_in_flight = it->second.writes_in_flight;
+    if (it->second.path != path) return bad("service ID \"" + next.base.id + "\" is registered under another name");
+  }
+  for (auto& d : defs) {
+    const agent_check* old = nullptr;
+    if (before)
+      if (const auto c = before->checks.find(d.id); c != before->checks.end()) old = &c->second;
+    const std::string id = d.id;
+    next.checks[id] = make_check(std::move(d), old, now);
+  }
+  {
+    local_service trial = next;
+    reg::instance composed = compose(trial, now);
+    if (auto valid = reg::validate(composed); !valid)
+      return bad("invalid service: " + valid.error().message() + " (a check's definition and output count "
+                 "against the instance's tag limits)");
+  }
+  const std::string service_id = next.base.id;
+  if (before)
+    for (const auto& [id, c] : before->checks) check_owner_.erase(id);
+  for (const auto& [id, c] : next.checks) {
+    check_owner_[id] = service_id;
+    watch_deadline(deadline_of(c));
+  }
+  services_[service_id] = std::move(next);
+  return deferred_reply{[this, service_id, before, v](std::function<void(std::function<response()>)> complete) {
+    write_local(service_id, [this, complete = std::move(complete), service_id, before, v](
+                                const result<reg::instance>& r) {
+      if (!r) {
+        // Not registered: the local state goes back to what the replica has.
+        if (auto it = services_.find(service_id); it != services_.end()) {
+          for (const auto& [id, c] : it->second.checks) check_owner_.erase(id);
+          if (before) {
+            it->second = *before;
+            for (const auto& [id, c] : before->checks) check_owner_[id] = service_id;
+          } else {
+            services_.erase(it);
+          }
+        }
+      }
+      complete([ok = static_cast<bool>(r), error = r ? std::error_code() : r.error(), v] {
+        return ok ? json_response(true, v) : consul_write_error(v)(error);
+      });
+    });
+  }};
 }
 
 std::optional<std::pair<std::string, reg::record_ptr>> api::own_service(std::string_view service_id) const {
@@ -257,18 +196,19 @@ std::optional<std::pair<std::string, reg::record_ptr>> api::own_service(std::str
 }
 
 reply api::consul_deregister(const std::string& service_id) {
-  // Ours only, like a Consul agent's.
+  // Ours only, like a Consul agent's. Its checks stop before the write, so
+  // no check result can write it back.
   const auto own = own_service(service_id);
   if (!own) return error_response(http::status::not_found, "Unknown service ID \"" + service_id + "\"");
+  if (auto it = services_.find(service_id); it != services_.end()) {
+    for (const auto& [id, c] : it->second.checks) check_owner_.erase(id);
+    services_.erase(it);
+  }
   return deferred_write<bool>(
       [this, path = own->first, service_id](auto done) {
         replica_.deregister_instance_async(path, service_id, reg::instance_kind::provider, std::move(done));
       },
-      [this, service_id](bool) {
-        checks_.erase(service_id);
-        return json_response(true, 11);
-      },
-      consul_write_error(11));
+      [](bool) { return json_response(true, 11); }, consul_write_error(11));
 }
 
 reply api::consul_maintenance(const std::string& service_id, const target& t, unsigned version) {
@@ -277,42 +217,23 @@ reply api::consul_maintenance(const std::string& service_id, const target& t, un
   if (*enable != "true" && *enable != "false")
     return error_response(http::status::bad_request, "Invalid value for enable: \"" + *enable + "\"", version);
   // Ours only, as Consul's agent: the service must have been registered here.
-  const auto own = own_service(service_id);
-  if (!own) return error_response(http::status::not_found, "Unknown service ID \"" + service_id + "\"", version);
-  const std::string& path = own->first;
-  reg::instance inst = own->second->to_instance();
+  local_service* s = local(service_id);
+  if (s == nullptr) return error_response(http::status::not_found, "Unknown service ID \"" + service_id + "\"", version);
   if (*enable == "true")
-    inst.tags[kMaintenance] = t.get("reason").value_or("").empty()
-                                  ? "Maintenance mode is enabled for this service, but no reason was provided. "
-                                    "This is a default message."
-                                  : *t.get("reason");
+    s->base.tags[kMaintenance] = t.get("reason").value_or("").empty()
+                                     ? "Maintenance mode is enabled for this service, but no reason was provided. "
+                                       "This is a default message."
+                                     : *t.get("reason");
   else
-    inst.tags.erase(kMaintenance);
+    s->base.tags.erase(kMaintenance);
   // Written like any change of the instance: every daemon lists it critical.
-  return deferred_write<reg::instance>(
-      [this, path = path, inst = std::move(inst)](auto done) mutable {
-        replica_.register_instance_async(path, std::move(inst), reg::instance_kind::provider, std::move(done));
-      },
-      [version](const reg::instance&) { return text_response("", "text/plain", version); },
-      consul_write_error(version));
-}
-
-reply api::consul_check_update(const std::string& check_id, const std::string& status, const target& t,
-                               unsigned version) {
-  for (auto& entry : checks_) {
-    auto& c = entry.second;
-    if (c.check_id != check_id) continue;
-    c.expires = std::chrono::steady_clock::now() + c.ttl;
-    auto write = set_health(c, status, t.get("note").value_or(""));
-    watch_deadline(c);
-    if (!write) return json_response(true, version);
-    return deferred_write<reg::instance>(
-        [this, path = c.path, inst = std::move(*write)](auto done) mutable {
-          replica_.register_instance_async(path, std::move(inst), reg::instance_kind::provider, std::move(done));
-        },
-        [version](const reg::instance&) { return json_response(true, version); }, consul_write_error(version));
-  }
-  return error_response(http::status::not_found, "Unknown check ID \"" + check_id + "\"", version);
+  return deferred_reply{[this, service_id, version](std::function<void(std::function<response()>)> complete) {
+    write_local(service_id, [complete = std::move(complete), version](const result<reg::instance>& r) {
+      complete([ok = static_cast<bool>(r), error = r ? std::error_code() : r.error(), version] {
+        return ok ? text_response("", "text/plain", version) : consul_write_error(version)(error);
+      });
+    });
+  }};
 }
 
 // ---- reads ---------------------------------------------------------------------------
@@ -378,7 +299,33 @@ reply api::consul(request& req, const target& t) {
                                        std::pair{"/v1/agent/check/fail/", "critical"}}) {
     if (!under(prefix)) continue;
     if (method != http::verb::put && method != http::verb::get) return wrong_method();
-    return consul_check_update(path.substr(std::string_view(prefix).size()), status, t, v);
+    return consul_check_update(path.substr(std::string_view(prefix).size()), status, t.get("note").value_or(""), v);
+  }
+  if (under("/v1/agent/check/update/")) {
+    if (method != http::verb::put) return wrong_method();
+    const auto body = json::parse(req.body(), nullptr, false);
+    const json* status = body.is_object() ? field(body, "Status") : nullptr;
+    const json* output = body.is_object() ? field(body, "Output") : nullptr;
+    if (status == nullptr || !status->is_string() ||
+        (*status != "passing" && *status != "warning" && *status != "critical"))
+      return error_response(http::status::bad_request, "Status must be passing, warning or critical", v);
+    if (output != nullptr && !output->is_string())
+      return error_response(http::status::bad_request, "Output must be a string", v);
+    return consul_check_update(path.substr(std::string_view("/v1/agent/check/update/").size()),
+                               status->get<std::string>(), output ? output->get<std::string>() : "", v);
+  }
+  if (is("/v1/agent/check/register")) {
+    if (method != http::verb::put) return wrong_method();
+    return consul_check_register(req);
+  }
+  if (under("/v1/agent/check/deregister/")) {
+    // GET too, as for service deregistration (python-consul sends it).
+    if (method != http::verb::put && method != http::verb::get) return wrong_method();
+    return consul_check_deregister(path.substr(std::string_view("/v1/agent/check/deregister/").size()), v);
+  }
+  if (is("/v1/agent/checks")) {
+    if (method != http::verb::get) return wrong_method();
+    return json_response(agent_checks(), v);
   }
   if (auto answered = consul_health(req, t)) return std::move(*answered);
   if (is("/v1/agent/services")) {

@@ -54,7 +54,7 @@ std::optional<reply> api::consul_health(request& req, const target& t) {
   const auto rest = [&](std::string_view p) { return path.substr(p.size()); };
   if (path != "/v1/catalog/datacenters" && !under("/v1/catalog/node/") && !under("/v1/health/node/") &&
       !under("/v1/health/checks/") && !under("/v1/health/state/") && !under("/v1/agent/service/") &&
-      path != "/v1/agent/checks" && !under("/v1/agent/health/service/"))
+      !under("/v1/agent/health/service/"))
     return std::nullopt;
   if (req.method() != http::verb::get)
     return error_response(http::status::method_not_allowed, std::string(req.method_string()) + " is not allowed on " +
@@ -142,16 +142,6 @@ std::optional<reply> api::consul_health(request& req, const target& t) {
     });
     return out;
   };
-
-  if (path == "/v1/agent/checks") {
-    json out = json::object();
-    for (const auto& o : own([](const auto&, const auto&) { return true; }))
-      for (auto& c : service_checks(**o.instance, service_name_of(o.view->path))) {
-        const auto id = c["CheckID"].get<std::string>();  // before the move: the right side is evaluated first
-        out[id] = std::move(c);
-      }
-    return json_response(out, v);
-  }
 
   if (under("/v1/agent/health/service/id/") || under("/v1/agent/health/service/name/")) {
     const bool by_id = under("/v1/agent/health/service/id/");

@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "consul_check.hpp"
+
 namespace lattice::daemon::consul {
 
 namespace reg = lattice::registry;
@@ -84,7 +86,6 @@ json consul_meta(const reg::instance_record& inst) {
   return meta;
 }
 
-std::string health_of(const reg::instance_record& inst) { return tag(inst, kHealth, "passing"); }
 
 json weights_of(const reg::instance_record& inst) {
   const auto warning = tag(inst, kWarningWeight, "1");
@@ -146,14 +147,18 @@ json service_checks(const reg::instance_record& inst, const std::string& name) {
   if (inst.tags().contains(kMaintenance))
     out.push_back(base("_service_maintenance:" + std::string(inst.id()), "Service Maintenance Mode", "critical",
                        tag(inst, kMaintenance), "", "maintenance"));
-  if (inst.tags().contains(kCheckId))
-    out.push_back(base(tag(inst, kCheckId), tag(inst, kCheckName, "Service '" + name + "' check"), health_of(inst), "",
-                       tag(inst, kOutput), "ttl"));
+  for (const auto& c : stored_checks(inst)) {
+    json check = base(c.id, c.name, c.status, c.notes, c.output, type_name(c.kind));
+    check["Definition"] = definition_json(c);
+    out.push_back(std::move(check));
+  }
   return out;
 }
 
 std::string service_status(const reg::instance_record& inst) {
-  return worse(health_of(inst), inst.tags().contains(kMaintenance) ? "critical" : "passing");
+  std::string status = inst.tags().contains(kMaintenance) ? "critical" : "passing";
+  for (const auto& c : stored_checks(inst)) status = worse(status, c.status);
+  return status;
 }
 
 // This agent's view of one of its services, as /v1/agent/services shapes it.

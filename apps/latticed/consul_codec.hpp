@@ -26,12 +26,12 @@ namespace lattice::daemon::consul {
 using nlohmann::json;
 
 constexpr const char* kTags = "consul:tags";            // JSON array of Consul tags
-constexpr const char* kHealth = "consul:health";        // passing | warning | critical
-constexpr const char* kOutput = "consul:output";        // the last check output
-constexpr const char* kCheckId = "consul:check-id";
-constexpr const char* kCheckName = "consul:check-name";
-constexpr const char* kTtl = "consul:check-ttl";
-constexpr const char* kDeregisterAfter = "consul:deregister-after";
+// Each check: "consul:check:<CheckID>" (consul_check.hpp). Before several
+// checks per service, one TTL check lived in "consul:check-id",
+// "consul:check-name", "consul:check-ttl", "consul:deregister-after",
+// "consul:health" and "consul:output"; those still read back.
+constexpr const char* kHealth = "consul:health";
+constexpr const char* kOutput = "consul:output";
 constexpr const char* kWarningWeight = "consul:weight-warning";
 constexpr const char* kMaintenance = "consul:maintenance";  // the reason, while in maintenance mode
 
@@ -64,8 +64,6 @@ std::string tag(const registry::instance_record& inst, const char* key, std::str
 json consul_tags(const registry::instance_record& inst);
 /// Its Consul Meta: the tags outside the reserved "consul:" prefix.
 json consul_meta(const registry::instance_record& inst);
-/// passing | warning | critical (passing without a check).
-std::string health_of(const registry::instance_record& inst);
 json weights_of(const registry::instance_record& inst);
 /// A KV entry's Value: base64, or null for an empty value, as Consul sends.
 json kv_value(const std::string& value);
@@ -81,7 +79,7 @@ std::set<registry::replica_id> live_nodes(const registry::replica_status& table)
 /// Consul's node check of a replica: passing while judged alive or suspect.
 json serf_check(registry::replica_id node, bool alive);
 /// The service checks of `inst` in service `name`: its maintenance check
-/// while in maintenance mode, then its TTL check if it has one.
+/// while in maintenance mode, then its checks in CheckID order.
 json service_checks(const registry::instance_record& inst, const std::string& name);
 /// The worst of those checks' statuses (passing without any).
 std::string service_status(const registry::instance_record& inst);

@@ -121,7 +121,7 @@ int main(int argc, char** argv) {
   daemon::http_counters counters;
   const daemon::http_server* server_ptr = nullptr;
   o.api.http_address = o.http.host + ":" + std::to_string(o.http.port);
-  daemon::api api(*replica, o.api, counters, server_ptr);
+  daemon::api api(*replica, o.api, counters, server_ptr, io);
   o.http.on_response = [&counters](unsigned status) { ++counters.by_status[status]; };
   daemon::http_server server(io, o.http, [&api](daemon::request& req) { return api.handle(req); });
   server_ptr = &server;

@@ -17,6 +17,7 @@ struct daemon_under_test {
   std::unique_ptr<registry::replica> replica;
   daemon::http_counters counters;
   const daemon::http_server* server = nullptr;
+  boost::asio::io_context io;  // never run: nothing here waits on a check
   std::unique_ptr<daemon::api> api;
 
   daemon_under_test() {
@@ -26,7 +27,7 @@ struct daemon_under_test {
     replica = registry::replica::open(o).value();
     daemon::api_options a;
     a.http_address = "127.0.0.1:8500";
-    api = std::make_unique<daemon::api>(*replica, a, counters, server);
+    api = std::make_unique<daemon::api>(*replica, a, counters, server, io);
   }
 
   // A GET answered at once (no ?index): its status and JSON body.

@@ -421,9 +421,13 @@ class ConsulClientTest(unittest.TestCase):
         self.assertTrue(eventually(lambda: len(self.cb.health.checks("web")[1]) == 1))
         check = self.cb.health.checks("web")[1][0]
         self.assertEqual((check["CheckID"], check["Status"], check["Node"]), ("service:web-1", "critical", node_a))
-        node_checks = self.cb.health.node(node_a)[1]
-        self.assertEqual([(c["CheckID"], c["Status"]) for c in node_checks],
-                         [("serfHealth", "passing"), ("service:web-1", "critical")])
+        # (b's member table, refreshed each tick, may list a a moment after
+        # a's registration has arrived.)
+        def node_checks():
+            return [(c["CheckID"], c["Status"]) for c in self.cb.health.node(node_a)[1]]
+
+        self.assertTrue(eventually(lambda: node_checks() == [("serfHealth", "passing"), ("service:web-1", "critical")]),
+                        node_checks())
         self.assertEqual([c["CheckID"] for c in self.cb.health.state("critical")[1]], ["service:web-1"])
         self.assertEqual(sorted(c["Node"] for c in self.cb.health.state("passing")[1]),
                          sorted(m["Name"] for m in self.cb.agent.members()))  # every node's Serf check
@@ -532,6 +536,180 @@ class ConsulClientTest(unittest.TestCase):
         self.assertTrue(eventually(lambda: self.ca.agent.self()["Stats"]["serf_lan"]["members"] == "2"))
 
 
+class Endpoint:
+    """A provider's HTTP endpoint on loopback for checks to probe: answers
+    every request with `code`, counts requests, and can stop listening."""
+
+    def __init__(self):
+        import http.server
+        endpoint = self
+        self.code = 200
+        self.served = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                endpoint.served += 1
+                body = ("status %d" % endpoint.code).encode()
+                self.send_response(endpoint.code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+class ConsulCheckTest(unittest.TestCase):
+    """HTTP and TCP checks run by the owning daemon, several per service,
+    their results seen on another daemon."""
+
+    def setUp(self):
+        import consul  # python3-consul
+        self.consul_module = consul
+        self.a = Daemon()
+        self.b = Daemon(seeds=[self.a.gossip])
+        self.ca = consul.Consul(host="127.0.0.1", port=int(self.a.http.rsplit(":", 1)[1]))
+        self.cb = consul.Consul(host="127.0.0.1", port=int(self.b.http.rsplit(":", 1)[1]))
+        self.endpoint = Endpoint()
+
+    def tearDown(self):
+        self.endpoint.stop()
+        for d in (self.a, self.b):
+            d.close()
+            shutil.rmtree(d.data_dir, ignore_errors=True)
+
+    def checks_on_b(self):
+        entries = self.cb.health.service("web")[1]
+        if not entries:
+            return {}
+        return {c["CheckID"]: (c["Status"], c["Output"]) for c in entries[0]["Checks"] if c["CheckID"] != "serfHealth"}
+
+    def register(self, **extra):
+        body = dict({"Name": "web", "ID": "web-1", "Port": self.endpoint.port, "Checks": [
+            {"HTTP": "http://127.0.0.1:%d/health" % self.endpoint.port, "Interval": "1s", "Timeout": "1s"},
+            {"TCP": "127.0.0.1:%d" % self.endpoint.port, "Interval": "1s", "Timeout": "1s"}]}, **extra)
+        status, _, answer = self.a.put("/v1/agent/service/register", body)
+        self.assertEqual(status, 200, answer)
+
+    def test_http_and_tcp_checks_follow_the_endpoint_on_every_daemon(self):
+        self.register()
+        # Both checks pass, as judged by a and seen on b.
+        self.assertTrue(eventually(lambda: [s for s, _ in self.checks_on_b().values()] == ["passing", "passing"],
+                                   timeout=10), self.checks_on_b())
+        checks = self.checks_on_b()
+        self.assertEqual(sorted(checks), ["service:web-1:1", "service:web-1:2"])
+        self.assertIn("HTTP GET http://127.0.0.1:%d/health: 200 OK Output: status 200" % self.endpoint.port,
+                      checks["service:web-1:1"][1])
+        self.assertEqual(checks["service:web-1:2"][1], "TCP connect 127.0.0.1:%d: Success" % self.endpoint.port)
+        self.assertEqual(len(self.cb.health.service("web", passing=True)[1]), 1)
+        # 429 is warning, any other failure critical: everywhere.
+        self.endpoint.code = 429
+        self.assertTrue(eventually(lambda: self.checks_on_b().get("service:web-1:1", ("",))[0] == "warning",
+                                   timeout=10), self.checks_on_b())
+        self.endpoint.code = 500
+        self.assertTrue(eventually(lambda: self.checks_on_b().get("service:web-1:1", ("",))[0] == "critical",
+                                   timeout=10), self.checks_on_b())
+        self.assertIn("500", self.checks_on_b()["service:web-1:1"][1])
+        self.assertEqual(self.cb.health.service("web", passing=True)[1], [])
+        self.assertEqual(self.checks_on_b()["service:web-1:2"][0], "passing")  # the port still answers
+        # The endpoint goes away: the TCP check fails too.
+        self.endpoint.stop()
+        self.assertTrue(eventually(lambda: self.checks_on_b().get("service:web-1:2", ("",))[0] == "critical",
+                                   timeout=10), self.checks_on_b())
+        self.assertIn("connection refused", self.checks_on_b()["service:web-1:2"][1].lower())
+        self.endpoint = Endpoint()  # for tearDown
+        # The agent's own view on a: every check, with its definition.
+        own = self.ca.agent.checks()
+        self.assertEqual(own["service:web-1:1"]["Type"], "http")
+        self.assertEqual(own["service:web-1:1"]["Definition"]["Interval"], "1s")
+        self.assertEqual(own["service:web-1:2"]["Type"], "tcp")
+
+    def test_success_before_passing_needs_that_many_successes_in_a_row(self):
+        self.endpoint.code = 500
+        self.register(Checks=[{"HTTP": "http://127.0.0.1:%d/" % self.endpoint.port, "Interval": "1s",
+                               "SuccessBeforePassing": 3}])
+        self.assertTrue(eventually(lambda: "500" in self.ca.agent.checks().get("service:web-1", {}).get("Output", ""),
+                                   timeout=10))
+        served_before = self.endpoint.served
+        self.endpoint.code = 200
+        self.assertTrue(eventually(lambda: self.ca.agent.checks()["service:web-1"]["Status"] == "passing",
+                                   timeout=15))
+        # However late this poll saw it, three successes came first.
+        self.assertGreaterEqual(self.endpoint.served - served_before, 3)
+
+    def test_checks_added_and_removed_on_their_own_and_kept_across_a_restart(self):
+        Check = self.consul_module.Check
+        self.assertTrue(self.ca.agent.service.register("web", service_id="web-1", port=self.endpoint.port,
+                                                       check=Check.ttl("30s")))
+        self.assertTrue(self.ca.agent.check.register("web-http", Check.http(
+            "http://127.0.0.1:%d/" % self.endpoint.port, "1s"), service_id="web-1"))
+        self.ca.agent.check.ttl_pass("service:web-1")
+        self.assertTrue(eventually(lambda: {k: s for k, (s, _) in self.checks_on_b().items()} ==
+                                   {"service:web-1": "passing", "web-http": "passing"}, timeout=10),
+                        self.checks_on_b())
+        # agent/check/update sets a TTL check's status and output.
+        status, _, _ = self.a.put("/v1/agent/check/update/service:web-1", {"Status": "warning", "Output": "slow"})
+        self.assertEqual(status, 200)
+        self.assertTrue(eventually(lambda: self.checks_on_b().get("service:web-1") == ("warning", "slow")))
+        # A restart of the owner: the checks come back from its data
+        # directory and run again.
+        self.a.kill9()
+        self.a.start()
+        ca = self.consul_module.Consul(host="127.0.0.1", port=int(self.a.http.rsplit(":", 1)[1]))
+        self.assertEqual(sorted(ca.agent.checks()), ["service:web-1", "web-http"])
+        self.endpoint.code = 503
+        self.assertTrue(eventually(lambda: ca.agent.checks()["web-http"]["Status"] == "critical", timeout=10))
+        # Removing a check removes it everywhere.
+        self.assertTrue(ca.agent.check.deregister("web-http"))
+        self.assertNotIn("web-http", ca.agent.checks())
+        self.assertEqual(ca.agent.check.deregister("web-http"), False)  # unknown now: 404
+
+    def test_deregister_critical_service_after(self):
+        self.endpoint.code = 500
+        self.register(Checks=[{"HTTP": "http://127.0.0.1:%d/" % self.endpoint.port, "Interval": "1s",
+                               "DeregisterCriticalServiceAfter": "1s"}])
+        self.assertTrue(eventually(lambda: self.checks_on_b() != {}, timeout=10))
+        self.assertTrue(eventually(lambda: self.cb.catalog.service("web")[1] == [], timeout=15))
+        self.assertNotIn("web-1", self.ca.agent.services())
+        self.assertEqual(self.ca.agent.checks(), {})
+
+    def test_checks_it_cannot_run_are_refused_by_name_and_change_nothing(self):
+        port = self.endpoint.port
+        for check, words in (({"Args": ["/bin/true"], "Interval": "1s"}, "script checks are not supported"),
+                             ({"GRPC": "127.0.0.1:1", "Interval": "1s"}, "gRPC checks are not supported"),
+                             ({"DockerContainerID": "x", "Shell": "sh", "Interval": "1s"}, "Docker"),
+                             ({"HTTP": "http://127.0.0.1:%d/" % port}, "needs an Interval"),
+                             ({"HTTP": "ftp://x/", "Interval": "1s"}, "http:// or https://"),
+                             ({"TCP": "nohost", "Interval": "1s"}, "host:port"),
+                             ({"TTL": "10s", "HTTP": "http://x/", "Interval": "1s"}, "exactly one"),
+                             ({"TTL": "10s", "Bogus": 1}, "unknown check field"),
+                             ({"TTL": "10s", "Status": "fine"}, "invalid Status")):
+            with self.subTest(check=check):
+                status, _, body = self.a.put("/v1/agent/service/register",
+                                             {"Name": "web", "ID": "web-1", "Port": port, "Check": check})
+                self.assertEqual(status, 400, body)
+                self.assertIn(words, json.dumps(body))
+        self.assertEqual(self.ca.agent.services(), {})
+        # A check on its own must name one of this agent's services.
+        status, _, body = self.a.put("/v1/agent/check/register", {"Name": "x", "TTL": "10s"})
+        self.assertEqual(status, 400)
+        self.assertIn("ServiceID is required", json.dumps(body))
+        status, _, body = self.a.put("/v1/agent/check/register", {"Name": "x", "TTL": "10s", "ServiceID": "nope"})
+        self.assertEqual(status, 400)
+        self.assertEqual(self.a.put("/v1/agent/check/deregister/nope")[0], 404)
+        self.assertEqual(self.ca.agent.checks(), {})
+
+
 class FaultInjectionTest(unittest.TestCase):
     """/v1/lattice/test/partition: refused unless latticed runs with
     --test-faults; with it, bad bodies are refused and a good one cuts
@@ -609,13 +787,13 @@ class BadRequestTest(unittest.TestCase):
             ("PUT", "/v1/lattice/instances" + PATH, {"address": "x", "bogus": 1}, self.auth, 400, "unknown field"),
             ("PUT", "/v1/lattice/instances" + PATH, {"port": 1}, self.auth, 400, "address"),
             ("PUT", "/v1/lattice/instances/bad//path", instance(1), self.auth, 400, "invalid path"),
-            ("PUT", "/v1/lattice/instances" + PATH, instance(1, tags={"k": "x" * 5000}), self.auth, 413, "limit"),
+            ("PUT", "/v1/lattice/instances" + PATH, instance(1, tags={"k": "x" * 9000}), self.auth, 413, "limit"),
             ("GET", "/v1/lattice/instances/NoSuchService", None, self.auth, 404, "unknown service"),
             ("POST", "/v1/lattice/members", None, self.auth, 405, "not allowed"),
             ("PUT", "/v1/lattice/instances" + PATH, instance(9002), {}, 403, "token"),
             ("PUT", "/v1/lattice/instances" + PATH, instance(9002), {"X-Consul-Token": "wrong"}, 403, "token"),
-            ("PUT", "/v1/agent/service/register", {"Name": "web", "Check": {"HTTP": "http://x"}}, self.auth, 400,
-             "only TTL"),
+            ("PUT", "/v1/agent/service/register", {"Name": "web", "Check": {"Args": ["/bin/true"], "Interval": "1s"}},
+             self.auth, 400, "script checks are not supported"),
             ("PUT", "/v1/agent/service/register", {"Name": "web", "Bogus": 1}, self.auth, 400, "unknown field"),
             ("PUT", "/v1/kv/a/b?cas=1", "v", self.auth, 400, "not supported"),
             ("PUT", "/v1/kv/bad key", "v", self.auth, 400, "invalid key"),

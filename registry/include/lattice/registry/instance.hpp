@@ -48,9 +48,9 @@ using crdt::replica_id;
 inline constexpr std::size_t max_id_length = 256;
 inline constexpr std::size_t max_address_length = 255;
 inline constexpr std::size_t max_field_length = 64;  // protocol, serialization, zone
-inline constexpr std::size_t max_tags = 64;
+inline constexpr std::size_t max_tags = 128;
 inline constexpr std::size_t max_tag_key_length = 128;
-inline constexpr std::size_t max_tag_value_length = 1024;
+inline constexpr std::size_t max_tag_value_length = 8192;
 inline constexpr std::uint32_t max_weight = 1'000'000;
 
 enum class instance_role : std::uint8_t {
