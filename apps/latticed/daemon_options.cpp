@@ -107,6 +107,13 @@ parsed_options parse_options(int argc, char** argv) {
   add_duration(app, "--compaction-interval", o.replica.compaction_interval, "How often tombstones are collected");
   add_duration(app, "--reconnect-timeout", o.replica.reconnect_timeout,
                "How long a dead member's clock floor still holds back compaction (at least --gc-grace)");
+  add_duration(app, "--check-update-interval", o.api.check_update_interval,
+               "How often a check's output is written when its status has not changed (a status change is "
+               "written at once)");
+  app.add_option("--max-concurrent-checks", o.api.max_concurrent_checks,
+                 "HTTP and TCP check probes running at once; the rest wait their turn")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   app.add_flag("--test-faults", o.api.test_faults,
                "Serve /v1/lattice/test/partition, which drops gossip to chosen peers (fault-injection tests "
                "only; never in production)");

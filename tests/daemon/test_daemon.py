@@ -540,8 +540,9 @@ class Endpoint:
     """A provider's HTTP endpoint on loopback for checks to probe: answers
     every request with `code`, counts requests, and can stop listening."""
 
-    def __init__(self):
+    def __init__(self, tls=False):
         import http.server
+        import ssl
         endpoint = self
         self.code = 200
         self.served = 0
@@ -559,6 +560,11 @@ class Endpoint:
                 pass
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls:  # the transport tests' certificate, from a CA no system trusts
+            fixtures = os.path.join(os.path.dirname(__file__), "..", "transport", "tls")
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(os.path.join(fixtures, "node.pem"), os.path.join(fixtures, "node.key"))
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -633,6 +639,20 @@ class ConsulCheckTest(unittest.TestCase):
         self.assertEqual(own["service:web-1:1"]["Type"], "http")
         self.assertEqual(own["service:web-1:1"]["Definition"]["Interval"], "1s")
         self.assertEqual(own["service:web-1:2"]["Type"], "tcp")
+
+    def test_https_checks_verify_the_certificate_unless_told_not_to(self):
+        secure = Endpoint(tls=True)
+        try:
+            url = "https://127.0.0.1:%d/health" % secure.port
+            self.register(Checks=[{"HTTP": url, "Interval": "1s", "CheckID": "verified"},
+                                  {"HTTP": url, "Interval": "1s", "TLSSkipVerify": True, "CheckID": "unverified"}])
+            self.assertTrue(eventually(lambda: self.checks_on_b().get("unverified", ("",))[0] == "passing",
+                                       timeout=10), self.checks_on_b())
+            self.assertTrue(eventually(lambda: "verif" in self.checks_on_b().get("verified", ("", ""))[1].lower(),
+                                       timeout=10), self.checks_on_b())
+            self.assertEqual(self.checks_on_b()["verified"][0], "critical")  # signed by a CA it does not trust
+        finally:
+            secure.stop()
 
     def test_success_before_passing_needs_that_many_successes_in_a_row(self):
         self.endpoint.code = 500
