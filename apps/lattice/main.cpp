@@ -5,6 +5,8 @@
 //   lattice instances /HelloWorldService/1.0.0
 //   lattice watch /HelloWorldService            (until Ctrl-C)
 //   lattice register /HelloWorldService/1.0.0 --address 10.0.0.5 --port 8080 --tag env=prod
+//   lattice register /HelloWorldService/1.0.0 --address 10.0.0.5 --port 8080 --session
+//                                               (listed while this runs)
 //   lattice deregister /HelloWorldService/1.0.0 10.0.0.5:8080
 //   lattice config set /app/timeout 30s | get /app/timeout | delete [-r] /app/timeout | list /app
 //
@@ -237,6 +239,10 @@ int main(int argc, char** argv) {
   reg->add_option("--tag", tags, "Tag key=value (repeatable)");
   reg->add_option("--kind", kind, "provider or consumer")->check(CLI::IsMember({"provider", "consumer"}));
   reg->add_flag("--persistent", persistent, "Keep it until deregistered, whatever happens to the daemon");
+  bool hold_session = false;
+  reg->add_flag("--session", hold_session,
+                "Hold a session and keep running: the instance is listed while this process runs, and removed "
+                "everywhere once it exits or is killed (its connection is the session)");
 
   std::string dereg_id;
   auto* dereg = app.add_subcommand("deregister", "Remove an instance");
@@ -330,6 +336,25 @@ int main(int argc, char** argv) {
         tag_obj[t.substr(0, eq)] = t.substr(eq + 1);
       }
       inst["tags"] = tag_obj;
+      if (hold_session) {
+        if (persistent) throw failure{usage, "--session and --persistent exclude each other"};
+        // The stream is the session: it ends when this process does, however.
+        c.stream("/v1/lattice/sessions/hold?name=lattice-register", [&](const std::string& event, const std::string& data) {
+          if (event != "session") return;
+          const auto session = json::parse(data, nullptr, false);
+          if (session.is_discarded() || !session.contains("id")) throw failure{failed, "malformed session: " + data};
+          const std::string session_id = text(session["id"]);
+          const auto out = c.call(http::verb::put,
+                                  "/v1/lattice/instances" + escape_target(path) + "?session=" + session_id, inst.dump());
+          if (as_json)
+            std::cout << out.dump() << std::endl;
+          else
+            std::cout << fmt::format("registered {} under {} while this runs (session {})", text(out["id"]), path,
+                                     session_id)
+                      << std::endl;
+        });
+        throw failure{unreachable, "latticed ended the session (did it stop?): the instance is no longer listed"};
+      }
       const auto out = c.call(http::verb::put, "/v1/lattice/instances" + escape_target(path), inst.dump());
       if (as_json) return show(out), ok;
       std::cout << fmt::format("registered {} under {}\n", text(out["id"]), path);

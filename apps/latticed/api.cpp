@@ -32,7 +32,10 @@ api::api(registry::replica& replica, api_options options, const http_counters& c
       io_(io),
       prober_(io, options_.max_concurrent_checks) {
   restore_checks();
+  drop_orphaned_registrations();
 }
+
+api::~api() { *alive_ = nullptr; }
 
 namespace {
 
@@ -72,6 +75,7 @@ reply api::handle(request& req) {
   if (!authorized(req, *t, write ? access::write : access::read))
     return error_response(http::status::forbidden, "permission denied: a valid token is required", req.version());
   if (path == "/v1/lattice/test/partition") return test_faults(req, *t);
+  if (auto answered = session_endpoints(req, *t)) return std::move(*answered);
   if (path.starts_with("/v1/lattice/")) return native(req, *t);
   if (path.starts_with("/v1/")) return consul(req, *t);
   return error_response(http::status::not_found, "no such endpoint: " + t->path, req.version());

@@ -28,6 +28,7 @@
 #include "consul_check.hpp"
 #include "http_server.hpp"
 #include "lattice/registry/replica.hpp"
+#include "sessions.hpp"
 #include "url.hpp"
 #include "view_delta.hpp"
 
@@ -68,6 +69,9 @@ class api {
   /// writes checks make run on it.
   api(registry::replica& replica, api_options options, const http_counters& counters,
       const http_server*& server, boost::asio::io_context& io);
+  ~api();
+  api(const api&) = delete;
+  api& operator=(const api&) = delete;
   reply handle(request& req);
   using time_point = std::chrono::steady_clock::time_point;
   /// Expires TTL checks due by `now`, starts the HTTP and TCP probes due,
@@ -116,7 +120,7 @@ class api {
 
   // Consul helpers (api_consul.cpp).
   void restore_checks();
-  reply consul_register(request& req);
+  reply consul_register(request& req, const target& t);
   reply consul_deregister(const std::string& service_id);
   // The path and record of the Consul service `service_id` registered
   // through this daemon (a provider it owns), if any.
@@ -126,6 +130,20 @@ class api {
   // Health, node and agent-health endpoints (api_consul_health.cpp);
   // nullopt for a path that is none of theirs.
   std::optional<reply> consul_health(request& req, const target& t);
+  // Sessions, native and Consul (api_sessions.cpp); nullopt for a path
+  // that is none of theirs.
+  std::optional<reply> session_endpoints(request& req, const target& t);
+  // Removes every registration of a session that ended.
+  void end_session(const client_session& s);
+  // At start: our registrations made under sessions of a previous run
+  // (sessions end with the process) are removed.
+  void drop_orphaned_registrations();
+  // ?session=ID on a registration: nullopt and the instances tagged with
+  // the session, or the error reply (an unknown session). Without it, the
+  // instances are freed from any session they were bound to.
+  std::optional<reply> session_of_registration(const target& t, const std::string& path, registry::instance_kind kind,
+                                               std::vector<registry::instance*> insts, unsigned version);
+
   // Checks (api_consul_checks.cpp).
   reply consul_check_update(const std::string& check_id, const std::string& status, const std::string& output,
                             unsigned version);
@@ -176,6 +194,10 @@ class api {
   std::map<std::string, local_service> services_;
   std::map<std::string, std::string> check_owner_;
   check_prober prober_;
+  session_table sessions_;
+  // Cleared when the api goes: what a held session's stream keeps checks
+  // it before it touches the api (a connection may outlive it at exit).
+  std::shared_ptr<api*> alive_ = std::make_shared<api*>(this);
   std::uint64_t next_generation_ = 1;
   std::function<void(time_point)> wake_;
   // Where `c` must be looked at next, if anywhere.

@@ -33,7 +33,7 @@ using namespace consul;
 
 // ---- register ------------------------------------------------------------------------
 
-reply api::consul_register(request& req) {
+reply api::consul_register(request& req, const target& t) {
   const unsigned v = req.version();
   const auto bad = [&](const std::string& message) { return error_response(http::status::bad_request, message, v); };
   const auto body = json::parse(req.body(), nullptr, false);
@@ -72,15 +72,16 @@ reply api::consul_register(request& req) {
   }
   if (const json* tags = field(body, "Tags"); tags && !tags->is_null()) {
     if (!tags->is_array()) return bad("Tags must be an array of strings");
-    for (const auto& t : *tags)
-      if (!t.is_string()) return bad("Tags must be an array of strings");
+    for (const auto& tag_value : *tags)
+      if (!tag_value.is_string()) return bad("Tags must be an array of strings");
     inst.tags[kTags] = tags->dump();
   }
   if (const json* meta = field(body, "Meta"); meta && !meta->is_null()) {
     if (!meta->is_object()) return bad("Meta must be an object of strings");
     for (const auto& [k, val] : meta->items()) {
       if (!val.is_string()) return bad("Meta value for \"" + k + "\" must be a string");
-      if (k.starts_with("consul:")) return bad("Meta key \"" + k + "\" uses the reserved prefix consul:");
+      if (k.starts_with("consul:") || k.starts_with("lattice:"))
+        return bad("Meta key \"" + k + "\" uses a reserved prefix (consul:, lattice:)");
       inst.tags[k] = val.get<std::string>();
     }
   }
@@ -154,6 +155,8 @@ reply api::consul_register(request& req) {
                  "against the instance's tag limits)");
   }
   const std::string service_id = next.base.id;
+  if (auto refused = session_of_registration(t, path, reg::instance_kind::provider, {&next.base}, v))
+    return std::move(*refused);
   if (before)
     for (const auto& [id, c] : before->checks) check_owner_.erase(id);
   for (const auto& [id, c] : next.checks) {
@@ -204,6 +207,7 @@ reply api::consul_deregister(const std::string& service_id) {
     for (const auto& [id, c] : it->second.checks) check_owner_.erase(id);
     services_.erase(it);
   }
+  sessions_.unbind({own->first, reg::instance_kind::provider, service_id});
   return deferred_write<bool>(
       [this, path = own->first, service_id](auto done) {
         replica_.deregister_instance_async(path, service_id, reg::instance_kind::provider, std::move(done));
@@ -282,7 +286,7 @@ reply api::consul(request& req, const target& t) {
 
   if (is("/v1/agent/service/register")) {
     if (method != http::verb::put) return wrong_method();
-    return consul_register(req);
+    return consul_register(req, t);
   }
   if (under("/v1/agent/service/deregister/")) {
     // GET too: Consul before 1.0 took it, and its older clients still send it.

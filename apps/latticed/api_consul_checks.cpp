@@ -189,7 +189,11 @@ std::optional<api::time_point> api::tick(time_point now) {
     deregister_local(id);
   }
   for (const auto& id : to_write) write_local(id);
-  std::optional<time_point> next;
+  for (const auto& s : sessions_.expire(now)) {
+    spdlog::info("session {} ({}) expired: removing its {} registrations", s.id, s.name, s.bound.size());
+    end_session(s);
+  }
+  std::optional<time_point> next = sessions_.next_deadline();
   for (const auto& [id, s] : services_)
     for (const auto& [cid, c] : s.checks)
       if (const auto at = deadline_of(c); at && (!next || *at < *next)) next = at;

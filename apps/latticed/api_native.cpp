@@ -128,6 +128,9 @@ reply api::native(request& req, const target& t) {
           kind = parsed->kind;
           insts.push_back(std::move(parsed->inst));
         }
+        std::vector<reg::instance*> bound;
+        for (auto& i : insts) bound.push_back(&i);
+        if (auto refused = session_of_registration(t, service, *kind, std::move(bound), v)) return std::move(*refused);
         return deferred_write<std::vector<reg::instance>>(
             [this, service, insts = std::move(insts), kind = *kind](auto done) mutable {
               replica_.register_instances_async(service, std::move(insts), kind, std::move(done));
@@ -141,6 +144,8 @@ reply api::native(request& req, const target& t) {
       }
       auto parsed = instance_from_json(body, error);
       if (!parsed) return error_response(http::status::bad_request, error, v);
+      if (auto refused = session_of_registration(t, service, parsed->kind, {&parsed->inst}, v))
+        return std::move(*refused);
       return deferred_write<reg::instance>(
           [this, service, inst = std::move(parsed->inst), kind = parsed->kind](auto done) mutable {
             replica_.register_instance_async(service, std::move(inst), kind, std::move(done));
@@ -156,6 +161,7 @@ reply api::native(request& req, const target& t) {
           return error_response(http::status::bad_request, "kind must be provider or consumer", v);
         if (*k == "consumer") kind = reg::instance_kind::consumer;
       }
+      sessions_.unbind({service, kind, *id});
       // Always a tombstone, known here or not (a delete is a write).
       return deferred_write<bool>(
           [this, service, id = *id, kind](auto done) {

@@ -82,7 +82,7 @@ json consul_tags(const reg::instance_record& inst) {
 json consul_meta(const reg::instance_record& inst) {
   json meta = json::object();
   for (const auto& [k, v] : inst.tags())
-    if (!k.starts_with("consul:")) meta[k] = v;
+    if (!k.starts_with("consul:") && !k.starts_with("lattice:")) meta[k] = v;
   return meta;
 }
 

@@ -160,11 +160,11 @@ class EventStream:
         comes within `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while True:
-            while b"\n\n" in self.buffer:
+            if not self.head_done and b"\r\n\r\n" in self.buffer:  # the HTTP response head
+                self.buffer = self.buffer.split(b"\r\n\r\n", 1)[1]
+                self.head_done = True
+            while self.head_done and b"\n\n" in self.buffer:
                 block, self.buffer = self.buffer.split(b"\n\n", 1)
-                if not self.head_done:  # the HTTP response head
-                    self.head_done = True
-                    continue
                 lines = block.decode().split("\n")
                 data = [l[6:] for l in lines if l.startswith("data: ")]
                 name = next((l[7:] for l in lines if l.startswith("event: ")), "message")

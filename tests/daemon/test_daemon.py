@@ -9,6 +9,7 @@ import random
 import shutil
 import socket
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
@@ -17,7 +18,7 @@ import urllib.parse
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Daemon, EventStream, blocked, cli, eventually, metric, providers  # noqa: E402
+from harness import LATTICE_CLI, Daemon, EventStream, blocked, cli, eventually, metric, providers  # noqa: E402
 
 PATH = "/HelloWorldService/1.0.0"
 
@@ -728,6 +729,124 @@ class ConsulCheckTest(unittest.TestCase):
         self.assertEqual(status, 400)
         self.assertEqual(self.a.put("/v1/agent/check/deregister/nope")[0], 404)
         self.assertEqual(self.ca.agent.checks(), {})
+
+
+class SessionTest(unittest.TestCase):
+    """Registrations bound to a client's session vanish everywhere when it
+    ends: expired, destroyed, its connection dropped, its process killed."""
+
+    def setUp(self):
+        self.a = Daemon()
+        self.b = Daemon(seeds=[self.a.gossip])
+
+    def tearDown(self):
+        for d in (self.a, self.b):
+            d.close()
+            shutil.rmtree(d.data_dir, ignore_errors=True)
+
+    def create(self, ttl="2s"):
+        status, _, body = self.a.request("POST", "/v1/lattice/sessions", {"ttl": ttl, "name": "test"})
+        self.assertEqual(status, 200, body)
+        return body["id"]
+
+    def register(self, port, session):
+        status, _, body = self.a.put("/v1/lattice/instances%s?session=%s" % (PATH, session), instance(port))
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["tags"]["lattice:session"], session)
+
+    def test_a_session_that_is_not_renewed_takes_its_registrations_with_it(self):
+        session = self.create("2s")
+        self.register(9001, session)
+        self.assertEqual(self.a.put("/v1/lattice/instances" + PATH, instance(9002))[0], 200)  # no session
+        self.assertTrue(eventually(lambda: providers(self.b, PATH) == ["127.0.0.1:9001", "127.0.0.1:9002"]))
+        # Renewed: it stays past its TTL.
+        renewed_until = time.monotonic() + 3
+        while time.monotonic() < renewed_until:
+            status, _, body = self.a.put("/v1/lattice/sessions/%s/renew" % session)
+            self.assertEqual(status, 200, body)
+            self.assertEqual([r["id"] for r in body["registrations"]], ["127.0.0.1:9001"])
+            time.sleep(0.5)  # the client's renewal period, not a synchronisation
+        self.assertEqual(providers(self.a, PATH), ["127.0.0.1:9001", "127.0.0.1:9002"])
+        # Not renewed: gone everywhere; the other registration stays.
+        self.assertTrue(eventually(lambda: providers(self.b, PATH) == ["127.0.0.1:9002"], timeout=10))
+        self.assertEqual(self.a.put("/v1/lattice/sessions/%s/renew" % session)[0], 404)
+        self.assertEqual(self.a.put("/v1/lattice/instances%s?session=%s" % (PATH, session), instance(9003))[0], 404)
+        self.assertEqual(providers(self.a, PATH), ["127.0.0.1:9002"])
+
+    def test_destroying_a_session_or_dropping_its_connection_removes_its_registrations(self):
+        session = self.create("60s")
+        self.register(9001, session)
+        self.assertTrue(eventually(lambda: providers(self.b, PATH) == ["127.0.0.1:9001"]))
+        status, _, body = self.a.delete("/v1/lattice/sessions/" + session)
+        self.assertEqual((status, body["registrations"]), (200, 1))
+        self.assertTrue(eventually(lambda: providers(self.b, PATH) == []))
+        self.assertEqual(self.a.delete("/v1/lattice/sessions/" + session)[0], 404)
+        # A held session: the stream is the session.
+        stream = EventStream(self.a, "/v1/lattice/sessions/hold?name=held")
+        name, data = stream.next()
+        self.assertEqual(name, "session")
+        self.register(9002, data["id"])
+        self.assertTrue(eventually(lambda: providers(self.b, PATH) == ["127.0.0.1:9002"]))
+        # Registered again without the session: freed from it.
+        self.assertEqual(self.a.put("/v1/lattice/instances" + PATH, instance(9003))[0], 200)
+        self.register(9003, data["id"])
+        self.assertEqual(self.a.put("/v1/lattice/instances" + PATH, instance(9003))[0], 200)
+        self.assertTrue(eventually(lambda: providers(self.b, PATH) == ["127.0.0.1:9002", "127.0.0.1:9003"]))
+        stream.close()
+        self.assertTrue(eventually(lambda: providers(self.b, PATH) == ["127.0.0.1:9003"]))
+        self.assertEqual(self.a.get("/v1/lattice/sessions")[2], [])
+
+    def test_the_cli_holds_a_session_for_as_long_as_it_runs(self):
+        proc = subprocess.Popen([LATTICE_CLI, "--addr", self.a.http, "register", PATH, "--address", "127.0.0.1",
+                                 "--port", "9005", "--session"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            line = proc.stdout.readline()
+            self.assertIn("registered 127.0.0.1:9005 under %s while this runs" % PATH, line)
+            self.assertTrue(eventually(lambda: providers(self.b, PATH) == ["127.0.0.1:9005"]))
+        finally:
+            proc.kill()  # SIGKILL: no goodbye from the client
+            proc.wait(5)
+            proc.stdout.close()
+            proc.stderr.close()
+        self.assertTrue(eventually(lambda: providers(self.b, PATH) == []))
+        code, _, err = cli(self.a, "register", PATH, "--address", "x", "--session", "--persistent")
+        self.assertEqual(code, 2, err)
+
+    def test_a_restarted_daemon_removes_the_registrations_of_its_old_sessions(self):
+        self.register(9001, self.create("60s"))
+        self.assertTrue(eventually(lambda: providers(self.b, PATH) == ["127.0.0.1:9001"]))
+        self.a.kill9()
+        self.a.start(gossip=self.a.gossip)  # where b knows it
+        self.assertEqual(providers(self.a, PATH), [])
+        self.assertTrue(eventually(lambda: providers(self.b, PATH) == [], timeout=10))
+
+    def test_consul_sessions_map_onto_the_same_table(self):
+        import consul  # python3-consul
+        ca = consul.Consul(host="127.0.0.1", port=int(self.a.http.rsplit(":", 1)[1]))
+        session = ca.session.create(name="web", behavior="delete", ttl=10)
+        self.assertEqual(ca.session.info(session)[1]["Behavior"], "delete")
+        self.assertEqual([s["ID"] for s in ca.session.list()[1]], [session])
+        self.assertEqual(ca.session.renew(session)["ID"], session)
+        status, _, body = self.a.put("/v1/agent/service/register?session=" + session, {"Name": "web", "ID": "web-1",
+                                                                                       "Port": 8080})
+        self.assertEqual(status, 200, body)
+        self.assertNotIn("lattice:session", ca.agent.services()["web-1"]["Meta"])
+        self.assertTrue(eventually(lambda: providers(self.b, "/web") == ["web-1"]))
+        self.assertTrue(ca.session.destroy(session))
+        self.assertTrue(eventually(lambda: providers(self.b, "/web") == []))
+        self.assertNotIn("web-1", ca.agent.services())
+        self.assertIsNone(ca.session.info(session)[1])
+        with self.assertRaises(consul.NotFound):  # 404
+            ca.session.renew(session)
+        # What sessions here cannot do is refused, not ignored.
+        for body, words in (({"TTL": "1s"}, "Invalid Session TTL"), ({"Behavior": "lock"}, "Invalid Behavior"),
+                            ({"Checks": ["service:web-1"]}, "serfHealth"), ({"Node": "elsewhere"}, "Node")):
+            with self.subTest(body=body):
+                status, _, answer = self.a.put("/v1/session/create", body)
+                self.assertEqual(status, 400)
+                self.assertIn(words, json.dumps(answer))
+        self.assertEqual(ca.session.list()[1], [])
 
 
 class FaultInjectionTest(unittest.TestCase):
