@@ -16,6 +16,8 @@ packages=(
   libsqlite3-dev          # durable state (data_dir)
   libcli11-dev            # latticed and lattice flags, TOML config files
   liburiparser-dev        # request target decoding in latticed
+  libldns-dev             # latticed's DNS interface: message parsing and encoding
+  bind9-dnsutils          # daemon tests: dig against the DNS interface
   python3 python3-consul  # daemon tests: a real Consul client library
   faketime                # daemon tests: a replica whose clock runs hours off
   clang-15 libfuzzer-15-dev llvm-15  # scripts/fuzz.sh: libFuzzer targets, symbolized reports

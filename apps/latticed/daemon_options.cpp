@@ -147,6 +147,12 @@ parsed_options parse_options(int argc, char** argv) {
       ->check(CLI::Range(std::size_t{4096}, std::size_t{1} << 30))
       ->capture_default_str();
   add_duration(app, "--http-read-timeout", o.http.read_timeout, "Time allowed to send one HTTP request");
+  std::string dns = "127.0.0.1:8600";
+  const auto* dns_option =
+      app.add_option("--dns", dns, "DNS interface host:port, UDP and TCP (\"off\": none)")->capture_default_str();
+  app.add_option("--dns-domain", o.dns.domain, "Domain the DNS interface answers for")->capture_default_str();
+  std::chrono::milliseconds dns_ttl{0};
+  add_duration(app, "--dns-ttl", dns_ttl, "TTL of DNS answers");
   app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error or critical")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
       ->capture_default_str();
@@ -157,6 +163,16 @@ parsed_options parse_options(int argc, char** argv) {
       throw CLI::ValidationError("--gossip", "expected host:port, got \"" + gossip + "\"");
     if (!split_address(http, o.http.host, o.http.port))
       throw CLI::ValidationError("--http", "expected host:port, got \"" + http + "\"");
+    o.dns_explicit = dns_option->count() > 0;
+    if (dns != "off") {
+      std::string host;
+      std::uint16_t port = 0;
+      if (!split_address(dns, host, port))
+        throw CLI::ValidationError("--dns", "expected host:port or off, got \"" + dns + "\"");
+      o.dns_address.emplace(host, port);
+    }
+    o.dns.ttl = static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(dns_ttl).count());
+    o.dns.datacenter = o.api.datacenter;
     if (!key_file.empty()) {
       o.replica.cluster_key = read_secret(key_file, "--cluster-key");
       if (o.replica.cluster_key.size() < 16)

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "api.hpp"
+#include "dns_answer.hpp"
 #include "http_server.hpp"
 #include "lattice/registry/replica.hpp"
 
@@ -15,6 +16,12 @@ struct daemon_options {
   registry::replica_options replica;
   server_options http;
   api_options api;
+  dns_options dns;
+  /// The DNS interface's address; unset: off (--dns off).
+  std::optional<std::pair<std::string, std::uint16_t>> dns_address;
+  /// Whether --dns was given: then failing to bind it stops the daemon;
+  /// the default address only warns (another daemon may hold it).
+  bool dns_explicit = false;
   std::string log_level = "info";
 };
 

@@ -6,7 +6,7 @@
 //   latticed --help
 //
 // Once serving, prints one line to stdout that scripts can wait for:
-//   latticed ready id=<id> http=<host:port> gossip=<host:port>
+//   latticed ready id=<id> http=<host:port> gossip=<host:port> [dns=<host:port>]
 //
 // SIGTERM / SIGINT: stop accepting HTTP, remove this replica's ephemeral
 // instances, announce the leave, flush, exit 0 (within about a second).
@@ -28,6 +28,7 @@
 
 #include "api.hpp"
 #include "daemon_options.hpp"
+#include "dns_server.hpp"
 #include "http_server.hpp"
 #include "query_topics.hpp"
 
@@ -140,11 +141,31 @@ int main(int argc, char** argv) {
 
   check_clock checks(io, api);
 
+  daemon::dns_answerer dns_answers(*replica, o.dns);
+  daemon::dns_server dns(io, dns_answers);
+  std::string dns_address;
+  if (o.dns_address) {
+    const auto& [host, port] = *o.dns_address;
+    if (auto r = dns.listen(host, port); !r) {
+      if (o.dns_explicit) {
+        spdlog::critical("cannot listen for DNS on {}:{}: {}", host, port, r.error().message());
+        replica->stop();
+        return 1;
+      }
+      // The default address, held by another daemon on this host perhaps.
+      spdlog::warn("no DNS interface: cannot listen on {}:{}: {} (--dns HOST:PORT to choose, --dns off to "
+                   "silence)", host, port, r.error().message());
+    } else {
+      dns_address = fmt::format(" dns={}:{}", host, dns.port());
+    }
+  }
+
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](boost::system::error_code ec, int signal) {
     if (ec) return;
     spdlog::info("signal {}: leaving the cluster", signal);
     server.stop();
+    dns.stop();
     checks.cancel();
     replica->stop();  // removes our ephemeral instances, announces the leave, flushes
     io.stop();
@@ -152,8 +173,8 @@ int main(int argc, char** argv) {
 
   const std::string http_address = fmt::format("{}:{}", o.http.host, server.port());
   spdlog::info("replica {} serving HTTP on {}, gossip on {}", replica->id(), http_address, replica->address());
-  std::cout << fmt::format("latticed ready id={} http={} gossip={}", replica->id(), http_address,
-                           replica->address())
+  std::cout << fmt::format("latticed ready id={} http={} gossip={}{}", replica->id(), http_address,
+                           replica->address(), dns_address)
             << std::endl;
   io.run();
   spdlog::info("stopped");

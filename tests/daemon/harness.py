@@ -43,6 +43,8 @@ class Daemon:
         if self.seeds:
             args += ["--seeds", ",".join(self.seeds)]
         args += self.extra
+        if "--dns" not in self.extra:  # its own port: no two daemons (or the host) contend for 8600
+            args += ["--dns", "127.0.0.1:0"]
         if "--log-level" not in self.extra:
             args += ["--log-level", "warn"]
         env = None
@@ -65,6 +67,7 @@ class Daemon:
         fields = dict(kv.split("=", 1) for kv in line.split()[2:])
         # Replica ids are 64-bit: the API sends them as decimal strings.
         self.id, self.http, self.gossip = fields["id"], fields["http"], fields["gossip"]
+        self.dns = fields.get("dns")
         return self
 
     def _read_line(self, timeout):

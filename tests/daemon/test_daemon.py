@@ -6,6 +6,7 @@
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import sqlite3
@@ -847,6 +848,109 @@ class SessionTest(unittest.TestCase):
                 self.assertEqual(status, 400)
                 self.assertIn(words, json.dumps(answer))
         self.assertEqual(ca.session.list()[1], [])
+
+
+def dig(daemon, *args, tcp=False):
+    """dig's full answer from the daemon's DNS interface."""
+    host, port = daemon.dns.rsplit(":", 1)
+    done = subprocess.run(["dig", "@" + host, "-p", port, "+time=2", "+tries=1"] + (["+tcp"] if tcp else []) +
+                          list(args), capture_output=True, text=True, timeout=20)
+    return done.stdout
+
+
+def dig_status(daemon, *args):
+    return re.search(r"status: (\w+)", dig(daemon, *args)).group(1)
+
+
+def dig_records(daemon, name, qtype, section="answer", **kw):
+    """(type, data) of the records in one section of dig's answer."""
+    out = dig(daemon, "+noall", "+" + section, name, qtype, **kw)
+    return sorted((f[3], " ".join(f[4:])) for f in (line.split() for line in out.splitlines()) if len(f) >= 5)
+
+
+class DnsTest(unittest.TestCase):
+    """The DNS interface, asked with dig, as Consul's agent answers."""
+
+    def setUp(self):
+        self.a = Daemon()
+        self.b = Daemon(seeds=[self.a.gossip])
+
+    def tearDown(self):
+        for d in (self.a, self.b):
+            d.close()
+            shutil.rmtree(d.data_dir, ignore_errors=True)
+
+    def register(self, **body):
+        status, _, answer = self.a.put("/v1/agent/service/register", dict({"Name": "web"}, **body))
+        self.assertEqual(status, 200, answer)
+
+    def test_passing_instances_by_name_tag_and_srv_follow_registrations_and_checks(self):
+        self.register(ID="web-1", Address="10.0.0.1", Port=8080, Tags=["v1"])
+        self.register(ID="web-2", Address="10.0.0.2", Port=8081, Tags=["v2"])
+        self.register(ID="web-3", Address="10.0.0.3", Port=8082, Check={"TTL": "60s"})  # critical until passed
+        a_of = lambda name: dig_records(self.b, name, "A")
+        self.assertTrue(eventually(lambda: a_of("web.service.consul") ==
+                                   [("A", "10.0.0.1"), ("A", "10.0.0.2")]), a_of("web.service.consul"))
+        self.assertEqual(a_of("v1.web.service.consul"), [("A", "10.0.0.1")])
+        self.assertEqual(a_of("web.service.dc1.consul"), [("A", "10.0.0.1"), ("A", "10.0.0.2")])
+        srv = dig_records(self.b, "_web._tcp.service.consul", "SRV")
+        self.assertEqual(srv, [("SRV", "1 1 8080 0a000001.addr.dc1.consul."),
+                               ("SRV", "1 1 8081 0a000002.addr.dc1.consul.")])
+        self.assertEqual(dig_records(self.b, "_web._tcp.service.consul", "SRV", section="additional"),
+                         [("A", "10.0.0.1"), ("A", "10.0.0.2")])
+        self.assertEqual(dig_records(self.b, "_web._v2.service.consul", "SRV"),
+                         [("SRV", "1 1 8081 0a000002.addr.dc1.consul.")])
+        self.assertEqual(a_of("0a000002.addr.dc1.consul"), [("A", "10.0.0.2")])
+        # The check passes on a: listed on b's DNS; a deregistration: gone.
+        self.assertEqual(self.a.put("/v1/agent/check/pass/service:web-3")[0], 200)
+        self.assertTrue(eventually(lambda: ("A", "10.0.0.3") in a_of("web.service.consul")))
+        self.assertEqual(self.a.put("/v1/agent/service/deregister/web-1")[0], 200)
+        self.assertTrue(eventually(lambda: a_of("web.service.consul") == [("A", "10.0.0.2"), ("A", "10.0.0.3")]))
+        # A node by name.
+        node = self.a.get("/v1/agent/self")[2]["Config"]["NodeName"]
+        self.assertTrue(eventually(lambda: a_of(node + ".node.consul") == [("A", "127.0.0.1")]))
+
+    def test_nxdomain_empty_and_refused_as_consul_gives_them(self):
+        self.register(ID="web-1", Address="10.0.0.1", Port=8080)
+        self.assertTrue(eventually(lambda: dig_status(self.b, "web.service.consul", "A") == "NOERROR"))
+        self.assertEqual(dig_records(self.b, "web.service.consul", "AAAA"), [])  # there, but no IPv6
+        self.assertEqual(dig_status(self.b, "web.service.consul", "AAAA"), "NOERROR")
+        self.assertEqual(dig_status(self.b, "nope.service.consul", "A"), "NXDOMAIN")
+        self.assertEqual(dig_status(self.b, "web.service.elsewhere.consul", "A"), "NXDOMAIN")
+        self.assertEqual(dig_status(self.b, "x.bogus.consul", "A"), "NXDOMAIN")
+        self.assertIn("SOA", " ".join(t for t, _ in dig_records(self.b, "nope.service.consul", "A", section="authority")))
+        # Outside the domain: refused, never recursed.
+        self.assertEqual(dig_status(self.b, "example.com", "A"), "REFUSED")
+
+    def test_a_large_answer_is_truncated_over_udp_and_whole_over_tcp(self):
+        many = [instance(9000 + n, address="10.1.0.%d" % n) for n in range(1, 61)]
+        status, _, body = self.a.put("/v1/lattice/instances/many", many)
+        self.assertEqual(status, 200, body)
+        self.assertTrue(eventually(lambda: len(providers(self.b, "/many")) == 60))
+        udp = dig(self.b, "+ignore", "+noedns", "many.service.consul", "A")
+        self.assertRegex(udp, r"flags: [a-z ]*\btc\b")
+        self.assertLess(len([l for l in udp.splitlines() if "\tA\t" in l]), 60)
+        self.assertEqual(len(dig_records(self.b, "many.service.consul", "A", tcp=True)), 60)
+        self.assertEqual(len(dig_records(self.b, "many.service.consul", "A")), 60)  # dig retries over TCP
+
+    def test_malformed_and_oversized_queries_change_nothing(self):
+        host, port = self.b.dns.rsplit(":", 1)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.settimeout(2)
+        try:
+            # Garbage with a header's room: FORMERR with its id.
+            sock.sendto(b"\x12\x34\x01\x00\x00\x01" + b"\xff" * 20, (host, int(port)))
+            answer = sock.recv(4096)
+            self.assertEqual(answer[:2], b"\x12\x34")
+            self.assertEqual(answer[3] & 0x0F, 1)  # FORMERR
+            # Too short for an id, and oversized: dropped, not answered.
+            sock.sendto(b"\x00", (host, int(port)))
+            sock.sendto(b"\x00" * 5000, (host, int(port)))
+        finally:
+            sock.close()
+        # And the server goes on answering.
+        self.assertEqual(dig_status(self.b, "example.com", "A"), "REFUSED")
+        self.assertEqual(dig_status(self.b, "nope.service.consul", "A", ), "NXDOMAIN")
 
 
 class FaultInjectionTest(unittest.TestCase):
