@@ -933,6 +933,83 @@ class DnsTest(unittest.TestCase):
         self.assertEqual(len(dig_records(self.b, "many.service.consul", "A", tcp=True)), 60)
         self.assertEqual(len(dig_records(self.b, "many.service.consul", "A")), 60)  # dig retries over TCP
 
+    def test_haproxy_finds_the_instances_through_srv_records(self):
+        # A real DNS-SD consumer: HAProxy's server-template resolves
+        # _web._tcp.service.consul through latticed's DNS and fills its
+        # backend's servers from the SRV answers and their additional A
+        # records; they follow registrations, checks and deregistrations.
+        workdir = tempfile.mkdtemp(prefix="lattice-haproxy-")
+        sock_path = os.path.join(workdir, "admin.sock")
+        host, port = self.b.dns.rsplit(":", 1)
+        with open(os.path.join(workdir, "haproxy.cfg"), "w") as cfg:
+            cfg.write("""global
+  stats socket %s mode 600 level admin
+defaults
+  mode tcp
+  timeout connect 1s
+  timeout client 5s
+  timeout server 5s
+resolvers lattice
+  nameserver latticed %s:%s
+  accepted_payload_size 4096
+  hold valid 100ms
+  hold nx 100ms
+  hold obsolete 0s
+  resolve_retries 2
+  timeout resolve 100ms
+  timeout retry 100ms
+backend web
+  server-template srv 4 _web._tcp.service.consul resolvers lattice init-addr none
+""" % (sock_path, host, port))
+        proc = subprocess.Popen(["haproxy", "-db", "-f", os.path.join(workdir, "haproxy.cfg")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+        def servers():
+            if not os.path.exists(sock_path):
+                return None
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(2)
+            try:
+                s.connect(sock_path)
+                s.sendall(b"show servers state web\n")
+                out = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    out += chunk
+            except OSError:
+                return None
+            finally:
+                s.close()
+            found = set()
+            for line in out.decode().splitlines():
+                f = line.split()
+                if len(f) > 18 and f[0].isdigit() and f[4] not in ("-", "0.0.0.0"):
+                    found.add((f[4], int(f[18])))  # srv_addr, srv_port
+            return found
+
+        try:
+            self.register(ID="web-1", Address="10.0.0.1", Port=8080)
+            self.register(ID="web-2", Address="10.0.0.2", Port=8081)
+            self.assertTrue(eventually(lambda: servers() == {("10.0.0.1", 8080), ("10.0.0.2", 8081)}, timeout=15),
+                            servers())
+            self.register(ID="web-3", Address="10.0.0.3", Port=8082, Check={"TTL": "60s"})  # critical: not listed
+            self.assertEqual(self.a.put("/v1/agent/service/deregister/web-1")[0], 200)
+            self.assertTrue(eventually(lambda: servers() == {("10.0.0.2", 8081)}, timeout=15), servers())
+            self.assertEqual(self.a.put("/v1/agent/check/pass/service:web-3")[0], 200)
+            self.assertTrue(eventually(lambda: servers() == {("10.0.0.2", 8081), ("10.0.0.3", 8082)}, timeout=15),
+                            servers())
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+            proc.stderr.close()
+            shutil.rmtree(workdir, ignore_errors=True)
+
     def test_malformed_and_oversized_queries_change_nothing(self):
         host, port = self.b.dns.rsplit(":", 1)
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
