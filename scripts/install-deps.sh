@@ -19,6 +19,7 @@ packages=(
   libldns-dev             # latticed's DNS interface: message parsing and encoding
   bind9-dnsutils          # daemon tests: dig against the DNS interface
   haproxy                 # daemon tests: a real DNS-SD consumer (SRV server-template)
+  python3-dnspython       # bench/dns_answers.py
   python3 python3-consul  # daemon tests: a real Consul client library
   faketime                # daemon tests: a replica whose clock runs hours off
   clang-15 libfuzzer-15-dev llvm-15  # scripts/fuzz.sh: libFuzzer targets, symbolized reports
