@@ -164,6 +164,11 @@ class api {
   // thread once the replica acknowledges it.
   void write_local(const std::string& service_id,
                    std::function<void(const result<registry::instance>&)> done = {});
+  // Writes `service_id`'s instance and answers `ok()` once the replica
+  // acknowledges it, or Consul's error for the failure (after running
+  // `on_failure`, if any, on the HTTP thread).
+  reply write_and_answer(const std::string& service_id, std::function<response()> ok, unsigned version,
+                         std::function<void()> on_failure = {});
   // Starts service `service_id`'s deregistration; its checks stop now.
   void deregister_local(const std::string& service_id);
   // Records a check's new judgement; true if its status changed (a write

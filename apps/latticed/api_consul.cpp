@@ -164,26 +164,20 @@ reply api::consul_register(request& req, const target& t) {
     watch_deadline(deadline_of(c));
   }
   services_[service_id] = std::move(next);
-  return deferred_reply{[this, service_id, before, v](std::function<void(std::function<response()>)> complete) {
-    write_local(service_id, [this, complete = std::move(complete), service_id, before, v](
-                                const result<reg::instance>& r) {
-      if (!r) {
+  return write_and_answer(
+      service_id, [v] { return json_response(true, v); }, v,
+      [this, service_id, before] {
         // Not registered: the local state goes back to what the replica has.
-        if (auto it = services_.find(service_id); it != services_.end()) {
-          for (const auto& [id, c] : it->second.checks) check_owner_.erase(id);
-          if (before) {
-            it->second = *before;
-            for (const auto& [id, c] : before->checks) check_owner_[id] = service_id;
-          } else {
-            services_.erase(it);
-          }
+        const auto it = services_.find(service_id);
+        if (it == services_.end()) return;
+        for (const auto& [id, c] : it->second.checks) check_owner_.erase(id);
+        if (before) {
+          it->second = *before;
+          for (const auto& [id, c] : before->checks) check_owner_[id] = service_id;
+        } else {
+          services_.erase(it);
         }
-      }
-      complete([ok = static_cast<bool>(r), error = r ? std::error_code() : r.error(), v] {
-        return ok ? json_response(true, v) : consul_write_error(v)(error);
       });
-    });
-  }};
 }
 
 std::optional<std::pair<std::string, reg::record_ptr>> api::own_service(std::string_view service_id) const {
@@ -231,13 +225,7 @@ reply api::consul_maintenance(const std::string& service_id, const target& t, un
   else
     s->base.tags.erase(kMaintenance);
   // Written like any change of the instance: every daemon lists it critical.
-  return deferred_reply{[this, service_id, version](std::function<void(std::function<response()>)> complete) {
-    write_local(service_id, [complete = std::move(complete), version](const result<reg::instance>& r) {
-      complete([ok = static_cast<bool>(r), error = r ? std::error_code() : r.error(), version] {
-        return ok ? text_response("", "text/plain", version) : consul_write_error(version)(error);
-      });
-    });
-  }};
+  return write_and_answer(service_id, [version] { return text_response("", "text/plain", version); }, version);
 }
 
 // ---- reads ---------------------------------------------------------------------------

@@ -116,6 +116,19 @@ void api::write_local(const std::string& service_id, std::function<void(const re
       });
 }
 
+reply api::write_and_answer(const std::string& service_id, std::function<response()> ok, unsigned version,
+                            std::function<void()> on_failure) {
+  return deferred_reply{[this, service_id, ok = std::move(ok), version, on_failure = std::move(on_failure)](
+                            std::function<void(std::function<response()>)> complete) {
+    write_local(service_id, [complete = std::move(complete), ok, version, on_failure](const result<reg::instance>& r) {
+      if (!r && on_failure) on_failure();
+      complete([ok, error = r ? std::error_code() : r.error(), version] {
+        return error ? consul_write_error(version)(error) : ok();
+      });
+    });
+  }};
+}
+
 void api::deregister_local(const std::string& service_id) {
   const auto it = services_.find(service_id);
   if (it == services_.end()) return;
@@ -254,13 +267,7 @@ reply api::consul_check_update(const std::string& check_id, const std::string& s
   const bool changed = judge(c, status, output, now);
   watch_deadline(deadline_of(c));
   if (!changed) return json_response(true, version);  // an output alone waits for check_update_interval
-  return deferred_reply{[this, service_id, version](std::function<void(std::function<response()>)> complete) {
-    write_local(service_id, [complete = std::move(complete), version](const result<reg::instance>& r) {
-      complete([ok = static_cast<bool>(r), error = r ? std::error_code() : r.error(), version] {
-        return ok ? json_response(true, version) : consul_write_error(version)(error);
-      });
-    });
-  }};
+  return write_and_answer(service_id, [version] { return json_response(true, version); }, version);
 }
 
 reply api::consul_check_register(request& req) {
@@ -293,13 +300,7 @@ reply api::consul_check_register(request& req) {
     return bad("too many checks, or a check definition too large, for one service (instance tag limits)");
   check_owner_[def.id] = service_id;
   watch_deadline(deadline_of(s->checks[def.id] = std::move(c)));
-  return deferred_reply{[this, service_id, v](std::function<void(std::function<response()>)> complete) {
-    write_local(service_id, [complete = std::move(complete), v](const result<reg::instance>& r) {
-      complete([ok = static_cast<bool>(r), error = r ? std::error_code() : r.error(), v] {
-        return ok ? text_response("", "text/plain", v) : consul_write_error(v)(error);
-      });
-    });
-  }};
+  return write_and_answer(service_id, [v] { return text_response("", "text/plain", v); }, v);
 }
 
 reply api::consul_check_deregister(const std::string& check_id, unsigned version) {
@@ -309,13 +310,7 @@ reply api::consul_check_deregister(const std::string& check_id, unsigned version
   const std::string service_id = owner->second;
   check_owner_.erase(owner);
   services_.at(service_id).checks.erase(check_id);
-  return deferred_reply{[this, service_id, version](std::function<void(std::function<response()>)> complete) {
-    write_local(service_id, [complete = std::move(complete), version](const result<reg::instance>& r) {
-      complete([ok = static_cast<bool>(r), error = r ? std::error_code() : r.error(), version] {
-        return ok ? text_response("", "text/plain", version) : consul_write_error(version)(error);
-      });
-    });
-  }};
+  return write_and_answer(service_id, [version] { return text_response("", "text/plain", version); }, version);
 }
 
 json api::agent_checks() const {
