@@ -57,8 +57,8 @@ void api::end_session(const client_session& s) {
       deregister_local(id);
       continue;
     }
-    replica_.deregister_instance_async(path, id, kind, [id, session = s.id](result<bool> r) {
-      if (!r) spdlog::warn("session {}: removing {} failed: {}", session, id, r.error().message());
+    replica_.deregister_instance_async(path, id, kind, [instance = id, session = s.id](result<bool> r) {
+      if (!r) spdlog::warn("session {}: removing {} failed: {}", session, instance, r.error().message());
     });
   }
 }
