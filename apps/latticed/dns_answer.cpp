@@ -1,5 +1,8 @@
 #include "dns_answer.hpp"
 
+// ldns's common.h defines bool, true and false as macros unless
+// <stdbool.h> came first (it does by accident under g++, not clang++).
+#include <stdbool.h>  // NOLINT(modernize-deprecated-headers)
 #include <ldns/ldns.h>
 
 #include <algorithm>
