@@ -77,7 +77,7 @@ struct dns_server::tcp_client : std::enable_shared_from_this<tcp_client> {
 };
 
 dns_server::dns_server(asio::io_context& io, const dns_answerer& answerer)
-    : io_(io), answerer_(answerer), udp_(io), tcp_(io), datagram_(max_datagram + 1) {}
+    : answerer_(answerer), udp_(io), tcp_(io), datagram_(max_datagram + 1) {}
 
 dns_server::~dns_server() {
   *alive_ = false;

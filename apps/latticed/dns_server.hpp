@@ -46,7 +46,6 @@ class dns_server {
   void receive();
   void accept();
 
-  boost::asio::io_context& io_;
   const dns_answerer& answerer_;
   boost::asio::ip::udp::socket udp_;
   boost::asio::ip::tcp::acceptor tcp_;
