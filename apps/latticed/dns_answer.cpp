@@ -139,11 +139,11 @@ std::vector<std::uint8_t> dns_answerer::answer(std::span<const std::uint8_t> que
   const auto id = static_cast<std::uint16_t>(query[0] << 8 | query[1]);
   const bool rd = (query[2] & 0x01) != 0;
 
-  pkt_ptr response(ldns_pkt_new());
-  ldns_pkt_set_id(response.get(), id);
-  ldns_pkt_set_qr(response.get(), true);
-  ldns_pkt_set_rd(response.get(), rd);
-  ldns_pkt_set_ra(response.get(), false);
+  pkt_ptr reply_pkt(ldns_pkt_new());
+  ldns_pkt_set_id(reply_pkt.get(), id);
+  ldns_pkt_set_qr(reply_pkt.get(), true);
+  ldns_pkt_set_rd(reply_pkt.get(), rd);
+  ldns_pkt_set_ra(reply_pkt.get(), false);
   const auto encode = [](const ldns_pkt* p) {
     std::uint8_t* wire = nullptr;
     std::size_t size = 0;
@@ -153,25 +153,25 @@ std::vector<std::uint8_t> dns_answerer::answer(std::span<const std::uint8_t> que
     return out;
   };
   const auto fail = [&](ldns_pkt_rcode rcode) {
-    ldns_pkt_set_rcode(response.get(), static_cast<std::uint8_t>(rcode));
-    return encode(response.get());
+    ldns_pkt_set_rcode(reply_pkt.get(), static_cast<std::uint8_t>(rcode));
+    return encode(reply_pkt.get());
   };
 
   ldns_pkt* parsed = nullptr;
   if (ldns_wire2pkt(&parsed, query.data(), query.size()) != LDNS_STATUS_OK) return fail(LDNS_RCODE_FORMERR);
-  const pkt_ptr request(parsed);
-  ldns_pkt_set_opcode(response.get(), ldns_pkt_get_opcode(request.get()));
-  if (ldns_pkt_get_opcode(request.get()) != LDNS_PACKET_QUERY) return fail(LDNS_RCODE_NOTIMPL);
-  const ldns_rr_list* questions = ldns_pkt_question(request.get());
+  const pkt_ptr query_pkt(parsed);
+  ldns_pkt_set_opcode(reply_pkt.get(), ldns_pkt_get_opcode(query_pkt.get()));
+  if (ldns_pkt_get_opcode(query_pkt.get()) != LDNS_PACKET_QUERY) return fail(LDNS_RCODE_NOTIMPL);
+  const ldns_rr_list* questions = ldns_pkt_question(query_pkt.get());
   if (ldns_rr_list_rr_count(questions) != 1) return fail(LDNS_RCODE_FORMERR);
   const ldns_rr* question = ldns_rr_list_rr(questions, 0);
-  ldns_pkt_push_rr(response.get(), LDNS_SECTION_QUESTION, ldns_rr_clone(question));
+  ldns_pkt_push_rr(reply_pkt.get(), LDNS_SECTION_QUESTION, ldns_rr_clone(question));
   std::size_t limit = 65535;
   if (udp) {
     limit = 512;
-    if (ldns_pkt_edns(request.get())) limit = std::clamp<std::size_t>(ldns_pkt_edns_udp_size(request.get()), 512, 4096);
+    if (ldns_pkt_edns(query_pkt.get())) limit = std::clamp<std::size_t>(ldns_pkt_edns_udp_size(query_pkt.get()), 512, 4096);
   }
-  if (ldns_pkt_edns(request.get())) ldns_pkt_set_edns_udp_size(response.get(), 4096);
+  if (ldns_pkt_edns(query_pkt.get())) ldns_pkt_set_edns_udp_size(reply_pkt.get(), 4096);
 
   const ldns_rdf* qname = ldns_rr_owner(question);
   const ldns_rr_type qtype = ldns_rr_get_type(question);
@@ -185,7 +185,7 @@ std::vector<std::uint8_t> dns_answerer::answer(std::span<const std::uint8_t> que
   const auto domain = labels_of(options_.domain);
   if (labels.size() < domain.size() || !std::equal(domain.rbegin(), domain.rend(), labels.rbegin()))
     return fail(LDNS_RCODE_REFUSED);  // not ours, and we do not recurse
-  ldns_pkt_set_aa(response.get(), true);
+  ldns_pkt_set_aa(reply_pkt.get(), true);
   labels.resize(labels.size() - domain.size());
   // An optional datacenter label: ours, or no such name.
   bool other_dc = false;
@@ -284,9 +284,9 @@ std::vector<std::uint8_t> dns_answerer::answer(std::span<const std::uint8_t> que
                                            options_.ttl);
   if (out.soa && ldns_rr_new_frm_str(&soa, soa_text.c_str(), 0, nullptr, nullptr) != LDNS_STATUS_OK) soa = nullptr;
   const rr_ptr soa_owner(soa);
-  ldns_pkt_set_rcode(response.get(), static_cast<std::uint8_t>(out.rcode));
+  ldns_pkt_set_rcode(reply_pkt.get(), static_cast<std::uint8_t>(out.rcode));
   for (std::size_t keep = out.answers.size();; --keep) {
-    pkt_ptr attempt(ldns_pkt_clone(response.get()));
+    pkt_ptr attempt(ldns_pkt_clone(reply_pkt.get()));
     for (std::size_t i = 0; i < keep; ++i) {
       ldns_pkt_push_rr(attempt.get(), LDNS_SECTION_ANSWER, ldns_rr_clone(out.answers[i].get()));
       for (const auto& extra : out.additional[i])
