@@ -23,21 +23,12 @@ import argparse
 import http.server
 import json
 import os
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
-import urllib.request
+
+from daemons import request, start_daemon, stop_daemons  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def request(http_address, method, path, body=None, timeout=30):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request("http://%s%s" % (http_address, path), data=data, method=method)
-    with urllib.request.urlopen(req, timeout=timeout) as res:
-        return res.status, dict(res.headers), json.loads(res.read() or b"null")
 
 
 class Endpoint:
@@ -63,21 +54,6 @@ class Endpoint:
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-
-def start_daemon(latticed, seeds=None):
-    data_dir = tempfile.mkdtemp(prefix="lattice-check-")
-    args = [latticed, "--gossip", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data-dir", data_dir, "--log-level", "warn"]
-    if seeds:
-        args += ["--seeds", seeds]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith("latticed ready"):
-            fields = dict(f.split("=", 1) for f in line.split()[2:])
-            return proc, data_dir, fields["http"], fields["gossip"]
-    proc.kill()
-    raise SystemExit("latticed did not start")
 
 
 def wait_passing(http_address, want, limit=30):
@@ -110,8 +86,8 @@ def main():
     try:
         daemons.append(start_daemon(latticed))
         for _ in range(2):
-            daemons.append(start_daemon(latticed, seeds=daemons[0][3]))
-        a, remote = daemons[0][2], [d[2] for d in daemons[1:]]
+            daemons.append(start_daemon(latticed, seeds=daemons[0][2]["gossip"]))
+        a, remote = daemons[0][2]["http"], [d[2]["http"] for d in daemons[1:]]
         request(a, "PUT", "/v1/agent/service/register",
                 {"Name": "web", "ID": "web-1", "Port": endpoint.port,
                  "Check": {"HTTP": "http://127.0.0.1:%d/health" % endpoint.port, "Interval": args.interval,
@@ -143,10 +119,7 @@ def main():
                           "hang": summary(results["hang"], interval_ms + timeout_ms)}))
     finally:
         endpoint.mode = "ok"
-        for proc, data_dir, _, _ in daemons:
-            proc.terminate()
-            proc.wait(10)
-            shutil.rmtree(data_dir, ignore_errors=True)
+        stop_daemons(daemons)
         endpoint.server.shutdown()
 
 

@@ -18,40 +18,16 @@ latticed (LATTICED, default build/apps/latticed) and dnspython.
 import argparse
 import json
 import os
-import shutil
-import subprocess
-import tempfile
 import time
-import urllib.request
 
 import dns.message
 import dns.query
 import dns.rdatatype
 
+from daemons import request, start_daemon, stop_daemons  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-def request(http_address, method, path, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request("http://%s%s" % (http_address, path), data=data, method=method)
-    with urllib.request.urlopen(req, timeout=30) as res:
-        return json.loads(res.read() or b"null")
-
-
-def start_daemon(latticed, seeds=None):
-    data_dir = tempfile.mkdtemp(prefix="lattice-dns-")
-    args = [latticed, "--gossip", "127.0.0.1:0", "--http", "127.0.0.1:0", "--dns", "127.0.0.1:0", "--data-dir",
-            data_dir, "--log-level", "warn"]
-    if seeds:
-        args += ["--seeds", seeds]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith("latticed ready"):
-            return proc, data_dir, dict(f.split("=", 1) for f in line.split()[2:])
-    proc.kill()
-    raise SystemExit("latticed did not start")
 
 
 def addresses(dns_address, name="web.service.consul"):
@@ -105,10 +81,7 @@ def main():
         print(json.dumps({"latency_ms": summary(latency), "queries_per_s": round(rate),
                           "propagation_ms": summary(propagation)}))
     finally:
-        for proc, data_dir, _ in daemons:
-            proc.terminate()
-            proc.wait(10)
-            shutil.rmtree(data_dir, ignore_errors=True)
+        stop_daemons(daemons)
 
 
 if __name__ == "__main__":

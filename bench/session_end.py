@@ -18,41 +18,16 @@ test. Needs built binaries (LATTICED, LATTICE_CLI; default build/apps/).
 import argparse
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
-import urllib.request
+
+from daemons import request, start_daemon, stop_daemons  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATH = "/bench/session"
 
 
-def request(http_address, method, path, body=None, timeout=30):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request("http://%s%s" % (http_address, path), data=data, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as res:
-            return res.status, dict(res.headers), json.loads(res.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), None
-
-
-def start_daemon(latticed, seeds=None):
-    data_dir = tempfile.mkdtemp(prefix="lattice-session-")
-    args = [latticed, "--gossip", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data-dir", data_dir, "--log-level", "warn"]
-    if seeds:
-        args += ["--seeds", seeds]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith("latticed ready"):
-            fields = dict(f.split("=", 1) for f in line.split()[2:])
-            return proc, data_dir, fields["http"], fields["gossip"]
-    proc.kill()
-    raise SystemExit("latticed did not start")
 
 
 def wait_listed(http_address, instance_id, want, limit=30):
@@ -104,8 +79,8 @@ def main():
     try:
         daemons.append(start_daemon(latticed))
         for _ in range(2):
-            daemons.append(start_daemon(latticed, seeds=daemons[0][3]))
-        a, remote = daemons[0][2], [d[2] for d in daemons[1:]]
+            daemons.append(start_daemon(latticed, seeds=daemons[0][2]["gossip"]))
+        a, remote = daemons[0][2]["http"], [d[2]["http"] for d in daemons[1:]]
         kill, late = [], []
         for round_ in range(args.rounds):
             port = 20000 + round_
@@ -139,10 +114,7 @@ def main():
         print(json.dumps({"rounds": args.rounds, "ttl": args.ttl, "kill_ms": summary(kill),
                           "ttl_late_ms": summary(late)}))
     finally:
-        for proc, data_dir, _, _ in daemons:
-            proc.terminate()
-            proc.wait(10)
-            shutil.rmtree(data_dir, ignore_errors=True)
+        stop_daemons(daemons)
 
 
 if __name__ == "__main__":

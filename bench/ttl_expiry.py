@@ -18,20 +18,11 @@ build/apps/latticed).
 import argparse
 import json
 import os
-import shutil
-import subprocess
-import tempfile
 import time
-import urllib.request
+
+from daemons import request, start_daemon, stop_daemons  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def request(http, method, path, body=None, timeout=30):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request("http://%s%s" % (http, path), data=data, method=method)
-    with urllib.request.urlopen(req, timeout=timeout) as res:
-        return res.status, dict(res.headers), json.loads(res.read() or b"null")
 
 
 def main():
@@ -40,18 +31,9 @@ def main():
     parser.add_argument("--ttl-ms", type=int, default=500)
     args = parser.parse_args()
     latticed = os.environ.get("LATTICED", os.path.join(ROOT, "build/apps/latticed"))
-    data_dir = tempfile.mkdtemp(prefix="lattice-ttl-")
-    daemon = subprocess.Popen([latticed, "--gossip", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data-dir", data_dir,
-                               "--log-level", "warn"], stdout=subprocess.PIPE, text=True)
+    daemons = [start_daemon(latticed)]
     try:
-        http = None
-        deadline = time.monotonic() + 10
-        while http is None and time.monotonic() < deadline:
-            line = daemon.stdout.readline()
-            if line.startswith("latticed ready"):
-                http = dict(f.split("=", 1) for f in line.split()[2:])["http"]
-        if http is None:
-            raise SystemExit("latticed did not start")
+        http = daemons[0][2]["http"]
         request(http, "PUT", "/v1/agent/service/register",
                 {"Name": "ttl", "ID": "ttl-1", "Port": 1, "Check": {"TTL": "%dms" % args.ttl_ms}})
         samples = []
@@ -72,10 +54,7 @@ def main():
                                       "min": round(ordered[0], 2)},
                           "samples_ms": [round(s, 2) for s in samples]}))
     finally:
-        daemon.terminate()
-        daemon.wait(10)
-        shutil.rmtree(data_dir, ignore_errors=True)
-
+        stop_daemons(daemons)
 
 if __name__ == "__main__":
     main()

@@ -43,7 +43,7 @@ reply api::consul_register(request& req, const target& t) {
                                               "check", "checks", "enabletagoverride", "taggedaddresses",
                                               "kind", "namespace", "partition", "locality"};
   for (const auto& [k, unused] : body.items())
-    if (!known.contains(lower(k))) return bad("Request decode failed: unknown field \"" + k + "\"");
+    if (!known.contains(folded(k))) return bad("Request decode failed: unknown field \"" + k + "\"");
 
   const json* name = field(body, "Name");
   if (name == nullptr || !name->is_string() || name->get<std::string>().empty())

@@ -278,7 +278,6 @@ reply api::consul_check_register(request& req) {
   const json* name = field(body, "Name");
   if (name == nullptr || !name->is_string() || name->get<std::string>().empty()) return bad("Missing check name");
   const json* service = field(body, "ServiceID");
-  if (service == nullptr) service = field(body, "service_id");
   if (service == nullptr || !service->is_string() || service->get<std::string>().empty())
     return bad("latticed runs checks of services only: ServiceID is required (node checks are not supported)");
   const std::string service_id = service->get<std::string>();

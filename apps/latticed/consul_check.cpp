@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "consul_codec.hpp"
 #include "duration.hpp"
 
 namespace lattice::daemon::consul {
@@ -11,23 +12,6 @@ using nlohmann::json;
 namespace reg = lattice::registry;
 
 namespace {
-
-// Consul reads field names case-insensitively and takes snake_case
-// aliases ("tls_skip_verify", "DeregisterCriticalServiceAfter"): compare
-// lower case without underscores.
-std::string folded(std::string_view name) {
-  std::string out;
-  for (const char ch : name)
-    if (ch != '_') out += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  return out;
-}
-
-const json* find(const json& obj, std::string_view name) {
-  const auto wanted = folded(name);
-  for (const auto& [k, v] : obj.items())
-    if (folded(k) == wanted) return &v;
-  return nullptr;
-}
 
 // The check kinds Consul has that latticed does not run, by the field that
 // makes one.
@@ -75,7 +59,7 @@ std::variant<check_definition, std::string> parse_check(const json& c, const std
   check_definition d;
   d.service_id = service_id;
   const auto text = [&](const char* name, std::string& out) -> std::optional<std::string> {
-    const json* v = find(c, name);
+    const json* v = field(c, name);
     if (v == nullptr || v->is_null()) return std::nullopt;
     if (!v->is_string()) return std::string(name) + " must be a string";
     out = v->get<std::string>();
@@ -91,7 +75,7 @@ std::variant<check_definition, std::string> parse_check(const json& c, const std
     return std::nullopt;
   };
   const auto count = [&](const char* name, unsigned& out) -> std::optional<std::string> {
-    const json* v = find(c, name);
+    const json* v = field(c, name);
     if (v == nullptr || v->is_null()) return std::nullopt;
     if (!v->is_number_unsigned() || v->get<std::uint64_t>() > 1000) return std::string(name) + " must be in 0..1000";
     out = v->get<unsigned>();
@@ -106,11 +90,11 @@ std::variant<check_definition, std::string> parse_check(const json& c, const std
                  count("SuccessBeforePassing", d.success_before_passing),
                  count("FailuresBeforeCritical", d.failures_before_critical)})
     if (e) return *e;
-  if (const json* v = find(c, "TLSSkipVerify"); v && !v->is_null()) {
+  if (const json* v = field(c, "TLSSkipVerify"); v && !v->is_null()) {
     if (!v->is_boolean()) return std::string("TLSSkipVerify must be true or false");
     d.tls_skip_verify = v->get<bool>();
   }
-  if (const json* v = find(c, "Header"); v && !v->is_null()) {
+  if (const json* v = field(c, "Header"); v && !v->is_null()) {
     if (!v->is_object()) return std::string("Header must be an object of string arrays");
     for (const auto& [k, values] : v->items()) {
       if (!values.is_array()) return "Header \"" + k + "\" must be an array of strings";

@@ -61,10 +61,17 @@ std::string lower(std::string_view s) {
   return out;
 }
 
+std::string folded(std::string_view name) {
+  std::string out;
+  for (const char ch : name)
+    if (ch != '_') out += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return out;
+}
+
 const json* field(const json& obj, std::string_view name) {
-  const auto wanted = lower(name);
+  const auto wanted = folded(name);
   for (const auto& [k, v] : obj.items())
-    if (lower(k) == wanted) return &v;
+    if (folded(k) == wanted) return &v;
   return nullptr;
 }
 

@@ -55,8 +55,12 @@ std::string service_path_of(std::string_view name);
 std::string service_name_of(std::string_view path);
 std::string base64(std::string_view in);
 std::string lower(std::string_view s);
-/// Consul decodes JSON field names case-insensitively (Go), and clients
-/// rely on it (python-consul sends "name", "check": {"ttl": ...}).
+/// A JSON field name as Consul matches it: lower case, underscores
+/// dropped ("Tls_Skip_Verify" -> "tlsskipverify").
+std::string folded(std::string_view name);
+/// Consul decodes JSON field names case-insensitively (Go) and takes
+/// snake_case aliases, and clients rely on it (python-consul sends
+/// "name", "check": {"ttl": ...}, "docker_container_id").
 const json* field(const json& obj, std::string_view name);
 /// The instance's tag `key`, or `fallback`.
 std::string tag(const registry::instance_record& inst, const char* key, std::string fallback = {});

@@ -88,16 +88,22 @@ result<void> dns_server::listen(const std::string& host, std::uint16_t port) {
   boost::system::error_code ec;
   const auto address = asio::ip::make_address(host, ec);
   if (ec) return ec;
-  udp::endpoint at(address, port);
-  udp_.open(at.protocol(), ec);
-  if (!ec) udp_.bind(at, ec);
-  if (ec) return ec;
-  port_ = udp_.local_endpoint().port();
-  tcp::endpoint tcp_at(address, port_);
-  tcp_.open(tcp_at.protocol(), ec);
-  if (!ec) tcp_.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) tcp_.bind(tcp_at, ec);
-  if (!ec) tcp_.listen(asio::socket_base::max_listen_connections, ec);
+  // Port 0: UDP picks a free port and TCP must take the same number, which
+  // a TCP socket elsewhere may hold; pick again, a bounded number of times.
+  for (int attempt = 0; attempt < (port == 0 ? 16 : 1); ++attempt) {
+    stop();
+    udp::endpoint at(address, port);
+    udp_.open(at.protocol(), ec);
+    if (!ec) udp_.bind(at, ec);
+    if (ec) return ec;
+    port_ = udp_.local_endpoint().port();
+    tcp::endpoint tcp_at(address, port_);
+    tcp_.open(tcp_at.protocol(), ec);
+    if (!ec) tcp_.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) tcp_.bind(tcp_at, ec);
+    if (!ec) tcp_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec != asio::error::address_in_use) break;
+  }
   if (ec) return ec;
   receive();
   accept();

@@ -538,6 +538,19 @@ class ConsulClientTest(unittest.TestCase):
         self.assertTrue(eventually(lambda: self.ca.agent.self()["Stats"]["serf_lan"]["members"] == "2"))
 
 
+class TwoDaemons(unittest.TestCase):
+    """Two daemons, b joined through a."""
+
+    def setUp(self):
+        self.a = Daemon()
+        self.b = Daemon(seeds=[self.a.gossip])
+
+    def tearDown(self):
+        for d in (self.a, self.b):
+            d.close()
+            shutil.rmtree(d.data_dir, ignore_errors=True)
+
+
 class Endpoint:
     """A provider's HTTP endpoint on loopback for checks to probe: answers
     every request with `code`, counts requests, and can stop listening."""
@@ -577,24 +590,21 @@ class Endpoint:
         self.thread.join(10)
 
 
-class ConsulCheckTest(unittest.TestCase):
+class ConsulCheckTest(TwoDaemons):
     """HTTP and TCP checks run by the owning daemon, several per service,
     their results seen on another daemon."""
 
     def setUp(self):
         import consul  # python3-consul
+        super().setUp()
         self.consul_module = consul
-        self.a = Daemon()
-        self.b = Daemon(seeds=[self.a.gossip])
         self.ca = consul.Consul(host="127.0.0.1", port=int(self.a.http.rsplit(":", 1)[1]))
         self.cb = consul.Consul(host="127.0.0.1", port=int(self.b.http.rsplit(":", 1)[1]))
         self.endpoint = Endpoint()
 
     def tearDown(self):
         self.endpoint.stop()
-        for d in (self.a, self.b):
-            d.close()
-            shutil.rmtree(d.data_dir, ignore_errors=True)
+        super().tearDown()
 
     def checks_on_b(self):
         entries = self.cb.health.service("web")[1]
@@ -732,18 +742,9 @@ class ConsulCheckTest(unittest.TestCase):
         self.assertEqual(self.ca.agent.checks(), {})
 
 
-class SessionTest(unittest.TestCase):
+class SessionTest(TwoDaemons):
     """Registrations bound to a client's session vanish everywhere when it
     ends: expired, destroyed, its connection dropped, its process killed."""
-
-    def setUp(self):
-        self.a = Daemon()
-        self.b = Daemon(seeds=[self.a.gossip])
-
-    def tearDown(self):
-        for d in (self.a, self.b):
-            d.close()
-            shutil.rmtree(d.data_dir, ignore_errors=True)
 
     def create(self, ttl="2s"):
         status, _, body = self.a.request("POST", "/v1/lattice/sessions", {"ttl": ttl, "name": "test"})
@@ -760,13 +761,14 @@ class SessionTest(unittest.TestCase):
         self.register(9001, session)
         self.assertEqual(self.a.put("/v1/lattice/instances" + PATH, instance(9002))[0], 200)  # no session
         self.assertTrue(eventually(lambda: providers(self.b, PATH) == ["127.0.0.1:9001", "127.0.0.1:9002"]))
-        # Renewed: it stays past its TTL.
+        # Renewed whenever half its TTL is left: it stays past its TTL.
         renewed_until = time.monotonic() + 3
         while time.monotonic() < renewed_until:
+            self.assertTrue(eventually(
+                lambda: self.a.get("/v1/lattice/sessions/" + session)[2]["expires_in_ms"] < 1000, timeout=2))
             status, _, body = self.a.put("/v1/lattice/sessions/%s/renew" % session)
             self.assertEqual(status, 200, body)
             self.assertEqual([r["id"] for r in body["registrations"]], ["127.0.0.1:9001"])
-            time.sleep(0.5)  # the client's renewal period, not a synchronisation
         self.assertEqual(providers(self.a, PATH), ["127.0.0.1:9001", "127.0.0.1:9002"])
         # Not renewed: gone everywhere; the other registration stays.
         self.assertTrue(eventually(lambda: providers(self.b, PATH) == ["127.0.0.1:9002"], timeout=10))
@@ -868,17 +870,8 @@ def dig_records(daemon, name, qtype, section="answer", **kw):
     return sorted((f[3], " ".join(f[4:])) for f in (line.split() for line in out.splitlines()) if len(f) >= 5)
 
 
-class DnsTest(unittest.TestCase):
+class DnsTest(TwoDaemons):
     """The DNS interface, asked with dig, as Consul's agent answers."""
-
-    def setUp(self):
-        self.a = Daemon()
-        self.b = Daemon(seeds=[self.a.gossip])
-
-    def tearDown(self):
-        for d in (self.a, self.b):
-            d.close()
-            shutil.rmtree(d.data_dir, ignore_errors=True)
 
     def register(self, **body):
         status, _, answer = self.a.put("/v1/agent/service/register", dict({"Name": "web"}, **body))
