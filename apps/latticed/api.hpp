@@ -118,7 +118,12 @@ class api {
   reply test_faults(request& req, const target& t);
   response metrics_text(unsigned version);
 
-  // Consul helpers (api_consul.cpp).
+  // ---- The Consul API. api_consul.cpp routes each request by a table of
+  // (method, path) to one member below; a path ending in '/' is a prefix
+  // and the handler gets the rest of the path as `tail`.
+
+  // Agent: services registered through this daemon, the agent itself and
+  // the members (api_consul_agent.cpp).
   void restore_checks();
   reply consul_register(request& req, const target& t);
   reply consul_deregister(const std::string& service_id);
@@ -127,9 +132,28 @@ class api {
   std::optional<std::pair<std::string, registry::record_ptr>> own_service(std::string_view service_id) const;
   // PUT /v1/agent/service/maintenance/:id?enable=&reason=
   reply consul_maintenance(const std::string& service_id, const target& t, unsigned version);
-  // Health, node and agent-health endpoints (api_consul_health.cpp);
-  // nullopt for a path that is none of theirs.
-  std::optional<reply> consul_health(request& req, const target& t);
+  reply consul_agent_service(request& req, const target& t, const std::string& service_id);
+  reply consul_agent_services(request& req, const target& t);
+  reply consul_agent_self(request& req);
+  // /v1/agent/members, /v1/catalog/nodes and /v1/status/peers: one member table, three shapes.
+  reply consul_members(request& req, const target& t);
+
+  // Catalog and health of services (api_consul_catalog.cpp).
+  reply consul_catalog_services(request& req, const target& t);
+  // /v1/catalog/service/:name and /v1/health/service/:name.
+  reply consul_service_instances(request& req, const target& t, const std::string& name, bool health);
+
+  // Health, node and agent-health endpoints (api_consul_health.cpp).
+  reply consul_node(request& req, const target& t, const std::string& node, bool health);
+  reply consul_health_checks(request& req, const target& t, const std::string& name);
+  reply consul_health_state(request& req, const target& t, const std::string& state);
+  reply consul_agent_health(request& req, const target& t, const std::string& wanted, bool by_id);
+
+  // KV (api_consul_kv.cpp); `key` without its leading '/'.
+  reply consul_kv_get(request& req, const target& t, const std::string& key);
+  reply consul_kv_put(request& req, const target& t, const std::string& key);
+  reply consul_kv_delete(request& req, const target& t, const std::string& key);
+
   // Sessions, native and Consul (api_sessions.cpp); nullopt for a path
   // that is none of theirs.
   std::optional<reply> session_endpoints(request& req, const target& t);
@@ -145,6 +169,8 @@ class api {
                                                std::vector<registry::instance*> insts, unsigned version);
 
   // Checks (api_consul_checks.cpp).
+  // PUT /v1/agent/check/update/:id with {"Status", "Output"}.
+  reply consul_check_update_body(request& req, const std::string& check_id);
   reply consul_check_update(const std::string& check_id, const std::string& status, const std::string& output,
                             unsigned version);
   reply consul_check_register(request& req);

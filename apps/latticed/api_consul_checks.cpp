@@ -253,6 +253,19 @@ void api::on_probe(const std::string& service_id, const std::string& check_id, s
 
 // ---- endpoints -----------------------------------------------------------------------
 
+reply api::consul_check_update_body(request& req, const std::string& check_id) {
+  const unsigned v = req.version();
+  const auto body = json::parse(req.body(), nullptr, false);
+  const json* status = body.is_object() ? field(body, "Status") : nullptr;
+  const json* output = body.is_object() ? field(body, "Output") : nullptr;
+  if (status == nullptr || !status->is_string() ||
+      (*status != "passing" && *status != "warning" && *status != "critical"))
+    return error_response(http::status::bad_request, "Status must be passing, warning or critical", v);
+  if (output != nullptr && !output->is_string())
+    return error_response(http::status::bad_request, "Output must be a string", v);
+  return consul_check_update(check_id, status->get<std::string>(), output ? output->get<std::string>() : "", v);
+}
+
 reply api::consul_check_update(const std::string& check_id, const std::string& status, const std::string& output,
                                unsigned version) {
   const auto owner = check_owner_.find(check_id);

@@ -47,140 +47,108 @@ http::status status_code(const std::string& status) {
 
 }  // namespace
 
-std::optional<reply> api::consul_health(request& req, const target& t) {
+reply api::consul_node(request& req, const target& t, const std::string& name, bool health) {
   const unsigned v = req.version();
-  const std::string& path = t.path;
-  const auto under = [&](std::string_view p) { return path.size() > p.size() && path.starts_with(p); };
-  const auto rest = [&](std::string_view p) { return path.substr(p.size()); };
-  if (path != "/v1/catalog/datacenters" && !under("/v1/catalog/node/") && !under("/v1/health/node/") &&
-      !under("/v1/health/checks/") && !under("/v1/health/state/") && !under("/v1/agent/service/") &&
-      !under("/v1/agent/health/service/"))
-    return std::nullopt;
-  if (req.method() != http::verb::get)
-    return error_response(http::status::method_not_allowed, std::string(req.method_string()) + " is not allowed on " +
-                                                                path, v);
-
-  if (path == "/v1/catalog/datacenters") return json_response(json::array({options_.datacenter}), v);
-
-  if (under("/v1/catalog/node/") || under("/v1/health/node/")) {
-    const bool catalog = under("/v1/catalog/node/");
-    const std::string name = rest(catalog ? "/v1/catalog/node/" : "/v1/health/node/");
-    const auto id = node_id(name);
-    return blocking(req, t, {any_service_topic()}, [=, this] {
-      const auto snap = replica_.current();
-      const auto table = replica_.status();
-      const auto member = std::find_if(table->members.begin(), table->members.end(),
-                                       [&](const reg::member_info& m) { return id && m.id == *id; });
-      if (member == table->members.end())  // Consul: an unknown node is null, or no checks
-        return std::pair{snap->sequence, with_index(json_response(catalog ? json(nullptr) : json::array(), v),
-                                                    snap->sequence)};
-      json services = json::object(), checks = json::array({serf_check(*id, live_nodes(*table).contains(*id))});
-      snap->services.for_each([&](const std::shared_ptr<const reg::service_view>& view) {
-        for (const auto& i : view->providers) {
-          if (i->owner() != *id) continue;
-          const std::string service = service_name_of(view->path);
-          services[std::string(i->id())] = agent_service(*i, service, options_.datacenter);
-          for (auto& c : service_checks(*i, service)) checks.push_back(std::move(c));
-        }
-      });
-      if (!catalog) return std::pair{snap->sequence, with_index(json_response(checks, v), snap->sequence)};
-      const auto& m = *member;
-      json node{{"ID", fmt::format("{:016x}", m.id)}, {"Node", node_name(m.id)}, {"Address", host_of(m.address)},
-                {"Datacenter", options_.datacenter}, {"TaggedAddresses", json::object()}, {"Meta", json::object()}};
-      return std::pair{snap->sequence, with_index(json_response(json{{"Node", node}, {"Services", services}}, v),
+  const bool catalog = !health;
+  const auto id = node_id(name);
+  return blocking(req, t, {any_service_topic()}, [=, this] {
+    const auto snap = replica_.current();
+    const auto table = replica_.status();
+    const auto member = std::find_if(table->members.begin(), table->members.end(),
+                                     [&](const reg::member_info& m) { return id && m.id == *id; });
+    if (member == table->members.end())  // Consul: an unknown node is null, or no checks
+      return std::pair{snap->sequence, with_index(json_response(catalog ? json(nullptr) : json::array(), v),
                                                   snap->sequence)};
+    json services = json::object(), checks = json::array({serf_check(*id, live_nodes(*table).contains(*id))});
+    snap->services.for_each([&](const std::shared_ptr<const reg::service_view>& view) {
+      for (const auto& i : view->providers) {
+        if (i->owner() != *id) continue;
+        const std::string service = service_name_of(view->path);
+        services[std::string(i->id())] = agent_service(*i, service, options_.datacenter);
+        for (auto& c : service_checks(*i, service)) checks.push_back(std::move(c));
+      }
     });
-  }
+    if (!catalog) return std::pair{snap->sequence, with_index(json_response(checks, v), snap->sequence)};
+    const auto& m = *member;
+    json node{{"ID", fmt::format("{:016x}", m.id)}, {"Node", node_name(m.id)}, {"Address", host_of(m.address)},
+              {"Datacenter", options_.datacenter}, {"TaggedAddresses", json::object()}, {"Meta", json::object()}};
+    return std::pair{snap->sequence, with_index(json_response(json{{"Node", node}, {"Services", services}}, v),
+                                                snap->sequence)};
+  });
+}
 
-  if (under("/v1/health/checks/")) {
-    const std::string name = rest("/v1/health/checks/");
-    const std::string service = service_path_of(name);
-    if (auto p = reg::service_path::parse(service); !p)
-      return error_response(http::status::bad_request, "invalid service name \"" + name + "\"", v);
-    return blocking(req, t, {service_topic(service)}, [=, this] {
-      const auto list = replica_.lookup(service);
-      json out = json::array();
-      for (const auto& i : list.providers())
-        for (auto& c : service_checks(*i, name)) out.push_back(std::move(c));
-      return std::pair{list.version(), with_index(json_response(out, v), list.version())};
+reply api::consul_health_checks(request& req, const target& t, const std::string& name) {
+  const unsigned v = req.version();
+  const std::string service = service_path_of(name);
+  if (auto p = reg::service_path::parse(service); !p)
+    return error_response(http::status::bad_request, "invalid service name \"" + name + "\"", v);
+  return blocking(req, t, {service_topic(service)}, [=, this] {
+    const auto list = replica_.lookup(service);
+    json out = json::array();
+    for (const auto& i : list.providers())
+      for (auto& c : service_checks(*i, name)) out.push_back(std::move(c));
+    return std::pair{list.version(), with_index(json_response(out, v), list.version())};
+  });
+}
+
+reply api::consul_health_state(request& req, const target& t, const std::string& state) {
+  const unsigned v = req.version();
+  if (state != "any" && state != "passing" && state != "warning" && state != "critical")
+    return error_response(http::status::bad_request, "Invalid state \"" + state + "\" (any, passing, warning, "
+                          "critical)", v);
+  return blocking(req, t, {any_service_topic()}, [=, this] {
+    const auto snap = replica_.current();
+    const auto table = replica_.status();
+    const auto up = live_nodes(*table);
+    json out = json::array();
+    const auto keep = [&](json c) {
+      if (state == "any" || c["Status"] == state) out.push_back(std::move(c));
+    };
+    for (const auto& m : table->members) keep(serf_check(m.id, up.contains(m.id)));
+    snap->services.for_each([&](const std::shared_ptr<const reg::service_view>& view) {
+      for (const auto& i : view->providers)
+        for (auto& c : service_checks(*i, service_name_of(view->path))) keep(std::move(c));
     });
-  }
+    return std::pair{snap->sequence, with_index(json_response(out, v), snap->sequence)};
+  });
+}
 
-  if (under("/v1/health/state/")) {
-    const std::string state = rest("/v1/health/state/");
-    if (state != "any" && state != "passing" && state != "warning" && state != "critical")
-      return error_response(http::status::bad_request, "Invalid state \"" + state + "\" (any, passing, warning, "
-                            "critical)", v);
-    return blocking(req, t, {any_service_topic()}, [=, this] {
-      const auto snap = replica_.current();
-      const auto table = replica_.status();
-      const auto up = live_nodes(*table);
-      json out = json::array();
-      const auto keep = [&](json c) {
-        if (state == "any" || c["Status"] == state) out.push_back(std::move(c));
-      };
-      for (const auto& m : table->members) keep(serf_check(m.id, up.contains(m.id)));
-      snap->services.for_each([&](const std::shared_ptr<const reg::service_view>& view) {
-        for (const auto& i : view->providers)
-          for (auto& c : service_checks(*i, service_name_of(view->path))) keep(std::move(c));
-      });
-      return std::pair{snap->sequence, with_index(json_response(out, v), snap->sequence)};
-    });
-  }
-
-  // This agent's own services and checks: those registered through this daemon.
-  const auto snap = replica_.current();
+reply api::consul_agent_health(request& req, const target& t, const std::string& wanted, bool by_id) {
+  const unsigned v = req.version();
+  // This agent's own services: those registered through this daemon.
   struct own_instance {
     std::shared_ptr<const reg::service_view> view;
     const reg::instance_view* instance;
   };
-  const auto own = [&](auto&& wanted) {
-    std::vector<own_instance> out;
-    snap->services.for_each([&](const std::shared_ptr<const reg::service_view>& view) {
-      for (const auto& i : view->providers)
-        if (i->owner() == replica_.id() && wanted(*view, i)) out.push_back({view, &i});
-    });
-    return out;
-  };
-
-  if (under("/v1/agent/health/service/id/") || under("/v1/agent/health/service/name/")) {
-    const bool by_id = under("/v1/agent/health/service/id/");
-    const std::string wanted = rest(by_id ? "/v1/agent/health/service/id/" : "/v1/agent/health/service/name/");
-    const auto found = own([&](const reg::service_view& view, const reg::instance_view& i) {
-      return by_id ? i->id() == wanted : service_name_of(view.path) == wanted;
-    });
-    if (found.empty())
-      return error_response(http::status::not_found, std::string(by_id ? "ServiceId" : "ServiceName") + " " + wanted +
-                                                         " not found", v);
-    json out = json::array();
-    std::string all = "passing";
-    for (const auto& o : found) {
-      const auto& i = **o.instance;
-      const std::string name = service_name_of(o.view->path);
-      json checks = service_checks(i, name);
-      const std::string status = service_status(i);
-      all = worse(all, status);
-      out.push_back(json{{"AggregatedStatus", status}, {"Service", agent_service(i, name, options_.datacenter)},
-                         {"Checks", std::move(checks)}});
-    }
-    if (t.get("format") == "text") {
-      response res = text_response(all, "text/plain", v);
-      res.result(status_code(all));
-      return res;
-    }
-    response res = json_response(by_id ? out[0] : out, v);
+  std::vector<own_instance> found;
+  const auto snap = replica_.current();
+  snap->services.for_each([&](const std::shared_ptr<const reg::service_view>& view) {
+    for (const auto& i : view->providers)
+      if (i->owner() == replica_.id() && (by_id ? i->id() == wanted : service_name_of(view->path) == wanted))
+        found.push_back({view, &i});
+  });
+  if (found.empty())
+    return error_response(http::status::not_found, std::string(by_id ? "ServiceId" : "ServiceName") + " " + wanted +
+                                                       " not found", v);
+  json out = json::array();
+  std::string all = "passing";
+  for (const auto& o : found) {
+    const auto& i = **o.instance;
+    const std::string name = service_name_of(o.view->path);
+    json checks = service_checks(i, name);
+    const std::string status = service_status(i);
+    all = worse(all, status);
+    out.push_back(json{{"AggregatedStatus", status}, {"Service", agent_service(i, name, options_.datacenter)},
+                       {"Checks", std::move(checks)}});
+  }
+  if (t.get("format") == "text") {
+    response res = text_response(all, "text/plain", v);
     res.result(status_code(all));
     return res;
   }
-
-  if (under("/v1/agent/service/") && rest("/v1/agent/service/").find('/') == std::string::npos) {
-    // GET /v1/agent/service/:id (register and deregister/:id are handled before)
-    const std::string id = rest("/v1/agent/service/");
-    const auto found = own_service(id);
-    if (!found) return error_response(http::status::not_found, "unknown service ID: " + id, v);
-    return json_response(agent_service(*found->second, service_name_of(found->first), options_.datacenter), v);
-  }
-  return std::nullopt;
+  response res = json_response(by_id ? out[0] : out, v);
+  res.result(status_code(all));
+  return res;
 }
 
 }  // namespace lattice::daemon

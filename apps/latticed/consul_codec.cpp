@@ -175,4 +175,20 @@ json agent_service(const reg::instance_record& inst, const std::string& name, co
               {"EnableTagOverride", false}, {"Datacenter", datacenter}};
 }
 
+node_addresses addresses_of(const std::vector<reg::member_info>& members) {
+  node_addresses out;
+  for (const auto& m : members) out.emplace(m.id, host_of(m.address));
+  return out;
+}
+
+json node_json(reg::replica_id node, const node_addresses& addresses, const std::string& datacenter) {
+  const auto it = addresses.find(node);
+  return json{{"ID", fmt::format("{:016x}", node)},
+              {"Node", node_name(node)},
+              {"Address", it == addresses.end() ? std::string() : it->second},
+              {"Datacenter", datacenter},
+              {"TaggedAddresses", json::object()},
+              {"Meta", json::object()}};
+}
+
 }  // namespace lattice::daemon::consul

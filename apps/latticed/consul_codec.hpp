@@ -9,10 +9,12 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <set>
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -89,6 +91,12 @@ json service_checks(const registry::instance_record& inst, const std::string& na
 std::string service_status(const registry::instance_record& inst);
 /// One of this agent's services, as /v1/agent/services shapes it.
 json agent_service(const registry::instance_record& inst, const std::string& name, const std::string& datacenter);
+/// Each member's host, by replica: read once per answer (the member table
+/// is the replica thread's), not once per instance.
+using node_addresses = std::map<registry::replica_id, std::string>;
+node_addresses addresses_of(const std::vector<registry::member_info>& members);
+/// A replica as a Consul catalog node.
+json node_json(registry::replica_id node, const node_addresses& addresses, const std::string& datacenter);
 /// Consul's index headers (an index of at least 1, as Consul's).
 response with_index(response res, std::uint64_t index);
 
