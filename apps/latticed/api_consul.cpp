@@ -16,6 +16,9 @@
 namespace lattice::daemon {
 
 using nlohmann::json;
+using consul::check_selectors;
+using consul::filter;
+using consul::filter_of;
 
 namespace {
 
@@ -25,6 +28,8 @@ struct consul_route {
   http::verb method;
   std::string_view path;
   reply (*handle)(api& self, request& req, const target& t, const std::string& tail);
+  // Takes ?filter (consul_filter.hpp); elsewhere it is refused by name.
+  bool filterable = false;
 };
 
 bool matches(std::string_view pattern, std::string_view path) {
@@ -61,7 +66,7 @@ reply api::consul(request& req, const target& t) {
       {verb::get, "/v1/agent/service/",
        [](self& a, request& r, const target& q, const std::string& id) { return a.consul_agent_service(r, q, id); }},
       {verb::get, "/v1/agent/services",
-       [](self& a, request& r, const target& q, const std::string&) { return a.consul_agent_services(r, q); }},
+       [](self& a, request& r, const target& q, const std::string&) { return a.consul_agent_services(r, q); }, true},
       {verb::get, "/v1/agent/self",
        [](self& a, request& r, const target&, const std::string&) { return a.consul_agent_self(r); }},
       {verb::get, "/v1/agent/members",
@@ -90,37 +95,41 @@ reply api::consul(request& req, const target& t) {
       {verb::put, "/v1/agent/check/warn/", warn}, {verb::get, "/v1/agent/check/warn/", warn},
       {verb::put, "/v1/agent/check/fail/", fail}, {verb::get, "/v1/agent/check/fail/", fail},
       {verb::get, "/v1/agent/checks",
-       [](self& a, request& r, const target&, const std::string&) {
-         return reply(json_response(a.agent_checks(), r.version()));
-       }},
+       [](self& a, request& r, const target& q, const std::string&) {
+         auto parsed = filter_of(q, check_selectors, r.version());
+         if (auto* refused = std::get_if<response>(&parsed)) return reply(std::move(*refused));
+         json checks = a.agent_checks();
+         if (const auto& keep = std::get<std::shared_ptr<const filter>>(parsed)) keep->apply(checks);
+         return reply(json_response(checks, r.version()));
+       }, true},
       {verb::get, "/v1/catalog/datacenters",
        [](self& a, request& r, const target&, const std::string&) {
          return reply(json_response(json::array({a.options_.datacenter}), r.version()));
        }},
       {verb::get, "/v1/catalog/nodes",
-       [](self& a, request& r, const target& q, const std::string&) { return a.consul_members(r, q); }},
+       [](self& a, request& r, const target& q, const std::string&) { return a.consul_members(r, q); }, true},
       {verb::get, "/v1/catalog/node/",
-       [](self& a, request& r, const target& q, const std::string& node) { return a.consul_node(r, q, node, false); }},
+       [](self& a, request& r, const target& q, const std::string& node) { return a.consul_node(r, q, node, false); }, true},
       {verb::get, "/v1/catalog/services",
        [](self& a, request& r, const target& q, const std::string&) { return a.consul_catalog_services(r, q); }},
       {verb::get, "/v1/catalog/service/",
        [](self& a, request& r, const target& q, const std::string& name) {
          return a.consul_service_instances(r, q, name, false);
-       }},
+       }, true},
       {verb::get, "/v1/health/service/",
        [](self& a, request& r, const target& q, const std::string& name) {
          return a.consul_service_instances(r, q, name, true);
-       }},
+       }, true},
       {verb::get, "/v1/health/checks/",
        [](self& a, request& r, const target& q, const std::string& name) {
          return a.consul_health_checks(r, q, name);
-       }},
+       }, true},
       {verb::get, "/v1/health/node/",
-       [](self& a, request& r, const target& q, const std::string& node) { return a.consul_node(r, q, node, true); }},
+       [](self& a, request& r, const target& q, const std::string& node) { return a.consul_node(r, q, node, true); }, true},
       {verb::get, "/v1/health/state/",
        [](self& a, request& r, const target& q, const std::string& state) {
          return a.consul_health_state(r, q, state);
-       }},
+       }, true},
       // "/v1/kv/?recurse" asks for the whole tree; "/v1/kv" is the same key.
       {verb::get, "/v1/kv",
        [](self& a, request& r, const target& q, const std::string& key) { return a.consul_kv_get(r, q, key); }},
@@ -143,7 +152,7 @@ reply api::consul(request& req, const target& t) {
   const unsigned v = req.version();
   if (const auto dc = t.get("dc"); dc && !dc->empty() && *dc != options_.datacenter)
     return error_response(http::status::internal_server_error, "No path to datacenter", v);
-  for (const char* unsupported : {"filter", "node-meta", "near", "ns", "partition", "peer", "sampling-factor"})
+  for (const char* unsupported : {"node-meta", "near", "ns", "partition", "peer", "sampling-factor"})
     if (t.has(unsupported))
       return error_response(http::status::bad_request,
                             std::string("?") + unsupported + " is not supported by latticed (the README lists the "
@@ -157,6 +166,9 @@ reply api::consul(request& req, const target& t) {
     if (endpoint == nullptr && !matches(r.path, t.path)) continue;
     if (endpoint == nullptr) endpoint = &r;
     if (r.method == req.method()) {
+      if (t.has("filter") && !r.filterable)
+        return error_response(http::status::bad_request, "?filter is not supported on " + std::string(r.path) +
+                                                              " (the README lists the endpoints that take it)", v);
       const std::string tail = r.path.ends_with('/') ? t.path.substr(r.path.size()) : std::string();
       return r.handle(*this, req, t, tail);
     }

@@ -228,14 +228,19 @@ reply api::consul_agent_service(request& req, const target&, const std::string& 
                        req.version());
 }
 
-reply api::consul_agent_services(request& req, const target&) {
+reply api::consul_agent_services(request& req, const target& t) {
+  const unsigned v = req.version();
+  auto parsed_filter = filter_of(t, agent_service_selectors, v);
+  if (auto* refused = std::get_if<response>(&parsed_filter)) return std::move(*refused);
+  const auto keep = std::get<std::shared_ptr<const filter>>(parsed_filter);
   json out = json::object();
   replica_.current()->services.for_each([&](const std::shared_ptr<const reg::service_view>& view) {
     for (const auto& i : view->providers)
       if (i->owner() == replica_.id())
         out[std::string(i->id())] = agent_service(*i, service_name_of(view->path), options_.datacenter);
   });
-  return json_response(out, req.version());
+  if (keep) keep->apply(out);
+  return json_response(out, v);
 }
 
 reply api::consul_agent_self(request& req) {
@@ -264,6 +269,9 @@ reply api::consul_agent_self(request& req) {
 reply api::consul_members(request& req, const target& t) {
   const unsigned v = req.version();
   const bool peers = t.path == "/v1/status/peers", nodes = t.path == "/v1/catalog/nodes";
+  auto parsed_filter = filter_of(t, node_selectors, v);
+  if (auto* refused = std::get_if<response>(&parsed_filter)) return std::move(*refused);
+  const auto keep = std::get<std::shared_ptr<const filter>>(parsed_filter);
   json out = json::array();
   const auto table = replica_.status();  // as of the last tick: never waits for the replica thread
   const auto addresses = addresses_of(table->members);
@@ -282,6 +290,7 @@ reply api::consul_members(request& req, const target& t) {
                          {"Status", status}, {"Tags", json::object()}});
     }
   }
+  if (keep) keep->apply(out);
   return nodes ? with_index(json_response(out, v), replica_.current()->sequence) : json_response(out, v);
 }
 

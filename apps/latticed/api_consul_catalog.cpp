@@ -46,8 +46,13 @@ reply api::consul_service_instances(request& req, const target& t, const std::st
     return error_response(http::status::bad_request, "invalid service name \"" + name + "\"", v);
   const bool passing_only = t.has("passing") && t.get("passing") != "false" && t.get("passing") != "0";
   const auto wanted_tag = t.get("tag");
-  std::string cache_key = fmt::format("{}{}{}{}/{}", catalog ? 'c' : 'h', passing_only ? 'p' : '-',
-                                      wanted_tag ? '+' : '-', wanted_tag.value_or(""), name);
+  auto parsed_filter = filter_of(t, health ? health_service_selectors : catalog_service_selectors, v);
+  if (auto* refused = std::get_if<response>(&parsed_filter)) return std::move(*refused);
+  const auto keep = std::get<std::shared_ptr<const filter>>(parsed_filter);
+  // The name last: it may hold any byte, the rest are delimited.
+  std::string cache_key = fmt::format("{}{}{}{}/{}{}/{}", catalog ? 'c' : 'h', passing_only ? 'p' : '-',
+                                      wanted_tag ? '+' : '-', wanted_tag.value_or(""), t.get("filter").value_or(""),
+                                      t.get("filter").value_or("").size(), name);
   return blocking(req, t, {service_topic(service)}, [=, this] {
     const auto list = replica_.lookup(service);
     auto table = replica_.status();
@@ -89,6 +94,7 @@ reply api::consul_service_instances(request& req, const target& t, const std::st
                            {"Checks", std::move(checks)}});
       }
     }
+    if (keep) keep->apply(out);
     cached = cached_answer{list.version(), std::move(table), dump_json(out) + "\n"};
     return std::pair{list.version(), with_index(text_response(cached.body, "application/json", v), list.version())};
   });

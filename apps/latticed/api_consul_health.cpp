@@ -51,6 +51,9 @@ reply api::consul_node(request& req, const target& t, const std::string& name, b
   const unsigned v = req.version();
   const bool catalog = !health;
   const auto id = node_id(name);
+  auto parsed_filter = filter_of(t, health ? check_selectors : agent_service_selectors, v);
+  if (auto* refused = std::get_if<response>(&parsed_filter)) return std::move(*refused);
+  const auto keep = std::get<std::shared_ptr<const filter>>(parsed_filter);
   return blocking(req, t, {any_service_topic()}, [=, this] {
     const auto snap = replica_.current();
     const auto table = replica_.status();
@@ -68,6 +71,7 @@ reply api::consul_node(request& req, const target& t, const std::string& name, b
         for (auto& c : service_checks(*i, service)) checks.push_back(std::move(c));
       }
     });
+    if (keep) keep->apply(catalog ? services : checks);
     if (!catalog) return std::pair{snap->sequence, with_index(json_response(checks, v), snap->sequence)};
     const auto& m = *member;
     json node{{"ID", fmt::format("{:016x}", m.id)}, {"Node", node_name(m.id)}, {"Address", host_of(m.address)},
@@ -82,11 +86,15 @@ reply api::consul_health_checks(request& req, const target& t, const std::string
   const std::string service = service_path_of(name);
   if (auto p = reg::service_path::parse(service); !p)
     return error_response(http::status::bad_request, "invalid service name \"" + name + "\"", v);
+  auto parsed_filter = filter_of(t, check_selectors, v);
+  if (auto* refused = std::get_if<response>(&parsed_filter)) return std::move(*refused);
+  const auto keep = std::get<std::shared_ptr<const filter>>(parsed_filter);
   return blocking(req, t, {service_topic(service)}, [=, this] {
     const auto list = replica_.lookup(service);
     json out = json::array();
     for (const auto& i : list.providers())
       for (auto& c : service_checks(*i, name)) out.push_back(std::move(c));
+    if (keep) keep->apply(out);
     return std::pair{list.version(), with_index(json_response(out, v), list.version())};
   });
 }
@@ -96,19 +104,23 @@ reply api::consul_health_state(request& req, const target& t, const std::string&
   if (state != "any" && state != "passing" && state != "warning" && state != "critical")
     return error_response(http::status::bad_request, "Invalid state \"" + state + "\" (any, passing, warning, "
                           "critical)", v);
+  auto parsed_filter = filter_of(t, check_selectors, v);
+  if (auto* refused = std::get_if<response>(&parsed_filter)) return std::move(*refused);
+  const auto keep = std::get<std::shared_ptr<const filter>>(parsed_filter);
   return blocking(req, t, {any_service_topic()}, [=, this] {
     const auto snap = replica_.current();
     const auto table = replica_.status();
     const auto up = live_nodes(*table);
     json out = json::array();
-    const auto keep = [&](json c) {
+    const auto add = [&](json c) {
       if (state == "any" || c["Status"] == state) out.push_back(std::move(c));
     };
-    for (const auto& m : table->members) keep(serf_check(m.id, up.contains(m.id)));
+    for (const auto& m : table->members) add(serf_check(m.id, up.contains(m.id)));
     snap->services.for_each([&](const std::shared_ptr<const reg::service_view>& view) {
       for (const auto& i : view->providers)
-        for (auto& c : service_checks(*i, service_name_of(view->path))) keep(std::move(c));
+        for (auto& c : service_checks(*i, service_name_of(view->path))) add(std::move(c));
     });
+    if (keep) keep->apply(out);
     return std::pair{snap->sequence, with_index(json_response(out, v), snap->sequence)};
   });
 }

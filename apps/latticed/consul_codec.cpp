@@ -175,6 +175,16 @@ json agent_service(const reg::instance_record& inst, const std::string& name, co
               {"EnableTagOverride", false}, {"Datacenter", datacenter}};
 }
 
+std::variant<std::shared_ptr<const filter>, response> filter_of(const target& t, const selector_schema& selectors,
+                                                               unsigned version) {
+  const auto text = t.get("filter");
+  if (!text || text->empty()) return std::shared_ptr<const filter>();  // ?filter= filters nothing
+  auto parsed = filter::parse(*text, selectors);
+  if (auto* error = std::get_if<std::string>(&parsed))
+    return error_response(http::status::bad_request, *error, version);
+  return std::make_shared<const filter>(std::move(std::get<filter>(parsed)));
+}
+
 node_addresses addresses_of(const std::vector<reg::member_info>& members) {
   node_addresses out;
   for (const auto& m : members) out.emplace(m.id, host_of(m.address));

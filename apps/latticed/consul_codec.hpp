@@ -14,14 +14,17 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <variant>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "consul_filter.hpp"
 #include "http_server.hpp"
 #include "json_codec.hpp"
 #include "lattice/registry/instance_record.hpp"
 #include "lattice/registry/replica.hpp"
+#include "url.hpp"
 
 namespace lattice::daemon::consul {
 
@@ -97,6 +100,10 @@ using node_addresses = std::map<registry::replica_id, std::string>;
 node_addresses addresses_of(const std::vector<registry::member_info>& members);
 /// A replica as a Consul catalog node.
 json node_json(registry::replica_id node, const node_addresses& addresses, const std::string& datacenter);
+/// The request's ?filter, parsed for an endpoint whose answers have
+/// `selectors`: null without one, or the 400 to answer.
+std::variant<std::shared_ptr<const filter>, response> filter_of(const target& t, const selector_schema& selectors,
+                                                               unsigned version);
 /// Consul's index headers (an index of at least 1, as Consul's).
 response with_index(response res, std::uint64_t index);
 

@@ -513,11 +513,57 @@ class ConsulClientTest(unittest.TestCase):
         status, _, body = self.a.get("/v1/health/service/web?dc=elsewhere")
         self.assertEqual(status, 500)
         self.assertIn("No path to datacenter", json.dumps(body))
-        for query in ("filter=Service.Port%3D%3D8080", "node-meta=rack:r1", "near=_agent", "ns=team"):
+        for query in ("node-meta=rack:r1", "near=_agent", "ns=team"):
             with self.subTest(query=query):
                 status, _, body = self.a.get("/v1/catalog/service/web?" + query)
                 self.assertEqual(status, 400)
                 self.assertIn("not supported", json.dumps(body))
+
+    def test_filter_expressions_on_catalog_health_and_agent(self):
+        def q(expression):
+            return urllib.parse.quote(expression, safe="")
+        self.assertEqual(self.a.put("/v1/agent/service/register", {"Name": "web", "ID": "web-1", "Port": 8080,
+                                                                   "Tags": ["primary"], "Meta": {"zone": "eu-west"}})[0],
+                         200)
+        self.assertTrue(self.cb.agent.service.register("web", service_id="web-2", port=9090,
+                                                       check=self.consul_module.Check.ttl("60s")))
+        # Until b judges a alive, web-1's node check is critical there.
+        self.assertTrue(eventually(lambda: len(self.b.get("/v1/health/service/web?passing")[2]) == 1))
+
+        def ids(path, field):
+            status, _, body = self.b.get(path)
+            self.assertEqual(status, 200, body)
+            return sorted(field(e) for e in body)
+        self.assertEqual(ids("/v1/health/service/web?filter=" + q('Service.Meta.zone == "eu-west"'),
+                             lambda e: e["Service"]["ID"]), ["web-1"])
+        self.assertEqual(ids("/v1/health/service/web?filter=" + q("Checks.Status == critical"),
+                             lambda e: e["Service"]["ID"]), ["web-2"])
+        self.assertEqual(ids("/v1/catalog/service/web?filter=" + q('"primary" in ServiceTags or ServicePort == 9090'),
+                             lambda e: e["ServiceID"]), ["web-1", "web-2"])
+        self.assertEqual(ids("/v1/catalog/service/web?filter=" + q('not ("primary" in ServiceTags)'),
+                             lambda e: e["ServiceID"]), ["web-2"])
+        self.assertEqual(ids("/v1/health/checks/web?filter=" + q("ServiceID == web-2"),
+                             lambda e: e["CheckID"]), ["service:web-2"])
+        self.assertEqual(ids("/v1/health/state/any?filter=" + q('CheckID == "serfHealth"'),
+                             lambda e: e["Node"]), sorted(m["Name"] for m in self.cb.agent.members()))
+        # The same question with and without a filter is two cached answers.
+        self.assertEqual(len(self.b.get("/v1/catalog/service/web")[2]), 2)
+        status, _, body = self.b.get("/v1/agent/services?filter=" + q("Port == 9090"))
+        self.assertEqual((status, sorted(body)), (200, ["web-2"]))
+        status, _, body = self.b.get("/v1/agent/checks?filter=" + q("Status == passing"))
+        self.assertEqual((status, body), (200, {}))
+        # Refusals: a malformed expression, an unknown selector, a bad
+        # regular expression, an endpoint that takes no filter.
+        for path, words in (("/v1/health/service/web?filter=" + q("Service.ID =="), "no valid expression"),
+                            ("/v1/health/service/web?filter=" + q("Service.Colour == red"),
+                             'Selector \\"Service.Colour\\" is not valid'),
+                            ("/v1/catalog/service/web?filter=" + q('ServiceID matches "("'),
+                             "Invalid regular expression"),
+                            ("/v1/kv/?recurse&filter=" + q("Key == a"), "not supported")):
+            with self.subTest(path=path):
+                status, _, body = self.b.get(path)
+                self.assertEqual(status, 400)
+                self.assertIn(words, json.dumps(body))
 
     def test_weights_default_as_consul(self):
         self.assertTrue(self.ca.agent.service.register("web", service_id="web-1", port=8080))
