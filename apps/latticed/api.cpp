@@ -82,7 +82,7 @@ reply api::handle(request& req) {
 }
 
 reply api::blocking(const request& req, const target& t, std::vector<std::string> topics,
-                    std::function<std::pair<std::uint64_t, response>()> produce) {
+                    std::function<std::pair<std::uint64_t, response>()> produce, bool opaque) {
   const auto index_text = t.get("index");
   if (!index_text) return produce().second;
   std::uint64_t index = 0;
@@ -103,9 +103,9 @@ reply api::blocking(const request& req, const target& t, std::vector<std::string
   // Consul adds up to wait/16 of jitter so that waiters do not all return
   // at once; a fixed deadline is enough here.
   return wait_reply{std::chrono::steady_clock::now() + wait, std::move(topics),
-                    [index, produce = std::move(produce)](bool final) -> std::optional<response> {
+                    [index, opaque, produce = std::move(produce)](bool final) -> std::optional<response> {
                       auto [now_index, res] = produce();
-                      if (now_index > index || final) return std::move(res);
+                      if (now_index > index || (opaque && now_index != index) || final) return std::move(res);
                       return std::nullopt;
                     }};
 }

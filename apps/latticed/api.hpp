@@ -56,6 +56,8 @@ struct api_options {
   std::chrono::milliseconds check_update_interval{300'000};
   /// HTTP and TCP check probes running at once; the rest wait their turn.
   std::size_t max_concurrent_checks = 32;
+  /// How long a user event is listed (user_events.hpp).
+  std::chrono::milliseconds event_retention{3'600'000};
 };
 
 /// HTTP request counts by status, for /metrics.
@@ -149,6 +151,14 @@ class api {
   reply consul_health_state(request& req, const target& t, const std::string& state);
   reply consul_agent_health(request& req, const target& t, const std::string& wanted, bool by_id);
 
+  // User events (api_consul_events.cpp, user_events.hpp).
+  reply consul_event_fire(request& req, const target& t, const std::string& name);
+  reply consul_event_list(request& req, const target& t);
+  // Erases the events past their time or beyond the bound (from tick()).
+  void sweep_events(time_point now);
+  time_point next_event_sweep_{};
+  std::set<std::string> events_erasing_;
+
   // KV (api_consul_kv.cpp); `key` without its leading '/'.
   reply consul_kv_get(request& req, const target& t, const std::string& key);
   reply consul_kv_put(request& req, const target& t, const std::string& key);
@@ -210,8 +220,10 @@ class api {
   /// without ?index, else when the index moves past it or ?wait passes.
   /// It is evaluated again when a change wakes one of `topics`
   /// (query_topics.hpp), so they must name everything the index follows.
+  /// An `opaque` index (the event list's) answers when it differs, not
+  /// only when it grows.
   reply blocking(const request& req, const target& t, std::vector<std::string> topics,
-                 std::function<std::pair<std::uint64_t, response>()> produce);
+                 std::function<std::pair<std::uint64_t, response>()> produce, bool opaque = false);
 
   registry::replica& replica_;
   api_options options_;

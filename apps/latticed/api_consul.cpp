@@ -141,6 +141,10 @@ reply api::consul(request& req, const target& t) {
        [](self& a, request& r, const target& q, const std::string& key) { return a.consul_kv_delete(r, q, key); }},
       {verb::delete_, "/v1/kv/",
        [](self& a, request& r, const target& q, const std::string& key) { return a.consul_kv_delete(r, q, key); }},
+      {verb::put, "/v1/event/fire/",
+       [](self& a, request& r, const target& q, const std::string& name) { return a.consul_event_fire(r, q, name); }},
+      {verb::get, "/v1/event/list",
+       [](self& a, request& r, const target& q, const std::string&) { return a.consul_event_list(r, q); }},
       {verb::get, "/v1/status/leader",
        [](self& a, request& r, const target&, const std::string&) {
          return reply(json_response(a.replica_.address(), r.version()));  // no leader: this replica answers

@@ -206,6 +206,7 @@ std::optional<api::time_point> api::tick(time_point now) {
     spdlog::info("session {} ({}) expired: removing its {} registrations", s.id, s.name, s.bound.size());
     end_session(s);
   }
+  sweep_events(now);
   std::optional<time_point> next = sessions_.next_deadline();
   for (const auto& [id, s] : services_)
     for (const auto& [cid, c] : s.checks)

@@ -9,6 +9,7 @@
 #include "consul_codec.hpp"
 #include "lattice/registry/path.hpp"
 #include "query_topics.hpp"
+#include "user_events.hpp"
 
 namespace lattice::daemon {
 
@@ -31,6 +32,18 @@ std::optional<response> refuse_locks(const target& t, unsigned v) {
   return std::nullopt;
 }
 
+// Keys under "~lattice/" are latticed's own (user events): not listed,
+// not readable or writable as KV.
+bool reserved(const std::string& config_key) {
+  return config_key.starts_with(kReservedPrefix) || config_key + "/" == kReservedPrefix;
+}
+
+std::optional<response> refuse_reserved(const std::string& config_key, unsigned v) {
+  if (!reserved(config_key)) return std::nullopt;
+  return error_response(http::status::bad_request,
+                        "keys under \"" + std::string(kReservedPrefix.substr(1)) + "\" are reserved for latticed", v);
+}
+
 }  // namespace
 
 reply api::consul_kv_get(request& req, const target& t, const std::string& key) {
@@ -46,7 +59,7 @@ reply api::consul_kv_get(request& req, const target& t, const std::string& key) 
     const auto& config = *snap->config;
     const auto index = snap->sequence;
     if (!recurse && !keys) {
-      const auto* it = config.find(config_key);
+      const auto* it = reserved(config_key) ? nullptr : config.find(config_key);
       if (it == nullptr) return std::pair{index, with_index(error_response(http::status::not_found, "", v), index)};
       if (raw) {
         response res{http::status::ok, v};
@@ -62,6 +75,7 @@ reply api::consul_kv_get(request& req, const target& t, const std::string& key) 
     json out = json::array();
     std::set<std::string> seen;
     for (auto it = config.lower_bound(config_key); it != config.end() && it->first.starts_with(config_key); ++it) {
+      if (reserved(it->first)) continue;
       std::string k = it->first.substr(1);
       if (keys) {
         if (separator && !separator->empty()) {
@@ -86,6 +100,7 @@ reply api::consul_kv_put(request& req, const target& t, const std::string& key) 
   if (auto p = reg::service_path::parse(config_key); !p)
     return error_response(http::status::bad_request, "invalid key \"" + key + "\": " + p.error().message() +
                                                          kKeyAlphabet, v);
+  if (auto refused = refuse_reserved(config_key, v)) return std::move(*refused);
   return deferred_write<void>(
       [this, config_key, value = req.body()](auto done) mutable {
         replica_.set_config_async(config_key, std::move(value), std::move(done));
@@ -97,6 +112,7 @@ reply api::consul_kv_delete(request& req, const target& t, const std::string& ke
   const unsigned v = req.version();
   if (auto refused = refuse_locks(t, v)) return std::move(*refused);
   const std::string config_key = "/" + key;
+  if (auto refused = refuse_reserved(config_key, v)) return std::move(*refused);
   if (t.has("recurse")) {
     // One prefix tombstone; a string prefix, as Consul's.
     return deferred_write<std::size_t>(

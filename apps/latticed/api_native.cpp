@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "api.hpp"
+#include "user_events.hpp"
 #include "json_codec.hpp"
 #include "lattice/registry/path.hpp"
 #include "query_topics.hpp"
@@ -179,19 +180,25 @@ reply api::native(request& req, const target& t) {
     const std::string key = rest_of(path, "/v1/lattice/config");
     const auto parsed = reg::service_path::parse(key);
     if (!parsed) return registry_error(parsed.error(), v);
+    // Keys under /~lattice/ are latticed's own (user events): not listed,
+    // not readable or writable here.
+    const bool reserved = key.starts_with(consul::kReservedPrefix) || key + "/" == consul::kReservedPrefix;
     if (method == http::verb::get) {
       const auto snap = replica_.current();
       if (t.has("recurse")) {
         json out = json::object();
         const reg::service_path& prefix = parsed.value();
         for (auto it = snap->config->lower_bound(key); it != snap->config->end() && it->first.starts_with(key); ++it)
-          if (prefix.is_prefix_of(it->first)) out[it->first] = it->second;
+          if (prefix.is_prefix_of(it->first) && !it->first.starts_with(consul::kReservedPrefix))
+            out[it->first] = it->second;
         return json_response(out, v);
       }
-      const auto* entry = snap->config->find(key);
+      const auto* entry = reserved ? nullptr : snap->config->find(key);
       if (entry == nullptr) return error_response(http::status::not_found, "no config key " + key, v);
       return json_response(json{{"key", key}, {"value", entry->second}}, v);
     }
+    if (reserved)
+      return error_response(http::status::bad_request, "config keys under /~lattice/ are reserved for latticed", v);
     if (method == http::verb::put || method == http::verb::post) {
       if (!is_utf8(req.body()))
         return error_response(http::status::bad_request,

@@ -110,6 +110,8 @@ parsed_options parse_options(int argc, char** argv) {
   add_duration(app, "--check-update-interval", o.api.check_update_interval,
                "How often a check's output is written when its status has not changed (a status change is "
                "written at once)");
+  add_duration(app, "--event-retention", o.api.event_retention,
+               "How long a user event (/v1/event/fire) is listed before every daemon forgets it");
   app.add_option("--max-concurrent-checks", o.api.max_concurrent_checks,
                  "HTTP and TCP check probes running at once; the rest wait their turn")
       ->check(CLI::PositiveNumber)

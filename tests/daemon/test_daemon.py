@@ -3,6 +3,7 @@
     LATTICED=build/apps/latticed LATTICE_CLI=build/apps/lattice \
         /usr/bin/python3 tests/daemon/test_daemon.py [TestClass]
 """
+import base64
 import json
 import os
 import random
@@ -595,6 +596,92 @@ class TwoDaemons(unittest.TestCase):
         for d in (self.a, self.b):
             d.close()
             shutil.rmtree(d.data_dir, ignore_errors=True)
+
+
+class UserEventTest(TwoDaemons):
+    """Consul's user events (/v1/event/fire, /v1/event/list), replicated,
+    coalesced by name, listed for --event-retention (3 s here)."""
+
+    def setUp(self):
+        import consul  # python3-consul
+        self.a = Daemon("--event-retention", "3s")
+        self.b = Daemon("--event-retention", "3s", seeds=[self.a.gossip])
+        self.ca = consul.Consul(host=self.a.http.rsplit(":", 1)[0], port=int(self.a.http.rsplit(":", 1)[1]))
+        self.cb = consul.Consul(host=self.b.http.rsplit(":", 1)[0], port=int(self.b.http.rsplit(":", 1)[1]))
+
+    def events(self, daemon):
+        status, headers, body = daemon.get("/v1/event/list")
+        self.assertEqual(status, 200, body)
+        return headers["X-Consul-Index"], body
+
+    def test_fired_event_reaches_the_other_daemon_coalesced_by_name(self):
+        fired = self.ca.event.fire("deploy", body="v2")
+        self.assertEqual(fired["Name"], "deploy")
+        self.assertTrue(eventually(lambda: [e["Name"] for e in self.events(self.b)[1]] == ["deploy"]))
+        first = self.events(self.b)[1][0]
+        self.assertEqual(first["ID"], fired["ID"])
+        self.assertEqual(base64.b64decode(first["Payload"]), b"v2")
+        # A newer event of the same name replaces it everywhere.
+        self.ca.event.fire("deploy", body="v3")
+        self.assertTrue(eventually(lambda: [base64.b64decode(e["Payload"]) for e in self.events(self.b)[1]] == [b"v3"]))
+        self.assertGreater(self.events(self.b)[1][0]["LTime"], first["LTime"])
+        # A blocking list on b returns when an event is fired on a.
+        index, _ = self.events(self.b)
+        result = {}
+        waiter = threading.Thread(target=lambda: result.update(answer=self.cb.event.list(index=index, wait="20s")))
+        waiter.start()
+        self.assertTrue(blocked(self.b))
+        self.ca.event.fire("flush")
+        waiter.join(30)
+        self.assertFalse(waiter.is_alive())
+        new_index, listed = result["answer"]
+        self.assertNotEqual(new_index, index)
+        self.assertEqual([e["Name"] for e in listed], ["deploy", "flush"])
+        self.assertIsNone(listed[1]["Payload"])
+        self.assertEqual([e["Name"] for e in self.cb.event.list(name="flush")[1]], ["flush"])
+
+    def test_node_filter_chooses_the_daemons_that_list_it(self):
+        b_node = self.b.get("/v1/agent/self")[2]["Config"]["NodeName"]
+        fired = self.ca.event.fire("only-b", node="^" + b_node + "$")
+        self.assertEqual(fired["NodeFilter"], "^" + b_node + "$")
+        self.assertTrue(eventually(lambda: [e["Name"] for e in self.events(self.b)[1]] == ["only-b"]))
+        # a holds the event it acknowledged, and does not list it.
+        self.assertEqual(self.events(self.a)[1], [])
+        # A service filter: listed where a service of that name is registered.
+        self.assertTrue(self.ca.agent.service.register("web", service_id="web-1", tags=["blue"]))
+        self.ca.event.fire("web-blue", service="^web$", tag="blue")
+        self.ca.event.fire("web-green", service="^web$", tag="green")
+        self.assertEqual([e["Name"] for e in self.events(self.a)[1]], ["web-blue"])
+
+    def test_events_are_forgotten_after_the_retention(self):
+        self.ca.event.fire("deploy", body="v1")
+        self.assertTrue(eventually(lambda: len(self.events(self.b)[1]) == 1))
+        self.assertTrue(eventually(lambda: metric(self.b, "lattice_config_keys") == 1))  # the event's entry
+        self.assertTrue(eventually(lambda: self.events(self.b)[1] == [] and self.events(self.a)[1] == [], timeout=15))
+        # ... and erased from the document by the daemon that fired it
+        # (sweeps run every 5 s), everywhere.
+        self.assertTrue(eventually(lambda: metric(self.a, "lattice_config_keys") == 0 and
+                                   metric(self.b, "lattice_config_keys") == 0, timeout=20))
+
+    def test_refusals_change_nothing(self):
+        status, _, body = self.a.put("/v1/event/fire/big", b"x" * 513)
+        self.assertEqual(status, 413)
+        self.assertIn("exceeds", json.dumps(body))
+        for path, words in (("/v1/event/fire/x?node=(", "Invalid filter"),
+                            ("/v1/event/fire/x?tag=blue", "without service filter"),
+                            ("/v1/event/list?node=a", "not supported")):
+            with self.subTest(path=path):
+                status, _, body = self.a.request("PUT" if "fire" in path else "GET", path)
+                self.assertEqual(status, 400)
+                self.assertIn(words, json.dumps(body))
+        self.assertEqual(self.events(self.a)[1], [])
+        # The events' keys are latticed's own: not KV, not native config.
+        self.ca.event.fire("deploy")
+        self.assertEqual(self.a.put("/v1/kv/~lattice/events/deploy", "x")[0], 400)
+        self.assertEqual(self.a.put("/v1/lattice/config/~lattice/events/deploy", "x")[0], 400)
+        self.assertEqual(self.a.get("/v1/kv/?recurse")[0], 404)
+        self.assertEqual(self.a.get("/v1/lattice/config/?recurse")[2], {})
+        self.assertEqual([e["Name"] for e in self.events(self.a)[1]], ["deploy"])
 
 
 class Endpoint:
