@@ -9,6 +9,7 @@
 #include "consul_codec.hpp"
 #include "lattice/registry/path.hpp"
 #include "query_topics.hpp"
+#include "lattice/crdt/digest.hpp"
 #include "user_events.hpp"
 
 namespace lattice::daemon {
@@ -54,29 +55,38 @@ reply api::consul_kv_get(request& req, const target& t, const std::string& key) 
   const auto separator = t.get("separator");
   auto topic = recurse || keys ? kv_prefix_topic(config_key) : kv_key_topic(config_key);
   if (key.empty() && !recurse && !keys) return error_response(http::status::bad_request, "Missing key name", v);
+  // Indexes (README, "KV indexes"): a key's is the physical time of the
+  // stamp of the write that set it, the same at every daemon; a listing's
+  // folds those of the keys it holds; a missing key's is the latest config
+  // change this daemon applied. None moves with anything else (services,
+  // members), and a blocking read answers when its index differs.
   return blocking(req, t, {std::move(topic)}, [=, this]() {
     const auto snap = replica_.current();
     const auto& config = *snap->config;
-    const auto index = snap->sequence;
+    const std::uint64_t missing = snap->config_clock_us;
     if (!recurse && !keys) {
       const auto* it = reserved(config_key) ? nullptr : config.find(config_key);
-      if (it == nullptr) return std::pair{index, with_index(error_response(http::status::not_found, "", v), index)};
+      if (it == nullptr)
+        return std::pair{missing, with_index(error_response(http::status::not_found, "", v), missing)};
+      const std::uint64_t index = it->modified_us;
       if (raw) {
         response res{http::status::ok, v};
         res.set(http::field::content_type, "application/octet-stream");
-        res.body() = it->second;
+        res.body() = it->value;
         res.prepare_payload();
         return std::pair{index, with_index(std::move(res), index)};
       }
-      json entry{{"Key", key}, {"Value", kv_value(it->second)}, {"Flags", 0}, {"LockIndex", 0},
-                 {"CreateIndex", index}, {"ModifyIndex", index}};
+      json entry{{"Key", key}, {"Value", kv_value(it->value)}, {"Flags", 0}, {"LockIndex", 0},
+                 {"CreateIndex", index}, {"ModifyIndex", index}};  // CreateIndex: see the README
       return std::pair{index, with_index(json_response(json::array({entry}), v), index)};
     }
     json out = json::array();
     std::set<std::string> seen;
-    for (auto it = config.lower_bound(config_key); it != config.end() && it->first.starts_with(config_key); ++it) {
-      if (reserved(it->first)) continue;
-      std::string k = it->first.substr(1);
+    std::uint64_t fold = 0;
+    for (auto it = config.lower_bound(config_key); it != config.end() && it->key.starts_with(config_key); ++it) {
+      if (reserved(it->key)) continue;
+      fold += crdt::stable_hash(it->key, it->modified_us);
+      std::string k = it->key.substr(1);
       if (keys) {
         if (separator && !separator->empty()) {
           const auto at = k.find(*separator, key.size());
@@ -84,13 +94,15 @@ reply api::consul_kv_get(request& req, const target& t, const std::string& key) 
         }
         if (seen.insert(k).second) out.push_back(k);
       } else {
-        out.push_back(json{{"Key", k}, {"Value", kv_value(it->second)}, {"Flags", 0}, {"LockIndex", 0},
-                           {"CreateIndex", index}, {"ModifyIndex", index}});
+        out.push_back(json{{"Key", k}, {"Value", kv_value(it->value)}, {"Flags", 0}, {"LockIndex", 0},
+                           {"CreateIndex", it->modified_us}, {"ModifyIndex", it->modified_us}});
       }
     }
-    if (out.empty()) return std::pair{index, with_index(error_response(http::status::not_found, "", v), index)};
+    if (out.empty()) return std::pair{missing, with_index(error_response(http::status::not_found, "", v), missing)};
+    // Within 2^53, so that a JavaScript client holds it exactly.
+    const std::uint64_t index = (fold & ((std::uint64_t{1} << 53) - 1)) | 1;
     return std::pair{index, with_index(json_response(out, v), index)};
-  });
+  }, /*opaque=*/true);
 }
 
 reply api::consul_kv_put(request& req, const target& t, const std::string& key) {
@@ -101,6 +113,11 @@ reply api::consul_kv_put(request& req, const target& t, const std::string& key) 
     return error_response(http::status::bad_request, "invalid key \"" + key + "\": " + p.error().message() +
                                                          kKeyAlphabet, v);
   if (auto refused = refuse_reserved(config_key, v)) return std::move(*refused);
+  // Flags would have to replicate with the value, in the same entry: not
+  // kept yet, so refused rather than dropped.
+  if (const auto flags = t.get("flags"); flags && *flags != "0")
+    return error_response(http::status::bad_request,
+                          "?flags is not supported: latticed does not store KV flags yet (see the README)", v);
   return deferred_write<void>(
       [this, config_key, value = req.body()](auto done) mutable {
         replica_.set_config_async(config_key, std::move(value), std::move(done));

@@ -188,14 +188,14 @@ reply api::native(request& req, const target& t) {
       if (t.has("recurse")) {
         json out = json::object();
         const reg::service_path& prefix = parsed.value();
-        for (auto it = snap->config->lower_bound(key); it != snap->config->end() && it->first.starts_with(key); ++it)
-          if (prefix.is_prefix_of(it->first) && !it->first.starts_with(consul::kReservedPrefix))
-            out[it->first] = it->second;
+        for (auto it = snap->config->lower_bound(key); it != snap->config->end() && it->key.starts_with(key); ++it)
+          if (prefix.is_prefix_of(it->key) && !it->key.starts_with(consul::kReservedPrefix))
+            out[it->key] = it->value;
         return json_response(out, v);
       }
       const auto* entry = reserved ? nullptr : snap->config->find(key);
       if (entry == nullptr) return error_response(http::status::not_found, "no config key " + key, v);
-      return json_response(json{{"key", key}, {"value", entry->second}}, v);
+      return json_response(json{{"key", key}, {"value", entry->value}}, v);
     }
     if (reserved)
       return error_response(http::status::bad_request, "config keys under /~lattice/ are reserved for latticed", v);

@@ -34,8 +34,8 @@ std::optional<std::string> unbase64(const std::string& in) {
 std::vector<std::pair<std::string, user_event>> all_events(const registry::config_tree& config) {
   std::vector<std::pair<std::string, user_event>> out;
   const std::string prefix(kEventPrefix);
-  for (auto it = config.lower_bound(prefix); it != config.end() && it->first.starts_with(prefix); ++it)
-    if (auto e = decode_event(it->second)) out.emplace_back(it->first, std::move(*e));
+  for (auto it = config.lower_bound(prefix); it != config.end() && it->key.starts_with(prefix); ++it)
+    if (auto e = decode_event(it->value)) out.emplace_back(it->key, std::move(*e));
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
     return std::tie(a.second.fired_ms, a.second.id) > std::tie(b.second.fired_ms, b.second.id);
   });

@@ -7,17 +7,17 @@ namespace lattice::registry {
 const std::string& config_tree::at(std::string_view key) const {
   const auto* entry = find(key);
   if (entry == nullptr) throw std::out_of_range("config_tree::at: no key " + std::string(key));
-  return entry->second;
+  return entry->value;
 }
 
-void config_tree::editor::set(std::string_view key, const std::string* value) {
+void config_tree::editor::set(std::string_view key, const std::string* value, std::uint64_t modified_us) {
   if (value == nullptr) {
     edit_.erase(key);
     return;
   }
   const auto* now = tree_.find(key);
-  if (now != nullptr && now->second == *value) return;  // keep the chunk shared
-  edit_.put({std::string(key), *value});
+  if (now != nullptr && now->value == *value && now->modified_us == modified_us) return;  // keep the chunk shared
+  edit_.put({std::string(key), *value, modified_us});
 }
 
 }  // namespace lattice::registry

@@ -97,11 +97,17 @@ publication registry_core::publish(steady_time /*now*/) {
     // The first publication: everything, sorted once.
     std::vector<config_tree::value_type> entries;
     entries.reserve(state().config.size());
-    state().config.for_each([&](const std::string& key, const std::string& value, const auto&) {
-      entries.emplace_back(key, value);
+    state().config.for_each([&](const std::string& key, const std::string& value, const auto& stamp) {
+      entries.push_back({key, value, stamp.physical_us});
     });
-    std::sort(entries.begin(), entries.end());
-    for (const auto& [key, value] : entries) out.changed_config.push_back(key);
+    std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.key < b.key; });
+    for (const auto& e : entries) out.changed_config.push_back(e.key);
+    state().config.for_each_entry([&](const std::string&, const auto& entry) {
+      config_clock_us_ = std::max(config_clock_us_, entry.stamp.physical_us);
+    });
+    state().config_erasures.for_each_entry([&](const std::string&, const auto& entry) {
+      config_clock_us_ = std::max(config_clock_us_, entry.stamp.physical_us);
+    });
     next->config = std::make_shared<const config_tree>(config_tree::from_sorted(std::move(entries)));
     dirty_config_.clear();
   } else if (!dirty_config_.empty()) {
@@ -109,12 +115,22 @@ publication registry_core::publish(steady_time /*now*/) {
     auto config = std::make_shared<config_tree>(*published_->config);
     config_tree::editor edit(*config);
     for (const auto& key : dirty_config_) {
-      const std::string* now_value = state().config.find(key);
+      const auto* now_entry = state().config.find_entry(key);
+      const std::string* now_value = now_entry && now_entry->live() ? &*now_entry->value : nullptr;
+      // What moved the key last: its write or tombstone, or an erasure of a prefix of it.
+      if (now_entry != nullptr) config_clock_us_ = std::max(config_clock_us_, now_entry->stamp.physical_us);
+      if (const auto* erased = state().erasure_covering(key))
+        config_clock_us_ = std::max(config_clock_us_, erased->physical_us);
+      const std::uint64_t modified_us = now_value ? now_entry->stamp.physical_us : 0;
       const auto* before = published_->config->find(key);
       const bool had = before != nullptr;
       if (!had && now_value == nullptr) continue;
-      if (had && now_value != nullptr && before->second == *now_value) continue;
-      edit.set(key, now_value);
+      if (had && now_value != nullptr && before->value == *now_value) {
+        // The same value written again: a new stamp, nothing to tell watchers.
+        if (before->modified_us != modified_us) edit.set(key, now_value, modified_us);
+        continue;
+      }
+      edit.set(key, now_value, modified_us);
       out.changed_config.push_back(key);  // dirty_config_ is sorted, so these are too
     }
     dirty_config_.clear();
@@ -122,6 +138,7 @@ publication registry_core::publish(steady_time /*now*/) {
   } else {
     next->config = published_->config;
   }
+  next->config_clock_us = config_clock_us_;
   next->known_peers = known_peers_;
   next->reachable_peers = reachable_peers_;
   next->isolated = isolated_;

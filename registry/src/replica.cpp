@@ -658,7 +658,7 @@ std::optional<std::string> replica::get_config(std::string_view key) const {
   auto snap = current();
   const auto* entry = snap->config->find(key);
   if (entry == nullptr) return std::nullopt;
-  return entry->second;
+  return entry->value;
 }
 
 std::vector<member_info> replica::members() const {

@@ -67,10 +67,10 @@ std::uint64_t watch_hub::add(watch w, const snapshot_source& source) {
       if (w.prefix.is_prefix_of(view->path)) queue_service(id, w, view);
   } else {
     for (auto it = snap->config->lower_bound(text);
-         it != snap->config->end() && it->first.starts_with(text); ++it)
-      if (w.prefix.is_prefix_of(it->first)) {
+         it != snap->config->end() && it->key.starts_with(text); ++it)
+      if (w.prefix.is_prefix_of(it->key)) {
         if (!w.pending) w.pending = std::make_unique<pending_work>();
-        w.pending->config[it->first] = it->second;
+        w.pending->config[it->key] = it->value;
         mark_ready(id, w);
       }
   }
@@ -146,7 +146,7 @@ bool watch_hub::match(const publication& p) {
       if (p.snap->sequence <= e.second.from_sequence) return;
       if (!value) {
         const auto* found = p.snap->config->find(key);
-        value = found == nullptr ? std::nullopt : std::optional(found->second);
+        value = found == nullptr ? std::nullopt : std::optional(found->value);
       }
       auto& w = e.second;
       if (!w.pending) w.pending = std::make_unique<pending_work>();

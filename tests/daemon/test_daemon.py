@@ -365,9 +365,8 @@ class ConsulClientTest(unittest.TestCase):
         # 0: it waits for the first registration) returning tells that b has
         # handled the registration's wake; by then exactly one query has been
         # woken, that one. Only then is the key written, and the KV queries
-        # return with it. Their index is b's sequence, which also moves for
-        # unrelated reasons (membership), so each re-asks, as Consul clients
-        # do, until it sees the new value; re-asking is not a wakeup.
+        # return with it. (Each re-asks until it sees the new value, as
+        # Consul clients do; re-asking is not a wakeup.)
         self.assertTrue(self.ca.kv.put("app/x", "old"))
         self.assertTrue(eventually(lambda: self.cb.kv.get("app/x")[1] is not None))
         answers = {}
@@ -403,6 +402,52 @@ class ConsulClientTest(unittest.TestCase):
             w.join(30)
             self.assertFalse(w.is_alive())
         self.assertEqual(answers, {"key": [b"new"], "tree": [b"new"]})
+
+    def test_kv_indexes_are_per_key_and_the_same_on_every_daemon(self):
+        def read(daemon, path):
+            status, headers, body = daemon.get(path)
+            return status, int(headers["X-Consul-Index"]), body
+        self.assertTrue(self.ca.kv.put("app/a", "1"))
+        status, index, body = read(self.a, "/v1/kv/app/a")
+        self.assertEqual(status, 200)
+        modify = body[0]["ModifyIndex"]
+        self.assertEqual(index, modify)
+        self.assertLess(modify, 2 ** 53)
+        _, tree_index, _ = read(self.a, "/v1/kv/app?recurse")
+        # Unrelated writes: a service, another key elsewhere. The key's index
+        # and the tree's do not move, so a blocking read blocks.
+        self.assertTrue(self.ca.agent.service.register("web", service_id="web-1", port=8080))
+        self.assertTrue(self.ca.kv.put("other/b", "2"))
+        self.assertEqual(read(self.a, "/v1/kv/app/a")[1:], (modify, body))
+        self.assertEqual(read(self.a, "/v1/kv/app?recurse")[1], tree_index)
+        result = {}
+        waiter = threading.Thread(target=lambda: result.update(
+            answer=read(self.a, "/v1/kv/app/a?index=%d&wait=20s" % modify)))
+        waiter.start()
+        self.assertTrue(blocked(self.a))
+        self.assertTrue(self.ca.kv.put("app/a", "3"))
+        waiter.join(30)
+        self.assertFalse(waiter.is_alive())
+        status, new_index, body = result["answer"]
+        self.assertEqual((status, base64.b64decode(body[0]["Value"])), (200, b"3"))
+        self.assertGreater(new_index, modify)
+        # The index is the write's, so b gives the same once it has it.
+        self.assertTrue(eventually(lambda: read(self.b, "/v1/kv/app/a")[1] == new_index))
+        self.assertNotEqual(read(self.a, "/v1/kv/app?recurse")[1], tree_index)
+        # A delete wakes a reader blocked on the key: 404.
+        waiter = threading.Thread(target=lambda: result.update(
+            answer=read(self.b, "/v1/kv/app/a?index=%d&wait=20s" % new_index)))
+        waiter.start()
+        self.assertTrue(blocked(self.b))
+        self.assertTrue(self.ca.kv.delete("app/a"))
+        waiter.join(30)
+        self.assertFalse(waiter.is_alive())
+        self.assertEqual(result["answer"][0], 404)
+        # Flags are not kept: refused, not dropped.
+        status, _, body = self.a.put("/v1/kv/app/f?flags=5", "x")
+        self.assertEqual(status, 400)
+        self.assertIn("flags", json.dumps(body))
+        self.assertEqual(self.a.get("/v1/kv/app/f")[0], 404)
 
     def test_kv_put_get_delete(self):
         self.assertTrue(self.ca.kv.put("app/config/timeout", "30s"))

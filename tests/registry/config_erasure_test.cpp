@@ -228,7 +228,9 @@ TEST_CASE("a recursive delete covers keys the deleting replica never saw, and is
   const auto config_on = [&](std::size_t i) {
     sim->node(i).publish(sim->now());
     const auto& tree = *sim->node(i).published()->config;
-    return std::map<std::string, std::string, std::less<>>(tree.begin(), tree.end());
+    std::map<std::string, std::string, std::less<>> out;
+    for (const auto& e : tree) out.emplace(e.key, e.value);
+    return out;
   };
   sim->partition({0});
   sim->run_for(2s);

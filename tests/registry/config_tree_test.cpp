@@ -1,6 +1,7 @@
 // config_tree, the snapshot's config map: the same answers as std::map
 // under random edits, and a published tree unchanged by later edits of
 // the next one (they share chunks).
+#include <cstdint>
 #include <map>
 #include <random>
 #include <stdexcept>
@@ -12,11 +13,16 @@
 #include "lattice/registry/config_tree.hpp"
 
 using lattice::registry::config_tree;
-using model = std::map<std::string, std::string, std::less<>>;
+// key -> (value, modified_us)
+using model = std::map<std::string, std::pair<std::string, std::uint64_t>, std::less<>>;
 
 namespace {
 
-model contents(const config_tree& tree) { return model(tree.begin(), tree.end()); }
+model contents(const config_tree& tree) {
+  model out;
+  for (const auto& e : tree) out.emplace(e.key, std::pair{e.value, e.modified_us});
+  return out;
+}
 
 // Every answer of `tree` against `expected`, for the keys it holds and
 // for probes around them.
@@ -32,13 +38,14 @@ void check_same(const config_tree& tree, const model& expected, std::mt19937& rn
       CHECK(got == tree.end());
     } else {
       REQUIRE(got != tree.end());
-      CHECK(got->first == want->first);
+      CHECK(got->key == want->first);
     }
     const auto found = tree.find(key);
     CHECK((found != nullptr) == expected.contains(key));
     if (expected.contains(key)) {
-      CHECK(found->second == expected.at(key));
-      CHECK(tree.at(key) == expected.at(key));
+      CHECK(found->value == expected.at(key).first);
+      CHECK(found->modified_us == expected.at(key).second);
+      CHECK(tree.at(key) == expected.at(key).first);
     } else {
       CHECK_THROWS_AS(tree.at(key), std::out_of_range);
     }
@@ -53,8 +60,8 @@ TEST_CASE("config_tree answers as std::map does under random edits", "[registry]
   // keys that chunks split and empty out.
   model expected;
   std::vector<config_tree::value_type> initial;
-  for (int i = 0; i < 1000; i += 3) expected.emplace("k" + std::to_string(i), "v0");
-  initial.assign(expected.begin(), expected.end());
+  for (int i = 0; i < 1000; i += 3) expected.emplace("k" + std::to_string(i), std::pair{"v0", 1});
+  for (const auto& [key, entry] : expected) initial.push_back({key, entry.first, entry.second});
   auto tree = config_tree::from_sorted(initial);
   check_same(tree, expected, rng);
   for (int round = 0; round < 40; ++round) {
@@ -67,9 +74,12 @@ TEST_CASE("config_tree answers as std::map does under random edits", "[registry]
         edit.set(key, nullptr);
         expected.erase(key);
       } else {
-        const std::string value = "v" + std::to_string(round) + "-" + std::to_string(op);
-        edit.set(key, &value);
-        expected[key] = value;
+        // Now and then the same value again, written later: only its stamp moves.
+        const bool same = rng() % 4 == 0 && expected.contains(key);
+        const std::string value = same ? expected[key].first : "v" + std::to_string(round) + "-" + std::to_string(op);
+        const auto modified_us = static_cast<std::uint64_t>(round * 1000 + op + 2);
+        edit.set(key, &value, modified_us);
+        expected[key] = {value, modified_us};
       }
     }
     check_same(tree, expected, rng);

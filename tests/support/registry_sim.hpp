@@ -58,7 +58,7 @@ inline std::optional<std::string> config_on(registry_sim& sim, std::size_t i, co
   sim.node(i).publish(sim.now());
   const auto& config = *sim.node(i).published()->config;
   const auto* entry = config.find(key);
-  return entry == nullptr ? std::nullopt : std::optional<std::string>(entry->second);
+  return entry == nullptr ? std::nullopt : std::optional<std::string>(entry->value);
 }
 
 /// A persistent provider `id` at 10.0.0.1:80 (it outlives its owner).

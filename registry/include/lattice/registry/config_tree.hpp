@@ -8,14 +8,19 @@
 // round fell tenfold as its keys accumulated. The tree is a sorted_chunks:
 // a publication copies only the chunks its changed keys fall in.
 //
-//   for (auto it = tree.lower_bound("/db/"); it != tree.end() && it->first.starts_with("/db/"); ++it)
-//     use(it->first, it->second);
-//   if (const auto* entry = tree.find("/db/url")) connect(entry->second);
+//   for (auto it = tree.lower_bound("/db/"); it != tree.end() && it->key.starts_with("/db/"); ++it)
+//     use(it->key, it->value);
+//   if (const auto* entry = tree.find("/db/url")) connect(entry->value);
+//
+// Each entry also says when the write that set it was stamped
+// (modified_us): the same at every replica, so it can serve as a per-key
+// version (the Consul API's ModifyIndex).
 //
 // Thread safety: immutable once its snapshot is published; an editor is
 // used by the one thread that builds the next snapshot.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -25,12 +30,24 @@
 
 namespace lattice::registry {
 
-struct config_key_of {
-  std::string_view operator()(const std::pair<std::string, std::string>& entry) const noexcept { return entry.first; }
+/// One key of a snapshot's config.
+struct config_entry {
+  std::string key;
+  std::string value;
+  /// The physical time (HLC, microseconds since the Unix epoch) of the
+  /// stamp of the write that set this value: grows with every write of
+  /// the key (two writes stamped in the same microsecond may share it).
+  std::uint64_t modified_us = 0;
+
+  friend bool operator==(const config_entry&, const config_entry&) = default;
 };
 
-class config_tree : public sorted_chunks<std::pair<std::string, std::string>, config_key_of> {
-  using base = sorted_chunks<std::pair<std::string, std::string>, config_key_of>;
+struct config_key_of {
+  std::string_view operator()(const config_entry& entry) const noexcept { return entry.key; }
+};
+
+class config_tree : public sorted_chunks<config_entry, config_key_of> {
+  using base = sorted_chunks<config_entry, config_key_of>;
 
  public:
   config_tree() = default;
@@ -45,8 +62,8 @@ class config_tree : public sorted_chunks<std::pair<std::string, std::string>, co
   class editor {
    public:
     explicit editor(config_tree& tree) : tree_(tree), edit_(tree) {}
-    /// Sets `key` to `value`; nullptr removes it.
-    void set(std::string_view key, const std::string* value);
+    /// Sets `key` to `value`, written at `modified_us`; nullptr removes it.
+    void set(std::string_view key, const std::string* value, std::uint64_t modified_us = 0);
 
    private:
     const config_tree& tree_;

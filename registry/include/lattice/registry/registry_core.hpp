@@ -370,6 +370,8 @@ class registry_core final : public transport::protocol_core {
 
   std::map<std::string, path_dirt, std::less<>> dirty_paths_;
   std::set<std::string, std::less<>> dirty_config_;
+  // The latest config change published (snapshot::config_clock_us).
+  std::uint64_t config_clock_us_ = 0;
   std::shared_ptr<const snapshot> published_;
   std::uint64_t self_incarnation_ = 0;
   bool isolated_ = false;

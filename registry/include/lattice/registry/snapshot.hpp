@@ -35,6 +35,10 @@ struct snapshot {
   /// Config key -> value, in key order (shares unchanged chunks with
   /// earlier snapshots).
   std::shared_ptr<const config_tree> config;
+  /// The latest config change this replica has applied (the greatest
+  /// physical time of a write, tombstone or prefix erasure it merged,
+  /// microseconds): moves with every config change and with no other.
+  std::uint64_t config_clock_us = 0;
   /// Peers this replica judges alive or suspect, and all it knows of.
   std::size_t reachable_peers = 0;
   std::size_t known_peers = 0;
