@@ -3,6 +3,7 @@
 // prefix tombstone, so it also covers keys this daemon has not seen yet.
 // Locks and compare-and-set (?cas, ?acquire, ?release) are refused:
 // Lattice is AP and has no single order of writes to compare against.
+#include <algorithm>
 #include <set>
 
 #include "api.hpp"
@@ -63,7 +64,9 @@ reply api::consul_kv_get(request& req, const target& t, const std::string& key) 
   return blocking(req, t, {std::move(topic)}, [=, this]() {
     const auto snap = replica_.current();
     const auto& config = *snap->config;
-    const std::uint64_t missing = snap->config_clock_us;
+    // At least 1, as the header says (with_index): a blocking read given
+    // the header's index must block.
+    const std::uint64_t missing = std::max<std::uint64_t>(snap->config_clock_us, 1);
     if (!recurse && !keys) {
       const auto* it = reserved(config_key) ? nullptr : config.find(config_key);
       if (it == nullptr)

@@ -407,7 +407,19 @@ class ConsulClientTest(unittest.TestCase):
         def read(daemon, path):
             status, headers, body = daemon.get(path)
             return status, int(headers["X-Consul-Index"]), body
+        # No config at all yet: a missing key's index still blocks a reader
+        # given it, until the key is written.
+        status, index, _ = read(self.a, "/v1/kv/app/a")
+        self.assertEqual(status, 404)
+        result = {}
+        waiter = threading.Thread(target=lambda: result.update(
+            answer=read(self.a, "/v1/kv/app/a?index=%d&wait=20s" % index)))
+        waiter.start()
+        self.assertTrue(blocked(self.a))
         self.assertTrue(self.ca.kv.put("app/a", "1"))
+        waiter.join(30)
+        self.assertFalse(waiter.is_alive())
+        self.assertEqual(result["answer"][0], 200)
         status, index, body = read(self.a, "/v1/kv/app/a")
         self.assertEqual(status, 200)
         modify = body[0]["ModifyIndex"]
@@ -420,7 +432,6 @@ class ConsulClientTest(unittest.TestCase):
         self.assertTrue(self.ca.kv.put("other/b", "2"))
         self.assertEqual(read(self.a, "/v1/kv/app/a")[1:], (modify, body))
         self.assertEqual(read(self.a, "/v1/kv/app?recurse")[1], tree_index)
-        result = {}
         waiter = threading.Thread(target=lambda: result.update(
             answer=read(self.a, "/v1/kv/app/a?index=%d&wait=20s" % modify)))
         waiter.start()
