@@ -10,9 +10,12 @@
 //   lattice deregister /HelloWorldService/1.0.0 10.0.0.5:8080
 //   lattice config set /app/timeout 30s | get /app/timeout | delete [-r] /app/timeout | list /app
 //
-// Global options: --addr host:port (or $LATTICE_HTTP_ADDR; default
-// 127.0.0.1:8500), --token (or $LATTICE_TOKEN), --json (raw JSON for
-// scripts instead of tables).
+// Global options: --addr host:port, or https://host:port for a daemon
+// serving HTTPS (or $LATTICE_HTTP_ADDR; default 127.0.0.1:8500), --ca (the
+// CA the daemon's certificate must chain to; default the system's), --cert
+// and --key (a client certificate, for a daemon started with --https-ca),
+// --token (or $LATTICE_TOKEN), --json (raw JSON for scripts instead of
+// tables).
 //
 // Exit codes: 0 done; 1 other errors; 2 bad usage; 3 daemon unreachable;
 // 4 not found; 5 invalid input (the daemon said 400/413); 6 permission
@@ -23,13 +26,16 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <fmt/format.h>
 
 #include "version.hpp"
@@ -50,10 +56,31 @@ struct failure {
   std::string message;
 };
 
+// One connection to the daemon, plain or TLS.
+class connection {
+ public:
+  using tls_stream = beast::ssl_stream<beast::tcp_stream>;
+  explicit connection(beast::tcp_stream s) : stream_(std::move(s)) {}
+  explicit connection(tls_stream s) : stream_(std::move(s)) {}
+
+  beast::tcp_stream& lowest() {
+    return std::visit([](auto& s) -> beast::tcp_stream& { return beast::get_lowest_layer(s); }, stream_);
+  }
+  template <class F>
+  auto with(F f) {
+    return std::visit(f, stream_);
+  }
+
+ private:
+  std::variant<beast::tcp_stream, tls_stream> stream_;
+};
+
 struct client {
   std::string host = "127.0.0.1";
   std::string port = "8500";
   std::string token;
+  // HTTPS: a context that verifies the daemon (and holds our certificate).
+  std::shared_ptr<asio::ssl::context> tls;
 
   http::request<http::string_body> make(http::verb verb, const std::string& target, std::string body = {}) const {
     http::request<http::string_body> req{verb, target, 11};
@@ -67,7 +94,7 @@ struct client {
     return req;
   }
 
-  beast::tcp_stream connect(asio::io_context& io) const {
+  connection connect(asio::io_context& io) const {
     tcp::resolver resolver(io);
     beast::tcp_stream stream(io);
     stream.expires_after(std::chrono::seconds(5));
@@ -77,20 +104,34 @@ struct client {
     if (ec)
       throw failure{unreachable, fmt::format("cannot reach latticed at {}:{}: {} (is it running? see --addr)", host,
                                              port, ec.message())};
-    return stream;
+    if (!tls) return connection(std::move(stream));
+    connection::tls_stream secured(std::move(stream), *tls);
+    // The name (or address) in --addr is what the certificate must name.
+    boost::system::error_code ip_ec;
+    (void)asio::ip::make_address(host, ip_ec);
+    if (ip_ec && !SSL_set_tlsext_host_name(secured.native_handle(), host.c_str()))
+      throw failure{failed, "cannot set the TLS server name"};
+    secured.set_verify_callback(asio::ssl::host_name_verification(host));
+    secured.handshake(asio::ssl::stream_base::client, ec);
+    if (ec)
+      throw failure{unreachable, fmt::format("TLS with latticed at {}:{} failed: {} (see --ca, --cert, --key)", host,
+                                             port, ec.message())};
+    return connection(std::move(secured));
   }
 
   // One request; the body parsed as JSON. Non-2xx statuses become failures.
   json call(http::verb verb, const std::string& target, std::string body = {}) const {
     asio::io_context io;
-    auto stream = connect(io);
+    auto conn = connect(io);
     auto req = make(verb, target, std::move(body));
     beast::flat_buffer buffer;
     http::response<http::string_body> res;
     beast::error_code ec;
-    stream.expires_after(std::chrono::seconds(30));
-    http::write(stream, req, ec);
-    if (!ec) http::read(stream, buffer, res, ec);
+    conn.lowest().expires_after(std::chrono::seconds(30));
+    conn.with([&](auto& stream) {
+      http::write(stream, req, ec);
+      if (!ec) http::read(stream, buffer, res, ec);
+    });
     if (ec) throw failure{unreachable, fmt::format("latticed at {}:{} did not answer: {}", host, port, ec.message())};
     auto parsed = json::parse(res.body(), nullptr, false);
     const auto status = res.result_int();
@@ -109,21 +150,23 @@ struct client {
   template <class F>
   void stream(const std::string& target, F on_event) const {
     asio::io_context io;
-    auto stream = connect(io);
+    auto conn = connect(io);
     auto req = make(http::verb::get, target);
     beast::error_code ec;
-    http::write(stream, req, ec);
     beast::flat_buffer buffer;
     http::response_parser<http::empty_body> head;
     head.skip(true);  // the body is the stream itself
-    if (!ec) http::read_header(stream, buffer, head, ec);
+    conn.with([&](auto& stream) {
+      http::write(stream, req, ec);
+      if (!ec) http::read_header(stream, buffer, head, ec);
+    });
     if (ec) throw failure{unreachable, fmt::format("latticed at {}:{}: {}", host, port, ec.message())};
     if (head.get().result() != http::status::ok) {
       // An error body: read what is left and report it.
       std::string rest = beast::buffers_to_string(buffer.data());
       throw failure{head.get().result_int() == 400 ? invalid : failed, fmt::format("watch refused: {}", rest)};
     }
-    stream.expires_never();
+    conn.lowest().expires_never();
     std::string pending = beast::buffers_to_string(buffer.data());
     std::string event, data;
     for (;;) {
@@ -141,7 +184,7 @@ struct client {
         }
       }
       char chunk[4096];
-      const auto n = stream.socket().read_some(asio::buffer(chunk), ec);
+      const auto n = conn.with([&](auto& stream) { return stream.read_some(asio::buffer(chunk), ec); });
       if (ec) return;
       pending.append(chunk, n);
     }
@@ -211,7 +254,17 @@ int main(int argc, char** argv) {
   client c;
   if (const char* t = std::getenv("LATTICE_TOKEN")) c.token = t;
   bool as_json = false;
-  app.add_option("--addr", addr, "latticed HTTP address host:port (env LATTICE_HTTP_ADDR)")->capture_default_str();
+  app.add_option("--addr", addr,
+                 "latticed HTTP address host:port, or https://host:port (env LATTICE_HTTP_ADDR)")
+      ->capture_default_str();
+  std::string ca_file, cert_file, key_file;
+  app.add_option("--ca", ca_file, "HTTPS: PEM CA the daemon's certificate must chain to (default: the system's)")
+      ->check(CLI::ExistingFile);
+  auto* cert_opt = app.add_option("--cert", cert_file, "HTTPS: PEM client certificate (with --key)")
+                       ->check(CLI::ExistingFile);
+  auto* key_opt = app.add_option("--key", key_file, "HTTPS: PEM client key")->check(CLI::ExistingFile);
+  cert_opt->needs(key_opt);
+  key_opt->needs(cert_opt);
   app.add_option("--token", c.token, "Token for writes (env LATTICE_TOKEN)");
   app.add_flag("--json", as_json, "Print the daemon's JSON instead of tables");
 
@@ -272,10 +325,33 @@ int main(int argc, char** argv) {
     const int code = app.exit(e);
     return code == 0 ? ok : usage;
   }
+  const bool https = addr.starts_with("https://");
+  if (https) addr.erase(0, 8);
+  if (addr.starts_with("http://")) addr.erase(0, 7);
   const auto colon = addr.rfind(':');
   if (colon == std::string::npos) {
-    std::cerr << "lattice: --addr must be host:port, got \"" << addr << "\"\n";
+    std::cerr << "lattice: --addr must be host:port or https://host:port, got \"" << addr << "\"\n";
     return usage;
+  }
+  if (!https && (!ca_file.empty() || !cert_file.empty())) {
+    std::cerr << "lattice: --ca, --cert and --key need an https:// --addr\n";
+    return usage;
+  }
+  if (https) {
+    c.tls = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+    c.tls->set_options(asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+    c.tls->set_verify_mode(asio::ssl::verify_peer);
+    boost::system::error_code ec;
+    if (ca_file.empty())
+      c.tls->set_default_verify_paths(ec);
+    else
+      c.tls->load_verify_file(ca_file, ec);
+    if (!ec && !cert_file.empty()) c.tls->use_certificate_chain_file(cert_file, ec);
+    if (!ec && !key_file.empty()) c.tls->use_private_key_file(key_file, asio::ssl::context::pem, ec);
+    if (ec) {
+      std::cerr << "lattice: cannot load the TLS files: " << ec.message() << "\n";
+      return usage;
+    }
   }
   c.host = addr.substr(0, colon);
   c.port = addr.substr(colon + 1);

@@ -92,6 +92,17 @@ parsed_options parse_options(int argc, char** argv) {
   tls_cert->needs(tls_key)->needs(tls_ca);
   tls_key->needs(tls_cert);
   tls_ca->needs(tls_cert);
+  auto* https_cert = app.add_option("--https-cert", o.https_cert_file,
+                                    "PEM certificate chain: serve the HTTP API over HTTPS (with --https-key)")
+                         ->check(CLI::ExistingFile);
+  auto* https_key = app.add_option("--https-key", o.https_key_file, "PEM private key for HTTPS")
+                        ->check(CLI::ExistingFile);
+  auto* https_ca = app.add_option("--https-ca", o.https_ca_file,
+                                  "PEM CA that every API client's certificate must chain to (mutual TLS)")
+                       ->check(CLI::ExistingFile);
+  https_cert->needs(https_key);
+  https_key->needs(https_cert);
+  https_ca->needs(https_cert);
   app.add_option("--mode", mode, "Dissemination: delta, state or op (the whole cluster must agree)")
       ->check(CLI::IsMember({"delta", "state", "op"}))
       ->capture_default_str();

@@ -7,9 +7,11 @@
 #include <unordered_set>
 
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
+#include <boost/beast/ssl.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -32,45 +34,65 @@ response error_response(http::status status, const std::string& message, unsigne
   return res;
 }
 
-class session;
+// What the server and the blocking-query index need of a connection,
+// whatever its stream (plain TCP or TLS).
+class session_base : public std::enable_shared_from_this<session_base> {
+ public:
+  virtual ~session_base() = default;
+  virtual void close() = 0;
+  // A wake for one of this session's topics.
+  virtual void on_wake() = 0;
+};
 
 struct http_server::shared {
   server_options options;
   handler handle;
-  std::set<session*> sessions;  // io thread only
+  std::set<session_base*> sessions;  // io thread only
   std::size_t streams = 0;
   std::size_t waits = 0;  // blocking queries evaluated once and still waiting
   // Blocking queries by the topics they read (io thread only).
-  std::unordered_map<std::string, std::unordered_set<session*>> waiting;
+  std::unordered_map<std::string, std::unordered_set<session_base*>> waiting;
   std::uint64_t wakeups = 0;
   std::uint64_t idle_wakeups = 0;
   std::uint64_t overflows = 0;  // streams cut off for reading too slowly
   bool stopped = false;
 };
 
-class session : public std::enable_shared_from_this<session> {
+// One connection. Stream: beast::tcp_stream, or beast::ssl_stream over one
+// (HTTPS: the handshake comes first, then the same exchange).
+template <class Stream>
+class session final : public session_base {
  public:
-  session(tcp::socket socket, std::shared_ptr<http_server::shared> shared)
-      : stream_(std::move(socket)), shared_(std::move(shared)), timer_(stream_.get_executor()) {}
+  session(Stream stream, std::shared_ptr<http_server::shared> shared)
+      : stream_(std::move(stream)), shared_(std::move(shared)), timer_(stream_.get_executor()) {}
 
   void start() {
     shared_->sessions.insert(this);
-    read();
+    if constexpr (kTls) {
+      // A client that connects and says nothing is dropped like one that
+      // sends half a request.
+      lowest().expires_after(shared_->options.read_timeout);
+      stream_.async_handshake(asio::ssl::stream_base::server, [self = self()](beast::error_code ec) {
+        if (ec) return self->close();  // not TLS, or a certificate refused: nothing to answer
+        self->read();
+      });
+    } else {
+      read();
+    }
   }
-  void close() {
+  void close() override {
     beast::error_code ec;
     timer_.cancel();
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.close();
+    lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+    lowest().close();
   }
-  ~session() {
+  ~session() override {
     shared_->sessions.erase(this);
     if (streaming_) --shared_->streams;
     stop_waiting();
   }
 
-  // A wake for one of this session's topics.
-  void on_wake() {
+  void on_wake() override {
     if (!waiting_) return;
     ++shared_->wakeups;
     poll();
@@ -78,18 +100,24 @@ class session : public std::enable_shared_from_this<session> {
   }
 
  private:
+  static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+
+  std::shared_ptr<session> self() { return std::static_pointer_cast<session>(shared_from_this()); }
+  beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+
   void read() {
     parser_.emplace();
     parser_->header_limit(16 * 1024);
     parser_->body_limit(shared_->options.body_limit);
-    stream_.expires_after(shared_->options.read_timeout);
+    lowest().expires_after(shared_->options.read_timeout);
     http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+                     [self = self()](beast::error_code ec, std::size_t) { self->on_read(ec); });
   }
 
   void on_read(beast::error_code ec) {
     if (ec == http::error::end_of_stream || ec == asio::error::operation_aborted ||
-        ec == beast::error::timeout || ec == asio::error::connection_reset || ec == asio::error::eof)
+        ec == beast::error::timeout || ec == asio::error::connection_reset || ec == asio::error::eof ||
+        ec == asio::ssl::error::stream_truncated)
       return close();
     if (ec == http::error::body_limit)
       return respond(error_response(http::status::payload_too_large, "request body exceeds the limit"), true);
@@ -97,7 +125,7 @@ class session : public std::enable_shared_from_this<session> {
       return respond(error_response(http::status::request_header_fields_too_large, "request headers too large"),
                      true);
     if (ec) return respond(error_response(http::status::bad_request, "malformed request: " + ec.message()), true);
-    stream_.expires_never();
+    lowest().expires_never();
     request req = parser_->release();
     const bool keep_alive = req.keep_alive();
     const unsigned version = req.version();
@@ -128,7 +156,7 @@ class session : public std::enable_shared_from_this<session> {
   // requests wait in the socket); the server serves every other one.
   void defer(deferred_reply d, bool keep_alive, unsigned version) {
     auto executor = stream_.get_executor();
-    d.start([self = shared_from_this(), executor, keep_alive, version](std::function<response()> build) mutable {
+    d.start([self = self(), executor, keep_alive, version](std::function<response()> build) mutable {
       asio::post(executor, [self = std::move(self), build = std::move(build), keep_alive, version]() mutable {
         if (self->shared_->stopped) return self->close();
         response res = [&] {
@@ -162,7 +190,7 @@ class session : public std::enable_shared_from_this<session> {
     ++shared_->waits;
     for (const auto& topic : wait_.topics) shared_->waiting[topic].insert(this);
     timer_.expires_at(wait_.deadline);
-    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    timer_.async_wait([self = self()](beast::error_code ec) {
       if (!ec && !self->shared_->stopped && self->waiting_) self->poll();
     });
   }
@@ -183,7 +211,7 @@ class session : public std::enable_shared_from_this<session> {
     if (shared_->options.on_response) shared_->options.on_response(res.result_int());
     auto owned = std::make_shared<response>(std::move(res));
     http::async_write(stream_, *owned,
-                      [self = shared_from_this(), owned, close_after](beast::error_code ec, std::size_t) {
+                      [self = self(), owned, close_after](beast::error_code ec, std::size_t) {
                         if (ec || close_after || self->shared_->stopped) return self->close();
                         self->read();
                       });
@@ -206,7 +234,7 @@ class session : public std::enable_shared_from_this<session> {
       head = out.str();
     }
     enqueue(std::move(head));
-    std::weak_ptr<session> weak = shared_from_this();
+    std::weak_ptr<session> weak = self();
     auto executor = stream_.get_executor();
     keep_ = s.start([weak, executor](std::string chunk) {
       asio::post(executor, [weak, chunk = std::move(chunk)]() mutable {
@@ -219,11 +247,11 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   void watch_for_close() {
-    stream_.socket().async_read_some(asio::buffer(discard_),
-                                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                                       if (ec) return self->end_stream();
-                                       self->watch_for_close();
-                                     });
+    // Through the stream (TLS records are read whole), not the socket.
+    stream_.async_read_some(asio::buffer(discard_), [self = self()](beast::error_code ec, std::size_t) {
+      if (ec) return self->end_stream();
+      self->watch_for_close();
+    });
   }
 
   void end_stream() {
@@ -232,7 +260,7 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   void enqueue(std::string chunk) {
-    if (!stream_.socket().is_open() || overflowed_) return;
+    if (!lowest().socket().is_open() || overflowed_) return;
     // A client that stops reading must not grow our memory without bound:
     // past the limit, what is queued and not yet being written is dropped,
     // the client gets one last event saying why, and the stream ends once
@@ -247,7 +275,7 @@ class session : public std::enable_shared_from_this<session> {
       }
       outbox_.push_back("event: overflow\ndata: {\"error\": \"the client read too slowly: the stream was cut off; "
                         "reconnect to get the current state\"}\n\n");
-      stream_.expires_after(std::chrono::seconds(10));
+      lowest().expires_after(std::chrono::seconds(10));
       return;
     }
     queued_bytes_ += chunk.size();
@@ -258,7 +286,7 @@ class session : public std::enable_shared_from_this<session> {
   void write_next() {
     // Through the tcp_stream, so that the overflow's grace period applies.
     asio::async_write(stream_, asio::buffer(outbox_.front()),
-                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                      [self = self()](beast::error_code ec, std::size_t) {
                         if (ec) return self->end_stream();
                         self->queued_bytes_ -= self->outbox_.front().size();
                         self->outbox_.pop_front();
@@ -267,7 +295,7 @@ class session : public std::enable_shared_from_this<session> {
                       });
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   std::shared_ptr<http_server::shared> shared_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -283,6 +311,26 @@ class session : public std::enable_shared_from_this<session> {
   bool overflowed_ = false;
   std::array<char, 512> discard_{};
 };
+
+std::variant<std::shared_ptr<asio::ssl::context>, std::string> make_https_context(const std::string& cert_file,
+                                                                                   const std::string& key_file,
+                                                                                   const std::string& client_ca_file) {
+  namespace ssl = asio::ssl;
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                   ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 | ssl::context::single_dh_use);
+  beast::error_code ec;
+  ctx->use_certificate_chain_file(cert_file, ec);
+  if (ec) return "--https-cert " + cert_file + ": " + ec.message();
+  ctx->use_private_key_file(key_file, ssl::context::pem, ec);
+  if (ec) return "--https-key " + key_file + ": " + ec.message();
+  if (!client_ca_file.empty()) {
+    ctx->load_verify_file(client_ca_file, ec);
+    if (ec) return "--https-ca " + client_ca_file + ": " + ec.message();
+    ctx->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
+  }
+  return ctx;
+}
 
 http_server::http_server(asio::io_context& io, server_options options, handler h)
     : io_(io), acceptor_(io), accept_retry_(io), shared_(std::make_shared<shared>()) {
@@ -321,7 +369,11 @@ void http_server::accept() {
       return;
     }
     if (!ec) {
-      if (shared_->sessions.size() >= shared_->options.max_connections) {
+      if (shared_->sessions.size() >= shared_->options.max_connections && shared_->options.tls) {
+        // Over the limit over TLS: no handshake, so no answer either.
+        beast::error_code ignored;
+        socket.close(ignored);
+      } else if (shared_->sessions.size() >= shared_->options.max_connections) {
         // Over the limit: a clear answer, then the door.
         auto res = std::make_shared<response>(error_response(http::status::service_unavailable, "too many connections"));
         res->keep_alive(false);
@@ -331,7 +383,12 @@ void http_server::accept() {
           sock->shutdown(tcp::socket::shutdown_both, ignored);
         });
       } else {
-        std::make_shared<session>(std::move(socket), shared_)->start();
+        if (shared_->options.tls)
+          std::make_shared<session<beast::ssl_stream<beast::tcp_stream>>>(
+              beast::ssl_stream<beast::tcp_stream>(std::move(socket), *shared_->options.tls), shared_)
+              ->start();
+        else
+          std::make_shared<session<beast::tcp_stream>>(beast::tcp_stream(std::move(socket)), shared_)->start();
       }
     }
     accept();
@@ -363,7 +420,7 @@ void http_server::wake(std::string_view topic) {
   if (it == shared_->waiting.end()) return;
   // A poll that answers leaves the set: poll a copy, each session kept
   // alive while it is polled.
-  std::vector<std::shared_ptr<session>> woken;
+  std::vector<std::shared_ptr<session_base>> woken;
   woken.reserve(it->second.size());
   for (auto* s : it->second) woken.push_back(s->shared_from_this());
   for (const auto& s : woken) s->on_wake();

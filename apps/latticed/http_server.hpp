@@ -13,6 +13,9 @@
 //  - a stream (Server-Sent Events): headers are written, then every string
 //    the source sends, until the client goes away or the server stops.
 //
+// With options.tls the same exchange runs over TLS (HTTPS); a client that
+// does not complete the handshake within read_timeout is dropped.
+//
 // Limits: request headers of 16 KiB, bodies of body_limit (413 beyond),
 // read_timeout for a whole request (408-free: the connection is closed),
 // max_connections at once (503 beyond). A request Beast cannot parse gets
@@ -35,6 +38,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json_fwd.hpp>
@@ -86,7 +90,16 @@ struct server_options {
   std::size_t stream_buffer_limit = 1024 * 1024;
   /// Called after every response with its status (metrics).
   std::function<void(unsigned status)> on_response;
+  /// Serve HTTPS with this context (make_https_context); null: plain HTTP.
+  std::shared_ptr<boost::asio::ssl::context> tls;
 };
+
+/// A TLS server context from PEM files: the certificate chain and key the
+/// API presents, and, if `client_ca_file` is not empty, the CA every
+/// client must present a certificate from (mutual TLS). TLS 1.2 and 1.3
+/// only. The error, if any, names the file at fault.
+std::variant<std::shared_ptr<boost::asio::ssl::context>, std::string> make_https_context(
+    const std::string& cert_file, const std::string& key_file, const std::string& client_ca_file);
 
 class http_server {
  public:

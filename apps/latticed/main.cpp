@@ -6,7 +6,7 @@
 //   latticed --help
 //
 // Once serving, prints one line to stdout that scripts can wait for:
-//   latticed ready id=<id> http=<host:port> gossip=<host:port> [dns=<host:port>]
+//   latticed ready id=<id> http=<host:port> gossip=<host:port> [dns=<host:port>] scheme=<http|https>
 //
 // SIGTERM / SIGINT: stop accepting HTTP, remove this replica's ephemeral
 // instances, announce the leave, flush, exit 0 (within about a second).
@@ -124,6 +124,15 @@ int main(int argc, char** argv) {
   o.api.http_address = o.http.host + ":" + std::to_string(o.http.port);
   daemon::api api(*replica, o.api, counters, server_ptr, io);
   o.http.on_response = [&counters](unsigned status) { ++counters.by_status[status]; };
+  if (!o.https_cert_file.empty()) {
+    auto tls = daemon::make_https_context(o.https_cert_file, o.https_key_file, o.https_ca_file);
+    if (auto* error = std::get_if<std::string>(&tls)) {
+      spdlog::critical("cannot serve HTTPS: {}", *error);
+      replica->stop();
+      return 1;
+    }
+    o.http.tls = std::get<0>(std::move(tls));
+  }
   daemon::http_server server(io, o.http, [&api](daemon::request& req) { return api.handle(req); });
   server_ptr = &server;
   if (auto r = server.listen(); !r) {
@@ -172,9 +181,11 @@ int main(int argc, char** argv) {
   });
 
   const std::string http_address = fmt::format("{}:{}", o.http.host, server.port());
-  spdlog::info("replica {} serving HTTP on {}, gossip on {}", replica->id(), http_address, replica->address());
-  std::cout << fmt::format("latticed ready id={} http={} gossip={}{}", replica->id(), http_address,
-                           replica->address(), dns_address)
+  const char* scheme = o.http.tls ? "https" : "http";
+  spdlog::info("replica {} serving {} on {}, gossip on {}", replica->id(), o.http.tls ? "HTTPS" : "HTTP", http_address,
+               replica->address());
+  std::cout << fmt::format("latticed ready id={} http={} gossip={}{} scheme={}", replica->id(), http_address,
+                           replica->address(), dns_address, scheme)
             << std::endl;
   io.run();
   spdlog::info("stopped");

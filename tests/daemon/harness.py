@@ -68,14 +68,18 @@ class Daemon:
         # Replica ids are 64-bit: the API sends them as decimal strings.
         self.id, self.http, self.gossip = fields["id"], fields["http"], fields["gossip"]
         self.dns = fields.get("dns")
+        self.scheme = fields.get("scheme", "http")
         return self
 
     def _read_line(self, timeout):
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
         return self.proc.stdout.readline().strip() if ready else ""
 
+    # HTTPS: the ssl.SSLContext requests are made with (the test sets it).
+    ssl_context = None
+
     def url(self, path):
-        return "http://%s%s" % (self.http, path)
+        return "%s://%s%s" % (self.scheme, self.http, path)
 
     def request(self, method, path, body=None, headers=None, timeout=10):
         """(status, headers, parsed JSON or raw text) of one request."""
@@ -83,7 +87,7 @@ class Daemon:
             body.encode() if isinstance(body, str) else json.dumps(body).encode())
         req = urllib.request.Request(self.url(path), data=data, method=method, headers=headers or {})
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as res:
+            with urllib.request.urlopen(req, timeout=timeout, context=self.ssl_context) as res:
                 return res.status, dict(res.headers), _decode(res.read())
         except urllib.error.HTTPError as e:
             return e.code, dict(e.headers), _decode(e.read())
