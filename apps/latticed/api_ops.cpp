@@ -55,10 +55,21 @@ response api::metrics_text(unsigned version) {
                        m.protocol.received_by_type[i]);
   family("lattice_merges_total", "counter", "Merges that changed the replicated state.");
   out += fmt::format("lattice_merges_total {}\n", m.protocol.state_changes);
-  family("lattice_rejected_frames_total", "counter", "Frames rejected before reaching the state, by reason.");
+  {
+    // Labels are the reasons' identifiers; the HELP line says what each means.
+    std::string help = "Frames rejected before reaching the state, by reason:";
+    const char* separator = " ";
+    for (std::size_t i = 1; i < m.driver.rejected_frames.size(); ++i) {
+      const auto e = static_cast<transport::errc>(i);
+      if (transport::errc_name(e).empty()) continue;
+      help += fmt::format("{}{} ({})", separator, transport::errc_name(e), make_error_code(e).message());
+      separator = "; ";
+    }
+    family("lattice_rejected_frames_total", "counter", (help + ".").c_str());
+  }
   for (std::size_t i = 1; i < m.driver.rejected_frames.size(); ++i) {
-    const auto reason = make_error_code(static_cast<transport::errc>(i)).message();
-    if (reason.starts_with("unknown")) continue;
+    const auto reason = transport::errc_name(static_cast<transport::errc>(i));
+    if (reason.empty()) continue;
     out += fmt::format("lattice_rejected_frames_total{{reason=\"{}\"}} {}\n", reason, m.driver.rejected_frames[i]);
   }
   family("lattice_tls_handshake_failures_total", "counter", "Gossip connections refused at the TLS handshake.");

@@ -1350,6 +1350,9 @@ class BadRequestTest(unittest.TestCase):
                        "lattice_instances 1", "lattice_http_requests_total{code=\"200\"}",
                        "lattice_persistence_commit_seconds_count", "lattice_rejected_frames_total"):
             self.assertIn(family, text)
+        # Label values are identifiers; the prose is in the HELP line.
+        self.assertIn('lattice_rejected_frames_total{reason="bad_magic"} 0', text)
+        self.assertIn("bad_magic (frame does not start with the Lattice magic)", text)
         # setUp's two writes were acknowledged through group commits.
         self.assertGreaterEqual(metric(self.d, "lattice_batched_writes_total"), 2)
         self.assertGreaterEqual(metric(self.d, "lattice_write_batches_total"), 1)

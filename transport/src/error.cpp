@@ -26,6 +26,20 @@ class transport_category final : public std::error_category {
 
 }  // namespace
 
+std::string_view errc_name(errc e) noexcept {
+  switch (e) {
+    case errc::bad_magic: return "bad_magic";
+    case errc::unsupported_version: return "unsupported_version";
+    case errc::malformed_header: return "malformed_header";
+    case errc::frame_too_large: return "frame_too_large";
+    case errc::bad_checksum: return "bad_checksum";
+    case errc::missing_mac: return "missing_mac";
+    case errc::unexpected_mac: return "unexpected_mac";
+    case errc::bad_mac: return "bad_mac";
+  }
+  return {};
+}
+
 const std::error_category& error_category() noexcept {
   static const transport_category category;
   return category;

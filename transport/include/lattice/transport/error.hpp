@@ -9,6 +9,7 @@
 // Thread safety: immutable; safe to share.
 #pragma once
 
+#include <string_view>
 #include <system_error>
 #include <type_traits>
 
@@ -39,6 +40,11 @@ enum class errc {
   /// The HMAC-SHA256 does not verify: the sender lacks the cluster key.
   bad_mac,
 };
+
+/// The enumerator's name ("bad_magic"): a short, stable identifier for
+/// metric labels and logs that machines read; message() is the prose.
+/// Empty for a value that is no errc.
+std::string_view errc_name(errc e) noexcept;
 
 /// The category of `errc`; its name() is "lattice.transport".
 const std::error_category& error_category() noexcept;
