@@ -166,6 +166,9 @@ parsed_options parse_options(int argc, char** argv) {
   app.add_option("--dns-domain", o.dns.domain, "Domain the DNS interface answers for")->capture_default_str();
   std::chrono::milliseconds dns_ttl{0};
   add_duration(app, "--dns-ttl", dns_ttl, "TTL of DNS answers");
+  app.add_option("--log-format", o.log_format, "text, or json: one JSON object per log line (time, level, pid, msg)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
   app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error or critical")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
       ->capture_default_str();

@@ -23,6 +23,8 @@ struct daemon_options {
   /// the default address only warns (another daemon may hold it).
   bool dns_explicit = false;
   std::string log_level = "info";
+  /// "text" (a line per event, for people) or "json" (an object per line).
+  std::string log_format = "text";
   /// HTTPS for the API (--https-cert, --https-key; --https-ca requires
   /// client certificates). Empty: plain HTTP.
   std::string https_cert_file, https_key_file, https_ca_file;

@@ -29,6 +29,7 @@
 #include "api.hpp"
 #include "daemon_options.hpp"
 #include "dns_server.hpp"
+#include "json_log.hpp"
 #include "http_server.hpp"
 #include "query_topics.hpp"
 
@@ -106,7 +107,10 @@ int main(int argc, char** argv) {
 
   // Logs go to stderr; stdout carries only the ready line.
   spdlog::set_default_logger(spdlog::stderr_color_mt("latticed"));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ latticed[%P] %v");
+  if (o.log_format == "json")
+    spdlog::set_formatter(daemon::json_log_formatter());
+  else
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ latticed[%P] %v");
   spdlog::set_level(spdlog::level::from_str(o.log_level));
 
   fit_connections_to_file_limit(o.http.max_connections);

@@ -1408,6 +1408,25 @@ class OptionsTest(unittest.TestCase):
         from harness import LATTICED
         return subprocess.run([LATTICED] + list(args), capture_output=True, text=True, timeout=10)
 
+    def test_json_logs_are_one_object_per_line(self):
+        log = tempfile.mktemp(prefix="latticed-log-")
+        d = Daemon("--log-format", "json", "--log-level", "info", log_path=log)
+        try:
+            self.assertEqual(d.get("/health")[0], 200)
+        finally:
+            d.close()
+            shutil.rmtree(d.data_dir, ignore_errors=True)
+        with open(log) as f:
+            lines = [json.loads(line) for line in f]
+        os.unlink(log)
+        self.assertTrue(lines)
+        for line in lines:
+            self.assertEqual(sorted(line), ["level", "msg", "pid", "time"])
+            self.assertRegex(line["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        self.assertTrue(any("serving HTTP" in line["msg"] for line in lines))
+        self.assertIn("info", {line["level"] for line in lines})
+        self.assertNotEqual(self.run_daemon("--log-format", "xml").returncode, 0)
+
     def test_version_names_the_source_commit(self):
         import subprocess
         from harness import LATTICE_CLI
