@@ -63,6 +63,34 @@ bool api::authorized(const request& req, const target& t, access needed) const {
   return needed == access::read && !options_.read_token.empty() && same_secret(token, options_.read_token);
 }
 
+void http_counters::record(std::string_view route_name, unsigned status, std::chrono::steady_clock::duration elapsed) {
+  auto it = by_route.find(route_name);
+  if (it == by_route.end()) it = by_route.emplace(std::string(route_name), route{}).first;
+  auto& r = it->second;
+  ++r.by_status[status];
+  const double seconds = std::chrono::duration<double>(elapsed).count();
+  r.seconds += seconds;
+  ++r.count;
+  std::size_t bucket = 0;
+  while (bucket < bounds.size() && seconds > bounds[bucket]) ++bucket;
+  ++r.buckets[bucket];
+}
+
+std::string_view api::route_of(std::string_view path) {
+  if (const auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
+  if (path == "/health") return "/health";
+  if (path == "/metrics") return "/metrics";
+  if (auto consul_route = consul_route_of(path)) return *consul_route;
+  static constexpr std::string_view native[] = {
+      "/v1/lattice/services", "/v1/lattice/members", "/v1/lattice/instances/", "/v1/lattice/config",
+      "/v1/lattice/watch",    "/v1/lattice/sessions", "/v1/lattice/test/partition", "/v1/session/create",
+      "/v1/session/renew/",   "/v1/session/destroy/", "/v1/session/info/",         "/v1/session/list",
+      "/v1/session/node/"};
+  for (const std::string_view prefix : native)
+    if (path.starts_with(prefix)) return prefix;
+  return "other";
+}
+
 reply api::handle(request& req) {
   const auto t = parse_target(sv(req.target()));
   if (!t) return error_response(http::status::bad_request, "malformed request target", req.version());

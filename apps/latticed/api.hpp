@@ -11,12 +11,14 @@
 // Thread safety: handle() and tick() run on the HTTP thread only.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <type_traits>
 #include <unordered_map>
@@ -60,9 +62,22 @@ struct api_options {
   std::chrono::milliseconds event_retention{3'600'000};
 };
 
-/// HTTP request counts by status, for /metrics.
+/// HTTP requests by route and status, and their latency, for /metrics.
+/// HTTP thread only.
 struct http_counters {
-  std::map<unsigned, std::uint64_t> by_status;
+  /// Upper bounds of the latency histogram's buckets, seconds (and +Inf).
+  static constexpr std::array<double, 12> bounds{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                 0.05,   0.1,   0.25,   0.5,   1.0,  5.0};
+  struct route {
+    std::map<unsigned, std::uint64_t> by_status;
+    std::array<std::uint64_t, bounds.size() + 1> buckets{};  // not cumulative; the last is +Inf
+    double seconds = 0;
+    std::uint64_t count = 0;
+  };
+  std::map<std::string, route, std::less<>> by_route;
+  /// One response: `elapsed` from the request read to its response (a
+  /// blocking query's wait and a write's commit included).
+  void record(std::string_view route_name, unsigned status, std::chrono::steady_clock::duration elapsed);
 };
 
 class api {
@@ -75,6 +90,10 @@ class api {
   api(const api&) = delete;
   api& operator=(const api&) = delete;
   reply handle(request& req);
+  /// The route a request path belongs to, for metrics: a Consul route's
+  /// pattern ("/v1/health/service/"), a native family
+  /// ("/v1/lattice/instances/"), or "other": a bounded set.
+  static std::string_view route_of(std::string_view path);
   using time_point = std::chrono::steady_clock::time_point;
   /// Expires TTL checks due by `now`, starts the HTTP and TCP probes due,
   /// writes check outputs held back, and deregisters services critical
@@ -119,6 +138,10 @@ class api {
   reply ops(request& req, const target& t);
   reply test_faults(request& req, const target& t);
   response metrics_text(unsigned version);
+
+  struct consul_route;
+  static std::span<const consul_route> consul_routes();
+  static std::optional<std::string_view> consul_route_of(std::string_view path);
 
   // ---- The Consul API. api_consul.cpp routes each request by a table of
   // (method, path) to one member below; a path ending in '/' is a prefix

@@ -8,6 +8,8 @@
 // datacenter is answered as Consul does when it has no path to one, and
 // what latticed does not implement is refused by name. (?stale and
 // ?consistent are accepted: every read here is a local read.)
+#include <optional>
+#include <span>
 #include <string_view>
 
 #include "api.hpp"
@@ -22,9 +24,15 @@ using consul::filter_of;
 
 namespace {
 
+bool matches(std::string_view pattern, std::string_view path) {
+  return pattern.ends_with('/') ? path.starts_with(pattern) : path == pattern;
+}
+
+}  // namespace
+
 // One endpoint: `path` is the whole path, or a prefix when it ends in
 // '/' (the handler then gets the rest as `tail`).
-struct consul_route {
+struct api::consul_route {
   http::verb method;
   std::string_view path;
   reply (*handle)(api& self, request& req, const target& t, const std::string& tail);
@@ -32,13 +40,7 @@ struct consul_route {
   bool filterable = false;
 };
 
-bool matches(std::string_view pattern, std::string_view path) {
-  return pattern.ends_with('/') ? path.starts_with(pattern) : path == pattern;
-}
-
-}  // namespace
-
-reply api::consul(request& req, const target& t) {
+std::span<const api::consul_route> api::consul_routes() {
   using http::verb;
   using self = api;
   constexpr auto pass = [](self& a, request& r, const target& q, const std::string& id) {
@@ -152,7 +154,16 @@ reply api::consul(request& req, const target& t) {
       {verb::get, "/v1/status/peers",
        [](self& a, request& r, const target& q, const std::string&) { return a.consul_members(r, q); }},
   };
+  return routes;
+}
 
+std::optional<std::string_view> api::consul_route_of(std::string_view path) {
+  for (const auto& r : consul_routes())
+    if (matches(r.path, path)) return r.path;
+  return std::nullopt;
+}
+
+reply api::consul(request& req, const target& t) {
   const unsigned v = req.version();
   if (const auto dc = t.get("dc"); dc && !dc->empty() && *dc != options_.datacenter)
     return error_response(http::status::internal_server_error, "No path to datacenter", v);
@@ -165,7 +176,7 @@ reply api::consul(request& req, const target& t) {
   // The first route whose path matches decides the endpoint; a method it
   // does not list is 405, never another endpoint's prefix.
   const consul_route* endpoint = nullptr;
-  for (const auto& r : routes) {
+  for (const auto& r : consul_routes()) {
     if (endpoint != nullptr && r.path != endpoint->path) continue;
     if (endpoint == nullptr && !matches(r.path, t.path)) continue;
     if (endpoint == nullptr) endpoint = &r;

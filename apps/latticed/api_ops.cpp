@@ -113,9 +113,25 @@ response api::metrics_text(unsigned version) {
   out += fmt::format("lattice_callback_errors_total {}\n", m.callback_errors);
   family("lattice_handler_errors_total", "counter", "Exceptions caught on the replica thread (logged and contained).");
   out += fmt::format("lattice_handler_errors_total {}\n", m.handler_errors);
-  family("lattice_http_requests_total", "counter", "HTTP requests answered, by status.");
-  for (const auto& [status, count] : counters_.by_status)
-    out += fmt::format("lattice_http_requests_total{{code=\"{}\"}} {}\n", status, count);
+  family("lattice_http_requests_total", "counter",
+         "HTTP requests answered, by route (a Consul route's pattern, a native family, or other) and status.");
+  for (const auto& [route, r] : counters_.by_route)
+    for (const auto& [status, count] : r.by_status)
+      out += fmt::format("lattice_http_requests_total{{route=\"{}\",code=\"{}\"}} {}\n", route, status, count);
+  family("lattice_http_request_duration_seconds", "histogram",
+         "Time from a request read to its response, by route (a blocking query's wait and a write's commit "
+         "included; an SSE stream: to its head).");
+  for (const auto& [route, r] : counters_.by_route) {
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < r.buckets.size(); ++i) {
+      cumulative += r.buckets[i];
+      const std::string le = i < http_counters::bounds.size() ? fmt::format("{}", http_counters::bounds[i]) : "+Inf";
+      out += fmt::format("lattice_http_request_duration_seconds_bucket{{route=\"{}\",le=\"{}\"}} {}\n", route, le,
+                         cumulative);
+    }
+    out += fmt::format("lattice_http_request_duration_seconds_sum{{route=\"{}\"}} {:.6f}\n", route, r.seconds);
+    out += fmt::format("lattice_http_request_duration_seconds_count{{route=\"{}\"}} {}\n", route, r.count);
+  }
   family("lattice_persistence_commit_seconds", "summary", "Data directory commits (fsync included).");
   out += fmt::format("lattice_persistence_commit_seconds_sum {:.6f}\nlattice_persistence_commit_seconds_count {}\n",
                      static_cast<double>(m.storage_micros) / 1e6, m.storage_commits);

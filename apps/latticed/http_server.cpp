@@ -127,6 +127,8 @@ class session final : public session_base {
     if (ec) return respond(error_response(http::status::bad_request, "malformed request: " + ec.message()), true);
     lowest().expires_never();
     request req = parser_->release();
+    target_.assign(req.target().data(), req.target().size());
+    started_ = std::chrono::steady_clock::now();
     const bool keep_alive = req.keep_alive();
     const unsigned version = req.version();
     reply r = [&]() -> reply {
@@ -208,7 +210,8 @@ class session final : public session_base {
   }
 
   void respond(response res, bool close_after) {
-    if (shared_->options.on_response) shared_->options.on_response(res.result_int());
+    if (shared_->options.on_response)
+      shared_->options.on_response(target_, res.result_int(), std::chrono::steady_clock::now() - started_);
     auto owned = std::make_shared<response>(std::move(res));
     http::async_write(stream_, *owned,
                       [self = self(), owned, close_after](beast::error_code ec, std::size_t) {
@@ -220,7 +223,8 @@ class session final : public session_base {
   // ---- Server-Sent Events ------------------------------------------------------
 
   void start_stream(stream_reply s, unsigned version) {
-    if (shared_->options.on_response) shared_->options.on_response(200);
+    if (shared_->options.on_response)
+      shared_->options.on_response(target_, 200, std::chrono::steady_clock::now() - started_);
     streaming_ = true;
     ++shared_->streams;
     s.head.version(version);
@@ -297,6 +301,8 @@ class session final : public session_base {
 
   Stream stream_;
   std::shared_ptr<http_server::shared> shared_;
+  std::string target_;  // of the request being answered (metrics)
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   asio::steady_timer timer_;

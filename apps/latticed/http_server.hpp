@@ -88,8 +88,11 @@ struct server_options {
   /// Bytes a stream may have queued for a client that reads too slowly;
   /// beyond, the stream is cut off with an `overflow` event.
   std::size_t stream_buffer_limit = 1024 * 1024;
-  /// Called after every response with its status (metrics).
-  std::function<void(unsigned status)> on_response;
+  /// Called on every response (for an SSE stream: its head) with the
+  /// request's target (empty if it could not be parsed), the status, and
+  /// the time since the request was read (metrics).
+  std::function<void(std::string_view target, unsigned status, std::chrono::steady_clock::duration elapsed)>
+      on_response;
   /// Serve HTTPS with this context (make_https_context); null: plain HTTP.
   std::shared_ptr<boost::asio::ssl::context> tls;
 };

@@ -127,7 +127,10 @@ int main(int argc, char** argv) {
   const daemon::http_server* server_ptr = nullptr;
   o.api.http_address = o.http.host + ":" + std::to_string(o.http.port);
   daemon::api api(*replica, o.api, counters, server_ptr, io);
-  o.http.on_response = [&counters](unsigned status) { ++counters.by_status[status]; };
+  o.http.on_response = [&counters](std::string_view target, unsigned status,
+                                   std::chrono::steady_clock::duration elapsed) {
+    counters.record(daemon::api::route_of(target), status, elapsed);
+  };
   if (!o.https_cert_file.empty()) {
     auto tls = daemon::make_https_context(o.https_cert_file, o.https_key_file, o.https_ca_file);
     if (auto* error = std::get_if<std::string>(&tls)) {

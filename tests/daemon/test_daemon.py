@@ -1347,9 +1347,27 @@ class BadRequestTest(unittest.TestCase):
         self.assertEqual(status, 200)
         self.assertTrue(headers["Content-Type"].startswith("text/plain"))
         for family in ("lattice_gossip_messages_sent_total", "lattice_members{state=\"alive\"} 1",
-                       "lattice_instances 1", "lattice_http_requests_total{code=\"200\"}",
-                       "lattice_persistence_commit_seconds_count", "lattice_rejected_frames_total"):
+                       "lattice_instances 1", "lattice_persistence_commit_seconds_count",
+                       "lattice_rejected_frames_total"):
             self.assertIn(family, text)
+        # Requests by route and status, with a latency histogram per route:
+        # a Consul route by its pattern, a native family, anything else "other".
+        self.assertEqual(self.d.get("/v1/health/service/web")[0], 200)
+        self.assertEqual(self.d.get("/v1/no/such/thing/a1b2")[0], 404)
+        text = self.d.get("/metrics")[2]
+
+        def value(line_start):
+            found = [line for line in text.splitlines() if line.startswith(line_start + " ")]
+            return float(found[0].split()[-1]) if found else None
+        self.assertEqual(value('lattice_http_requests_total{route="/v1/health/service/",code="200"}'), 1)
+        self.assertEqual(value('lattice_http_requests_total{route="other",code="404"}'), 1)
+        self.assertNotIn("a1b2", text)
+        self.assertGreaterEqual(value('lattice_http_requests_total{route="/v1/lattice/config",code="200"}'), 1)
+        count = value('lattice_http_request_duration_seconds_count{route="/v1/lattice/config"}')
+        self.assertGreaterEqual(count, 1)
+        self.assertEqual(value('lattice_http_request_duration_seconds_bucket{route="/v1/lattice/config",le="+Inf"}'),
+                         count)
+        self.assertGreater(value('lattice_http_request_duration_seconds_sum{route="/v1/lattice/config"}'), 0)
         # Label values are identifiers; the prose is in the HELP line.
         self.assertIn('lattice_rejected_frames_total{reason="bad_magic"} 0', text)
         self.assertIn("bad_magic (frame does not start with the Lattice magic)", text)
