@@ -26,7 +26,7 @@ import os
 import threading
 import time
 
-from daemons import request, start_daemon, stop_daemons  # noqa: E402
+from daemons import percentiles, request, start_daemon, stop_daemons  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -68,10 +68,6 @@ def wait_passing(http_address, want, limit=30):
     raise SystemExit("no answer within %ds" % limit)
 
 
-def summary(samples, bound_ms):
-    ordered = sorted(samples)
-    return {"p50": round(ordered[len(ordered) // 2], 1), "max": round(ordered[-1], 1), "min": round(ordered[0], 1),
-            "samples": len(ordered), "bound_ms": bound_ms}
 
 
 def main():
@@ -115,8 +111,8 @@ def main():
         to_ms = lambda text: int(text[:-2]) if text.endswith("ms") else int(float(text[:-1]) * 1000)
         interval_ms, timeout_ms = to_ms(args.interval), to_ms(args.timeout)
         print(json.dumps({"interval": args.interval, "timeout": args.timeout, "rounds": args.rounds,
-                          "error": summary(results["error"], interval_ms + timeout_ms),
-                          "hang": summary(results["hang"], interval_ms + timeout_ms)}))
+                          "error": dict(percentiles(results["error"], 1), bound_ms=interval_ms + timeout_ms),
+                          "hang": dict(percentiles(results["hang"], 1), bound_ms=interval_ms + timeout_ms)}))
     finally:
         endpoint.mode = "ok"
         stop_daemons(daemons)

@@ -9,6 +9,14 @@ import urllib.error
 import urllib.request
 
 
+def percentiles(samples, digits=3):
+    """p50, p99, min, max (rounded to `digits`) and the count of `samples`."""
+    ordered = sorted(samples)
+    pick = lambda q: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], digits)  # noqa: E731
+    return {"p50": pick(0.5), "p99": pick(0.99), "min": round(ordered[0], digits),
+            "max": round(ordered[-1], digits), "samples": len(ordered)}
+
+
 def request(http_address, method, path, body=None, timeout=30):
     """(status, headers, parsed JSON or None) of one request."""
     data = None if body is None else json.dumps(body).encode()

@@ -24,7 +24,7 @@ import dns.message
 import dns.query
 import dns.rdatatype
 
-from daemons import request, start_daemon, stop_daemons  # noqa: E402
+from daemons import percentiles, request, start_daemon, stop_daemons  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,10 +36,6 @@ def addresses(dns_address, name="web.service.consul"):
     return {r.address for rrset in answer.answer for r in rrset}
 
 
-def summary(samples):
-    ordered = sorted(samples)
-    pick = lambda q: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
-    return {"p50": pick(0.5), "p99": pick(0.99), "max": round(ordered[-1], 3)}
 
 
 def main():
@@ -78,8 +74,8 @@ def main():
                     break
                 time.sleep(0.001)
             propagation.append((time.monotonic() - acked) * 1000)
-        print(json.dumps({"latency_ms": summary(latency), "queries_per_s": round(rate),
-                          "propagation_ms": summary(propagation)}))
+        print(json.dumps({"latency_ms": percentiles(latency), "queries_per_s": round(rate),
+                          "propagation_ms": percentiles(propagation)}))
     finally:
         stop_daemons(daemons)
 

@@ -22,7 +22,7 @@ import subprocess
 import threading
 import time
 
-from daemons import request, start_daemon, stop_daemons  # noqa: E402
+from daemons import percentiles, request, start_daemon, stop_daemons  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATH = "/bench/session"
@@ -61,10 +61,6 @@ def timed_removal(remote, instance_id, start_event):
     return [(times[d] - began) * 1000 for d in remote]
 
 
-def summary(samples):
-    ordered = sorted(samples)
-    return {"p50": round(ordered[len(ordered) // 2], 1), "max": round(ordered[-1], 1), "min": round(ordered[0], 1),
-            "samples": len(ordered)}
 
 
 def main():
@@ -111,8 +107,8 @@ def main():
                 return time.monotonic()
 
             late += [t - ttl_ms for t in timed_removal(remote, instance_id, last_renewal)]
-        print(json.dumps({"rounds": args.rounds, "ttl": args.ttl, "kill_ms": summary(kill),
-                          "ttl_late_ms": summary(late)}))
+        print(json.dumps({"rounds": args.rounds, "ttl": args.ttl, "kill_ms": percentiles(kill),
+                          "ttl_late_ms": percentiles(late)}))
     finally:
         stop_daemons(daemons)
 

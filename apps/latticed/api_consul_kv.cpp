@@ -4,6 +4,7 @@
 // Locks and compare-and-set (?cas, ?acquire, ?release) are refused:
 // Lattice is AP and has no single order of writes to compare against.
 #include <algorithm>
+#include <charconv>
 #include <set>
 
 #include "api.hpp"
@@ -79,7 +80,7 @@ reply api::consul_kv_get(request& req, const target& t, const std::string& key) 
         res.prepare_payload();
         return std::pair{index, with_index(std::move(res), index)};
       }
-      json entry{{"Key", key}, {"Value", kv_value(it->value)}, {"Flags", 0}, {"LockIndex", 0},
+      json entry{{"Key", key}, {"Value", kv_value(it->value)}, {"Flags", it->flags}, {"LockIndex", 0},
                  {"CreateIndex", index}, {"ModifyIndex", index}};  // CreateIndex: see the README
       return std::pair{index, with_index(json_response(json::array({entry}), v), index)};
     }
@@ -97,7 +98,7 @@ reply api::consul_kv_get(request& req, const target& t, const std::string& key) 
         }
         if (seen.insert(k).second) out.push_back(k);
       } else {
-        out.push_back(json{{"Key", k}, {"Value", kv_value(it->value)}, {"Flags", 0}, {"LockIndex", 0},
+        out.push_back(json{{"Key", k}, {"Value", kv_value(it->value)}, {"Flags", it->flags}, {"LockIndex", 0},
                            {"CreateIndex", it->modified_us}, {"ModifyIndex", it->modified_us}});
       }
     }
@@ -116,14 +117,17 @@ reply api::consul_kv_put(request& req, const target& t, const std::string& key) 
     return error_response(http::status::bad_request, "invalid key \"" + key + "\": " + p.error().message() +
                                                          kKeyAlphabet, v);
   if (auto refused = refuse_reserved(config_key, v)) return std::move(*refused);
-  // Flags would have to replicate with the value, in the same entry: not
-  // kept yet, so refused rather than dropped.
-  if (const auto flags = t.get("flags"); flags && *flags != "0")
-    return error_response(http::status::bad_request,
-                          "?flags is not supported: latticed does not store KV flags yet (see the README)", v);
+  // Flags are written with the value, in the same entry (replica.hpp).
+  std::uint64_t flags = 0;
+  if (const auto text = t.get("flags")) {
+    const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), flags);
+    if (ec != std::errc{} || end != text->data() + text->size() || text->empty())
+      return error_response(http::status::bad_request, "Invalid flags: \"" + *text + "\" (an unsigned 64-bit number)",
+                            v);
+  }
   return deferred_write<void>(
-      [this, config_key, value = req.body()](auto done) mutable {
-        replica_.set_config_async(config_key, std::move(value), std::move(done));
+      [this, config_key, value = req.body(), flags](auto done) mutable {
+        replica_.set_config_async(config_key, std::move(value), flags, std::move(done));
       },
       [v] { return json_response(true, v); }, consul_write_error(v));
 }

@@ -4,6 +4,8 @@
 // clock}.cpp.
 #include "lattice/registry/registry_core.hpp"
 
+#include "config_value.hpp"
+
 #include <algorithm>
 
 #include "lattice/crdt/detail/insert_compactly.hpp"
@@ -165,9 +167,10 @@ result<bool> registry_core::deregister_instance(const service_path& path, std::s
   return known;
 }
 
-result<void> registry_core::set_config(const service_path& key, std::string value) {
+result<void> registry_core::set_config(const service_path& key, std::string value, std::uint64_t flags) {
   if (key.is_root()) return errc::root_path_not_allowed;
   if (value.size() > options_.max_config_value) return errc::value_too_large;
+  value = detail::encode_config_value(std::move(value), flags);  // config_value.hpp
   const auto* current = state().config.find_entry(key.str());
   if (current && current->live() && *current->value == value) return success();
   registry_document delta;

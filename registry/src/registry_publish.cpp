@@ -2,6 +2,8 @@
 // what changed since the last one.
 #include "lattice/registry/registry_core.hpp"
 
+#include "config_value.hpp"
+
 #include <algorithm>
 #include <optional>
 
@@ -97,8 +99,9 @@ publication registry_core::publish(steady_time /*now*/) {
     // The first publication: everything, sorted once.
     std::vector<config_tree::value_type> entries;
     entries.reserve(state().config.size());
-    state().config.for_each([&](const std::string& key, const std::string& value, const auto& stamp) {
-      entries.push_back({key, value, stamp.physical_us});
+    state().config.for_each([&](const std::string& key, const std::string& stored, const auto& stamp) {
+      const auto decoded = detail::decode_config_value(stored);  // config_value.hpp
+      entries.push_back({key, std::string(decoded.value), stamp.physical_us, decoded.flags});
     });
     std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.key < b.key; });
     for (const auto& e : entries) out.changed_config.push_back(e.key);
@@ -116,7 +119,10 @@ publication registry_core::publish(steady_time /*now*/) {
     config_tree::editor edit(*config);
     for (const auto& key : dirty_config_) {
       const auto* now_entry = state().config.find_entry(key);
-      const std::string* now_value = now_entry && now_entry->live() ? &*now_entry->value : nullptr;
+      const bool live = now_entry && now_entry->live();
+      const auto decoded = live ? detail::decode_config_value(*now_entry->value) : detail::decoded_config_value{};
+      const std::string now_text(decoded.value);
+      const std::string* now_value = live ? &now_text : nullptr;
       // What moved the key last: its write or tombstone, or an erasure of a prefix of it.
       if (now_entry != nullptr) config_clock_us_ = std::max(config_clock_us_, now_entry->stamp.physical_us);
       if (const auto* erased = state().erasure_covering(key))
@@ -125,12 +131,12 @@ publication registry_core::publish(steady_time /*now*/) {
       const auto* before = published_->config->find(key);
       const bool had = before != nullptr;
       if (!had && now_value == nullptr) continue;
-      if (had && now_value != nullptr && before->value == *now_value) {
+      if (had && now_value != nullptr && before->value == *now_value && before->flags == decoded.flags) {
         // The same value written again: a new stamp, nothing to tell watchers.
-        if (before->modified_us != modified_us) edit.set(key, now_value, modified_us);
+        if (before->modified_us != modified_us) edit.set(key, now_value, modified_us, decoded.flags);
         continue;
       }
-      edit.set(key, now_value, modified_us);
+      edit.set(key, now_value, modified_us, decoded.flags);
       out.changed_config.push_back(key);  // dirty_config_ is sorted, so these are too
     }
     dirty_config_.clear();

@@ -588,18 +588,25 @@ void replica::deregister_instance_async(std::string_view path, std::string_view 
   submit_write(deregister_write(std::move(p).value(), std::string(id), kind), std::move(done));
 }
 
-result<void> replica::set_config(std::string_view key, std::string value) {
+result<void> replica::set_config(std::string_view key, std::string value, std::uint64_t flags) {
   auto p = service_path::parse(key);
   if (!p) return p.error();
-  return write_and_wait<result<void>>(
-      [this, p = std::move(p).value(), value = std::move(value)]() mutable { return impl_->core->set_config(p, std::move(value)); });
+  return write_and_wait<result<void>>([this, p = std::move(p).value(), value = std::move(value), flags]() mutable {
+    return impl_->core->set_config(p, std::move(value), flags);
+  });
 }
 
 void replica::set_config_async(std::string_view key, std::string value, completion<void> done) {
+  set_config_async(key, std::move(value), 0, std::move(done));
+}
+
+void replica::set_config_async(std::string_view key, std::string value, std::uint64_t flags, completion<void> done) {
   auto p = service_path::parse(key);
   if (!p) return done(p.error());
   submit_write<result<void>>(
-      [this, p = std::move(p).value(), value = std::move(value)]() mutable { return impl_->core->set_config(p, std::move(value)); },
+      [this, p = std::move(p).value(), value = std::move(value), flags]() mutable {
+        return impl_->core->set_config(p, std::move(value), flags);
+      },
       std::move(done));
 }
 

@@ -456,11 +456,25 @@ class ConsulClientTest(unittest.TestCase):
         waiter.join(30)
         self.assertFalse(waiter.is_alive())
         self.assertEqual(result["answer"][0], 404)
-        # Flags are not kept: refused, not dropped.
-        status, _, body = self.a.put("/v1/kv/app/f?flags=5", "x")
-        self.assertEqual(status, 400)
-        self.assertIn("flags", json.dumps(body))
-        self.assertEqual(self.a.get("/v1/kv/app/f")[0], 404)
+        # Flags are written with the value, replicate with it, and are
+        # replaced with it; a bad number changes nothing.
+        self.assertTrue(self.ca.kv.put("app/f", "x", flags=2 ** 63 + 5))
+        self.assertTrue(eventually(lambda: (self.cb.kv.get("app/f")[1] or {}).get("Flags") == 2 ** 63 + 5))
+        self.assertEqual(self.cb.kv.get("app", recurse=True)[1][0]["Flags"], 2 ** 63 + 5)
+        self.assertTrue(self.ca.kv.put("app/f", "y"))
+        self.assertTrue(eventually(lambda: self.cb.kv.get("app/f")[1]["Value"] == b"y"))
+        self.assertEqual(self.cb.kv.get("app/f")[1]["Flags"], 0)
+        for bad in ("-1", "x", "18446744073709551616", ""):
+            status, _, body = self.a.put("/v1/kv/app/f?flags=" + bad, "z")
+            self.assertEqual(status, 400, bad)
+            self.assertIn("Invalid flags", json.dumps(body))
+        self.assertEqual(self.ca.kv.get("app/f")[1]["Value"], b"y")
+        # A value that happens to begin with the bytes flags are kept behind
+        # reads back as written (registry/src/config_value.hpp).
+        tricky = b"\x00lattice-flags:\x00\x00\x00\x00\x00\x00\x00\x07rest"
+        self.assertEqual(self.a.put("/v1/kv/app/tricky", tricky)[0], 200)
+        entry = self.ca.kv.get("app/tricky")[1]
+        self.assertEqual((entry["Value"], entry["Flags"]), (tricky, 0))
 
     def test_kv_put_get_delete(self):
         self.assertTrue(self.ca.kv.put("app/config/timeout", "30s"))

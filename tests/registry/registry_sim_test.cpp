@@ -1,6 +1,7 @@
 // Registry cores in the deterministic simulator: propagation, liveness of
 // ephemeral instances, reaping and re-assertion, partitions, load counters,
 // the grace rule.
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -160,6 +161,35 @@ TEST_CASE("both sides of a partition register; after healing nothing is lost or 
     sim->node(i).publish(sim->now());
     CHECK(sim->node(i).published()->config->at("/db/url") == "pg://minority");
   }
+}
+
+TEST_CASE("config flags travel and are replaced with their value; every value reads back as written",
+          "[registry][simulator][config]") {
+  auto sim = cluster(3, 21);
+  const auto entry_on = [&](std::size_t i, const char* key) {
+    sim->node(i).publish(sim->now());
+    const auto* e = sim->node(i).published()->config->find(key);
+    return e ? std::optional<std::pair<std::string, std::uint64_t>>({e->value, e->flags}) : std::nullopt;
+  };
+  REQUIRE(sim->node(0).set_config(path("/app/a"), "v1", 0xfeedULL << 40));
+  // Bytes that look like the flags' envelope (registry/src/config_value.hpp).
+  const std::string tricky("\0lattice-flags:\0\0\0\0\0\0\0\x07rest", 27);
+  REQUIRE(sim->node(1).set_config(path("/app/b"), tricky));
+  const auto expected_a = std::pair<std::string, std::uint64_t>{"v1", 0xfeedULL << 40};
+  const auto expected_b = std::pair<std::string, std::uint64_t>{tricky, 0};
+  REQUIRE(sim->run_until([&] {
+    for (std::size_t i = 0; i < 3; ++i)
+      if (entry_on(i, "/app/a") != expected_a || entry_on(i, "/app/b") != expected_b) return false;
+    return true;
+  }, 5s));
+  // A later write without flags replaces them everywhere.
+  REQUIRE(sim->node(2).set_config(path("/app/a"), "v2"));
+  const auto replaced = std::pair<std::string, std::uint64_t>{"v2", 0};
+  REQUIRE(sim->run_until([&] {
+    for (std::size_t i = 0; i < 3; ++i)
+      if (entry_on(i, "/app/a") != replaced) return false;
+    return true;
+  }, 5s));
 }
 
 TEST_CASE("a restarted owner's earlier registrations are hidden and removed",

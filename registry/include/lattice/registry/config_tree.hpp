@@ -38,6 +38,8 @@ struct config_entry {
   /// stamp of the write that set this value: grows with every write of
   /// the key (two writes stamped in the same microsecond may share it).
   std::uint64_t modified_us = 0;
+  /// Written with the value, by the same write (Consul's KV Flags).
+  std::uint64_t flags = 0;
 
   friend bool operator==(const config_entry&, const config_entry&) = default;
 };
@@ -62,8 +64,9 @@ class config_tree : public sorted_chunks<config_entry, config_key_of> {
   class editor {
    public:
     explicit editor(config_tree& tree) : tree_(tree), edit_(tree) {}
-    /// Sets `key` to `value`, written at `modified_us`; nullptr removes it.
-    void set(std::string_view key, const std::string* value, std::uint64_t modified_us = 0);
+    /// Sets `key` to `value` with `flags`, written at `modified_us`;
+    /// nullptr removes it.
+    void set(std::string_view key, const std::string* value, std::uint64_t modified_us = 0, std::uint64_t flags = 0);
 
    private:
     const config_tree& tree_;

@@ -148,8 +148,10 @@ class registry_core final : public transport::protocol_core {
   /// it at its owner (or stop the owner). Never fails.
   result<bool> deregister_instance(const service_path& path, std::string_view id,
                                    instance_kind kind = instance_kind::provider);
-  /// Errors: errc::root_path_not_allowed, errc::value_too_large.
-  result<void> set_config(const service_path& key, std::string value);
+  /// Sets `key` to `value` and its `flags` (an opaque number kept with the
+  /// value, written and replaced with it: Consul's KV Flags). Errors:
+  /// errc::root_path_not_allowed, errc::value_too_large.
+  result<void> set_config(const service_path& key, std::string value, std::uint64_t flags = 0);
   /// Erases config `key` with a tombstone, whether or not this replica
   /// knows it (see deregister_instance). Returns whether it was set here.
   /// Never fails.

@@ -290,9 +290,11 @@ class replica {
   /// errc::stopped, errc::timed_out, errc::storage_failed.
   result<bool> deregister_instance(std::string_view path, std::string_view id,
                                    instance_kind kind = instance_kind::provider);
-  /// Sets config `key` (a path) to `value`. Errors:
-  /// errc::root_path_not_allowed, errc::value_too_large.
-  result<void> set_config(std::string_view key, std::string value);
+  /// Sets config `key` (a path) to `value`, with `flags` (an opaque number
+  /// kept with the value, written and replaced with it; config_entry::flags
+  /// reads it back). Errors: errc::root_path_not_allowed,
+  /// errc::value_too_large.
+  result<void> set_config(std::string_view key, std::string value, std::uint64_t flags = 0);
   /// Erases config `key` with a tombstone, whether or not this replica
   /// knows it (see deregister_instance). Returns whether it was set here.
   /// Errors: errc::invalid_path, errc::stopped, errc::timed_out,
@@ -328,6 +330,7 @@ class replica {
   void deregister_instance_async(std::string_view path, std::string_view id, instance_kind kind,
                                  completion<bool> done);
   void set_config_async(std::string_view key, std::string value, completion<void> done);
+  void set_config_async(std::string_view key, std::string value, std::uint64_t flags, completion<void> done);
   void erase_config_async(std::string_view key, completion<bool> done);
   void erase_config_prefix_async(std::string_view prefix, completion<std::size_t> done);
 
