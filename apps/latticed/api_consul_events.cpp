@@ -13,6 +13,7 @@
 
 #include "api.hpp"
 #include "consul_codec.hpp"
+#include "json_codec.hpp"
 #include "lattice/registry/path.hpp"
 #include "query_topics.hpp"
 #include "user_events.hpp"
@@ -44,6 +45,7 @@ reply api::consul_event_fire(request& req, const target& t, const std::string& n
   const unsigned v = req.version();
   const auto bad = [&](const std::string& message) { return error_response(http::status::bad_request, message, v); };
   if (name.empty()) return bad("Missing name");
+  if (!is_utf8(name)) return bad("the event name is not UTF-8");
   if (req.body().size() > kMaxEventPayload)
     return error_response(http::status::payload_too_large,
                           "User event payload exceeds the limit of " + std::to_string(kMaxEventPayload) + " bytes", v);
@@ -54,6 +56,8 @@ reply api::consul_event_fire(request& req, const target& t, const std::string& n
   e.service_filter = t.get("service").value_or("");
   e.tag_filter = t.get("tag").value_or("");
   if (!e.tag_filter.empty() && e.service_filter.empty()) return bad("Cannot provide tag filter without service filter");
+  for (const auto* f : {&e.node_filter, &e.service_filter, &e.tag_filter})
+    if (!is_utf8(*f)) return bad("a filter is not UTF-8");
   for (const auto* f : {&e.node_filter, &e.service_filter, &e.tag_filter}) {
     RE2::Options options;
     options.set_log_errors(false);

@@ -56,7 +56,7 @@ std::string encode_event(const user_event& e) {
               {"LTime", e.ltime},
               {"FiredMs", e.fired_ms},
               {"Origin", fmt::format("{:016x}", e.origin)}}
-      .dump();
+      .dump(-1, ' ', false, json::error_handler_t::replace);  // the endpoint refuses what is not UTF-8
 }
 
 std::optional<user_event> decode_event(std::string_view value) {
