@@ -375,6 +375,10 @@ void http_server::accept() {
       return;
     }
     if (!ec) {
+      // Responses and TLS handshake messages are written whole: Nagle would
+      // only hold the last segment of a flight back for the peer's ACK.
+      beast::error_code no_delay_ec;  // a socket without it still works
+      socket.set_option(tcp::no_delay(true), no_delay_ec);
       if (shared_->sessions.size() >= shared_->options.max_connections && shared_->options.tls) {
         // Over the limit over TLS: no handshake, so no answer either.
         beast::error_code ignored;
