@@ -179,8 +179,6 @@ class api {
   reply consul_event_list(request& req, const target& t);
   // Erases the events past their time or beyond the bound (from tick()).
   void sweep_events(time_point now);
-  time_point next_event_sweep_{};
-  std::set<std::string> events_erasing_;
 
   // KV (api_consul_kv.cpp); `key` without its leading '/'.
   reply consul_kv_get(request& req, const target& t, const std::string& key);
@@ -260,6 +258,9 @@ class api {
   std::map<std::string, local_service> services_;
   std::map<std::string, std::string> check_owner_;
   check_prober prober_;
+  // The next user-event sweep, and the event keys whose erasure is in flight.
+  time_point next_event_sweep_{};
+  std::set<std::string> events_erasing_;
   session_table sessions_;
   // Cleared when the api goes: what a held session's stream keeps checks
   // it before it touches the api (a connection may outlive it at exit).

@@ -2,7 +2,8 @@
 // API"): what service registries and Consul's client libraries use. This
 // file routes each request; the endpoints live by subject in
 // api_consul_agent.cpp, api_consul_catalog.cpp, api_consul_health.cpp,
-// api_consul_checks.cpp, api_consul_kv.cpp and api_sessions.cpp.
+// api_consul_checks.cpp, api_consul_kv.cpp, api_consul_events.cpp and
+// api_sessions.cpp.
 //
 // Parameters that would change an answer are never ignored: another
 // datacenter is answered as Consul does when it has no path to one, and

@@ -5,7 +5,7 @@
 // Every node (replica) has Consul's node check "serfHealth": passing while
 // this daemon judges the replica alive or suspect, critical once dead or
 // left. A service's checks are its maintenance check while in maintenance
-// mode and its TTL check (if registered with one); Consul lists node checks
+// mode and its own checks (consul_check.hpp); Consul lists node checks
 // before service checks, and so do these answers.
 #include <algorithm>
 #include <charconv>

@@ -55,6 +55,19 @@ std::string base64(std::string_view in) {
   return out;
 }
 
+std::optional<std::string> unbase64(std::string_view in) {
+  if (in.size() % 4 != 0) return std::nullopt;
+  std::string out(in.size() / 4 * 3, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+  if (n < 0) return std::nullopt;
+  // EVP_DecodeBlock counts the bytes the padding stands for.
+  std::size_t size = static_cast<std::size_t>(n);
+  for (auto it = in.rbegin(); it != in.rend() && *it == '=' && size > 0; ++it) --size;
+  out.resize(size);
+  return out;
+}
+
 std::string lower(std::string_view s) {
   std::string out(s);
   std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -59,6 +60,8 @@ std::string service_path_of(std::string_view name);
 /// before this escaping read back unchanged.
 std::string service_name_of(std::string_view path);
 std::string base64(std::string_view in);
+/// The bytes `in` (standard base64, padded) stands for; nullopt if it is not base64.
+std::optional<std::string> unbase64(std::string_view in);
 std::string lower(std::string_view s);
 /// A JSON field name as Consul matches it: lower case, underscores
 /// dropped ("Tls_Skip_Verify" -> "tlsskipverify").

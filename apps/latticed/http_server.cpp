@@ -115,6 +115,10 @@ class session final : public session_base {
   }
 
   void on_read(beast::error_code ec) {
+    if (ec) {  // answered below, if at all, as a request of no target
+      target_.clear();
+      started_ = std::chrono::steady_clock::now();
+    }
     if (ec == http::error::end_of_stream || ec == asio::error::operation_aborted ||
         ec == beast::error::timeout || ec == asio::error::connection_reset || ec == asio::error::eof ||
         ec == asio::ssl::error::stream_truncated)

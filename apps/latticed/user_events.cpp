@@ -1,6 +1,5 @@
 #include "user_events.hpp"
 
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include <algorithm>
@@ -16,19 +15,6 @@ namespace lattice::daemon::consul {
 using nlohmann::json;
 
 namespace {
-
-std::optional<std::string> unbase64(const std::string& in) {
-  if (in.size() % 4 != 0) return std::nullopt;
-  std::string out(in.size() / 4 * 3, '\0');
-  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
-  if (n < 0) return std::nullopt;
-  // EVP_DecodeBlock counts the bytes the padding stands for.
-  std::size_t size = static_cast<std::size_t>(n);
-  for (auto it = in.rbegin(); it != in.rend() && *it == '=' && size > 0; ++it) --size;
-  out.resize(size);
-  return out;
-}
 
 // Every event `config` holds, newest first by (fired time, ID), with its key.
 std::vector<std::pair<std::string, user_event>> all_events(const registry::config_tree& config) {
@@ -47,16 +33,13 @@ std::vector<std::pair<std::string, user_event>> all_events(const registry::confi
 std::string event_key(std::string_view name) { return std::string(kEventPrefix) + service_path_of(name).substr(1); }
 
 std::string encode_event(const user_event& e) {
-  return json{{"ID", e.id},
-              {"Name", e.name},
-              {"Payload", base64(e.payload)},
-              {"NodeFilter", e.node_filter},
-              {"ServiceFilter", e.service_filter},
-              {"TagFilter", e.tag_filter},
-              {"LTime", e.ltime},
-              {"FiredMs", e.fired_ms},
-              {"Origin", fmt::format("{:016x}", e.origin)}}
-      .dump(-1, ' ', false, json::error_handler_t::replace);  // the endpoint refuses what is not UTF-8
+  // Consul's shape, and what the sweep needs; the payload always base64
+  // (event_json sends an empty one as null).
+  json stored = event_json(e);
+  stored["Payload"] = base64(e.payload);
+  stored["FiredMs"] = e.fired_ms;
+  stored["Origin"] = fmt::format("{:016x}", e.origin);
+  return dump_json(stored);  // the endpoint refuses what is not UTF-8; dump_json never throws
 }
 
 std::optional<user_event> decode_event(std::string_view value) {

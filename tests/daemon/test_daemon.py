@@ -409,19 +409,23 @@ class ConsulClientTest(unittest.TestCase):
         def read(daemon, path):
             status, headers, body = daemon.get(path)
             return status, int(headers["X-Consul-Index"]), body
+
+        def read_through(daemon, index, write):
+            """A blocking read of app/a from `index` on `daemon`; `write` runs once it blocks."""
+            result = {}
+            waiter = threading.Thread(target=lambda: result.update(
+                answer=read(daemon, "/v1/kv/app/a?index=%d&wait=20s" % index)))
+            waiter.start()
+            self.assertTrue(blocked(daemon))
+            self.assertTrue(write())
+            waiter.join(30)
+            self.assertFalse(waiter.is_alive())
+            return result["answer"]
         # No config at all yet: a missing key's index still blocks a reader
         # given it, until the key is written.
         status, index, _ = read(self.a, "/v1/kv/app/a")
         self.assertEqual(status, 404)
-        result = {}
-        waiter = threading.Thread(target=lambda: result.update(
-            answer=read(self.a, "/v1/kv/app/a?index=%d&wait=20s" % index)))
-        waiter.start()
-        self.assertTrue(blocked(self.a))
-        self.assertTrue(self.ca.kv.put("app/a", "1"))
-        waiter.join(30)
-        self.assertFalse(waiter.is_alive())
-        self.assertEqual(result["answer"][0], 200)
+        self.assertEqual(read_through(self.a, index, lambda: self.ca.kv.put("app/a", "1"))[0], 200)
         status, index, body = read(self.a, "/v1/kv/app/a")
         self.assertEqual(status, 200)
         modify = body[0]["ModifyIndex"]
@@ -434,28 +438,14 @@ class ConsulClientTest(unittest.TestCase):
         self.assertTrue(self.ca.kv.put("other/b", "2"))
         self.assertEqual(read(self.a, "/v1/kv/app/a")[1:], (modify, body))
         self.assertEqual(read(self.a, "/v1/kv/app?recurse")[1], tree_index)
-        waiter = threading.Thread(target=lambda: result.update(
-            answer=read(self.a, "/v1/kv/app/a?index=%d&wait=20s" % modify)))
-        waiter.start()
-        self.assertTrue(blocked(self.a))
-        self.assertTrue(self.ca.kv.put("app/a", "3"))
-        waiter.join(30)
-        self.assertFalse(waiter.is_alive())
-        status, new_index, body = result["answer"]
+        status, new_index, body = read_through(self.a, modify, lambda: self.ca.kv.put("app/a", "3"))
         self.assertEqual((status, base64.b64decode(body[0]["Value"])), (200, b"3"))
         self.assertGreater(new_index, modify)
         # The index is the write's, so b gives the same once it has it.
         self.assertTrue(eventually(lambda: read(self.b, "/v1/kv/app/a")[1] == new_index))
         self.assertNotEqual(read(self.a, "/v1/kv/app?recurse")[1], tree_index)
         # A delete wakes a reader blocked on the key: 404.
-        waiter = threading.Thread(target=lambda: result.update(
-            answer=read(self.b, "/v1/kv/app/a?index=%d&wait=20s" % new_index)))
-        waiter.start()
-        self.assertTrue(blocked(self.b))
-        self.assertTrue(self.ca.kv.delete("app/a"))
-        waiter.join(30)
-        self.assertFalse(waiter.is_alive())
-        self.assertEqual(result["answer"][0], 404)
+        self.assertEqual(read_through(self.b, new_index, lambda: self.ca.kv.delete("app/a"))[0], 404)
         # Flags are written with the value, replicate with it, and are
         # replaced with it; a bad number changes nothing.
         self.assertTrue(self.ca.kv.put("app/f", "x", flags=2 ** 63 + 5))
