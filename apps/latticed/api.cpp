@@ -80,6 +80,7 @@ std::string_view api::route_of(std::string_view path) {
   if (const auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
   if (path == "/health") return "/health";
   if (path == "/metrics") return "/metrics";
+  if (is_console_path(path)) return "/ui/";
   if (auto consul_route = consul_route_of(path)) return *consul_route;
   static constexpr std::string_view native[] = {
       "/v1/lattice/services", "/v1/lattice/members", "/v1/lattice/instances/", "/v1/lattice/config",
@@ -96,6 +97,7 @@ reply api::handle(request& req) {
   if (!t) return error_response(http::status::bad_request, "malformed request target", req.version());
   const std::string_view path = t->path;
   if (path == "/health" || path == "/metrics") return ops(req, *t);
+  if (is_console_path(path)) return console(req, *t);
   // Check updates and deregistrations are writes even by GET (older
   // Consul clients send GET).
   const bool write = (req.method() != http::verb::get && req.method() != http::verb::head) ||

@@ -136,6 +136,10 @@ class api {
   reply native(request& req, const target& t);
   reply consul(request& req, const target& t);
   reply ops(request& req, const target& t);
+  // The web console (api_ui.cpp): / redirects to /ui/, /ui/... are the
+  // embedded files; no token needed (they carry no registry data).
+  static bool is_console_path(std::string_view path);
+  reply console(const request& req, const target& t);
   reply test_faults(request& req, const target& t);
   response metrics_text(unsigned version);
 

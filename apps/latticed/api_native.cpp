@@ -68,14 +68,25 @@ reply api::native(request& req, const target& t) {
     if (method != http::verb::get) return wrong_method();
     json out = json::array();
     const auto table = replica_.status();  // as of the last tick: never waits for the replica thread
-    for (const auto& m : table->members)
+    const auto now = std::chrono::steady_clock::now();
+    const auto ms_since = [now](std::chrono::steady_clock::time_point then) {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(now - then).count();
+    };
+    for (const auto& m : table->members) {
+      const bool self = m.id == replica_.id();
       out.push_back(json{{"id", std::to_string(m.id)},  // 64 bits: beyond a JSON number's 2^53
                          {"address", m.address},
                          {"incarnation", m.incarnation},
                          {"state", member_state_name(m.state)},
-                         {"self", m.id == replica_.id()},
+                         {"state_age_ms", ms_since(m.state_since)},
+                         {"self", self},
                          {"clock_offset_us", m.clock_offset_us ? json(*m.clock_offset_us) : json(nullptr)},
-                         {"stamp_floor_us", m.stamp_floor_us}});
+                         {"stamp_floor_us", m.stamp_floor_us},
+                         // Whether its registry digest, as it last sent it, equalled ours then.
+                         {"digest", self ? json("self") : !m.digest_agreed ? json(nullptr)
+                                          : json(*m.digest_agreed ? "same" : "differs")},
+                         {"digest_age_ms", m.digest_agreed ? json(ms_since(m.digest_seen)) : json(nullptr)}});
+    }
     return json_response(out, v);
   }
 
@@ -186,11 +197,19 @@ reply api::native(request& req, const target& t) {
     if (method == http::verb::get) {
       const auto snap = replica_.current();
       if (t.has("recurse")) {
-        json out = json::object();
+        // {key: value}; with ?detail, [{key, value, modified_us, flags}]
+        // in key order (modified_us: the physical time of the write's stamp).
+        const bool detail = t.has("detail");
+        json out = detail ? json::array() : json::object();
         const reg::service_path& prefix = parsed.value();
-        for (auto it = snap->config->lower_bound(key); it != snap->config->end() && it->key.starts_with(key); ++it)
-          if (prefix.is_prefix_of(it->key) && !it->key.starts_with(consul::kReservedPrefix))
+        for (auto it = snap->config->lower_bound(key); it != snap->config->end() && it->key.starts_with(key); ++it) {
+          if (!prefix.is_prefix_of(it->key) || it->key.starts_with(consul::kReservedPrefix)) continue;
+          if (detail)
+            out.push_back(json{{"key", it->key}, {"value", it->value}, {"modified_us", it->modified_us},
+                               {"flags", it->flags}});
+          else
             out[it->key] = it->value;
+        }
         return json_response(out, v);
       }
       const auto* entry = reserved ? nullptr : snap->config->find(key);

@@ -2,6 +2,8 @@
 
 #include <set>
 
+#include "consul_check.hpp"
+
 namespace lattice::daemon {
 
 using nlohmann::json;
@@ -22,13 +24,27 @@ json to_json(const reg::instance_record& inst) {
               {"ephemeral", inst.ephemeral()},
               {"kind", inst.kind() == reg::instance_kind::provider ? "provider" : "consumer"},
               {"owner", std::to_string(inst.owner())},  // 64 bits: beyond a JSON number's 2^53
-              {"owner_incarnation", inst.owner_incarnation()}};
+              {"owner_incarnation", inst.owner_incarnation()},
+              // When this registration began (its HLC stamp's physical part, µs since the Unix epoch).
+              {"epoch_us", inst.epoch().physical_us}};
+}
+
+json checks_json(const reg::instance_record& inst) {
+  json out = json::array();
+  for (const auto& c : consul::stored_checks(inst))
+    out.push_back(json{{"id", c.id}, {"name", c.name}, {"type", consul::type_name(c.kind)},
+                       {"status", c.status}, {"output", c.output}});
+  return out;
 }
 
 json to_json(const reg::instance& inst) { return to_json(*reg::instance_record::make(inst)); }
 
 json to_json(const reg::instance_view& view) {
   json out = to_json(*view);
+  // Consul checks run by the owning daemon, as its latest writes report
+  // them (empty for instances registered natively: their health is their
+  // owner's liveness).
+  out["checks"] = checks_json(*view);
   out["in_flight"] = view.in_flight();
   out["served"] = view.served();
   return out;

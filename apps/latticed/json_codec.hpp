@@ -10,11 +10,16 @@
 namespace lattice::daemon {
 
 /// {"id", "address", "port", "protocol", "serialization", "weight", "zone",
-///  "role", "tags", "ephemeral", "kind", "owner", "owner_incarnation"}
+///  "role", "tags", "ephemeral", "kind", "owner", "owner_incarnation",
+///  "epoch_us"}
 nlohmann::json to_json(const registry::instance_record& inst);
 nlohmann::json to_json(const registry::instance& inst);
-/// The same, with "in_flight" and "served" from the load counters.
+/// The same, with "checks" (checks_json) and "in_flight" and "served" from
+/// the load counters.
 nlohmann::json to_json(const registry::instance_view& view);
+/// The Consul checks stored in an instance's tags: [{id, name, type,
+/// status, output}], empty when it has none.
+nlohmann::json checks_json(const registry::instance_record& inst);
 /// {"path", "version", "providers": [...], "consumers": [...]}
 nlohmann::json to_json(const registry::service_view& view);
 

@@ -7,6 +7,7 @@
 #include <set>
 #include <span>
 #include <thread>
+#include <unordered_map>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -99,15 +100,31 @@ struct replica::impl {
   std::uint64_t counted_sequence = ~std::uint64_t{0};
   std::size_t counted_instances = 0, counted_services = 0, counted_config_keys = 0;
 
-  std::vector<member_info> member_table(std::chrono::steady_clock::time_point now) const {
+  // Per member: the state it was last judged in, and since when.
+  std::unordered_map<replica_id, std::pair<transport::member_state, std::chrono::steady_clock::time_point>>
+      judged_states;
+
+  std::vector<member_info> member_table(std::chrono::steady_clock::time_point now) {
     std::vector<member_info> out;
     const auto& m = core->members();
     const auto& offsets = core->clock_offsets();
+    const auto& digests = core->peer_digests();
     out.reserve(m.table().records().size());
     for (const auto& [id, record] : m.table().records()) {
-      member_info info{id, record.address, record.incarnation, m.state_of(id, now), std::nullopt};
+      member_info info;
+      info.id = id;
+      info.address = record.address;
+      info.incarnation = record.incarnation;
+      info.state = m.state_of(id, now);
       if (const auto offset = offsets.find(id); offset != offsets.end()) info.clock_offset_us = offset->second;
       info.stamp_floor_us = record.clock_us;
+      auto [judged, first] = judged_states.try_emplace(id, info.state, now);
+      if (!first && judged->second.first != info.state) judged->second = {info.state, now};
+      info.state_since = judged->second.second;
+      if (const auto d = digests.find(id); d != digests.end()) {
+        info.digest_agreed = d->second.agreed;
+        info.digest_seen = d->second.seen;
+      }
       out.push_back(std::move(info));
     }
     return out;

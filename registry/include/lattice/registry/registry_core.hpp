@@ -240,6 +240,9 @@ class registry_core final : public transport::protocol_core {
   const boost::container::flat_map<replica_id, std::int64_t>& clock_offsets() const noexcept {
     return protocol_.clock_offsets();
   }
+  /// Per peer: its state's root digest as it last told us, and whether it
+  /// equalled ours then (see transport::protocol::peer_digests).
+  const auto& peer_digests() const noexcept { return protocol_.peer_digests(); }
   /// The point below which compaction may collect at `now`: the least
   /// stamp floor reported by the members that may still write (ourselves,
   /// those alive or suspect, and those dead for less than

@@ -220,6 +220,14 @@ struct member_info {
   /// stays behind (a member cut off, or one whose data directory cannot
   /// commit) is what holds compaction back. 0: not reported yet.
   std::uint64_t stamp_floor_us = 0;
+  /// When this replica first judged it in `state` (local monotonic time,
+  /// to the replica's tick: heartbeat_interval).
+  std::chrono::steady_clock::time_point state_since{};
+  /// Whether the registry digest it last sent us (each anti-entropy round
+  /// sends one to a random peer) equalled ours when it came, and when that
+  /// was; nullopt for ourselves and for members that have not sent one.
+  std::optional<bool> digest_agreed;
+  std::chrono::steady_clock::time_point digest_seen{};
 };
 
 /// The member table and the metrics as of the replica's latest tick

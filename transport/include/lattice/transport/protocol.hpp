@@ -200,6 +200,16 @@ class protocol final : public protocol_core {
   const boost::container::flat_map<replica_id, std::int64_t>& clock_offsets() const noexcept {
     return clock_offsets_;
   }
+  /// What a peer last told us of its state's root digest (in a digest sync
+  /// request or an op summary), and whether it equalled ours when it came.
+  /// Shows convergence: every peer whose latest digest agreed held the same
+  /// state as this replica at that moment.
+  struct peer_digest {
+    std::uint64_t root = 0;
+    steady_time seen{};
+    bool agreed = false;
+  };
+  const boost::container::flat_map<replica_id, peer_digest>& peer_digests() const noexcept { return peer_digests_; }
   replica_id self() const noexcept { return options_.self; }
   /// The sender of the message whose merge is being reported, for the
   /// change listener's logs (0 outside a gossip or range push).
@@ -228,6 +238,7 @@ class protocol final : public protocol_core {
         return;
       case message_type::sync_request:
         if (auto m = decode_or_count<envelope<sync_request>>(payload)) {
+          note_digest(m->from, m->body.root, now);
           if (auto digests = answer_sync_request(state_, m->body))
             send(m->from_address, message_type::range_digests, *digests);
         }
@@ -255,7 +266,10 @@ class protocol final : public protocol_core {
         }
         return;
       case message_type::op_summary:
-        if (auto m = decode_or_count<envelope<op_summary>>(payload)) on_op_summary(*m);
+        if (auto m = decode_or_count<envelope<op_summary>>(payload)) {
+          note_digest(m->from, m->body.root, now);
+          on_op_summary(*m);
+        }
         return;
       case message_type::op_repair:
         if (auto m = decode_or_count<envelope<op_repair<S>>>(payload)) {
@@ -324,6 +338,11 @@ class protocol final : public protocol_core {
     if (m.from != options_.self && m.sent_us != 0)
       clock_offsets_[m.from] = static_cast<std::int64_t>(m.sent_us - options_.wall_clock());
     return std::move(decoded).value();
+  }
+
+  void note_digest(replica_id from, std::uint64_t root, steady_time now) {
+    if (from == options_.self) return;
+    peer_digests_[from] = peer_digest{root, now, root == state_.digest()};
   }
 
   void on_gossip(const envelope<gossip_body<S>>& m, steady_time now) {
@@ -487,6 +506,7 @@ class protocol final : public protocol_core {
   std::vector<outgoing_message> outgoing_;
   std::function<void(const S&, const S&)> listener_;
   boost::container::flat_map<replica_id, std::int64_t> clock_offsets_;
+  boost::container::flat_map<replica_id, peer_digest> peer_digests_;
 };
 
 }  // namespace lattice::transport
