@@ -23,6 +23,7 @@ packages=(
   python3-dnspython       # bench/dns_answers.py
   python3 python3-consul  # daemon tests: a real Consul client library
   faketime                # daemon tests: a replica whose clock runs hours off
+  chromium                # ui tests: the web console in a real (headless) browser
   clang-15 libfuzzer-15-dev llvm-15  # scripts/fuzz.sh: libFuzzer targets, symbolized reports
   # bench/compare/compare.py (its smoke run is a test): the systems compared,
   # their clients, the load generator and the plots

@@ -38,8 +38,8 @@ class Daemon:
         self.proc = None
         self.start(gossip)
 
-    def start(self, gossip="127.0.0.1:0"):
-        args = [LATTICED, "--gossip", gossip, "--http", "127.0.0.1:0", "--data-dir", self.data_dir] + FAST
+    def start(self, gossip="127.0.0.1:0", http="127.0.0.1:0"):
+        args = [LATTICED, "--gossip", gossip, "--http", http, "--data-dir", self.data_dir] + FAST
         if self.seeds:
             args += ["--seeds", ",".join(self.seeds)]
         args += self.extra
