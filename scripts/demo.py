@@ -9,7 +9,13 @@ reaching every watcher, and a graceful shutdown. Ends with the measured
 times, stops everything it started (by PID), and exits 0; any step that
 does not happen within its bound makes it exit 1 and say which.
 
-    scripts/demo.py [--build build]
+    scripts/demo.py [--build build] [--keep [--cycles N]]
+
+It prints the web console's URL (latticed 1's /ui/). With --keep, the
+cluster stays up after the scripted steps, until Ctrl-C, and every few
+seconds something happens to watch in the console: a provider is killed
+and replaced, latticed 3 is cut off by a partition while both sides take
+writes, and the partition heals. Ctrl-C stops everything it started.
 """
 import argparse
 import json
@@ -45,6 +51,19 @@ def put(http, path, body):
     req = urllib.request.Request("http://%s%s" % (http, path), data=body.encode(), method="PUT")
     with urllib.request.urlopen(req, timeout=5) as res:
         return json.loads(res.read())
+
+
+def delete(http, path):
+    req = urllib.request.Request("http://%s%s" % (http, path), method="DELETE")
+    with urllib.request.urlopen(req, timeout=5) as res:
+        return json.loads(res.read())
+
+
+def config_value(http, key):
+    try:
+        return get(http, "/v1/lattice/config" + key)["value"]
+    except Exception:
+        return None
 
 
 def providers(http):
@@ -119,9 +138,67 @@ def watch_config(http, prefix, seen, name):
     return sock
 
 
+def keep_running(args, procs, daemons, provider_procs, hello):
+    """--keep: the cluster stays up; a provider is killed and replaced, and
+    latticed 3 is partitioned and healed, in turn, until Ctrl-C (or
+    --cycles cycles). The pauses are for a human watching the console."""
+    pause = args.pause
+    say("the cluster stays up: open the console at http://%s/ui/ ; Ctrl-C stops everything" % daemons[0]["http"])
+    cycle = 0
+    while args.cycles == 0 or cycle < args.cycles:
+        cycle += 1
+        time.sleep(pause)
+        victim_proc, victim = provider_procs.pop(0)
+        say("cycle %d: kill -9 provider %s; watch it turn dead and leave the Services table" % (cycle, victim))
+        killed_at = time.monotonic()
+        victim_proc.kill()
+        victim_proc.wait(5)
+        remaining = sorted(p[1] for p in provider_procs)
+        wait_for("the killed provider disappearing", lambda: all(providers(d["http"]) == remaining for d in daemons), 10)
+        say("  gone from every latticed after %.0f ms" % ((time.monotonic() - killed_at) * 1000))
+        time.sleep(pause)
+        proc, line, _ = procs.start("provider", [hello, "provider", "--seeds", daemons[0]["gossip"]], "provider ready")
+        provider_procs.append((proc, line.split("id=")[1]))
+        wanted = sorted(p[1] for p in provider_procs)
+        wait_for("the new provider listed", lambda: all(providers(d["http"]) == wanted for d in daemons), 10)
+        say("  a new provider %s is listed everywhere" % provider_procs[-1][1])
+
+        time.sleep(pause)
+        cut, rest = daemons[2], daemons[:2]
+        say("cycle %d: partition: latticed 3 and latticed 1-2 drop their gossip to each other; both sides take writes"
+            % cycle)
+        everyone = [m["address"] for m in get(cut["http"], "/v1/lattice/members") if not m["self"]]
+        put(cut["http"], "/v1/lattice/test/partition", json.dumps({"drop": everyone}))
+        for d in rest:
+            put(d["http"], "/v1/lattice/test/partition", json.dumps({"drop": [cut["gossip"]]}))
+        stamp = time.strftime("%H:%M:%S")
+        keys_written = ["/demo/partition/written-on-3", "/demo/partition/written-on-1"]
+        put(cut["http"], "/v1/lattice/config/demo/partition/written-on-3", stamp)
+        put(rest[0]["http"], "/v1/lattice/config/demo/partition/written-on-1", stamp)
+        wait_for("latticed 1 judging latticed 3 dead",
+                 lambda: any(m["address"] == cut["gossip"] and m["state"] == "dead"
+                             for m in get(rest[0]["http"], "/v1/lattice/members")), 10)
+        say("  latticed 1 judges latticed 3 dead; written-on-3 is on latticed 1: %s, written-on-1 is on latticed 3: %s"
+            % (config_value(rest[0]["http"], keys_written[0]) is not None,
+               config_value(cut["http"], keys_written[1]) is not None))
+        time.sleep(pause)
+        healed_at = time.monotonic()
+        for d in daemons:
+            delete(d["http"], "/v1/lattice/test/partition")
+        wait_for("the partition healing",
+                 lambda: all(config_value(d["http"], k) == stamp for d in daemons for k in keys_written), 10)
+        say("cycle %d: healed: every latticed holds both writes %.0f ms later (digests turn 'same' in the console)"
+            % (cycle, (time.monotonic() - healed_at) * 1000))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--build", default="build")
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the cluster running after the demo, with a provider killed and a partition "
+                             "healed in turn, until Ctrl-C")
+    parser.add_argument("--cycles", type=int, default=0, help="with --keep: stop after this many cycles (0: never)")
+    parser.add_argument("--pause", type=float, default=4.0, help="with --keep: seconds between steps")
     args = parser.parse_args()
     latticed = os.path.join(args.build, "apps", "latticed")
     hello = os.path.join(args.build, "examples", "hello_world")
@@ -136,7 +213,8 @@ def main():
             seeds = ["--seeds", daemons[0]["gossip"]] if daemons else []
             proc, line, _ = procs.start("latticed %d" % n, [latticed, "--gossip", "127.0.0.1:0", "--http",
                                                          "127.0.0.1:0", "--data-dir", os.path.join(data, str(n)),
-                                                         "--log-level", "warn"] + seeds, "latticed ready")
+                                                         "--log-level", "warn"] + seeds
+                                             + (["--test-faults"] if args.keep else []), "latticed ready")
             fields = dict(kv.split("=", 1) for kv in line.split()[2:])
             daemons.append({"proc": proc, "http": fields["http"], "gossip": fields["gossip"], "n": n})
             say("latticed %d up: HTTP %s, gossip %s" % (n, fields["http"], fields["gossip"]))
@@ -144,6 +222,7 @@ def main():
                         lambda: all(len([m for m in get(d["http"], "/v1/lattice/members") if m["state"] == "alive"])
                                     == 3 for d in daemons), 10)
         say("all three replicas see each other alive (%.0f ms)" % (took * 1000))
+        say("web console: http://%s/ui/ (any latticed serves one)" % daemons[0]["http"])
 
         say("starting two hello_world providers; each embeds a replica that joins through latticed 1")
         registered_at = time.monotonic()
@@ -202,6 +281,10 @@ def main():
         for s in socks:
             s.close()
 
+        if args.keep:
+            keep_running(args, procs, daemons, provider_procs[1:], hello)
+            return 0
+
         say("graceful shutdown: the consumer, the last provider (SIGTERM: deregisters, announces its leave)")
         consumer.send_signal(signal.SIGTERM)
         consumer.wait(10)
@@ -234,6 +317,9 @@ def main():
     except Failure as e:
         say("FAILED: %s" % e)
         return 1
+    except KeyboardInterrupt:
+        say("Ctrl-C: stopping everything the demo started")
+        return 0
     finally:
         procs.stop_all()
         shutil.rmtree(data, ignore_errors=True)
