@@ -17,6 +17,7 @@ packages=(
   libcli11-dev            # latticed and lattice flags, TOML config files
   liburiparser-dev        # request target decoding in latticed
   libldns-dev             # latticed's DNS interface: message parsing and encoding
+  libsystemd-dev          # latticed tells systemd it is ready (sd_notify, Type=notify)
   libre2-dev              # latticed's ?filter: regular expressions as Go (and so Consul) reads them
   bind9-dnsutils          # daemon tests: dig against the DNS interface
   haproxy                 # daemon tests: a real DNS-SD consumer (SRV server-template)

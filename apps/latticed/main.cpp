@@ -8,6 +8,9 @@
 // Once serving, prints one line to stdout that scripts can wait for:
 //   latticed ready id=<id> http=<host:port> gossip=<host:port> [dns=<host:port>] scheme=<http|https>
 //
+// Under systemd (Type=notify), READY=1 goes to $NOTIFY_SOCKET with the
+// ready line, and STOPPING=1 when a signal starts the leave.
+//
 // SIGTERM / SIGINT: stop accepting HTTP, remove this replica's ephemeral
 // instances, announce the leave, flush, exit 0 (within about a second).
 #include <sys/resource.h>
@@ -21,6 +24,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <systemd/sd-daemon.h>
 #include <boost/asio/steady_timer.hpp>
 #include <fmt/format.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -180,6 +184,7 @@ int main(int argc, char** argv) {
   signals.async_wait([&](boost::system::error_code ec, int signal) {
     if (ec) return;
     spdlog::info("signal {}: leaving the cluster", signal);
+    sd_notify(0, "STOPPING=1\nSTATUS=leaving the cluster");
     server.stop();
     dns.stop();
     checks.cancel();
@@ -194,6 +199,10 @@ int main(int argc, char** argv) {
   std::cout << fmt::format("latticed ready id={} http={} gossip={}{} scheme={}", replica->id(), http_address,
                            replica->address(), dns_address, scheme)
             << std::endl;
+  // systemd's Type=notify: ready once every listener is bound and the data
+  // directory loaded (a no-op when not started by systemd).
+  sd_notify(0, fmt::format("READY=1\nSTATUS=serving {} on {}, gossip on {}", scheme, http_address,
+                           replica->address()).c_str());
   io.run();
   spdlog::info("stopped");
   return 0;
