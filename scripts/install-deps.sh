@@ -25,6 +25,8 @@ packages=(
   python3 python3-consul  # daemon tests: a real Consul client library
   faketime                # daemon tests: a replica whose clock runs hours off
   chromium                # ui tests: the web console in a real (headless) browser
+  python3-yaml            # deploy test: the Kubernetes manifests, parsed
+  systemd                 # package test: systemd-analyze verify/security on the unit
   clang-15 libfuzzer-15-dev llvm-15  # scripts/fuzz.sh: libFuzzer targets, symbolized reports
   # bench/compare/compare.py (its smoke run is a test): the systems compared,
   # their clients, the load generator and the plots

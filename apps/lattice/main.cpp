@@ -1,5 +1,6 @@
 // lattice: the command line for a latticed (its native HTTP API).
 //
+//   lattice health                              (exit 0 when the daemon answers)
 //   lattice members
 //   lattice services
 //   lattice instances /HelloWorldService/1.0.0
@@ -268,6 +269,8 @@ int main(int argc, char** argv) {
   app.add_option("--token", c.token, "Token for writes (env LATTICE_TOKEN)");
   app.add_flag("--json", as_json, "Print the daemon's JSON instead of tables");
 
+  auto* health = app.add_subcommand(
+      "health", "Whether the daemon answers (exit 0) and how many peers it reaches: a probe for systemd or Kubernetes");
   auto* members = app.add_subcommand("members", "Cluster members and their liveness");
   auto* services = app.add_subcommand("services", "Paths with instances");
   std::string path;
@@ -366,7 +369,14 @@ int main(int argc, char** argv) {
 
   try {
     const auto show = [&](const json& j) { std::cout << j.dump(as_json ? -1 : 2) << "\n"; };
-    if (*members) {
+    if (*health) {
+      // /health needs no token: a probe works whatever the daemon's tokens.
+      const auto out = c.call(http::verb::get, "/health");
+      if (as_json) return show(out), ok;
+      std::cout << fmt::format("ok: replica {}, gossip on {}, {} of {} known peers reachable{}\n", text(out["id"]),
+                               text(out["gossip_address"]), text(out["reachable_peers"]), text(out["known_peers"]),
+                               out.value("isolated", false) ? " (isolated)" : "");
+    } else if (*members) {
       const auto out = c.call(http::verb::get, "/v1/lattice/members");
       if (as_json) return show(out), ok;
       std::vector<std::vector<std::string>> rows;
