@@ -346,12 +346,22 @@ class protocol final : public protocol_core {
   }
 
   void on_gossip(const envelope<gossip_body<S>>& m, steady_time now) {
+    // A sender we did not know (a replica joining through us), or one back
+    // with a new incarnation (restarted), gets our whole table at once:
+    // without it a joiner knows only its seeds until our heartbeat happens
+    // to pick it, and spreads its first changes no further than them.
+    const auto* known = members_.table().find(m.from);
+    const auto* told = m.body.members.find(m.from);
+    const bool newcomer = m.from != options_.self && told != nullptr &&
+                          (known == nullptr || known->incarnation < told->incarnation);
     members_.merge(m.body.members, now);
+    if (newcomer) send(m.from_address, message_type::gossip, gossip_body<S>{members_.table(), {}});
     merging_from_ = m.from;
     if (m.body.delta && merge_in(*m.body.delta, /*whole=*/options_.mode == dissemination::state)) {
       // News: forward it once (delta mode; in state mode every round
-      // already carries everything).
-      if (options_.mode == dissemination::delta) spread(*m.body.delta, m.from, now);
+      // already carries everything), with the member records that came
+      // with it.
+      if (options_.mode == dissemination::delta) spread(*m.body.delta, m.from, now, &m.body.members);
     }
   }
 
@@ -456,11 +466,24 @@ class protocol final : public protocol_core {
   // A rumour carries the delta and only our own member record: the whole
   // table travels with heartbeats, so a busy cluster's rumours stay small
   // instead of growing with the number of members.
-  void spread(const S& delta, replica_id except, steady_time now) {
-    member_table own;
-    own.offer(options_.self, members_.self_record());
-    for (replica_id peer : pick_peers(options_.fanout, except, now))
-      send(address_of(peer), message_type::gossip, gossip_body<S>{own, delta});
+  // Sends `delta` to `fanout` random reachable peers, with our own member
+  // record and those in `carried` (the records a forwarded delta arrived
+  // with): a delta travels with the records of the replicas it passed
+  // through, its origin's among them, so a replica that receives a new
+  // member's first registration also learns that member, and does not
+  // hide the instance as the registration of an unknown (dead) owner. One
+  // record per hop: a few hundred bytes at most.
+  void spread(const S& delta, replica_id except, steady_time now, const member_table* carried = nullptr) {
+    gossip_body<S> body{carried ? *carried : member_table{}, delta};
+    body.members.offer(options_.self, members_.self_record());
+    const auto peers = pick_peers(options_.fanout, except, now);
+    if (peers.empty() && except == options_.self) {
+      // A joiner that has not heard back from anyone yet: its seeds.
+      for (const auto& seed : options_.seeds)
+        if (seed != options_.address) send(seed, message_type::gossip, body);
+      return;
+    }
+    for (replica_id peer : peers) send(address_of(peer), message_type::gossip, body);
   }
 
   // Up to `count` distinct reachable peers other than `except` and
