@@ -33,7 +33,7 @@ class BrowserError(RuntimeError):
 
 
 class Browser:
-    def __init__(self, width=1400, height=1000):
+    def __init__(self, width=1400, height=1000, ignore_certificate_errors=False):
         self.profile = tempfile.mkdtemp(prefix="lattice-chromium-")
         to_browser_r, self._to_browser = os.pipe()
         self._from_browser, from_browser_w = os.pipe()
@@ -47,8 +47,8 @@ class Browser:
             os.set_inheritable(4, True)
 
         self.proc = subprocess.Popen(
-            [CHROMIUM, *FLAGS, "--user-data-dir=" + self.profile, "--window-size=%d,%d" % (width, height),
-             "about:blank"],
+            [CHROMIUM, *FLAGS, "--user-data-dir=" + self.profile, "--window-size=%d,%d" % (width, height)]
+            + (["--ignore-certificate-errors"] if ignore_certificate_errors else []) + ["about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             preexec_fn=child_fds, close_fds=False)
         os.close(to_browser_r)
@@ -115,6 +115,11 @@ class Browser:
         if "error" in reply:
             raise BrowserError("%s: %s" % (method, reply["error"]))
         return reply.get("result", {})
+
+    def emulate(self, width, height, mobile):
+        """The viewport of another screen (a phone: mobile=True)."""
+        self.command("Emulation.setDeviceMetricsOverride", session=True, width=width, height=height,
+                     deviceScaleFactor=1, mobile=mobile)
 
     def navigate(self, url):
         self.command("Page.navigate", session=True, url=url)

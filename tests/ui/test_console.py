@@ -187,6 +187,50 @@ class ConsoleTest(Console):
         self.assertTrue(self.wait("document.querySelectorAll('#members-body tr[data-state=alive]').length === 3"))
 
 
+    def test_the_page_fits_a_phone(self):
+        self.register(self.b, "/shop/cart", {"id": "cart-1", "address": "10.0.0.5", "port": 8080,
+                                             "tags": {"version": "2.1", "region": "eu-west-1"}})
+        self.browser.emulate(390, 844, mobile=True)
+        self.browser.navigate("http://%s/ui/" % self.a.http)
+        self.assertTrue(self.wait("document.querySelector('#connection')?.dataset.state === 'live'"))
+        self.assertTrue(self.wait("!!document.querySelector(%s)" % js_string(self.instance_row("/shop/cart", "cart-1"))))
+        # Nothing wider than the screen but the tables, which scroll inside their own box.
+        self.assertTrue(self.browser.evaluate("document.documentElement.scrollWidth <= window.innerWidth"),
+                        self.browser.evaluate("[document.documentElement.scrollWidth, window.innerWidth]"))
+        self.assertTrue(self.browser.evaluate(
+            "[...document.querySelectorAll('table')].every(t => getComputedStyle(t.parentElement).overflowX === 'auto')"))
+        # Every control is reachable by keyboard: buttons and inputs, none taken out of the tab order.
+        self.assertEqual(self.browser.evaluate(
+            "document.querySelectorAll('button[tabindex=\"-1\"], input[tabindex=\"-1\"]').length"), 0)
+
+
+class ConsoleHttpsTest(unittest.TestCase):
+    """The console served over HTTPS (--https-cert): the same page, its
+    streams over TLS. The certificate is the transport tests' (a CA no
+    browser trusts), so Chromium is told to accept it."""
+
+    def test_the_console_works_over_https(self):
+        import ssl
+        fixtures = os.path.join(os.path.dirname(__file__), "..", "transport", "tls")
+        d = Daemon("--https-cert", os.path.join(fixtures, "node.pem"), "--https-key", os.path.join(fixtures, "node.key"))
+        d.ssl_context = ssl._create_unverified_context()
+        browser = Browser(ignore_certificate_errors=True)
+        try:
+            self.assertEqual(d.scheme, "https")
+            browser.navigate("https://%s/ui/" % d.http)
+            self.assertTrue(browser.wait_for("document.querySelector('#connection')?.dataset.state === 'live'"),
+                            browser.console())
+            status, _, answer = d.put("/v1/lattice/instances/secure/api", {"id": "api-1", "address": "10.0.0.4",
+                                                                           "port": 443})
+            self.assertEqual(status, 200, answer)
+            self.assertTrue(browser.wait_for("!!document.querySelector('[data-instance=\"/secure/api api-1\"]')"))
+            self.assertEqual(browser.evaluate("location.protocol"), "https:")
+        finally:
+            browser.close()
+            d.close()
+            shutil.rmtree(d.data_dir, ignore_errors=True)
+
+
 class ReadTokenTest(unittest.TestCase):
     """A daemon whose reads need a token: the page says so, then works."""
 
