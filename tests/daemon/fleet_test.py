@@ -1,0 +1,197 @@
+"""Fifty latticed on loopback, each gossiping on its own 127.0.0.x address
+(CTest daemon.fleet, labels daemon and slow): every daemon sees all fifty
+alive; a registration reaches all fifty; five killed at once with SIGKILL
+are judged dead by every survivor and their instances hidden, within the
+liveness bound plus propagation; a change made after the kill reaches every
+survivor. Default liveness settings (heartbeat 100 ms, dead after 700 ms).
+
+Prints one JSON line of figures: the spread of a registration and of a
+config change, the time until every survivor judged all five dead, and
+per daemon, over a quiet 5 s window, gossip bytes sent per second and CPU.
+The figures are reported, not asserted (timing bounds are generous; the
+benchmarks hold the targets).
+
+    LATTICED=build/apps/latticed /usr/bin/python3 tests/daemon/fleet_test.py [--daemons 50]
+"""
+import argparse
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+LATTICED = os.environ.get("LATTICED", "build/apps/latticed")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class Fleet:
+    def __init__(self, count):
+        self.dir = tempfile.mkdtemp(prefix="lattice-fleet-")
+        self.procs = []  # (proc, http, gossip, id)
+        try:
+            for i in range(count):
+                seeds = [self.procs[0][2]] if self.procs else []
+                self.procs.append(self.start(i, seeds))
+        except BaseException:
+            self.stop()
+            raise
+
+    def start(self, i, seeds):
+        # 127.0.0.2 .. 127.0.0.51: one address per daemon, as hosts would have.
+        args = [LATTICED, "--gossip", "127.0.0.%d:0" % (i + 2), "--http", "127.0.0.1:0", "--dns", "off",
+                "--data-dir", os.path.join(self.dir, str(i)), "--fsync", "never", "--log-level", "warn"]
+        if seeds:
+            args += ["--seeds", ",".join(seeds)]
+        log = open(os.path.join(self.dir, "%d.log" % i), "w")
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True)
+        log.close()
+        ready, _, _ = select.select([proc.stdout], [], [], 15)
+        line = proc.stdout.readline() if ready else ""
+        if not line.startswith("latticed ready"):
+            proc.kill()
+            proc.wait(5)
+            raise RuntimeError("latticed %d did not start: %r" % (i, line))
+        fields = dict(kv.split("=", 1) for kv in line.split()[2:])
+        return proc, fields["http"], fields["gossip"], fields["id"]
+
+    def stop(self):
+        for proc, *_ in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+            proc.stdout.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def get(http, path):
+    try:
+        with urllib.request.urlopen("http://%s%s" % (http, path), timeout=10) as res:
+            body = res.read()
+            return res.status, json.loads(body) if body[:1] in (b"{", b"[") else body.decode()
+    except urllib.error.HTTPError as e:
+        return e.code, None
+
+
+def put(http, path, body):
+    data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    req = urllib.request.Request("http://%s%s" % (http, path), data=data, method="PUT")
+    with urllib.request.urlopen(req, timeout=10) as res:
+        return res.status
+
+
+def wait(what, check, limit):
+    """Polls check() until it holds; the seconds it took. Fails past `limit`."""
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > limit:
+            raise AssertionError("%s: not within %.0f s" % (what, limit))
+        time.sleep(0.005)
+    return time.monotonic() - start
+
+
+def providers(http, path):
+    status, body = get(http, "/v1/lattice/instances" + path)
+    return sorted(p["id"] for p in body["providers"]) if status == 200 else []
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def gossip_bytes(http):
+    _, text = get(http, "/metrics")
+    return sum(float(v) for v in re.findall(r"^lattice_gossip_bytes_sent_total\{[^}]*\} (\S+)$", text, re.M))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--daemons", type=int, default=50)
+    parser.add_argument("--victims", type=int, default=5)
+    args = parser.parse_args()
+    n = args.daemons
+    fleet = Fleet(n)
+    figures = {"daemons": n}
+    try:
+        https = [p[1] for p in fleet.procs]
+        ids = {p[3] for p in fleet.procs}
+        figures["all_alive_s"] = round(wait("every daemon sees all %d alive" % n, lambda: all(
+            {m["id"] for m in get(h, "/v1/lattice/members")[1] if m["state"] == "alive"} == ids for h in https), 120), 2)
+
+        # A quiet window: gossip bytes and CPU per daemon.
+        window = 5.0
+        before = [(gossip_bytes(h), cpu_seconds(p[0].pid)) for h, p in zip(https, fleet.procs)]
+        started = time.monotonic()
+        time.sleep(window)  # a measurement window, not a synchronization
+        elapsed = time.monotonic() - started
+        after = [(gossip_bytes(h), cpu_seconds(p[0].pid)) for h, p in zip(https, fleet.procs)]
+        rates = sorted((a[0] - b[0]) / elapsed for a, b in zip(after, before))
+        cpus = sorted((a[1] - b[1]) / elapsed for a, b in zip(after, before))
+        figures["quiet_gossip_bytes_per_s_per_daemon"] = {"median": round(rates[n // 2]), "max": round(rates[-1])}
+        figures["quiet_cpu_percent_per_daemon"] = {"median": round(100 * cpus[n // 2], 1),
+                                                   "max": round(100 * cpus[-1], 1), "sum": round(100 * sum(cpus), 1)}
+
+        # A registration on one daemon reaches all of them.
+        survivor_http = https[0]
+        assert put(survivor_http, "/v1/lattice/instances/fleet/stay", {"id": "stay", "address": "10.0.0.1",
+                                                                       "port": 80}) == 200
+        figures["registration_everywhere_s"] = round(wait("a registration reaching all daemons", lambda: all(
+            providers(h, "/fleet/stay") == ["stay"] for h in https), 30), 3)
+
+        # Each victim registers an instance of its own, seen everywhere.
+        victims = fleet.procs[-args.victims:]
+        for k, (_, http, _, _) in enumerate(victims):
+            assert put(http, "/v1/lattice/instances/fleet/victims", {"id": "v%d" % k, "address": "10.0.1.%d" % k,
+                                                                     "port": 80}) == 200
+        expected = sorted("v%d" % k for k in range(len(victims)))
+        wait("the victims' instances everywhere", lambda: all(
+            providers(h, "/fleet/victims") == expected for h in https), 30)
+
+        # Five killed at once.
+        victim_ids = {v[3] for v in victims}
+        survivors = https[:n - len(victims)]
+        for proc, *_ in victims:
+            proc.kill()
+        killed = time.monotonic()
+        for proc, *_ in victims:
+            proc.wait(5)
+
+        def all_dead_everywhere():
+            for h in survivors:
+                states = {m["id"]: m["state"] for m in get(h, "/v1/lattice/members")[1]}
+                if any(states.get(v) != "dead" for v in victim_ids):
+                    return False
+            return True
+        wait("every survivor judging all victims dead", all_dead_everywhere, 10)
+        figures["kill_seen_dead_everywhere_s"] = round(time.monotonic() - killed, 3)
+        wait("the victims' instances hidden everywhere", lambda: all(
+            providers(h, "/fleet/victims") == [] for h in survivors), 10)
+        figures["victims_hidden_everywhere_s"] = round(time.monotonic() - killed, 3)
+        # Bound: dead after 700 ms, plus propagation and polling 45 daemons.
+        assert figures["kill_seen_dead_everywhere_s"] < 5, figures
+
+        # A change after the kill reaches every survivor.
+        assert put(survivors[1], "/v1/lattice/config/fleet/after-kill", "yes") == 200
+        changed = time.monotonic()
+        wait("a config change reaching every survivor", lambda: all(
+            get(h, "/v1/lattice/config/fleet/after-kill")[0] == 200 for h in survivors), 30)
+        figures["config_change_everywhere_s"] = round(time.monotonic() - changed, 3)
+        # The survivor's instance is still listed everywhere.
+        assert all(providers(h, "/fleet/stay") == ["stay"] for h in survivors)
+    finally:
+        fleet.stop()
+    print(json.dumps(figures))
+    print("fleet test passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
