@@ -84,6 +84,7 @@ std::string_view api::route_of(std::string_view path) {
   if (auto consul_route = consul_route_of(path)) return *consul_route;
   static constexpr std::string_view native[] = {
       "/v1/lattice/services", "/v1/lattice/members", "/v1/lattice/instances/", "/v1/lattice/config",
+      "/v1/lattice/load",
       "/v1/lattice/watch",    "/v1/lattice/sessions", "/v1/lattice/test/partition", "/v1/session/create",
       "/v1/session/renew/",   "/v1/session/destroy/", "/v1/session/info/",         "/v1/session/list",
       "/v1/session/node/"};

@@ -64,6 +64,29 @@ reply api::native(request& req, const target& t) {
     });
   }
 
+  if (path == "/v1/lattice/load" || path.starts_with("/v1/lattice/load/")) {
+    // Every instance's call counts under a prefix, in one answer: watches
+    // send a view when its instances change, not on every call, so a
+    // reader of live load (the console's counters and sparklines) reads
+    // this once a second instead of a lookup per path.
+    if (method != http::verb::get) return wrong_method();
+    const std::string prefix = rest_of(path, "/v1/lattice/load");
+    const auto parsed = reg::service_path::parse(prefix);
+    if (!parsed) return registry_error(parsed.error(), v);
+    const auto snap = replica_.current();
+    json out = json::array();
+    for (const auto& view : snap->services.starting_with(prefix)) {
+      if (!parsed.value().is_prefix_of(view->path)) continue;  // "/a" covers "/a/b", not "/ab"
+      const auto add = [&](const reg::instance_view& i, const char* kind) {
+        out.push_back(json{{"path", view->path}, {"kind", kind}, {"id", i->id()}, {"in_flight", i.in_flight()},
+                           {"served", i.served()}});
+      };
+      for (const auto& i : view->providers) add(i, "provider");
+      for (const auto& i : view->consumers) add(i, "consumer");
+    }
+    return json_response(out, v);
+  }
+
   if (path == "/v1/lattice/members") {
     if (method != http::verb::get) return wrong_method();
     json out = json::array();

@@ -10,9 +10,13 @@ LATTICE_UI_SCREENSHOT names where the screenshot of the cluster is written
 """
 import http.client
 import os
+import select
 import shutil
+import subprocess
 import sys
 import tempfile
+import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "daemon"))
@@ -186,6 +190,47 @@ class ConsoleTest(Console):
                         (self.text_of("main"), self.browser.console(), self.a.get("/v1/lattice/services")))
         self.assertTrue(self.wait("document.querySelectorAll('#members-body tr[data-state=alive]').length === 3"))
 
+
+    def test_call_counters_follow_a_consumer_live(self):
+        # A real provider and consumer (examples/hello_world, each embedding
+        # its own replica) joined to the cluster: the consumer's calls move
+        # the provider's served count on a's page without any view change.
+        hello = os.environ.get("HELLO_WORLD", "build/examples/hello_world")
+        procs = []
+        try:
+            provider = subprocess.Popen([hello, "provider", "--seeds", self.a.gossip], stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, text=True)
+            procs.append(provider)
+            line, deadline = "", time.monotonic() + 10
+            while not line.startswith("provider ready") and time.monotonic() < deadline:  # logs come first
+                ready, _, _ = select.select([provider.stdout], [], [], max(0, deadline - time.monotonic()))
+                line = provider.stdout.readline() if ready else ""
+            self.assertTrue(line.startswith("provider ready"), line)
+            # Its later output is read and dropped, so that a full pipe never stalls it.
+            threading.Thread(target=lambda: [None for _ in provider.stdout], daemon=True).start()
+            provider_id = line.split("id=")[1].split()[0]
+            consumer = subprocess.Popen([hello, "consumer", "--seeds", self.b.gossip, "--calls", "0",
+                                         "--interval-ms", "50"], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+            procs.append(consumer)
+            served = "Number(document.querySelector(%s)?.children[9]?.innerText ?? -1)" % js_string(
+                self.instance_row("/HelloWorldService/1.0.0", provider_id))
+            self.assertTrue(self.wait(served + " > 0", timeout=20), self.text_of("#services-list"))
+            first = self.browser.evaluate(served)
+            self.assertTrue(self.wait("%s > %d" % (served, first), timeout=20))
+            # The same counts through the API the page reads.
+            status, _, load = self.a.get("/v1/lattice/load/HelloWorldService")
+            self.assertEqual(status, 200)
+            mine = [l for l in load if l["id"] == provider_id and l["kind"] == "provider"]
+            self.assertEqual(len(mine), 1, load)
+            self.assertGreater(mine[0]["served"], first - 1)
+            self.assertEqual(self.a.get("/v1/lattice/load/bad//path")[0], 400)
+        finally:
+            for p in procs:
+                p.kill()
+                p.wait(5)
+                if p.stdout:
+                    p.stdout.close()
 
     def test_the_page_fits_a_phone(self):
         self.register(self.b, "/shop/cart", {"id": "cart-1", "address": "10.0.0.5", "port": 8080,

@@ -1,7 +1,9 @@
 // Services: every path with instances, from the watch stream of the whole
-// tree (one full view per change), and the in-flight count of each instance
-// sampled once a second for its sparkline.
-import { follow } from "./api.js";
+// tree (one full view per change; a view is not sent again for calls), and
+// the call counts of every instance read once a second from
+// /v1/lattice/load, which keep the in-flight and served columns live and
+// feed the in-flight sparklines.
+import { call, follow, poll } from "./api.js";
 import { record } from "./events.js";
 import { el, replaceIfChanged, timeOfMicros } from "./format.js";
 import { memberById, memberLabel, onMembers } from "./members.js";
@@ -41,10 +43,16 @@ function onView(view) {
   scheduleRender();
 }
 
-function sample() {
+async function sample() {
+  const load = new Map((await call("GET", "/v1/lattice/load")).map((l) => [keyOf(l.path, l), l]));
   for (const [path, view] of views)
     for (const inst of instancesOf(view)) {
       const key = keyOf(path, inst);
+      const now = load.get(key);
+      if (now) {
+        inst.in_flight = now.in_flight;
+        inst.served = now.served;
+      }
       const samples = history.get(key) || [];
       samples.push(inst.in_flight);
       if (samples.length > SAMPLES) samples.shift();
@@ -129,7 +137,7 @@ function render() {
 
 export function start() {
   onMembers(scheduleRender);
-  setInterval(sample, 1000);
+  poll("load", 1000, sample);
   follow("/v1/lattice/watch/", "services", () => views.clear(), (type, data) => {
     if (type === "service") onView(data);
   });
