@@ -10,7 +10,7 @@ LATTICE_UI_SCREENSHOT names where the screenshot of the cluster is written
 """
 import http.client
 import os
-import select
+import queue
 import shutil
 import subprocess
 import sys
@@ -196,18 +196,24 @@ class ConsoleTest(Console):
         # its own replica) joined to the cluster: the consumer's calls move
         # the provider's served count on a's page without any view change.
         hello = os.environ.get("HELLO_WORLD", "build/examples/hello_world")
-        procs = []
+        procs, reader = [], None
         try:
             provider = subprocess.Popen([hello, "provider", "--seeds", self.a.gossip], stdout=subprocess.PIPE,
                                         stderr=subprocess.DEVNULL, text=True)
             procs.append(provider)
-            line, deadline = "", time.monotonic() + 10
-            while not line.startswith("provider ready") and time.monotonic() < deadline:  # logs come first
-                ready, _, _ = select.select([provider.stdout], [], [], max(0, deadline - time.monotonic()))
-                line = provider.stdout.readline() if ready else ""
+            # Its output read by a thread (select() cannot see lines already in
+            # Python's buffer, and logs come before the ready line); every line
+            # is read, so that a full pipe never stalls it.
+            lines = queue.Queue()
+            reader = threading.Thread(target=lambda: [lines.put(l) for l in provider.stdout], daemon=True)
+            reader.start()
+            line, deadline = "", time.monotonic() + 20
+            while not line.startswith("provider ready") and time.monotonic() < deadline:
+                try:
+                    line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
             self.assertTrue(line.startswith("provider ready"), line)
-            # Its later output is read and dropped, so that a full pipe never stalls it.
-            threading.Thread(target=lambda: [None for _ in provider.stdout], daemon=True).start()
             provider_id = line.split("id=")[1].split()[0]
             consumer = subprocess.Popen([hello, "consumer", "--seeds", self.b.gossip, "--calls", "0",
                                          "--interval-ms", "50"], stdout=subprocess.DEVNULL,
@@ -229,8 +235,10 @@ class ConsoleTest(Console):
             for p in procs:
                 p.kill()
                 p.wait(5)
-                if p.stdout:
-                    p.stdout.close()
+            if reader is not None:
+                reader.join(5)  # at the killed provider's end of output
+            if procs:
+                procs[0].stdout.close()
 
     def test_the_page_fits_a_phone(self):
         self.register(self.b, "/shop/cart", {"id": "cart-1", "address": "10.0.0.5", "port": 8080,
