@@ -127,6 +127,8 @@ struct replica::impl {
       }
       out.push_back(std::move(info));
     }
+    if (judged_states.size() > out.size())  // members reaped from the table
+      std::erase_if(judged_states, [&m](const auto& j) { return m.table().find(j.first) == nullptr; });
     return out;
   }
 

@@ -6,28 +6,28 @@ liveness bound plus propagation; a change made after the kill reaches every
 survivor. Default liveness settings (heartbeat 100 ms, dead after 700 ms).
 
 Prints one JSON line of figures: the spread of a registration and of a
-config change, the time until every survivor judged all five dead, and
-per daemon, over a quiet 5 s window, gossip bytes sent per second and CPU.
-The figures are reported, not asserted (timing bounds are generous; the
-benchmarks hold the targets).
+config change and the time until every survivor judged all five dead (each
+wait is a bounded poll; the figures are reported, never asserted). With
+--measure SECONDS it is also a benchmark: over a quiet window of that
+length, gossip bytes sent per second and CPU per daemon (CTest runs it
+without).
 
-    LATTICED=build/apps/latticed /usr/bin/python3 tests/daemon/fleet_test.py [--daemons 50]
+    LATTICED=build/apps/latticed /usr/bin/python3 tests/daemon/fleet_test.py [--daemons 50] [--measure 5]
 """
 import argparse
 import json
 import os
 import re
-import select
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
 
-LATTICED = os.environ.get("LATTICED", "build/apps/latticed")
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import eventually, start_exact  # noqa: E402
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -45,20 +45,12 @@ class Fleet:
 
     def start(self, i, seeds):
         # 127.0.0.2 .. 127.0.0.51: one address per daemon, as hosts would have.
-        args = [LATTICED, "--gossip", "127.0.0.%d:0" % (i + 2), "--http", "127.0.0.1:0", "--dns", "off",
+        args = ["--gossip", "127.0.0.%d:0" % (i + 2), "--http", "127.0.0.1:0", "--dns", "off",
                 "--data-dir", os.path.join(self.dir, str(i)), "--fsync", "never", "--log-level", "warn"]
         if seeds:
             args += ["--seeds", ",".join(seeds)]
-        log = open(os.path.join(self.dir, "%d.log" % i), "w")
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True)
-        log.close()
-        ready, _, _ = select.select([proc.stdout], [], [], 15)
-        line = proc.stdout.readline() if ready else ""
-        if not line.startswith("latticed ready"):
-            proc.kill()
-            proc.wait(5)
-            raise RuntimeError("latticed %d did not start: %r" % (i, line))
-        fields = dict(kv.split("=", 1) for kv in line.split()[2:])
+        with open(os.path.join(self.dir, "%d.log" % i), "w") as log:  # a pipe nobody reads would fill
+            proc, fields = start_exact(args, stderr=log, timeout=15)
         return proc, fields["http"], fields["gossip"], fields["id"]
 
     def stop(self):
@@ -87,12 +79,11 @@ def put(http, path, body):
 
 
 def wait(what, check, limit):
-    """Polls check() until it holds; the seconds it took. Fails past `limit`."""
+    """Polls check() until it holds (harness.eventually); the seconds it
+    took. Fails past `limit`."""
     start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > limit:
-            raise AssertionError("%s: not within %.0f s" % (what, limit))
-        time.sleep(0.005)
+    if not eventually(check, timeout=limit, interval=0.005):
+        raise AssertionError("%s: not within %.0f s" % (what, limit))
     return time.monotonic() - start
 
 
@@ -116,6 +107,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--daemons", type=int, default=50)
     parser.add_argument("--victims", type=int, default=5)
+    parser.add_argument("--measure", type=float, default=0,
+                        help="seconds of quiet to measure gossip bytes and CPU per daemon over (0: none)")
     args = parser.parse_args()
     n = args.daemons
     fleet = Fleet(n)
@@ -126,18 +119,20 @@ def main():
         figures["all_alive_s"] = round(wait("every daemon sees all %d alive" % n, lambda: all(
             {m["id"] for m in get(h, "/v1/lattice/members")[1] if m["state"] == "alive"} == ids for h in https), 120), 2)
 
-        # A quiet window: gossip bytes and CPU per daemon.
-        window = 5.0
-        before = [(gossip_bytes(h), cpu_seconds(p[0].pid)) for h, p in zip(https, fleet.procs)]
-        started = time.monotonic()
-        time.sleep(window)  # a measurement window, not a synchronization
-        elapsed = time.monotonic() - started
-        after = [(gossip_bytes(h), cpu_seconds(p[0].pid)) for h, p in zip(https, fleet.procs)]
-        rates = sorted((a[0] - b[0]) / elapsed for a, b in zip(after, before))
-        cpus = sorted((a[1] - b[1]) / elapsed for a, b in zip(after, before))
-        figures["quiet_gossip_bytes_per_s_per_daemon"] = {"median": round(rates[n // 2]), "max": round(rates[-1])}
-        figures["quiet_cpu_percent_per_daemon"] = {"median": round(100 * cpus[n // 2], 1),
-                                                   "max": round(100 * cpus[-1], 1), "sum": round(100 * sum(cpus), 1)}
+        if args.measure > 0:
+            # The benchmark: a quiet window, gossip bytes and CPU per daemon.
+            before = [(gossip_bytes(h), cpu_seconds(p[0].pid)) for h, p in zip(https, fleet.procs)]
+            started = time.monotonic()
+            time.sleep(args.measure)  # the window measured, not a synchronization
+            elapsed = time.monotonic() - started
+            after = [(gossip_bytes(h), cpu_seconds(p[0].pid)) for h, p in zip(https, fleet.procs)]
+            rates = sorted((a[0] - b[0]) / elapsed for a, b in zip(after, before))
+            cpus = sorted((a[1] - b[1]) / elapsed for a, b in zip(after, before))
+            figures["quiet_gossip_bytes_per_s_per_daemon"] = {"median": round(rates[n // 2]),
+                                                              "max": round(rates[-1])}
+            figures["quiet_cpu_percent_per_daemon"] = {"median": round(100 * cpus[n // 2], 1),
+                                                       "max": round(100 * cpus[-1], 1),
+                                                       "sum": round(100 * sum(cpus), 1)}
 
         # A registration on one daemon reaches all of them.
         survivor_http = https[0]
@@ -175,8 +170,6 @@ def main():
         wait("the victims' instances hidden everywhere", lambda: all(
             providers(h, "/fleet/victims") == [] for h in survivors), 10)
         figures["victims_hidden_everywhere_s"] = round(time.monotonic() - killed, 3)
-        # Bound: dead after 700 ms, plus propagation and polling 45 daemons.
-        assert figures["kill_seen_dead_everywhere_s"] < 5, figures
 
         # A change after the kill reaches every survivor.
         assert put(survivors[1], "/v1/lattice/config/fleet/after-kill", "yes") == 200

@@ -132,6 +132,26 @@ def _decode(raw):
         return raw.decode(errors="replace")
 
 
+def start_exact(args, env=None, stderr=subprocess.PIPE, timeout=10.0, binary=None):
+    """latticed (or `binary`) started with exactly `args` (Daemon adds flags of its own):
+    (process, fields of its ready line: id, http, gossip, ...). The ready line
+    is its first line on stdout (logs go to stderr). If it does not come
+    within `timeout`, the process is killed and RuntimeError says why."""
+    proc = subprocess.Popen([binary or LATTICED] + list(args), stdout=subprocess.PIPE, stderr=stderr, text=True,
+                            env=env)
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline() if ready else ""
+    if not line.startswith("latticed ready "):
+        proc.kill()
+        proc.wait(5)
+        detail = proc.stderr.read() if stderr == subprocess.PIPE else ""
+        proc.stdout.close()
+        if stderr == subprocess.PIPE:
+            proc.stderr.close()
+        raise RuntimeError("latticed %s did not start: %r %s" % (" ".join(args), line, detail))
+    return proc, dict(kv.split("=", 1) for kv in line.split()[2:])
+
+
 def eventually(check, timeout=5.0, interval=0.02):
     """Polls check() until it is truthy or timeout passes; returns its last value."""
     deadline = time.monotonic() + timeout

@@ -19,7 +19,6 @@ import glob
 import json
 import os
 import re
-import select
 import shutil
 import signal
 import subprocess
@@ -31,7 +30,7 @@ import urllib.request
 import yaml  # python3-yaml
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "daemon"))
-from harness import LATTICE_CLI, LATTICED, Daemon  # noqa: E402
+from harness import LATTICE_CLI, Daemon, start_exact  # noqa: E402
 
 DEPLOY = os.path.join(os.path.dirname(__file__), "..", "..", "deploy")
 NAMESPACED = {"Secret", "Service", "DaemonSet", "Deployment", "ConfigMap"}
@@ -138,16 +137,8 @@ class ManifestsTest(unittest.TestCase):
                             with open(value, "w") as f:
                                 f.write("a-test-secret-of-32-bytes-000000")
                 args.append("%s=%s" % (flag, value))
-            # Exactly the manifest's flags (the test harness's Daemon adds its own).
-            proc = subprocess.Popen([LATTICED] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            proc, fields = start_exact(args)  # exactly the manifest's flags
             try:
-                ready, _, _ = select.select([proc.stdout], [], [], 10)
-                line = proc.stdout.readline() if ready else ""
-                if not line.startswith("latticed ready "):
-                    proc.kill()
-                    proc.wait(5)
-                    self.fail("latticed %s did not start: %s" % (" ".join(args), proc.stderr.read()))
-                fields = dict(kv.split("=", 1) for kv in line.split()[2:])
                 probe = container["livenessProbe"]
                 if "exec" in probe:
                     command = list(probe["exec"]["command"])

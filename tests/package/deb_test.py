@@ -29,6 +29,8 @@ import tempfile
 import unittest
 
 BUILD = os.path.abspath(sys.argv.pop(1) if len(sys.argv) > 1 else "build")
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "daemon"))
+from harness import start_exact  # noqa: E402
 
 
 def run(*args, **kw):
@@ -112,28 +114,29 @@ class DebianPackageTest(unittest.TestCase):
         notify_path = os.path.join(work, "notify")
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         notify.bind(notify_path)
-        proc = subprocess.Popen(
-            [os.path.join(self.root, "usr/bin/latticed"), "--config", os.path.join(self.root, "etc/lattice/latticed.toml"),
-             "--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--dns", "127.0.0.1:0",
-             "--data-dir", os.path.join(work, "data"), "--log-level", "warn"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, NOTIFY_SOCKET=notify_path))
+        proc = None
         try:
+            # READY=1 is sent right after the ready line is printed.
+            proc, _ = start_exact(
+                ["--config", os.path.join(self.root, "etc/lattice/latticed.toml"), "--http", "127.0.0.1:0",
+                 "--gossip", "127.0.0.1:0", "--dns", "127.0.0.1:0", "--data-dir", os.path.join(work, "data"),
+                 "--log-level", "warn"],
+                env=dict(os.environ, NOTIFY_SOCKET=notify_path), binary=os.path.join(self.root, "usr/bin/latticed"))
+
             def message(timeout=10):
                 ready, _, _ = select.select([notify], [], [], timeout)
                 return notify.recv(4096).decode() if ready else ""
             self.assertIn("READY=1", message())
-            ready, _, _ = select.select([proc.stdout], [], [], 10)
-            self.assertTrue(ready)
-            self.assertTrue(proc.stdout.readline().startswith("latticed ready "))
             proc.send_signal(signal.SIGTERM)
             self.assertIn("STOPPING=1", message())
             self.assertEqual(proc.wait(10), 0)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(5)
-            proc.stdout.close()
-            proc.stderr.close()
+            if proc is not None:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(5)
+                proc.stdout.close()
+                proc.stderr.close()
             notify.close()
             shutil.rmtree(work, ignore_errors=True)
 
