@@ -1,5 +1,6 @@
 #include "lattice/registry/replica.hpp"
 
+#include <array>
 #include <pthread.h>
 
 #include <future>
@@ -93,6 +94,12 @@ struct replica::impl {
   std::uint64_t contact_grain_us = 60'000'000;  // min(a minute, gc_grace / 4)
   std::uint64_t persisted_floor_bound_us = 0;
   bool persisted_resyncing = false;
+  // The stored maps' horizons as the data directory last got them.
+  using horizons = std::array<hlc_timestamp, 3>;
+  horizons persisted_horizons{hlc_timestamp::zero(), hlc_timestamp::zero(), hlc_timestamp::zero()};
+  static horizons stored_horizons_of(const registry_document& doc) {
+    return {doc.instances.horizon(), doc.config.horizon(), doc.config_erasures.horizon()};
+  }
 
   // The instance, service and config counts of the metrics, and the
   // snapshot they were counted on: counting is O(paths), so it is done
@@ -205,6 +212,11 @@ struct replica::impl {
     if (core->resyncing() != persisted_resyncing) {
       persisted_resyncing = core->resyncing();
       disk->put_resyncing(persisted_resyncing);
+    }
+    // Horizons ride the commit that deletes the rows they collected.
+    if (const auto h = stored_horizons_of(doc); h != persisted_horizons) {
+      disk->put_horizons(doc);
+      persisted_horizons = h;
     }
     for (const auto& key : std::exchange(dirty_instances, {})) disk->put_instance(key, doc.instances.find_entry(key));
     for (const auto& key : std::exchange(dirty_config, {})) disk->put_config(key, doc.config.find_entry(key));
@@ -319,6 +331,7 @@ result<std::unique_ptr<replica>> replica::open(replica_options options) {
     // No contact row: this data directory never reached a peer (0 says so).
     in.persisted_resyncing = saved.resyncing;
     in.persisted_floor_bound_us = saved.floor_bound_us.value_or(0);
+    in.persisted_horizons = impl::stored_horizons_of(saved.document);
     saved_progress progress;
     progress.last_contact_us = saved.last_contact_us.value_or(0);
     progress.floor_bound_us = saved.floor_bound_us;

@@ -63,6 +63,17 @@ struct identity {
   }
 };
 
+// The stored maps' horizons (the load map is not stored).
+struct stored_horizons {
+  hlc_timestamp instances = hlc_timestamp::zero();
+  hlc_timestamp config = hlc_timestamp::zero();
+  hlc_timestamp config_erasures = hlc_timestamp::zero();
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(instances, config, config_erasures);
+  }
+};
+
 struct stored_registration {
   std::string path;
   instance_kind kind = instance_kind::provider;
@@ -172,6 +183,21 @@ store::contents store::load() {
   skipped += load_entries(db_, "SELECT key, entry FROM config", out.document.config);
   skipped += load_entries(db_, "SELECT key, entry FROM config_erasures", out.document.config_erasures);
   {
+    statement q(db_, "SELECT value FROM meta WHERE key = ?1");
+    if (q.ok()) q.bind(1, "horizons");
+    if (q.ok() && q.step() == SQLITE_ROW) {
+      if (auto h = from_blob<stored_horizons>(q.column(0))) {
+        // Raising a horizon collects any tombstone row below it: one whose
+        // key was erased at once on arrival (lww_map::absorb) keeps its row.
+        out.document.instances.compact(h.value().instances);
+        out.document.config.compact(h.value().config);
+        out.document.config_erasures.compact(h.value().config_erasures);
+      } else {
+        ++skipped;
+      }
+    }
+  }
+  {
     statement q(db_, "SELECT registration FROM own");
     while (q.ok() && q.step() == SQLITE_ROW) {
       auto r = from_blob<stored_registration>(q.column(0));
@@ -197,6 +223,12 @@ void store::put_floor_bound(std::uint64_t wall_us) {
 
 void store::put_resyncing(bool resyncing) {
   staged_.push_back({staged_row::table::meta, "resyncing", to_blob(resyncing)});
+}
+
+void store::put_horizons(const registry_document& doc) {
+  staged_.push_back({staged_row::table::meta, "horizons",
+                     to_blob(stored_horizons{doc.instances.horizon(), doc.config.horizon(),
+                                             doc.config_erasures.horizon()})});
 }
 
 void store::put_identity(replica_id id, std::uint64_t incarnation) {

@@ -6,7 +6,9 @@
 //    incarnation; and when it last reached a peer, so a store that has
 //    been away longer than gc_grace is not merged as if it were current,
 //    and a bound on the stamp floor it advertised, which says how much of
-//    it peers cannot have collected;
+//    it peers cannot have collected; and the maps' horizons, which say
+//    that every key missing below them was deleted here (their tombstones
+//    are collected, so nothing else remembers those deletes);
 //  - entries: every instance and config entry of the document as this
 //    replica last merged it (tombstones included), so a replica that
 //    restarts alone still serves the registry it knew;
@@ -64,6 +66,8 @@ class store {
     /// A resync (the grace rule) was under way: the document may lack keys
     /// that peers still hold (registry_core::restore).
     bool resyncing = false;
+    // `document` carries the stored horizons: they were committed with the
+    // deletion of the rows they collected.
   };
   /// Everything stored. Rows that fail to decode are skipped and logged.
   contents load();
@@ -73,6 +77,11 @@ class store {
   void put_contact(std::uint64_t wall_us);
   void put_floor_bound(std::uint64_t wall_us);
   void put_resyncing(bool resyncing);
+  /// The horizons of `doc`'s stored maps (instances, config, erasures).
+  /// Stage them in the commit that deletes the rows they collected: a
+  /// restart without them would take a deleted key back from any peer
+  /// that still holds an old copy.
+  void put_horizons(const registry_document& doc);
   void put_instance(const std::string& key, const registry_document::instance_map::entry* entry);
   void put_config(const std::string& key, const registry_document::config_map::entry* entry);
   /// A recursive delete's erasure of `prefix` (null: collected).

@@ -430,6 +430,22 @@ class Chaos:
             elif outcome == Outcome.ACKED and deregistered is None and iid not in providers:
                 self.violation("lost", iid, "acknowledged registration %s (through daemon %d) lost" % (iid, by))
 
+    def explain(self):
+        """What the daemons logged about the violated keys (CI keeps only
+        this output, not the log directory): the lines that name them, and
+        every grace-rule and horizon line of the last round."""
+        keys = [k for kind, k in self.reported if kind in ("undone", "lost")][:10]
+        for i in range(5):
+            path = "%s/%d.log" % (self.log_dir, i)
+            try:
+                lines = open(path, errors="replace").read().splitlines()
+            except OSError:
+                continue
+            shown = [line for line in lines if any(str(k) in line for k in keys)
+                     or "forgot" in line or "horizon (" in line or "restored" in line]
+            for line in shown[-60:]:
+                self.log("daemon %d: %s" % (i, line[:300]))
+
     def round(self, kill_cycles):
         for _ in range(kill_cycles):
             self.kill_cycle()
@@ -472,6 +488,8 @@ def main():
     print(json.dumps(summary), flush=True)
     for v in chaos.violations[:20]:
         log("VIOLATION: " + v)
+    if chaos.violations:
+        chaos.explain()
     return 1 if chaos.violations else 0
 
 

@@ -335,6 +335,50 @@ TEST_CASE("a recursive delete's erasure survives a restart, and its row goes whe
   r->stop();
 }
 
+// The chaos test's undone deletes (CI, seed 207985273): a restart lost the
+// horizon, so a restarted replica took back, from a peer that still held
+// it, a key it had deleted and collected before the restart; while every
+// replica had restarted since, nobody's pushes erased it again, and the
+// deleted value was live everywhere for good. The horizon is the claim
+// "I saw and deleted every key I lack that was written before it"; the
+// data directory keeps it with the rows it describes.
+TEST_CASE("a key deleted and collected stays deleted across a restart against a peer's old copy",
+          "[registry][persistence][regression]") {
+  namespace t = lattice::transport;
+  temp_dir dir;
+  replica_options o;
+  o.data_dir = dir.path.string();
+  o.gc_grace = 1s;
+  o.compaction_interval = 50ms;
+  // Stamped before the write and its delete: what a peer that missed the
+  // delete still holds (its stamp is at or above this; lower changes
+  // nothing, a copy's stamp is below the tombstone either way).
+  const hlc_timestamp old_stamp{lattice::crdt::system_wall_clock_us(), 0, 99};
+  const auto offer_old_copy = [&](replica& r, const std::string& marker) {
+    // The old copy and a new key in one message: once the new key is here,
+    // the old copy was judged.
+    registry_document delta;
+    delta.config.put("/gone", "old", old_stamp);
+    delta.config.put(marker, "new", hlc_timestamp{lattice::crdt::system_wall_clock_us(), 0, 99});
+    gossip_to(r, t::member_table{}, delta);
+    REQUIRE(eventually([&] { return r.get_config(marker).has_value(); }));
+  };
+  {
+    auto r = replica::open(o).value();
+    REQUIRE(r->set_config("/gone", "v"));
+    REQUIRE(r->erase_config("/gone"));
+    // Collected: no tombstone row is left to say it was deleted.
+    REQUIRE(eventually([&] { return rows_in(dir, "config") == 0; }, 20s));
+    offer_old_copy(*r, "/marker1");
+    CHECK_FALSE(r->get_config("/gone"));
+    r->stop();
+  }
+  auto r = replica::open(o).value();
+  offer_old_copy(*r, "/marker2");
+  CHECK_FALSE(r->get_config("/gone"));
+  r->stop();
+}
+
 namespace {
 // The stamp-floor bound the data directory holds (0: no row), read by a
 // connection of the test's own.
