@@ -1,0 +1,166 @@
+// SWIM failure detection (transport/swim.hpp) in the simulated datagram
+// network at a chosen size: how long a kill takes to be seen by every live
+// member, false deaths under loss and stalls, and quiet traffic per member.
+// One JSON object on stdout (issue #14's target table, membership rows).
+//
+//   lattice_swim_sim --nodes 1000 --kills 20                # detection
+//   lattice_swim_sim --nodes 40 --loss 5 --stall-percent 1 --quiet-seconds 3600
+//
+// Virtual time; a seed replays exactly. Wall time and peak memory are
+// reported so the simulator's own cost at 10,000 members is visible.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "swim_network.hpp"
+
+using namespace std::chrono_literals;
+using lattice::testing::swim_network;
+using lattice::transport::swim::member_state;
+
+namespace {
+
+long peak_rss_kib() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
+  return -1;
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const auto i = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"SWIM failure detection in the simulator"};
+  std::size_t nodes = 100;
+  unsigned loss_percent = 1;
+  unsigned stall_percent = 0;
+  unsigned kills = 10;
+  double quiet_seconds = 60;
+  std::uint64_t seed = 1;
+  bool count_bytes = true;
+  bool trace = false;
+  app.add_option("--nodes", nodes, "members");
+  app.add_option("--loss", loss_percent, "datagrams lost, percent");
+  app.add_option("--stall-percent", stall_percent, "each second, each member stalls 200 ms with this chance (percent)");
+  app.add_option("--kills", kills, "members killed one after another; each waits until every live member sees it");
+  app.add_option("--quiet-seconds", quiet_seconds, "virtual seconds measured with no kill (traffic, false deaths)");
+  app.add_option("--seed", seed);
+  app.add_flag("!--no-bytes", count_bytes, "do not encode messages to count bytes (faster at 10,000)");
+  app.add_flag("--trace", trace, "print each false death to stderr");
+  lattice::transport::swim::options swim;
+  app.add_option("--alpha", swim.suspicion_alpha, "suspicion minimum = alpha * log10(N) * T");
+  app.add_option("--beta", swim.suspicion_beta, "suspicion maximum = beta * minimum");
+  app.add_option("--lambda", swim.retransmit_mult, "retransmissions = lambda * ceil(log10(N + 1))");
+  app.add_option("--last-calls", swim.last_calls, "calls to a suspect whose suspicion timed out");
+  CLI11_PARSE(app, argc, argv);
+
+  const auto wall_start = std::chrono::steady_clock::now();
+  swim_network::options o;
+  o.nodes = nodes;
+  o.loss_per_mille = loss_percent * 10;
+  o.seed = seed;
+  o.count_bytes = count_bytes;
+  o.swim = swim;
+  swim_network net(o);
+  const double setup_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+
+  std::vector<bool> dead_by_kill(nodes, false);
+  std::uint64_t false_deaths = 0;
+  std::vector<std::size_t> dead_views(nodes, 0);  // observers that hold member i dead
+  net.on_change([&](const swim_network::change& c) {
+    const auto i = static_cast<std::size_t>(c.member - 1);
+    if (c.state == member_state::dead) {
+      if (dead_by_kill[i]) ++dead_views[i];
+      else if (++false_deaths, trace)
+        std::fprintf(stderr, "false death: at %.3f s member %zu judged dead by member %zu\n",
+                     std::chrono::duration<double>(c.at - net.start()).count(), i + 1, c.observer + 1);
+    }
+  });
+  std::mt19937_64 rng(seed ^ 0x5eed);
+  const auto run_for = [&](std::chrono::steady_clock::duration d, auto&& stop) {
+    // Second by second, so stalls are drawn each second.
+    const auto until = net.now() + d;
+    while (net.now() < until) {
+      if (stall_percent > 0)
+        for (std::size_t i = 0; i < net.size(); ++i)
+          if (!net.killed(i) && std::uniform_int_distribution<unsigned>(0, 99)(rng) < stall_percent)
+            net.stall(i, 200ms);
+      if (!net.run_until(std::min(until, net.now() + 1s), stop)) return false;
+    }
+    return true;
+  };
+  const auto never = [] { return false; };
+
+  // Warm up: the joins' news told and done.
+  run_for(10s, never);
+  std::uint64_t msgs0 = 0, bytes0 = 0;
+  for (std::size_t i = 0; i < nodes; ++i) msgs0 += net.node(i).stats().messages_sent, bytes0 += net.bytes_sent(i);
+  const auto quiet_start = net.now();
+  run_for(std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(quiet_seconds)),
+          never);
+  std::uint64_t msgs1 = 0, bytes1 = 0;
+  for (std::size_t i = 0; i < nodes; ++i) msgs1 += net.node(i).stats().messages_sent, bytes1 += net.bytes_sent(i);
+  const double quiet_s = std::chrono::duration<double>(net.now() - quiet_start).count();
+  const std::uint64_t quiet_false_deaths = false_deaths;
+
+  std::vector<double> detection_s;
+  std::size_t undetected = 0;
+  for (unsigned k = 0; k < kills && k + 1 < nodes; ++k) {
+    std::size_t victim = 0;
+    do victim = std::uniform_int_distribution<std::size_t>(0, nodes - 1)(rng);
+    while (net.killed(victim));
+    std::size_t live = 0;
+    for (std::size_t i = 0; i < nodes; ++i) if (!net.killed(i)) ++live;
+    dead_by_kill[victim] = true;
+    net.kill(victim);
+    const auto at = net.now();
+    // Every live member but the victim holds it dead (views of members
+    // that die later still count: none do before this kill is seen).
+    const bool seen = !run_for(30s, [&] { return dead_views[victim] >= live - 1; });
+    if (seen) detection_s.push_back(std::chrono::duration<double>(net.now() - at).count());
+    else ++undetected;
+    run_for(2s, never);  // let the news settle before the next kill
+  }
+
+  nlohmann::json out{
+      {"nodes", nodes},
+      {"loss_percent", loss_percent},
+      {"stall_percent_per_second", stall_percent},
+      {"seed", seed},
+      {"probe_interval_ms", o.swim.probe_interval.count()},
+      {"alpha", o.swim.suspicion_alpha},
+      {"beta", o.swim.suspicion_beta},
+      {"lambda", o.swim.retransmit_mult},
+      {"last_calls", o.swim.last_calls},
+      {"quiet_seconds", quiet_s},
+      {"quiet_messages_per_member_per_s", static_cast<double>(msgs1 - msgs0) / static_cast<double>(nodes) / quiet_s},
+      {"quiet_bytes_per_member_per_s",
+       count_bytes ? nlohmann::json(static_cast<double>(bytes1 - bytes0) / static_cast<double>(nodes) / quiet_s)
+                   : nlohmann::json(nullptr)},
+      {"false_deaths_quiet", quiet_false_deaths},
+      {"false_deaths_total", false_deaths},
+      {"kills", detection_s.size() + undetected},
+      {"kills_not_seen_by_all_in_30s", undetected},
+      {"kill_seen_by_all_median_s", percentile(detection_s, 0.5)},
+      {"kill_seen_by_all_max_s", detection_s.empty() ? 0.0 : *std::max_element(detection_s.begin(), detection_s.end())},
+      {"simulator_setup_s", setup_s},
+      {"simulator_wall_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count()},
+      {"simulator_peak_rss_mib", static_cast<double>(peak_rss_kib()) / 1024.0},
+  };
+  std::printf("%s\n", out.dump().c_str());
+  return 0;
+}

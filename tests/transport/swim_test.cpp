@@ -1,0 +1,233 @@
+// swim::detector (SWIM with Lifeguard) on the simulated datagram network:
+// kills are judged dead everywhere, loss and stalls kill nobody, suspicions
+// are refuted, local health rises and falls, and traffic per replica does
+// not grow with the cluster. All times are virtual: a seed replays exactly.
+#include <map>
+#include <set>
+
+#include <catch2/catch.hpp>
+
+#include "swim_network.hpp"
+
+using namespace std::chrono_literals;
+using lattice::testing::swim_network;
+using lattice::transport::swim::member_state;
+
+namespace {
+
+// Every judgement of death of a member that was not killed.
+struct false_deaths {
+  std::vector<swim_network::change> seen;
+  std::set<lattice::crdt::replica_id> killed;
+  void watch(swim_network& net) {
+    net.on_change([this](const swim_network::change& c) {
+      if (c.state == member_state::dead && !killed.contains(c.member)) seen.push_back(c);
+    });
+  }
+};
+
+}  // namespace
+
+TEST_CASE("swim: a killed member is judged dead by every live member, and nobody else is", "[transport][swim]") {
+  for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+    INFO("seed " << seed);
+    swim_network::options o;
+    o.nodes = 30;
+    o.loss_per_mille = 10;
+    o.seed = seed;
+    o.count_bytes = false;
+    swim_network net(o);
+    false_deaths wrong;
+    wrong.watch(net);
+    net.run_until(net.start() + 10s);
+    const std::size_t victim = seed % o.nodes;
+    wrong.killed.insert(swim_network::id_of(victim));
+    net.kill(victim);
+    const auto all_see_it = [&] {
+      for (std::size_t i = 0; i < net.size(); ++i)
+        if (i != victim && net.node(i).state_of(swim_network::id_of(victim)) != member_state::dead) return false;
+      return true;
+    };
+    // Bounded in virtual time; the bound is far above the expected ~1-2 s.
+    net.run_until(net.now() + 30s, all_see_it);
+    CHECK(all_see_it());
+    CHECK(wrong.seen.empty());
+  }
+}
+
+TEST_CASE("swim: 5% loss and 200 ms stalls kill nobody", "[transport][swim]") {
+  for (std::uint64_t seed = 1; seed <= 4; ++seed) {
+    INFO("seed " << seed);
+    swim_network::options o;
+    o.nodes = 40;
+    o.loss_per_mille = 50;
+    o.seed = seed;
+    o.count_bytes = false;
+    swim_network net(o);
+    false_deaths wrong;
+    wrong.watch(net);
+    std::mt19937_64 rng(seed);
+    std::uint64_t stalls = 0;
+    // Ten virtual minutes; each second every node stalls with probability
+    // 1% for 200 ms.
+    for (int second = 0; second < 600; ++second) {
+      for (std::size_t i = 0; i < net.size(); ++i)
+        if (std::uniform_int_distribution<int>(0, 99)(rng) == 0) {
+          net.stall(i, 200ms);
+          ++stalls;
+        }
+      net.run_until(net.now() + 1s);
+    }
+    CHECK(stalls > 100);
+    CHECK(wrong.seen.empty());
+    std::uint64_t suspicions = 0;
+    for (std::size_t i = 0; i < net.size(); ++i) suspicions += net.node(i).stats().suspicions;
+    CHECK(suspicions > 0);  // the faults were felt, and answered
+  }
+}
+
+TEST_CASE("swim: a member that stalls is suspected, refutes with a new incarnation, and everyone takes it",
+          "[transport][swim]") {
+  swim_network::options o;
+  o.nodes = 10;
+  o.seed = 7;
+  o.count_bytes = false;
+  swim_network net(o);
+  false_deaths wrong;
+  wrong.watch(net);
+  std::size_t suspected = 0;
+  net.on_change([&](const swim_network::change& c) {
+    if (c.member == swim_network::id_of(3) && c.state == member_state::suspect) ++suspected;
+    if (c.state == member_state::dead) wrong.seen.push_back(c);
+  });
+  net.run_until(net.start() + 5s);
+  // Long enough to miss a probe (and its indirect probes), shorter than a
+  // suspicion's timeout and its last calls together (at least 0.26 s at
+  // ten members, from the end of the failed probe).
+  net.stall(3, 350ms);
+  const auto refuted_everywhere = [&] {
+    for (std::size_t i = 0; i < net.size(); ++i)
+      if (i != 3 && (net.node(i).incarnation_of(swim_network::id_of(3)) < 2 ||
+                     net.node(i).state_of(swim_network::id_of(3)) != member_state::alive))
+        return false;
+    return true;
+  };
+  // A probe may happen to miss the stall: stall again until one is caught.
+  for (int attempt = 0; attempt < 20 && suspected == 0; ++attempt) {
+    net.run_until(net.now() + 1s);
+    if (suspected == 0) net.stall(3, 350ms);
+  }
+  REQUIRE(suspected > 0);
+  net.run_until(net.now() + 10s, refuted_everywhere);
+  CHECK(refuted_everywhere());
+  CHECK(net.node(3).stats().refutations > 0);
+  CHECK(wrong.seen.empty());
+}
+
+TEST_CASE("swim: local health rises when our own probes fail without nacks and falls when they succeed",
+          "[transport][swim]") {
+  swim_network::options o;
+  o.nodes = 10;
+  o.seed = 3;
+  o.count_bytes = false;
+  swim_network net(o);
+  net.run_until(net.start() + 2s);
+  CHECK(net.node(0).local_health() == 0);
+  // Node 0 stalls across its probe's deadline again and again: each
+  // probe ends with its ack and nacks still queued behind the stall.
+  unsigned highest = 0;
+  for (int i = 0; i < 10; ++i) {
+    net.stall(0, 500ms);
+    net.run_until(net.now() + 600ms);
+    highest = std::max(highest, net.node(0).local_health());
+  }
+  CHECK(highest > 0);
+  // Healthy again: successful probes bring it back to 0.
+  net.run_until(net.now() + 30s, [&] { return net.node(0).local_health() == 0; });
+  CHECK(net.node(0).local_health() == 0);
+}
+
+TEST_CASE("swim: messages per member per second do not grow with the cluster", "[transport][swim]") {
+  // Quiet clusters of 10 and 200: each member sends a ping and an ack per
+  // period whatever N is (heartbeat gossip sent the whole table instead).
+  std::map<std::size_t, double> per_second;
+  std::map<std::size_t, double> bytes_per_second;
+  for (std::size_t n : {std::size_t{10}, std::size_t{200}}) {
+    swim_network::options o;
+    o.nodes = n;
+    o.seed = 11;
+    swim_network net(o);
+    net.run_until(net.start() + 20s);  // the joins' news told and done
+    std::uint64_t messages = 0, bytes = 0;
+    for (std::size_t i = 0; i < n; ++i) messages += net.node(i).stats().messages_sent, bytes += net.bytes_sent(i);
+    net.run_until(net.now() + 60s);
+    std::uint64_t messages2 = 0, bytes2 = 0;
+    for (std::size_t i = 0; i < n; ++i) messages2 += net.node(i).stats().messages_sent, bytes2 += net.bytes_sent(i);
+    per_second[n] = static_cast<double>(messages2 - messages) / static_cast<double>(n) / 60.0;
+    bytes_per_second[n] = static_cast<double>(bytes2 - bytes) / static_cast<double>(n) / 60.0;
+  }
+  INFO("messages/s per member: " << per_second[10] << " at 10, " << per_second[200] << " at 200; bytes/s "
+                                 << bytes_per_second[10] << ", " << bytes_per_second[200]);
+  // One probe per 200 ms period: a ping out and an ack back, 10/s.
+  CHECK(per_second[10] == Approx(10.0).margin(0.5));
+  CHECK(per_second[200] == Approx(10.0).margin(0.5));
+  CHECK(bytes_per_second[200] <= bytes_per_second[10] * 1.1);
+}
+
+TEST_CASE("swim: an hour at 5% loss with 200 ms stalls kills nobody, over 20 seeds", "[transport][swim][slow]") {
+  // Each second every member stalls with probability 1 %: about 1,400
+  // suspicions an hour at 40 members, each of which must be refuted or
+  // answered before its last call.
+  for (std::uint64_t seed = 100; seed < 120; ++seed) {
+    INFO("seed " << seed);
+    swim_network::options o;
+    o.nodes = 40;
+    o.loss_per_mille = 50;
+    o.seed = seed;
+    o.count_bytes = false;
+    swim_network net(o);
+    false_deaths wrong;
+    wrong.watch(net);
+    std::mt19937_64 rng(seed);
+    for (int second = 0; second < 3600; ++second) {
+      for (std::size_t i = 0; i < net.size(); ++i)
+        if (std::uniform_int_distribution<int>(0, 99)(rng) == 0) net.stall(i, 200ms);
+      net.run_until(net.now() + 1s);
+    }
+    CHECK(wrong.seen.empty());
+  }
+}
+
+TEST_CASE("swim: a suspect that answers a last call is not judged dead though its refutation never came",
+          "[transport][swim]") {
+  namespace swim = lattice::transport::swim;
+  // One detector driven by hand: the suspicion reaches it, the refutation
+  // is lost (gossip missed it), but the suspect acks the last call.
+  const auto t0 = swim::steady_time{} + std::chrono::hours(1);
+  swim::detector d(1, swim::options{}, 42, t0);
+  d.add_member(2, 1, t0);  // the accuser
+  d.add_member(3, 1, t0);  // the suspect
+  (void)d.on_message(2, swim::message{swim::message_kind::news, 0, 0, {{3, 1, member_state::suspect, 2}}}, t0);
+  REQUIRE(d.state_of(3) == member_state::suspect);
+  // Tick through the suspicion; answer every ping to member 3 (the last
+  // calls and any probe) with an ack that carries no update.
+  auto now = t0;
+  bool called = false;
+  for (int step = 0; step < 400; ++step) {  // 4 s in 10 ms steps
+    now += 10ms;
+    for (auto& out : d.tick(now))
+      if (out.to == 3 && out.body.kind == swim::message_kind::ping) {
+        called = called || (!out.body.updates.empty() && out.body.updates.front().member == 3);
+        (void)d.on_message(3, swim::message{swim::message_kind::ack, out.body.seq, 0, {}}, now);
+      }
+  }
+  CHECK(called);  // the calls carried the suspicion to the suspect
+  CHECK(d.state_of(3) == member_state::suspect);
+  // And one that never answers is dead.
+  swim::detector e(1, swim::options{}, 42, t0);
+  e.add_member(2, 1, t0);
+  e.add_member(3, 1, t0);
+  (void)e.on_message(2, swim::message{swim::message_kind::news, 0, 0, {{3, 1, member_state::suspect, 2}}}, t0);
+  for (auto t = t0; t < t0 + 4s; t += 10ms) (void)e.tick(t);
+  CHECK(e.state_of(3) == member_state::dead);
+}

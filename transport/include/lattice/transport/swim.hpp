@@ -1,0 +1,288 @@
+// lattice/transport/swim.hpp: failure detection by probing, SWIM (Das,
+// Gupta, Motivala 2002) with Lifeguard's refinements (Dadgar, Phillips,
+// Currey 2017). Sans-IO: the caller delivers messages and the local
+// monotonic time, and sends what the detector returns.
+//
+// Why: heartbeat gossip sends the whole member table in every message, so
+// quiet traffic per replica grows with N (85 KB/s per daemon at 50, ADR
+// 0014). Here each replica sends O(1) messages per period whatever N is:
+//
+//   - Every period T it probes one member, round-robin over a shuffled
+//     list: ping; no ack within the probe timeout, ask k others to ping it
+//     (ping_req); no ack by the end of the period, the member is *suspect*.
+//   - A suspicion lasts a timeout that shrinks from max to min as other
+//     members independently suspect the same incarnation (Lifeguard's
+//     dynamic suspicion). Then we ping the suspect a few times more, with
+//     the suspicion attached, the last time through k others too; no ack a
+//     probe timeout after the last call, it is *dead*, and any ack starts
+//     the suspicion over. (Not in SWIM or memberlist: gossip tells a
+//     refutation to all but about e^-(retransmits) of the members, and at
+//     5 % loss the simulator found those misses turning into false deaths;
+//     a live suspect answers a call, and with its new incarnation. Cost:
+//     two probe timeouts more to judge a real death, with three calls,
+//     which lets the suspicion timeout itself be short.)
+//   - A member that learns it is suspected refutes with a higher
+//     incarnation. The suspecter tells the suspect at once, and every
+//     probe of a member we suspect carries the suspicion (the buddy rule);
+//     the refutation goes straight back to the accuser as well as out by
+//     gossip, so a live member is cleared well inside the timeout.
+//   - Local health (LHM, 0..max_local_health): raised when our own probe
+//     fails without the indirect probers' nacks (the fault is likely ours),
+//     and when we must refute; lowered by a probe that succeeds. Probe
+//     interval and timeout are multiplied by LHM + 1, so a replica that
+//     misses its own deadlines (a stalled process, a saturated core) slows
+//     its judgements instead of declaring others dead.
+//   - Membership updates ride piggy-backed on every message, least-sent
+//     first, and on gossip rounds to a few random members while any are
+//     pending; each is sent about retransmit_mult * ceil(log10(N + 1))
+//     times.
+//
+// States of one member are ordered by (incarnation, alive < suspect < dead
+// < left), and an update is taken when it is greater than what is held: a
+// join, so updates arriving in any order, duplicated or lost, converge.
+//
+//   swim::detector d(self, {}, seed, now);
+//   d.add_member(peer, incarnation, now);
+//   for (auto& out : d.tick(now)) send(out.to, out.message);     // often
+//   for (auto& out : d.on_message(from, m, now)) send(out.to, out.message);
+//   if (d.state_of(peer) == swim::member_state::dead) ...
+//
+// Not wired into the protocol yet (ADR 0014): the simulator tests and
+// bench/swim_sim measure it first.
+//
+// Thread safety: none; owned by the replica thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <random>
+#include <string_view>
+#include <vector>
+
+#include <boost/container/flat_map.hpp>
+#include <cereal/types/vector.hpp>
+
+#include "lattice/crdt/replica_id.hpp"
+
+namespace lattice::transport::swim {
+
+using crdt::replica_id;
+using steady_time = std::chrono::steady_clock::time_point;
+using duration = std::chrono::steady_clock::duration;
+
+struct options {
+  /// T: one probe per period (times LHM + 1).
+  std::chrono::milliseconds probe_interval{200};
+  /// Wait this long for a direct ack before asking others (times LHM + 1).
+  std::chrono::milliseconds probe_timeout{80};
+  /// k: members asked to probe indirectly, and the confirmations that
+  /// bring a suspicion down to its minimum.
+  unsigned indirect_probes = 3;
+  /// Suspicion minimum = alpha * log10(max(N, 10)) * T; maximum = beta * min.
+  /// Shorter than memberlist's (alpha 4 with T = 1 s): the last calls
+  /// below, not the timeout, protect a live suspect whose refutation gossip
+  /// missed us. Chosen with bench/swim_sim (README): kills seen everywhere
+  /// in 0.75 s median at N = 10 and 1.23 s at 1,000, and no false death in
+  /// 60 simulated hours at 5 % loss with 200 ms stalls.
+  double suspicion_alpha = 0.5;
+  double suspicion_beta = 2.0;
+  unsigned max_local_health = 8;
+  /// Each update is sent retransmit_mult * ceil(log10(N + 1)) times by
+  /// every member that learns it; a member misses it with probability
+  /// about e^-(that many). memberlist uses 4; 5 made the simulator's
+  /// hour at 5 % loss free of false deaths (bench/swim_sim).
+  unsigned retransmit_mult = 5;
+  /// At most this many updates ride one message.
+  std::size_t max_piggyback = 8;
+  /// While updates wait to be told, every gossip_interval they also go to
+  /// gossip_fanout random members as `news` (memberlist's gossip): they
+  /// spread in about log_fanout(N) intervals instead of waiting for probe
+  /// traffic. A quiet cluster sends none of these.
+  std::chrono::milliseconds gossip_interval{50};
+  unsigned gossip_fanout = 3;
+  /// When a suspicion times out, the suspect is asked this many times
+  /// more (half a probe timeout apart) before it is judged dead.
+  unsigned last_calls = 3;
+};
+
+enum class member_state : std::uint8_t { alive = 0, suspect = 1, dead = 2, left = 3 };
+std::string_view to_string(member_state state) noexcept;
+
+/// What one replica says of one member. Greater (incarnation, state) wins.
+struct update {
+  replica_id member = 0;
+  std::uint64_t incarnation = 0;
+  member_state state = member_state::alive;
+  /// Suspect: who suspects it. Distinct accusers of one incarnation are
+  /// the independent confirmations that shorten the suspicion; relays of
+  /// one accusation are not.
+  replica_id by = 0;
+
+  friend bool operator==(const update&, const update&) = default;
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(member, incarnation, state, by);
+  }
+};
+
+enum class message_kind : std::uint8_t {
+  ping = 0,      // are you there? (seq)
+  ack = 1,       // yes (seq of the ping it answers)
+  ping_req = 2,  // please ping `target` for me (seq)
+  nack = 3,      // I asked `target` for you and got no answer (seq)
+  news = 4,      // updates only, no answer: a suspicion told to its suspect,
+                 // a refutation told to its accuser
+};
+
+struct message {
+  message_kind kind = message_kind::ping;
+  std::uint32_t seq = 0;
+  replica_id target = 0;  // ping_req: whom to probe; nack: whom we probed
+  std::vector<update> updates;
+
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(kind, seq, target, updates);
+  }
+};
+
+struct outgoing {
+  replica_id to = 0;
+  message body;
+};
+
+/// Counters for tests and metrics.
+struct detector_stats {
+  std::uint64_t probes = 0;
+  std::uint64_t indirect_probes = 0;
+  std::uint64_t probes_failed = 0;
+  std::uint64_t suspicions = 0;
+  std::uint64_t deaths = 0;
+  std::uint64_t refutations = 0;
+  std::uint64_t messages_sent = 0;
+  std::uint64_t updates_sent = 0;
+};
+
+class detector {
+ public:
+  detector(replica_id self, options opts, std::uint64_t seed, steady_time now,
+           std::uint64_t incarnation = 1);
+
+  /// A member learned out of band (a join's member table, a full sync):
+  /// alive at `incarnation` unless something greater is held. Not
+  /// gossiped on: whoever told us told the others too.
+  void add_member(replica_id id, std::uint64_t incarnation, steady_time now);
+  /// Called with every change of another member's state (not ours).
+  void on_change(std::function<void(replica_id member, member_state state)> listener) {
+    listener_ = std::move(listener);
+  }
+  /// Announce that we leave: our `left` update is spread from now on.
+  void leave();
+
+  /// Runs what is due at `now`: the next probe, indirect probes, suspicions
+  /// that end, expired forwarded probes. Call it at least every few ms
+  /// (next_deadline() says when it is next needed).
+  std::vector<outgoing> tick(steady_time now);
+  std::vector<outgoing> on_message(replica_id from, const message& m, steady_time now);
+  steady_time next_deadline() const;
+
+  member_state state_of(replica_id id) const;
+  std::uint64_t incarnation_of(replica_id id) const;
+  std::uint64_t incarnation() const noexcept { return incarnation_; }
+  unsigned local_health() const noexcept { return local_health_; }
+  /// Members other than us, in any state.
+  std::size_t size() const noexcept { return members_.size(); }
+  const detector_stats& stats() const noexcept { return stats_; }
+  const options& opts() const noexcept { return options_; }
+
+  /// The suspicion timeout with `confirmations` independent confirmations,
+  /// at the current cluster size (Lifeguard: from max down to min).
+  duration suspicion_timeout(unsigned confirmations) const;
+
+ private:
+  // 16 bytes: a simulated cluster of 10,000 holds 10^8 of these.
+  struct member {
+    std::uint64_t incarnation = 0;
+    member_state state = member_state::alive;
+  };
+  // A member we hold as suspect: since when, and its distinct accusers.
+  struct suspicion {
+    steady_time since{};
+    std::vector<replica_id> accusers;
+    // The timeout passed: we ask the suspect `last_calls` times, and it
+    // is dead if no refutation has come a probe timeout after the last.
+    std::optional<steady_time> last_call;
+    unsigned calls = 0;
+  };
+  struct pending_update {
+    update u;
+    unsigned sent = 0;
+  };
+  // Our probe in flight.
+  struct probe {
+    replica_id target = 0;
+    std::uint32_t seq = 0;
+    steady_time indirect_at{};  // ask others if no ack by then
+    steady_time ends_at{};      // suspect if no ack by then
+    bool acked = false;
+    bool indirect_sent = false;
+    unsigned nacks_expected = 0;
+    unsigned nacks = 0;
+    bool late = false;  // we ran far behind a deadline of ours meanwhile
+  };
+  // A ping we send for someone else's ping_req.
+  struct forwarded {
+    replica_id requester = 0;
+    std::uint32_t requester_seq = 0;
+    replica_id target = 0;
+    steady_time nack_at{};
+  };
+
+  void start_probe(steady_time now, std::vector<outgoing>& out);
+  void end_probe(steady_time now);
+  // `from`: who told us (0: ourselves or out of band).
+  void apply(const update& u, steady_time now, bool gossip = true, replica_id from = 0);
+  void set_state(replica_id id, member& m, std::uint64_t incarnation, member_state state);
+  void suspect(replica_id id, std::uint64_t incarnation, steady_time now);
+  void refute(std::uint64_t above);
+  void enqueue(const update& u);
+  // A message with piggy-backed updates; `first` (if any) rides first.
+  message make(message_kind kind, std::uint32_t seq, replica_id target, const update* first = nullptr);
+  std::optional<update> news_for(replica_id to) const;
+  void send(replica_id to, message m, std::vector<outgoing>& out);
+  void flush_direct(std::vector<outgoing>& out);
+  std::optional<replica_id> next_target();
+  std::vector<replica_id> random_alive(std::size_t count, replica_id except1, replica_id except2);
+  unsigned retransmit_limit() const;
+  void health(int delta);
+
+  replica_id self_;
+  options options_;
+  std::mt19937_64 rng_;
+  std::uint64_t incarnation_;
+  bool left_ = false;
+  unsigned local_health_ = 0;
+  boost::container::flat_map<replica_id, member> members_;
+  std::map<replica_id, suspicion> suspects_;
+  std::size_t live_ = 0;  // members neither dead nor left
+  std::vector<pending_update> queue_;
+  std::vector<replica_id> order_;  // the probe round, shuffled
+  std::size_t next_in_order_ = 0;
+  steady_time next_probe_at_;
+  steady_time next_gossip_at_;
+  steady_time expected_tick_{};  // next_deadline() when we last returned
+  std::optional<probe> probe_;
+  std::map<std::uint32_t, forwarded> forwarded_;  // by the seq we sent
+  std::map<std::uint32_t, replica_id> calls_;     // last calls' pings, by seq
+  // Told directly rather than left to spread: (to, update). Sent by the
+  // next tick or on_message.
+  std::vector<std::pair<replica_id, update>> direct_;
+  std::uint32_t next_seq_ = 1;
+  detector_stats stats_;
+  std::function<void(replica_id, member_state)> listener_;
+};
+
+}  // namespace lattice::transport::swim

@@ -1,0 +1,424 @@
+#include "lattice/transport/swim.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+namespace lattice::transport::swim {
+namespace {
+
+// (incarnation, state) order: the join every update is merged by.
+bool greater(std::uint64_t inc, member_state state, std::uint64_t held_inc, member_state held_state) {
+  if (inc != held_inc) return inc > held_inc;
+  return static_cast<int>(state) > static_cast<int>(held_state);
+}
+
+bool gone(member_state s) { return s == member_state::dead || s == member_state::left; }
+
+}  // namespace
+
+std::string_view to_string(member_state state) noexcept {
+  switch (state) {
+    case member_state::alive: return "alive";
+    case member_state::suspect: return "suspect";
+    case member_state::dead: return "dead";
+    case member_state::left: return "left";
+  }
+  return "unknown";
+}
+
+detector::detector(replica_id self, options opts, std::uint64_t seed, steady_time now, std::uint64_t incarnation)
+    : self_(self), options_(opts), rng_(seed), incarnation_(incarnation) {
+  // Replicas started together must not probe in lock-step.
+  const auto period = std::chrono::duration_cast<duration>(options_.probe_interval);
+  next_probe_at_ = now + duration(std::uniform_int_distribution<duration::rep>(0, period.count())(rng_));
+  enqueue({self_, incarnation_, member_state::alive, 0});
+}
+
+void detector::add_member(replica_id id, std::uint64_t incarnation, steady_time now) {
+  apply({id, incarnation, member_state::alive, 0}, now, /*gossip=*/false);
+}
+
+void detector::leave() {
+  left_ = true;
+  enqueue({self_, incarnation_, member_state::left, 0});
+}
+
+member_state detector::state_of(replica_id id) const {
+  if (id == self_) return left_ ? member_state::left : member_state::alive;
+  const auto it = members_.find(id);
+  return it == members_.end() ? member_state::dead : it->second.state;
+}
+
+std::uint64_t detector::incarnation_of(replica_id id) const {
+  if (id == self_) return incarnation_;
+  const auto it = members_.find(id);
+  return it == members_.end() ? 0 : it->second.incarnation;
+}
+
+duration detector::suspicion_timeout(unsigned confirmations) const {
+  // Lifeguard: min = alpha * log10(N) * T, never under alpha * T, so
+  // small clusters do not judge on a single lost round trip.
+  const double n = static_cast<double>(live_ + 1);
+  const double min_s = options_.suspicion_alpha * std::log10(std::max(n, 10.0)) *
+                       std::chrono::duration<double>(options_.probe_interval).count();
+  const double max_s = options_.suspicion_beta * min_s;
+  const double k = std::max(1u, options_.indirect_probes);
+  const double c = std::min<double>(confirmations, k);
+  const double t = std::max(min_s, max_s - (max_s - min_s) * std::log(c + 1) / std::log(k + 1));
+  return std::chrono::duration_cast<duration>(std::chrono::duration<double>(t));
+}
+
+unsigned detector::retransmit_limit() const {
+  return options_.retransmit_mult *
+         static_cast<unsigned>(std::ceil(std::log10(static_cast<double>(live_ + 2))));
+}
+
+void detector::health(int delta) {
+  const int next = std::clamp(static_cast<int>(local_health_) + delta, 0, static_cast<int>(options_.max_local_health));
+  local_health_ = static_cast<unsigned>(next);
+}
+
+// ---- updates --------------------------------------------------------------
+
+void detector::set_state(replica_id id, member& m, std::uint64_t incarnation, member_state state) {
+  const bool was_live = !gone(m.state);
+  m.incarnation = incarnation;
+  m.state = state;
+  if (was_live && gone(state)) --live_;
+  if (!was_live && !gone(state)) ++live_;
+  if (state != member_state::suspect && suspects_.erase(id) != 0)
+    std::erase_if(calls_, [id](const auto& e) { return e.second == id; });
+  if (listener_) listener_(id, state);
+}
+
+void detector::apply(const update& u, steady_time now, bool gossip, replica_id from) {
+  if (u.member == self_) {
+    // Anyone who says we are suspect, dead or gone, or holds a later life
+    // of ours, is answered by a greater incarnation: the refutation.
+    if (left_) return;
+    if (u.incarnation > incarnation_ || (u.incarnation == incarnation_ && u.state != member_state::alive)) {
+      refute(u.incarnation);
+      if (u.by != 0 && u.by != self_) direct_.emplace_back(u.by, update{self_, incarnation_, member_state::alive, 0});
+    } else if (u.state != member_state::alive && from != 0) {
+      // An accusation we already refuted: whoever still holds it missed the
+      // refutation, so it hears it from us.
+      direct_.emplace_back(from, update{self_, incarnation_, member_state::alive, 0});
+    }
+    return;
+  }
+  auto it = members_.find(u.member);
+  if (it == members_.end()) {
+    if (gone(u.state)) return;  // nothing to learn from the death of a stranger
+    it = members_.emplace(u.member, member{u.incarnation, member_state::alive}).first;
+    ++live_;
+    // A newcomer joins the probe round at a random place still ahead (the
+    // member it displaces goes last: still visited this round). O(1), so
+    // a table of 10,000 is learned in linear time.
+    order_.push_back(u.member);
+    const auto at = std::uniform_int_distribution<std::size_t>(next_in_order_, order_.size() - 1)(rng_);
+    std::swap(order_[at], order_.back());
+    if (listener_) listener_(u.member, member_state::alive);
+    if (u.state == member_state::alive) {
+      if (gossip) enqueue(u);
+      return;
+    }
+  }
+  member& m = it->second;
+  if (u.state == member_state::suspect && m.state == member_state::suspect && u.incarnation == m.incarnation) {
+    // The same suspicion from another accuser: a confirmation, spread on.
+    auto& s = suspects_[u.member];
+    if (u.by != 0 && std::find(s.accusers.begin(), s.accusers.end(), u.by) == s.accusers.end()) {
+      s.accusers.push_back(u.by);
+      enqueue(u);
+    }
+    return;
+  }
+  if (!greater(u.incarnation, u.state, m.incarnation, m.state)) return;
+  set_state(u.member, m, u.incarnation, u.state);
+  if (u.state == member_state::suspect)  // a new suspicion (maybe of a later incarnation): all anew
+    suspects_[u.member] = suspicion{now, {u.by}, std::nullopt, 0};
+  enqueue(u);
+}
+
+void detector::suspect(replica_id id, std::uint64_t incarnation, steady_time now) {
+  ++stats_.suspicions;
+  const update u{id, incarnation, member_state::suspect, self_};
+  apply(u, now);
+  direct_.emplace_back(id, u);
+}
+
+void detector::refute(std::uint64_t above) {
+  incarnation_ = above + 1;
+  ++stats_.refutations;
+  health(+1);  // being suspected often means we were slow
+  enqueue({self_, incarnation_, member_state::alive, 0});
+}
+
+void detector::enqueue(const update& u) {
+  // A newer word about a member replaces what is queued about it, and
+  // starts its retransmissions over. (Confirmations of one suspicion are
+  // distinct updates: each accuser counts once at every receiver.)
+  for (auto& p : queue_)
+    if (p.u.member == u.member && (u.state != member_state::suspect || p.u.state != member_state::suspect ||
+                                   p.u.incarnation != u.incarnation || p.u.by == u.by)) {
+      p = pending_update{u, 0};
+      return;
+    }
+  queue_.push_back(pending_update{u, 0});
+}
+
+std::optional<update> detector::news_for(replica_id to) const {
+  // The buddy rule: a member we hold as suspect or dead hears it from us
+  // first, so it can refute at once.
+  const auto it = members_.find(to);
+  if (it == members_.end() || it->second.state == member_state::alive || it->second.state == member_state::left)
+    return std::nullopt;
+  update u{to, it->second.incarnation, it->second.state, 0};
+  if (u.state == member_state::suspect) {
+    const auto s = suspects_.find(to);
+    u.by = s != suspects_.end() && !s->second.accusers.empty() ? s->second.accusers.front() : self_;
+  }
+  return u;
+}
+
+message detector::make(message_kind kind, std::uint32_t seq, replica_id target, const update* first) {
+  message m{kind, seq, target, {}};
+  if (first != nullptr) m.updates.push_back(*first);
+  if (queue_.empty()) return m;
+  // Least-sent first: a new update overtakes ones already told many times.
+  std::stable_sort(queue_.begin(), queue_.end(),
+                   [](const pending_update& a, const pending_update& b) { return a.sent < b.sent; });
+  const unsigned limit = retransmit_limit();
+  for (auto& p : queue_) {
+    if (m.updates.size() >= options_.max_piggyback) break;
+    if (first != nullptr && p.u == *first) continue;
+    m.updates.push_back(p.u);
+    ++p.sent;
+  }
+  std::erase_if(queue_, [&](const pending_update& p) { return p.sent >= limit; });
+  return m;
+}
+
+void detector::send(replica_id to, message m, std::vector<outgoing>& out) {
+  ++stats_.messages_sent;
+  stats_.updates_sent += m.updates.size();
+  out.push_back({to, std::move(m)});
+}
+
+// ---- probing ----------------------------------------------------------------
+
+std::optional<replica_id> detector::next_target() {
+  for (int pass = 0; pass < 2; ++pass) {
+    while (next_in_order_ < order_.size()) {
+      const replica_id id = order_[next_in_order_++];
+      const auto it = members_.find(id);
+      if (it != members_.end() && !gone(it->second.state)) return id;
+    }
+    // A round is over: the next one visits the live members in a new order.
+    order_.clear();
+    for (const auto& [id, m] : members_)
+      if (!gone(m.state)) order_.push_back(id);
+    std::shuffle(order_.begin(), order_.end(), rng_);
+    next_in_order_ = 0;
+  }
+  return std::nullopt;
+}
+
+std::vector<replica_id> detector::random_alive(std::size_t count, replica_id except1, replica_id except2) {
+  // Reservoir sampling over the alive members: one pass, no copy.
+  std::vector<replica_id> picked;
+  std::size_t seen = 0;
+  for (const auto& [id, m] : members_) {
+    if (m.state != member_state::alive || id == except1 || id == except2) continue;
+    ++seen;
+    if (picked.size() < count) {
+      picked.push_back(id);
+    } else {
+      const auto j = std::uniform_int_distribution<std::size_t>(0, seen - 1)(rng_);
+      if (j < count) picked[j] = id;
+    }
+  }
+  return picked;
+}
+
+void detector::start_probe(steady_time now, std::vector<outgoing>& out) {
+  const auto scale = static_cast<int>(local_health_ + 1);
+  next_probe_at_ = now + options_.probe_interval * scale;
+  const auto target = next_target();
+  if (!target) return;
+  probe p;
+  p.target = *target;
+  p.seq = next_seq_++;
+  p.indirect_at = now + options_.probe_timeout * scale;
+  p.ends_at = next_probe_at_;
+  ++stats_.probes;
+  const auto news = news_for(p.target);
+  send(p.target, make(message_kind::ping, p.seq, 0, news ? &*news : nullptr), out);
+  probe_ = p;
+}
+
+void detector::end_probe(steady_time now) {
+  probe p = *probe_;
+  probe_.reset();
+  if (p.acked) {
+    health(-1);
+    return;
+  }
+  ++stats_.probes_failed;
+  // Lifeguard: if the members we asked did not even answer with nacks,
+  // the trouble is more likely ours than the target's.
+  if (p.nacks_expected == 0) health(+1);
+  else if (p.nacks < p.nacks_expected) health(static_cast<int>(p.nacks_expected - p.nacks));
+  // We ran late during it (a stall, a starved thread): the answers may be
+  // waiting unread behind our own deadlines. That failure is ours; judge
+  // nobody.
+  if (p.late) {
+    health(+1);
+    return;
+  }
+  const auto it = members_.find(p.target);
+  if (it != members_.end() && it->second.state == member_state::alive)
+    suspect(p.target, it->second.incarnation, now);
+}
+
+std::vector<outgoing> detector::tick(steady_time now) {
+  std::vector<outgoing> out;
+  // Called far past our own deadline: we were not running.
+  if (probe_ && now - expected_tick_ > std::chrono::duration_cast<duration>(options_.probe_timeout) / 2)
+    probe_->late = true;
+  if (probe_ && !probe_->acked && !probe_->indirect_sent && now >= probe_->indirect_at) {
+    probe_->indirect_sent = true;
+    for (replica_id helper : random_alive(options_.indirect_probes, probe_->target, self_)) {
+      ++stats_.indirect_probes;
+      ++probe_->nacks_expected;
+      send(helper, make(message_kind::ping_req, probe_->seq, probe_->target), out);
+    }
+  }
+  if (probe_ && now >= probe_->ends_at) end_probe(now);
+  for (auto it = forwarded_.begin(); it != forwarded_.end();) {
+    if (now < it->second.nack_at) {
+      ++it;
+      continue;
+    }
+    send(it->second.requester, make(message_kind::nack, it->second.requester_seq, it->second.target), out);
+    it = forwarded_.erase(it);
+  }
+  for (auto it = suspects_.begin(); it != suspects_.end();) {
+    const auto confirmations = static_cast<unsigned>(it->second.accusers.size() - 1);
+    if (now - it->second.since < suspicion_timeout(confirmations)) {
+      ++it;
+      continue;
+    }
+    if (it->second.last_call && now < *it->second.last_call) {
+      ++it;
+      continue;
+    }
+    if (it->second.calls < options_.last_calls) {
+      // Calls half a probe timeout apart, then a whole one for the answer.
+      // Each is a ping with the suspicion attached: a live suspect answers
+      // with its refutation, and any ack at all starts the suspicion over
+      // (it is alive now, whatever gossip failed to tell us). The last one
+      // also goes through k others, as an indirect probe.
+      ++it->second.calls;
+      const bool final_call = it->second.calls == options_.last_calls;
+      const auto wait = options_.probe_timeout * static_cast<int>(local_health_ + 1);
+      it->second.last_call = now + (final_call ? wait : wait / 2);
+      const std::uint32_t seq = next_seq_++;
+      calls_[seq] = it->first;
+      const auto news = news_for(it->first);
+      send(it->first, make(message_kind::ping, seq, 0, news ? &*news : nullptr), out);
+      if (final_call)
+        for (replica_id helper : random_alive(options_.indirect_probes, it->first, self_))
+          send(helper, make(message_kind::ping_req, seq, it->first), out);
+      ++it;
+      continue;
+    }
+    const replica_id id = it->first;
+    ++it;  // set_state erases the suspicion
+    auto& m = members_.find(id)->second;
+    ++stats_.deaths;
+    const update dead{id, m.incarnation, member_state::dead, 0};
+    set_state(id, m, m.incarnation, member_state::dead);
+    enqueue(dead);
+  }
+  if (!left_ && !probe_ && now >= next_probe_at_) start_probe(now, out);
+  if (!queue_.empty() && now >= next_gossip_at_) {
+    next_gossip_at_ = now + options_.gossip_interval;
+    for (replica_id to : random_alive(options_.gossip_fanout, self_, self_)) {
+      if (queue_.empty()) break;
+      send(to, make(message_kind::news, 0, 0), out);
+    }
+  }
+  flush_direct(out);
+  expected_tick_ = next_deadline();
+  return out;
+}
+
+void detector::flush_direct(std::vector<outgoing>& out) {
+  for (auto& [to, u] : std::exchange(direct_, {})) send(to, make(message_kind::news, 0, 0, &u), out);
+}
+
+std::vector<outgoing> detector::on_message(replica_id from, const message& m, steady_time now) {
+  std::vector<outgoing> out;
+  for (const auto& u : m.updates) apply(u, now, true, from);
+  switch (m.kind) {
+    case message_kind::ping: {
+      const auto news = news_for(from);
+      send(from, make(message_kind::ack, m.seq, 0, news ? &*news : nullptr), out);
+      break;
+    }
+    case message_kind::ack:
+      if (probe_ && probe_->seq == m.seq) {
+        probe_->acked = true;
+      } else if (const auto c = calls_.find(m.seq); c != calls_.end()) {
+        // A suspect answered a last call: alive now. The suspicion starts
+        // over (its refutation is on its way to us, or comes with the next
+        // round of calls).
+        const replica_id id = c->second;
+        std::erase_if(calls_, [id](const auto& e) { return e.second == id; });
+        if (auto sp = suspects_.find(id); sp != suspects_.end()) {
+          sp->second.since = now;
+          sp->second.last_call.reset();
+          sp->second.calls = 0;
+        }
+      } else if (const auto f = forwarded_.find(m.seq); f != forwarded_.end()) {
+        send(f->second.requester, make(message_kind::ack, f->second.requester_seq, 0), out);
+        forwarded_.erase(f);
+      }
+      break;
+    case message_kind::ping_req: {
+      const std::uint32_t seq = next_seq_++;
+      const auto scale = static_cast<int>(local_health_ + 1);
+      forwarded_[seq] = forwarded{from, m.seq, m.target, now + options_.probe_timeout * scale};
+      const auto news = news_for(m.target);
+      send(m.target, make(message_kind::ping, seq, 0, news ? &*news : nullptr), out);
+      break;
+    }
+    case message_kind::nack:
+      if (probe_ && probe_->seq == m.seq) ++probe_->nacks;
+      break;
+    case message_kind::news:
+      break;
+  }
+  flush_direct(out);
+  expected_tick_ = next_deadline();
+  return out;
+}
+
+steady_time detector::next_deadline() const {
+  if (!direct_.empty()) return steady_time{};
+  steady_time next = left_ ? steady_time::max() : next_probe_at_;
+  if (probe_) {
+    if (!probe_->acked && !probe_->indirect_sent) next = std::min(next, probe_->indirect_at);
+    next = std::min(next, probe_->ends_at);
+  }
+  for (const auto& [seq, f] : forwarded_) next = std::min(next, f.nack_at);
+  if (!queue_.empty()) next = std::min(next, next_gossip_at_);
+  for (const auto& [id, s] : suspects_)
+    next = std::min(next, s.last_call ? *s.last_call
+                                      : s.since + suspicion_timeout(static_cast<unsigned>(s.accusers.size() - 1)));
+  return next;
+}
+
+}  // namespace lattice::transport::swim
