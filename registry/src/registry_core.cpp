@@ -337,6 +337,7 @@ void registry_core::on_merged(const registry_document& merged, bool removals) {
 }
 
 void registry_core::on_instance_key(const std::string& key, bool delete_arrived) {
+  if (own_load_.contains(key)) sweep_load_.insert(key);  // our counts of it may have ended
   const auto [path, kind, id] = split_instance_key(key);
   const record_ptr* now_live = state().instances.find(key);
   auto ps = paths_.find(path);

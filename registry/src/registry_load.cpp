@@ -1,10 +1,22 @@
 // registry_core's load counters: other replicas' counts as they merge in,
 // caller lives that stop counting as in flight, and flushing our own.
+#include <algorithm>
+#include <utility>
+
 #include "lattice/registry/registry_core.hpp"
 
 namespace lattice::registry {
 
 void registry_core::on_load_key(const load_key& key) {
+  if (key.origin == self()) {
+    auto& mine = own_load_[key.instance_key];
+    const bool held = state().load.find(key) != nullptr;
+    const auto at = std::find(mine.begin(), mine.end(), key);
+    if (held && at == mine.end()) mine.push_back(key);
+    if (!held && at != mine.end()) mine.erase(at);
+    if (mine.empty()) own_load_.erase(key.instance_key);
+    else sweep_load_.insert(key.instance_key);  // an entry of an ended registration may come back from disk
+  }
   // Our own current counts are the local cells; an earlier life's entries
   // count like anyone's.
   if (key.origin == self() && key.origin_incarnation == self_incarnation_) return;
@@ -65,8 +77,23 @@ void registry_core::rekey_own_load(std::uint64_t refuted) {
   if (!delta.empty()) protocol_.local_change(delta, last_now_);
 }
 
+void registry_core::sweep_own_load(registry_document& delta) {
+  // Only the origin erases its entries, so every entry has one writer, as
+  // before; an entry is swept when the instance it counted no longer has
+  // that registration (deregistered, reaped, or registered again).
+  for (const auto& key : std::exchange(sweep_load_, {})) {
+    const auto mine = own_load_.find(key);
+    if (mine == own_load_.end()) continue;
+    const record_ptr* record = state().instances.find(key);
+    for (const auto& lk : mine->second)
+      if (record == nullptr || (*record)->epoch() != lk.epoch)
+        delta.load.merge(registry_document::load_map{}.erase(lk, stamp_for(state().load, lk)));
+  }
+}
+
 void registry_core::flush_load() {
   registry_document delta;
+  sweep_own_load(delta);
   for (auto& [path, ps] : paths_)
     for (auto& t : ps.entries) {
       if (!t.cell) continue;

@@ -234,6 +234,24 @@ TEST_CASE("load counted on one replica is seen on the others, per registration",
     const auto& p = sim->node(2).published()->find("/svc/l")->providers.front();
     CHECK(p.in_flight() == 0);
     CHECK(p.served() == 0);
+    // The ended registration's counts leave the document everywhere: node
+    // 1, their only writer, erased them (issue #14: load entries only for
+    // registrations that are live).
+    const auto* record = sim->node(0).state().instances.find(
+        lattice::registry::instance_key("/svc/l", lattice::registry::instance_kind::provider, "10.0.0.1:1"));
+    REQUIRE(record != nullptr);
+    const auto new_epoch = (*record)->epoch();
+    const auto old_counts_anywhere = [&] {
+      for (std::size_t i = 0; i < 3; ++i) {
+        bool found = false;
+        sim->node(i).state().load.for_each([&](const auto& key, const auto&, const auto&) {
+          found = found || key.epoch != new_epoch;
+        });
+        if (found) return true;
+      }
+      return false;
+    };
+    CHECK(sim->run_until([&] { return !old_counts_anywhere(); }, 2s));
   }
 }
 

@@ -332,6 +332,7 @@ class registry_core final : public transport::protocol_core {
   void reap(steady_time now);
   void reassert_pending();
   void flush_load();
+  void sweep_own_load(registry_document& delta);
   void apply_grace_rule(steady_time now, bool reaches_none);
   // Wall µs: what is older than this the grace rule forgets, after `away`
   // cut off (apply_grace_rule).
@@ -372,6 +373,12 @@ class registry_core final : public transport::protocol_core {
   // last tick: when that moves, the paths they called are republished.
   std::map<std::pair<replica_id, std::uint64_t>, bool> callers_;
   std::set<std::string> reassert_;              // own keys to write again
+  // Our own load entries (any life of ours) by instance key, and the
+  // instance keys that changed since: flush_load erases our entries of an
+  // instance whose record is gone or has a later epoch, so the document
+  // keeps no counts of registrations that ended (issue #14).
+  std::unordered_map<std::string, std::vector<load_key>> own_load_;
+  std::set<std::string> sweep_load_;
 
   std::map<std::string, path_dirt, std::less<>> dirty_paths_;
   std::set<std::string, std::less<>> dirty_config_;
