@@ -14,6 +14,7 @@
 
 #include "lattice/crdt/lww_element_set.hpp"
 #include "lattice/transport/asio_driver.hpp"
+#include "lattice/transport/protocol.hpp"
 
 #ifndef LATTICE_TLS_FIXTURES
 #error "LATTICE_TLS_FIXTURES must name tests/transport/tls"

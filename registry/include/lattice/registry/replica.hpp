@@ -40,7 +40,7 @@
 #include "lattice/registry/path.hpp"
 #include "lattice/registry/snapshot.hpp"
 #include "lattice/transport/asio_driver.hpp"
-#include "lattice/transport/protocol.hpp"
+#include "lattice/transport/protocol_options.hpp"
 
 namespace lattice::registry {
 

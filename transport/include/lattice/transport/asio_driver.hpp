@@ -50,7 +50,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "lattice/transport/frame.hpp"
-#include "lattice/transport/protocol.hpp"
+#include "lattice/transport/protocol_options.hpp"
 
 namespace lattice::transport {
 
