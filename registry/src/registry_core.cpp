@@ -246,6 +246,10 @@ void registry_core::on_tick(steady_time now) {
     flush_load();
     next_load_flush_ = now + options_.load_publish_interval;
   }
+  if (now >= next_load_sweep_) {
+    sweep_orphaned_load(now);
+    next_load_sweep_ = now + options_.compaction_interval;
+  }
   if (now >= next_compaction_) {
     compact(now);
     next_compaction_ = now + options_.compaction_interval;

@@ -91,6 +91,30 @@ void registry_core::sweep_own_load(registry_document& delta) {
   }
 }
 
+void registry_core::sweep_orphaned_load(steady_time now) {
+  // Entries of ended registrations whose caller life is over have no
+  // writer left (sweep_own_load is the caller's). One replica sweeps them,
+  // the one with the least id among those this one judges alive: every
+  // replica applies the same rule, and when two views differ and both
+  // sweep, they write the same tombstone, stamped just after the entry
+  // under its caller's id (as reaps are, ADR 0006), so a later write by
+  // that caller still wins. An entry is swept only on positive evidence
+  // that its registration ended (a tombstone or a later record of the
+  // instance), never because the instance has not reached us yet.
+  for (replica_id id : members().reachable_peers(now))
+    if (id < self()) return;
+  registry_document delta;
+  state().load.for_each([&](const load_key& key, const load_counts&, const hlc_timestamp& stamp) {
+    if (key.origin == self() || caller_live(key.origin, key.origin_incarnation, now)) return;
+    const auto* instance = state().instances.find_entry(key.instance_key);
+    if (instance == nullptr) return;
+    const bool ended = instance->live() ? key.epoch < (*instance->value)->epoch() : key.epoch < instance->stamp;
+    if (!ended) return;
+    delta.load.merge(registry_document::load_map{}.erase(key, crdt::hlc::successor(stamp, key.origin)));
+  });
+  if (!delta.empty()) protocol_.local_change(delta, last_now_);
+}
+
 void registry_core::flush_load() {
   registry_document delta;
   sweep_own_load(delta);

@@ -255,6 +255,28 @@ TEST_CASE("load counted on one replica is seen on the others, per registration",
   }
 }
 
+TEST_CASE("the counts of a caller that died leave the document when the registration it called ends",
+          "[registry][simulator]") {
+  lattice::registry::core_options core;
+  core.compaction_interval = 200ms;  // the sweep runs with compaction
+  auto sim = cluster(3, 5, core);
+  REQUIRE(sim->node(0).register_instance(path("/svc/o"), provider("10.0.0.1", 1)));
+  REQUIRE(sim->run_until([&] { return all_list(*sim, "/svc/o", ids{"10.0.0.1:1"}); }, 2s));
+  auto cell = sim->node(2).published()->find("/svc/o")->providers.front().local;
+  cell->started += 4;
+  cell->finished += 1;
+  const auto live_load_entries = [&](std::size_t i) { return sim->node(i).state().load.size(); };
+  REQUIRE(sim->run_until([&] { return live_load_entries(0) == 1 && live_load_entries(1) == 1; }, 2s));
+  // The caller dies for good; its counts stay while the registration lives
+  // (they are what it called), and go when the registration ends: nobody
+  // else writes them, so a survivor sweeps them.
+  sim->kill(2);
+  sim->run_for(3s);
+  CHECK(live_load_entries(0) == 1);
+  REQUIRE(sim->node(0).deregister_instance(path("/svc/o"), "10.0.0.1:1"));
+  CHECK(sim->run_until([&] { return live_load_entries(0) == 0 && live_load_entries(1) == 0; }, 3s));
+}
+
 TEST_CASE("a replica cut off for longer than the grace period starts over from its peers",
           "[registry][simulator]") {
   lattice::registry::core_options core;

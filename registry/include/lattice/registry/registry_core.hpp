@@ -333,6 +333,7 @@ class registry_core final : public transport::protocol_core {
   void reassert_pending();
   void flush_load();
   void sweep_own_load(registry_document& delta);
+  void sweep_orphaned_load(steady_time now);
   void apply_grace_rule(steady_time now, bool reaches_none);
   // Wall µs: what is older than this the grace rule forgets, after `away`
   // cut off (apply_grace_rule).
@@ -409,6 +410,7 @@ class registry_core final : public transport::protocol_core {
   std::uint64_t last_contact_us_ = 0;
   std::optional<steady_time> last_heard_;  // when a peer's record last grew here (note_contact)
   steady_time next_load_flush_;
+  steady_time next_load_sweep_{};  // sweep_orphaned_load, every compaction_interval
   steady_time next_compaction_;
   std::uint64_t reaped_ = 0;
   std::uint64_t resyncs_ = 0;
