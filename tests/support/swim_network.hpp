@@ -1,5 +1,5 @@
 // tests/support/swim_network.hpp: N swim::detector on virtual time over a
-// simulated datagram network that loses and delays messages, with
+// simulated datagram network that loses and delays messages, partitions,
 // processes that are killed (silent for good) or stall (run nothing for a
 // while, their incoming messages held until they resume, as a process
 // descheduled or paused by the garbage collector of its host).
@@ -83,6 +83,14 @@ class swim_network {
   void on_change(std::function<void(const change&)> f) { on_change_ = std::move(f); }
 
   void kill(std::size_t i) { nodes_[i].killed = true; }
+  /// Messages between `side` and the rest are lost until heal().
+  void partition(const std::vector<std::size_t>& side) {
+    for (auto& n : nodes_) n.side = false;
+    for (std::size_t i : side) nodes_[i].side = true;
+  }
+  void heal() {
+    for (auto& n : nodes_) n.side = false;
+  }
   /// Node i runs nothing until now + d.
   void stall(std::size_t i, duration d) { nodes_[i].stalled_until = std::max(nodes_[i].stalled_until, now_ + d); }
 
@@ -128,6 +136,7 @@ class swim_network {
   struct process {
     std::unique_ptr<transport::swim::detector> detector;
     bool killed = false;
+    bool side = false;  // partition(): messages to the other side are lost
     steady_time stalled_until{};
     steady_time tick_at = steady_time::max();
     std::uint64_t bytes_sent = 0;
@@ -153,13 +162,13 @@ class swim_network {
     process& sender = nodes_[from];
     if (options_.count_bytes)
       sender.bytes_sent += transport::frame_header_size + transport::frame_mac_size + crdt::encode(o.body).size();
-    if (std::uniform_int_distribution<unsigned>(0, 999)(rng_) < options_.loss_per_mille) {
+    const std::size_t to = static_cast<std::size_t>(o.to - 1);
+    if (nodes_[to].side != sender.side || std::uniform_int_distribution<unsigned>(0, 999)(rng_) < options_.loss_per_mille) {
       ++lost_;
       return;
     }
     const auto delay = std::uniform_int_distribution<std::int64_t>(options_.min_delay.count(),
                                                                     options_.max_delay.count())(rng_);
-    const std::size_t to = static_cast<std::size_t>(o.to - 1);
     events_.push(event{now_ + std::chrono::microseconds(delay), next_seq_++, to, id_of(from),
                        std::make_shared<const transport::swim::message>(std::move(o.body))});
   }

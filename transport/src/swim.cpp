@@ -33,6 +33,7 @@ detector::detector(replica_id self, options opts, std::uint64_t seed, steady_tim
   const auto period = std::chrono::duration_cast<duration>(options_.probe_interval);
   next_probe_at_ = now + duration(std::uniform_int_distribution<duration::rep>(0, period.count())(rng_));
   enqueue({self_, incarnation_, member_state::alive, 0});
+  next_push_pull_at_ = next_probe_at_ + options_.push_pull_interval;
 }
 
 void detector::add_member(replica_id id, std::uint64_t incarnation, steady_time now) {
@@ -343,6 +344,7 @@ std::vector<outgoing> detector::tick(steady_time now) {
     enqueue(dead);
   }
   if (!left_ && !probe_ && now >= next_probe_at_) start_probe(now, out);
+  if (!left_ && now >= next_push_pull_at_) push_pull(now, out);
   if (!queue_.empty() && now >= next_gossip_at_) {
     next_gossip_at_ = now + options_.gossip_interval;
     for (replica_id to : random_alive(options_.gossip_fanout, self_, self_)) {
@@ -355,13 +357,51 @@ std::vector<outgoing> detector::tick(steady_time now) {
   return out;
 }
 
+message detector::whole_table(message_kind kind) const {
+  message m{kind, 0, 0, {}};
+  m.updates.reserve(members_.size() + 1);
+  m.updates.push_back({self_, incarnation_, left_ ? member_state::left : member_state::alive, 0});
+  for (const auto& [id, mem] : members_) {
+    update u{id, mem.incarnation, mem.state, 0};
+    if (mem.state == member_state::suspect)
+      if (const auto sp = suspects_.find(id); sp != suspects_.end() && !sp->second.accusers.empty())
+        u.by = sp->second.accusers.front();
+    m.updates.push_back(u);
+  }
+  return m;
+}
+
+void detector::push_pull(steady_time now, std::vector<outgoing>& out) {
+  const double n = static_cast<double>(live_ + 1);
+  const double scale = n > 32 ? std::ceil(std::log2(n) - std::log2(32.0)) + 1 : 1;
+  next_push_pull_at_ = now + std::chrono::duration_cast<duration>(options_.push_pull_interval * scale);
+  std::optional<replica_id> peer;
+  if (live_ < members_.size() && std::uniform_int_distribution<int>(0, 3)(rng_) == 0) {
+    // One time in four a dead member: across a healed partition nobody
+    // else would ever send it anything.
+    std::vector<replica_id> dead;
+    for (const auto& [id, mem] : members_)
+      if (mem.state == member_state::dead) dead.push_back(id);
+    if (!dead.empty()) peer = dead[std::uniform_int_distribution<std::size_t>(0, dead.size() - 1)(rng_)];
+  }
+  if (!peer) {
+    const auto alive = random_alive(1, self_, self_);
+    if (!alive.empty()) peer = alive.front();
+  }
+  if (peer) send(*peer, whole_table(message_kind::sync), out);
+}
+
 void detector::flush_direct(std::vector<outgoing>& out) {
   for (auto& [to, u] : std::exchange(direct_, {})) send(to, make(message_kind::news, 0, 0, &u), out);
 }
 
 std::vector<outgoing> detector::on_message(replica_id from, const message& m, steady_time now) {
   std::vector<outgoing> out;
-  for (const auto& u : m.updates) apply(u, now, true, from);
+  // A whole table is merged without spreading each of its entries again:
+  // what was news here is news to the few the table's sender gossips with
+  // too, and the retransmit queue would otherwise fill with N entries.
+  const bool table = m.kind == message_kind::sync || m.kind == message_kind::sync_reply;
+  for (const auto& u : m.updates) apply(u, now, !table, from);
   switch (m.kind) {
     case message_kind::ping: {
       const auto news = news_for(from);
@@ -399,6 +439,10 @@ std::vector<outgoing> detector::on_message(replica_id from, const message& m, st
       if (probe_ && probe_->seq == m.seq) ++probe_->nacks;
       break;
     case message_kind::news:
+    case message_kind::sync_reply:
+      break;
+    case message_kind::sync:
+      send(from, whole_table(message_kind::sync_reply), out);
       break;
   }
   flush_direct(out);
@@ -415,6 +459,7 @@ steady_time detector::next_deadline() const {
   }
   for (const auto& [seq, f] : forwarded_) next = std::min(next, f.nack_at);
   if (!queue_.empty()) next = std::min(next, next_gossip_at_);
+  if (!left_) next = std::min(next, next_push_pull_at_);
   for (const auto& [id, s] : suspects_)
     next = std::min(next, s.last_call ? *s.last_call
                                       : s.since + suspicion_timeout(static_cast<unsigned>(s.accusers.size() - 1)));
