@@ -20,6 +20,7 @@
 #include "lattice/registry/document.hpp"
 #include "lattice/transport/frame.hpp"
 #include "lattice/transport/protocol.hpp"
+#include "lattice/transport/swim.hpp"
 
 namespace fs = std::filesystem;
 namespace t = lattice::transport;
@@ -46,9 +47,47 @@ registry_document sample_document(std::uint64_t base, lattice::crdt::replica_id 
 
 }  // namespace
 
+// SWIM seeds: three detectors talking for a while, one of them stalled
+// once (so suspicions, refutations, indirect probes and push-pull tables
+// all occur); at most 4 seeds per message kind. The first byte picks the
+// sender as swim_fuzz reads it (a known member).
+void write_swim_seeds(const fs::path& root) {
+  namespace swim = lattice::transport::swim;
+  auto now = swim::steady_time{} + std::chrono::hours(1);
+  swim::options o;
+  o.push_pull_interval = std::chrono::seconds(2);
+  std::vector<std::unique_ptr<swim::detector>> d;
+  for (lattice::crdt::replica_id id = 1; id <= 3; ++id) {
+    d.push_back(std::make_unique<swim::detector>(id, o, id, now));
+    for (lattice::crdt::replica_id other = 1; other <= 3; ++other)
+      if (other != id) d.back()->add_member(other, 1, now);
+  }
+  std::map<int, int> per_kind;
+  int n = 0;
+  std::vector<swim::outgoing> queue;
+  for (int step = 0; step < 2000; ++step) {
+    now += std::chrono::milliseconds(10);
+    const bool stalled = step >= 500 && step < 560;  // detector 3 runs nothing for 600 ms
+    for (std::size_t i = 0; i < d.size(); ++i) {
+      if (stalled && i == 2) continue;
+      for (auto& out : d[i]->tick(now)) queue.push_back(out);
+    }
+    std::vector<swim::outgoing> next;
+    for (auto& out : queue) {
+      if (stalled && out.to == 3) continue;  // lost meanwhile
+      const auto bytes = lattice::crdt::encode(out.body);
+      if (per_kind[static_cast<int>(out.body.kind)]++ < 4)
+        write(root / "swim_fuzz", "seed-" + std::to_string(n++), 2, bytes);
+      for (auto& reply : d[out.to - 1]->on_message(1, out.body, now)) next.push_back(reply);
+    }
+    queue = std::move(next);
+  }
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) return 2;
   const fs::path root = argv[1];
+  write_swim_seeds(root);
   const auto key = std::make_shared<const t::cluster_key>(std::vector<std::byte>(32, std::byte{0x5a}));
   const t::dissemination modes[] = {t::dissemination::state, t::dissemination::delta, t::dissemination::op};
   std::set<std::vector<std::byte>> seen;

@@ -18,7 +18,7 @@ seconds=${LATTICE_FUZZ_SECONDS:-15}
 jobs=${LATTICE_JOBS:-2}
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(frame_fuzz decode_fuzz protocol_fuzz http_fuzz config_fuzz dns_fuzz filter_fuzz)
+  targets=(frame_fuzz decode_fuzz protocol_fuzz swim_fuzz http_fuzz config_fuzz dns_fuzz filter_fuzz)
 fi
 
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++-15 \

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <utility>
 
 namespace lattice::transport::swim {
@@ -94,6 +95,8 @@ void detector::set_state(replica_id id, member& m, std::uint64_t incarnation, me
 }
 
 void detector::apply(const update& u, steady_time now, bool gossip, replica_id from) {
+  // Id 0 is nobody, and an incarnation at the top cannot be refuted.
+  if (u.member == 0 || u.incarnation == std::numeric_limits<std::uint64_t>::max()) return;
   if (u.member == self_) {
     // Anyone who says we are suspect, dead or gone, or holds a later life
     // of ours, is answered by a greater incarnation: the refutation.
@@ -397,6 +400,7 @@ void detector::flush_direct(std::vector<outgoing>& out) {
 
 std::vector<outgoing> detector::on_message(replica_id from, const message& m, steady_time now) {
   std::vector<outgoing> out;
+  if (from == self_ || from == 0) return out;  // not a member's message
   // A whole table is merged without spreading each of its entries again:
   // what was news here is news to the few the table's sender gossips with
   // too, and the retransmit queue would otherwise fill with N entries.
@@ -428,6 +432,7 @@ std::vector<outgoing> detector::on_message(replica_id from, const message& m, st
       }
       break;
     case message_kind::ping_req: {
+      if (m.target == 0 || m.target == self_ || m.target == from) break;
       const std::uint32_t seq = next_seq_++;
       const auto scale = static_cast<int>(local_health_ + 1);
       forwarded_[seq] = forwarded{from, m.seq, m.target, now + options_.probe_timeout * scale};
