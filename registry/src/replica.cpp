@@ -429,7 +429,12 @@ auto replica::on_replica_thread(F&& f, errc* why) const -> std::optional<decltyp
 }
 
 void replica::publish() {
-  if (!impl_->persist()) spdlog::error("lattice replica {}: could not persist merged changes", id_);
+  // Writes waiting for their batch's commit: that commit persists them and
+  // whatever merged meanwhile. Committing here too (every 5 ms tick) would
+  // split the batch into extra fsyncs, and made the group-commit test count
+  // 3 commits for 2 batches under TSan.
+  if (impl_->unacknowledged.empty() && !impl_->persist())
+    spdlog::error("lattice replica {}: could not persist merged changes", id_);
   auto p = impl_->core->publish(std::chrono::steady_clock::now());
   if (!p.snap) return;
   {
