@@ -7,16 +7,27 @@
 
 namespace lattice::registry {
 
-void registry_core::on_load_key(const load_key& key) {
-  if (key.origin == self()) {
-    auto& mine = own_load_[key.instance_key];
-    const bool held = state().load.find(key) != nullptr;
-    const auto at = std::find(mine.begin(), mine.end(), key);
-    if (held && at == mine.end()) mine.push_back(key);
-    if (!held && at != mine.end()) mine.erase(at);
-    if (mine.empty()) own_load_.erase(key.instance_key);
-    else sweep_load_.insert(key.instance_key);  // an entry of an ended registration may come back from disk
+void registry_core::index_own_load(const load_key& key) {
+  const bool held = state().load.find(key) != nullptr;
+  auto mine = own_load_.find(key.instance_key);
+  if (!held) {
+    if (mine == own_load_.end()) return;
+    std::erase(mine->second, key);
+    if (mine->second.empty()) own_load_.erase(mine);
+    return;
   }
+  if (mine == own_load_.end()) mine = own_load_.emplace(key.instance_key, std::vector<load_key>{}).first;
+  if (std::find(mine->second.begin(), mine->second.end(), key) == mine->second.end()) mine->second.push_back(key);
+  // An entry of a registration that already ended (an earlier life's,
+  // merged after the instance changed) is swept at the next flush; the
+  // entries of the current registration, flushed every interval, cost no
+  // sweep.
+  const record_ptr* record = state().instances.find(key.instance_key);
+  if (record == nullptr || (*record)->epoch() != key.epoch) sweep_load_.insert(key.instance_key);
+}
+
+void registry_core::on_load_key(const load_key& key) {
+  if (key.origin == self()) index_own_load(key);
   // Our own current counts are the local cells; an earlier life's entries
   // count like anyone's.
   if (key.origin == self() && key.origin_incarnation == self_incarnation_) return;

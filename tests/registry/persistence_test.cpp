@@ -230,6 +230,18 @@ void gossip_to(replica& r, const lattice::transport::member_table& table,
                   static_cast<unsigned short>(std::stoi(r.address().substr(colon + 1)))});
   boost::asio::write(socket, boost::asio::buffer(frame.data(), frame.size()));
 }
+
+// A peer that missed a delete offers `r` its old write of `key`, with a
+// new key `marker` in the same message: once the marker is here, the old
+// write was judged (kept or refused), so absence can be checked.
+void offer_old_write(replica& r, const std::string& key, const hlc_timestamp& stamp, const std::string& marker) {
+  namespace t = lattice::transport;
+  registry_document delta;
+  delta.config.put(key, "old", stamp);
+  delta.config.put(marker, "new", hlc_timestamp{lattice::crdt::system_wall_clock_us(), 0, 99});
+  gossip_to(r, t::member_table{}, delta);
+  REQUIRE(eventually([&] { return r.get_config(marker).has_value(); }));
+}
 }  // namespace
 
 TEST_CASE("tombstones collected in memory are deleted from the data directory (f_rows)",
@@ -295,7 +307,6 @@ TEST_CASE("a refuted incarnation is kept, so a restart with the clock behind sti
 // peer that missed the delete would come back.
 TEST_CASE("a recursive delete's erasure survives a restart, and its row goes when it is collected (item 1)",
           "[registry][persistence][regression]") {
-  namespace t = lattice::transport;
   temp_dir dir;
   replica_options o;
   o.data_dir = dir.path.string();
@@ -316,13 +327,7 @@ TEST_CASE("a recursive delete's erasure survives a restart, and its row goes whe
   {
     auto r = replica::open(o).value();
     CHECK_FALSE(r->get_config("/app/x"));
-    // A peer that missed the delete offers its old write of /app/x, and a
-    // new key in the same message: once /z is here, /app/x was judged.
-    registry_document delta;
-    delta.config.put("/app/x", "stale", hlc_timestamp{1'000, 0, 99});
-    delta.config.put("/z", "new", hlc_timestamp{lattice::crdt::system_wall_clock_us(), 0, 99});
-    gossip_to(*r, t::member_table{}, delta);
-    REQUIRE(eventually([&] { return r->get_config("/z").has_value(); }));
+    offer_old_write(*r, "/app/x", hlc_timestamp{1'000, 0, 99}, "/z");
     CHECK_FALSE(r->get_config("/app/x"));
     CHECK(r->get_config("/keep") == std::optional<std::string>("3"));
     r->stop();
@@ -344,7 +349,6 @@ TEST_CASE("a recursive delete's erasure survives a restart, and its row goes whe
 // data directory keeps it with the rows it describes.
 TEST_CASE("a key deleted and collected stays deleted across a restart against a peer's old copy",
           "[registry][persistence][regression]") {
-  namespace t = lattice::transport;
   temp_dir dir;
   replica_options o;
   o.data_dir = dir.path.string();
@@ -354,27 +358,18 @@ TEST_CASE("a key deleted and collected stays deleted across a restart against a 
   // delete still holds (its stamp is at or above this; lower changes
   // nothing, a copy's stamp is below the tombstone either way).
   const hlc_timestamp old_stamp{lattice::crdt::system_wall_clock_us(), 0, 99};
-  const auto offer_old_copy = [&](replica& r, const std::string& marker) {
-    // The old copy and a new key in one message: once the new key is here,
-    // the old copy was judged.
-    registry_document delta;
-    delta.config.put("/gone", "old", old_stamp);
-    delta.config.put(marker, "new", hlc_timestamp{lattice::crdt::system_wall_clock_us(), 0, 99});
-    gossip_to(r, t::member_table{}, delta);
-    REQUIRE(eventually([&] { return r.get_config(marker).has_value(); }));
-  };
   {
     auto r = replica::open(o).value();
     REQUIRE(r->set_config("/gone", "v"));
     REQUIRE(r->erase_config("/gone"));
     // Collected: no tombstone row is left to say it was deleted.
     REQUIRE(eventually([&] { return rows_in(dir, "config") == 0; }, 20s));
-    offer_old_copy(*r, "/marker1");
+    offer_old_write(*r, "/gone", old_stamp, "/marker1");
     CHECK_FALSE(r->get_config("/gone"));
     r->stop();
   }
   auto r = replica::open(o).value();
-  offer_old_copy(*r, "/marker2");
+  offer_old_write(*r, "/gone", old_stamp, "/marker2");
   CHECK_FALSE(r->get_config("/gone"));
   r->stop();
 }

@@ -18,16 +18,6 @@ bool gone(member_state s) { return s == member_state::dead || s == member_state:
 
 }  // namespace
 
-std::string_view to_string(member_state state) noexcept {
-  switch (state) {
-    case member_state::alive: return "alive";
-    case member_state::suspect: return "suspect";
-    case member_state::dead: return "dead";
-    case member_state::left: return "left";
-  }
-  return "unknown";
-}
-
 detector::detector(replica_id self, options opts, std::uint64_t seed, steady_time now, std::uint64_t incarnation)
     : self_(self), options_(opts), rng_(seed), incarnation_(incarnation) {
   // Replicas started together must not probe in lock-step.

@@ -332,6 +332,7 @@ class registry_core final : public transport::protocol_core {
   void reap(steady_time now);
   void reassert_pending();
   void flush_load();
+  void index_own_load(const load_key& key);
   void sweep_own_load(registry_document& delta);
   void sweep_orphaned_load(steady_time now);
   void apply_grace_rule(steady_time now, bool reaches_none);

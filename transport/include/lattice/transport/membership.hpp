@@ -109,7 +109,8 @@ class member_table {
   map_type records_;
 };
 
-enum class member_state { alive, suspect, dead, left };
+// Ordered: SWIM updates (swim.hpp) merge by (incarnation, state).
+enum class member_state : std::uint8_t { alive, suspect, dead, left };
 const char* to_string(member_state state) noexcept;
 
 struct liveness_options {
