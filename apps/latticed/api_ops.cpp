@@ -8,11 +8,13 @@ namespace lattice::daemon {
 
 namespace {
 
-const char* message_type_name(std::size_t t) {
-  static const char* names[] = {"", "gossip", "sync_request", "range_digests", "range_push",
-                                "op", "op_summary", "op_repair"};
-  return t < std::size(names) ? names[t] : "unknown";
-}
+// Index: transport::message_type. The counters have room for more types
+// than exist; only these are exported.
+constexpr const char* message_type_names[] = {"", "gossip", "sync_request", "range_digests", "range_push",
+                                              "op", "op_summary", "op_repair", "probe", "record_request"};
+constexpr std::size_t message_types = std::size(message_type_names);
+
+const char* message_type_name(std::size_t t) { return message_type_names[t]; }
 
 }  // namespace
 
@@ -42,15 +44,15 @@ response api::metrics_text(unsigned version) {
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
   };
   family("lattice_gossip_messages_sent_total", "counter", "Gossip messages sent, by message type.");
-  for (std::size_t i = 1; i < m.protocol.sent_by_type.size(); ++i)
+  for (std::size_t i = 1; i < message_types; ++i)
     out += fmt::format("lattice_gossip_messages_sent_total{{type=\"{}\"}} {}\n", message_type_name(i),
                        m.protocol.sent_by_type[i]);
   family("lattice_gossip_bytes_sent_total", "counter", "Gossip payload bytes sent, by message type.");
-  for (std::size_t i = 1; i < m.protocol.bytes_sent_by_type.size(); ++i)
+  for (std::size_t i = 1; i < message_types; ++i)
     out += fmt::format("lattice_gossip_bytes_sent_total{{type=\"{}\"}} {}\n", message_type_name(i),
                        m.protocol.bytes_sent_by_type[i]);
   family("lattice_gossip_messages_received_total", "counter", "Gossip messages received, by message type.");
-  for (std::size_t i = 1; i < m.protocol.received_by_type.size(); ++i)
+  for (std::size_t i = 1; i < message_types; ++i)
     out += fmt::format("lattice_gossip_messages_received_total{{type=\"{}\"}} {}\n", message_type_name(i),
                        m.protocol.received_by_type[i]);
   family("lattice_merges_total", "counter", "Merges that changed the replicated state.");

@@ -69,7 +69,7 @@ parsed_options parse_options(int argc, char** argv) {
   app.set_version_flag("--version", std::string("latticed ") + version_string(), "Print the version and source commit");
 
   std::string gossip = "127.0.0.1:7946", http = "127.0.0.1:8500", key_file, token_file, read_token_file;
-  std::string mode = "delta", fsync = "always";
+  std::string mode = "delta", fsync = "always", liveness = "heartbeats";
   std::chrono::milliseconds commit_delay{0};
   app.add_option("--id", o.replica.id,
                  "Replica id, unique in the cluster (0: kept in the data directory, else random)")
@@ -105,6 +105,11 @@ parsed_options parse_options(int argc, char** argv) {
   https_ca->needs(https_cert);
   app.add_option("--mode", mode, "Dissemination: delta, state or op (the whole cluster must agree)")
       ->check(CLI::IsMember({"delta", "state", "op"}))
+      ->capture_default_str();
+  app.add_option("--liveness", liveness,
+                 "How members are judged alive: heartbeats (member tables every heartbeat) or probes (SWIM with "
+                 "Lifeguard, constant traffic per replica at any cluster size); the whole cluster must agree")
+      ->check(CLI::IsMember({"heartbeats", "probes"}))
       ->capture_default_str();
   add_duration(app, "--heartbeat", o.replica.heartbeat_interval, "Heartbeat interval");
   add_duration(app, "--suspect-after", o.replica.suspect_after, "Silence after which a member is suspect");
@@ -196,6 +201,8 @@ parsed_options parse_options(int argc, char** argv) {
     }
     if (!token_file.empty()) o.api.write_token = read_secret(token_file, "--token");
     if (!read_token_file.empty()) o.api.read_token = read_secret(read_token_file, "--read-token");
+    o.replica.liveness =
+        liveness == "probes" ? transport::liveness_source::probes : transport::liveness_source::heartbeats;
     o.replica.mode = mode == "state" ? transport::dissemination::state
                      : mode == "op"  ? transport::dissemination::op
                                      : transport::dissemination::delta;

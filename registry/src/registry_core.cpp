@@ -42,10 +42,16 @@ transport::protocol_options with_clocks(transport::protocol_options protocol, co
   protocol.stamp_floor = std::move(stamp_floor);
   protocol.hold_horizon = std::move(hold_horizon);
   protocol.op_limits.max_age = std::chrono::duration_cast<std::chrono::microseconds>(gc_grace) / 2;
+  protocol.record_refresh_interval = record_refresh_for(protocol, gc_grace);
   return protocol;
 }
 
 }  // namespace
+
+std::chrono::milliseconds record_refresh_for(const transport::protocol_options& protocol,
+                                             std::chrono::milliseconds gc_grace) {
+  return std::max(protocol.heartbeat_interval, std::min(protocol.record_refresh_interval, gc_grace / 8));
+}
 
 registry_core::registry_core(core_options options, steady_time now, wall_clock wall)
     : options_(std::move(options)),

@@ -154,9 +154,15 @@ void registry_core::apply_grace_rule(steady_time now, bool reaches_none) {
   // catching up, not us. This is the case of the replica that stayed up
   // while the others were down: it kept serving and keeps its state.
   // Uptime in heartbeats: every replica of a cluster beats at the same
-  // interval, and the count is in the record we already have.
-  const auto uptime_limit = static_cast<std::uint64_t>(
-      options_.gc_grace.count() / std::max<std::chrono::milliseconds::rep>(1, options_.protocol.heartbeat_interval.count()));
+  // interval, and the count is in the record we already have. With probes
+  // a record moves only when its member tells it (record_refresh_for), so
+  // the count we hold may be short by one refresh: the limit is lowered by
+  // that much, erring towards forgetting (peers give back what exists).
+  const auto beat_ms = std::max<std::chrono::milliseconds::rep>(1, options_.protocol.heartbeat_interval.count());
+  auto uptime_ms = options_.gc_grace.count();
+  if (options_.protocol.liveness.source == transport::liveness_source::probes)
+    uptime_ms -= std::min(uptime_ms, record_refresh_for(options_.protocol, options_.gc_grace).count());
+  const auto uptime_limit = static_cast<std::uint64_t>(uptime_ms / beat_ms);
   bool peer_collected = false;
   for (replica_id peer : members().reachable_peers(now))
     if (const auto* record = members().table().find(peer);

@@ -33,7 +33,10 @@ TEST_CASE("replicas converge after loss, duplication and a partition", "[transpo
     o.base.op_limits.pending_limit = *rc::gen::element<std::size_t>(3, 4096);
     // Without the periodic digest round, op repair alone must converge.
     o.base.op_digest_check_every = *rc::gen::element(10u, 1'000'000u);
+    o.base.liveness.source = *rc::gen::element(lattice::transport::liveness_source::heartbeats,
+                                               lattice::transport::liveness_source::probes);
     RC_TAG(to_string(o.base.mode));
+    RC_TAG(to_string(o.base.liveness.source));
     sim_type sim(o);
     RC_ASSERT(sim.run_until([&] { return sim.everyone_alive(); }, 10s));
 

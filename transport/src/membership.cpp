@@ -14,6 +14,14 @@ const char* to_string(member_state state) noexcept {
   return "unknown";
 }
 
+const char* to_string(liveness_source source) noexcept {
+  switch (source) {
+    case liveness_source::heartbeats: return "heartbeats";
+    case liveness_source::probes: return "probes";
+  }
+  return "unknown";
+}
+
 bool member_table::offer(replica_id id, const member_record& record) {
   auto [it, inserted] = records_.try_emplace(id, record);
   if (inserted) return true;
@@ -53,9 +61,9 @@ membership::membership(replica_id self, member_record record, liveness_options o
   last_progress_[self_] = now;
 }
 
-void membership::beat(std::uint64_t clock_us) {
+void membership::beat(std::uint64_t clock_us, std::uint64_t beats) {
   member_record record = self_record();
-  ++record.heartbeat;
+  record.heartbeat += beats;
   record.clock_us = std::max(record.clock_us, clock_us);
   table_.offer(self_, record);
 }
@@ -66,10 +74,28 @@ void membership::leave() {
   table_.offer(self_, record);
 }
 
-bool membership::merge(const member_table& remote, steady_time now) {
+bool membership::judge(replica_id id, member_state state) {
+  if (options_.source != liveness_source::probes || id == self_) return false;
+  auto& verdict = verdicts_[id];
+  const bool revived = verdict == member_state::dead && state != member_state::dead && state != member_state::left;
+  verdict = state;
+  if (revived) awaiting_record_.insert(id);
+  else if (state == member_state::dead || state == member_state::left) awaiting_record_.erase(id);
+  return revived;
+}
+
+void membership::record_from(replica_id id) { awaiting_record_.erase(id); }
+
+void membership::heard(replica_id id, steady_time now) {
+  if (options_.source != liveness_source::probes || id == self_ || table_.find(id) == nullptr) return;
+  last_progress_[id] = now;
+}
+
+bool membership::merge(const member_table& remote, steady_time now, std::vector<replica_id>* grown_out) {
   const member_record mine = self_record();
   const auto grown = table_.merge(remote);
   for (replica_id id : grown) last_progress_[id] = now;
+  if (grown_out != nullptr) *grown_out = grown;
   if (self_record() != mine && !mine.left) {
     // Someone holds a record for us that beats ours: move past it.
     member_record refuted = mine;
@@ -85,6 +111,11 @@ member_state membership::state_of(replica_id id, steady_time now) const {
   if (record == nullptr) return member_state::dead;
   if (record->left) return member_state::left;
   if (id == self_) return member_state::alive;
+  if (options_.source == liveness_source::probes) {
+    if (awaiting_record_.contains(id)) return member_state::dead;
+    const auto verdict = verdicts_.find(id);
+    return verdict == verdicts_.end() ? member_state::alive : verdict->second;
+  }
   const auto seen = last_progress_.find(id);
   const auto silent = seen == last_progress_.end() ? options_.dead_after : now - seen->second;
   if (silent >= options_.dead_after) return member_state::dead;
@@ -103,6 +134,18 @@ std::vector<replica_id> membership::reachable_peers(steady_time now) const {
   // id): this runs for every message sent, so no search per member.
   std::vector<replica_id> peers;
   peers.reserve(table_.size());
+  if (options_.source == liveness_source::probes) {
+    auto verdict = verdicts_.begin();
+    for (const auto& [id, record] : table_.records()) {
+      while (verdict != verdicts_.end() && verdict->first < id) ++verdict;
+      if (id == self_ || record.left) continue;
+      const bool judged = verdict != verdicts_.end() && verdict->first == id;
+      if (awaiting_record_.contains(id)) continue;
+      if (!judged || verdict->second == member_state::alive || verdict->second == member_state::suspect)
+        peers.push_back(id);
+    }
+    return peers;
+  }
   auto seen = last_progress_.begin();
   for (const auto& [id, record] : table_.records()) {
     while (seen != last_progress_.end() && seen->first < id) ++seen;

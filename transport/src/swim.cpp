@@ -338,6 +338,7 @@ std::vector<outgoing> detector::tick(steady_time now) {
   }
   if (!left_ && !probe_ && now >= next_probe_at_) start_probe(now, out);
   if (!left_ && now >= next_push_pull_at_) push_pull(now, out);
+  if (!left_ && options_.dead_call_interval.count() > 0 && now >= next_dead_call_at_) call_the_dead(now, out);
   if (!queue_.empty() && now >= next_gossip_at_) {
     next_gossip_at_ = now + options_.gossip_interval;
     for (replica_id to : random_alive(options_.gossip_fanout, self_, self_)) {
@@ -369,19 +370,36 @@ void detector::push_pull(steady_time now, std::vector<outgoing>& out) {
   const double scale = n > 32 ? std::ceil(std::log2(n) - std::log2(32.0)) + 1 : 1;
   next_push_pull_at_ = now + std::chrono::duration_cast<duration>(options_.push_pull_interval * scale);
   std::optional<replica_id> peer;
-  if (live_ < members_.size() && std::uniform_int_distribution<int>(0, 3)(rng_) == 0) {
-    // One time in four a dead member: across a healed partition nobody
-    // else would ever send it anything.
-    std::vector<replica_id> dead;
-    for (const auto& [id, mem] : members_)
-      if (mem.state == member_state::dead) dead.push_back(id);
-    if (!dead.empty()) peer = dead[std::uniform_int_distribution<std::size_t>(0, dead.size() - 1)(rng_)];
-  }
+  // One time in four a dead member: across a healed partition nobody
+  // else would ever send it anything.
+  if (std::uniform_int_distribution<int>(0, 3)(rng_) == 0) peer = random_dead();
   if (!peer) {
     const auto alive = random_alive(1, self_, self_);
     if (!alive.empty()) peer = alive.front();
   }
   if (peer) send(*peer, whole_table(message_kind::sync), out);
+}
+
+std::optional<replica_id> detector::random_dead() {
+  // Reservoir sampling, one pass; nothing to do while nobody is dead.
+  if (live_ == members_.size()) return std::nullopt;
+  std::optional<replica_id> picked;
+  std::size_t seen = 0;
+  for (const auto& [id, mem] : members_)
+    if (mem.state == member_state::dead && std::uniform_int_distribution<std::size_t>(0, seen++)(rng_) == 0)
+      picked = id;
+  return picked;
+}
+
+void detector::call_the_dead(steady_time now, std::vector<outgoing>& out) {
+  next_dead_call_at_ = now + options_.dead_call_interval;
+  const auto id = random_dead();
+  if (!id) return;
+  // Not a probe (nothing waits for the ack): the death rides along, and a
+  // live member answers it with its refutation, piggy-backed on the ack or
+  // told straight back (apply()).
+  const auto news = news_for(*id);
+  send(*id, make(message_kind::ping, next_seq_++, 0, news ? &*news : nullptr), out);
 }
 
 void detector::flush_direct(std::vector<outgoing>& out) {
@@ -455,6 +473,8 @@ steady_time detector::next_deadline() const {
   for (const auto& [seq, f] : forwarded_) next = std::min(next, f.nack_at);
   if (!queue_.empty()) next = std::min(next, next_gossip_at_);
   if (!left_) next = std::min(next, next_push_pull_at_);
+  if (!left_ && options_.dead_call_interval.count() > 0 && live_ < members_.size())
+    next = std::min(next, next_dead_call_at_);
   for (const auto& [id, s] : suspects_)
     next = std::min(next, s.last_call ? *s.last_call
                                       : s.since + suspicion_timeout(static_cast<unsigned>(s.accusers.size() - 1)));

@@ -90,6 +90,13 @@ struct core_options {
   std::function<void(const registry_document& merged)> observer;
 };
 
+/// Probes (protocol_options::liveness.source): how often a replica tells
+/// its member record, which carries its stamp floor. Compaction needs
+/// floors only to within gc_grace, so gc_grace / 8 is enough; the
+/// protocol's own setting if that is shorter; never below the heartbeat.
+std::chrono::milliseconds record_refresh_for(const transport::protocol_options& protocol,
+                                             std::chrono::milliseconds gc_grace);
+
 /// What one publish() produced.
 struct publication {
   std::shared_ptr<const snapshot> snap;

@@ -67,8 +67,18 @@ struct replica_options {
   std::string tls_ca_file;
   /// How changes travel; every replica of a cluster must agree.
   transport::dissemination mode = transport::dissemination::delta;
+  /// How members are judged alive; every replica of a cluster must agree.
+  /// `heartbeats`: whole member tables gossiped every heartbeat, a member
+  /// silent for suspect_after / dead_after is suspect / dead; quiet traffic
+  /// grows with the cluster. `probes`: SWIM with Lifeguard
+  /// (transport/swim.hpp), a few small messages per replica per 200 ms
+  /// whatever the cluster's size; suspect_after and dead_after are unused.
+  /// See README, "Failure detection and cluster size".
+  transport::liveness_source liveness = transport::liveness_source::heartbeats;
   /// Heartbeat every 100 ms; suspect after 350 ms, dead after 700 ms of
-  /// silence (see README, "Failure detection and cluster size").
+  /// silence (see README, "Failure detection and cluster size"). With
+  /// probes the heartbeat paces only a joiner's calls to its seeds and
+  /// `state` mode's rounds.
   std::chrono::milliseconds heartbeat_interval{100};
   std::chrono::milliseconds suspect_after{350};
   std::chrono::milliseconds dead_after{700};

@@ -10,11 +10,18 @@
 //    record per member: a join-semilattice, so tables gossiped in any order,
 //    duplicated or lost, converge.
 //
-//  - Liveness is local. Each replica notes, on its own monotonic clock, when
-//    it last saw a peer's record grow, and judges: alive until
-//    suspect_after without progress, then suspect, then dead after
-//    dead_after. Clocks of different machines are never compared. A member
-//    whose record says `left` is gone at once, without waiting for a timeout.
+//  - Liveness is local, judged one of two ways (liveness_options::source):
+//    * heartbeats: each replica notes, on its own monotonic clock, when it
+//      last saw a peer's record grow (records carry a heartbeat counter and
+//      are gossiped whole every heartbeat), and judges: alive until
+//      suspect_after without progress, then suspect, then dead after
+//      dead_after. Simple, but every message carries the whole table.
+//    * probes: a SWIM detector (swim.hpp) run by the protocol core judges,
+//      and tells this table its verdicts through judge(); records travel
+//      only when they change. Progress is then a record that grew or a
+//      message heard from the member itself (heard()).
+//    Clocks of different machines are never compared. A member whose
+//    record says `left` is gone at once, without waiting for a timeout.
 //
 // Incarnations. A replica starts with a new incarnation greater than any it
 // had before (by default its start time in µs since the epoch, so restarts
@@ -41,6 +48,7 @@
 #include <vector>
 
 #include <boost/container/flat_map.hpp>
+#include <boost/container/flat_set.hpp>
 #include <cereal/types/string.hpp>
 
 #include "lattice/crdt/codec.hpp"
@@ -113,6 +121,18 @@ class member_table {
 enum class member_state : std::uint8_t { alive, suspect, dead, left };
 const char* to_string(member_state state) noexcept;
 
+/// Where liveness verdicts come from (see the file comment).
+enum class liveness_source : std::uint8_t {
+  /// Whole member tables gossiped every heartbeat; silence means death.
+  /// Quiet traffic per replica grows with the cluster (about 40 bytes per
+  /// member per message).
+  heartbeats,
+  /// SWIM probes with Lifeguard (swim.hpp): a few small messages per
+  /// replica per period whatever the cluster's size.
+  probes,
+};
+const char* to_string(liveness_source source) noexcept;
+
 struct liveness_options {
   /// Without progress for this long, a member is suspect (still listed,
   /// flagged). Default: 3.5 heartbeats of 100 ms.
@@ -120,6 +140,8 @@ struct liveness_options {
   /// Without progress for this long, a member is dead: its ephemeral
   /// registrations vanish from lookups. REQUIRES: >= suspect_after.
   std::chrono::milliseconds dead_after{700};
+  /// Heartbeats use the two timeouts above; probes ignore them.
+  liveness_source source = liveness_source::heartbeats;
 };
 
 /// This replica's view of the cluster.
@@ -128,20 +150,38 @@ class membership {
   /// REQUIRES: self.incarnation is greater than in any previous life.
   membership(replica_id self, member_record record, liveness_options options, steady_time now);
 
-  /// Bumps our heartbeat (call every heartbeat interval) and reports our
-  /// stamp floor `clock_us` (never moved back: an earlier report stands).
-  void beat(std::uint64_t clock_us = 0);
+  /// Bumps our heartbeat by `beats` (call every heartbeat interval with 1,
+  /// or less often with the heartbeat intervals that passed, so the count
+  /// stays our uptime in heartbeat intervals) and reports our stamp floor
+  /// `clock_us` (never moved back: an earlier report stands).
+  void beat(std::uint64_t clock_us = 0, std::uint64_t beats = 1);
   /// Announces a graceful leave; peers drop us as soon as they merge it.
   void leave();
+
+  /// Probes: the detector's verdict on `id` (not ourselves), which
+  /// state_of() returns from now on. Ignored with heartbeats. Returns true
+  /// when it brings back a member judged dead: until the member's own
+  /// message brings its current record (record_from), state_of() still
+  /// says dead, because the record we hold is from before it died and
+  /// readers such as the registry's grace rule need the current one (its
+  /// uptime). The caller should ask the member for it.
+  bool judge(replica_id id, member_state state);
+  /// Probes: a message from `id` itself carried its own record.
+  void record_from(replica_id id);
+  /// Probes: a message came from `id` itself at `now`: progress. Ignored
+  /// with heartbeats (only a record's growth counts there).
+  void heard(replica_id id, steady_time now);
 
   /// Merges a gossiped table received at local time `now`. Records that grew
   /// count as progress for their member. A record for ourselves that beats
   /// ours makes us refute it with a greater incarnation. Returns whether our
   /// table changed.
-  bool merge(const member_table& remote, steady_time now);
+  /// `grown`, if given, receives the ids whose record grew.
+  bool merge(const member_table& remote, steady_time now, std::vector<replica_id>* grown = nullptr);
 
   /// How we judge `id` at `now`; dead for unknown ids. Ourselves: alive
-  /// (or left after leave()).
+  /// (or left after leave()). Probes: the last judge() verdict (alive for
+  /// a member not judged yet).
   member_state state_of(replica_id id, steady_time now) const;
   /// When `id`'s record last grew here (local monotonic time); nullopt if
   /// it never did. Ourselves: our start.
@@ -158,6 +198,8 @@ class membership {
   liveness_options options_;
   member_table table_;
   boost::container::flat_map<replica_id, steady_time> last_progress_;  // local clock, never gossiped
+  boost::container::flat_map<replica_id, member_state> verdicts_;      // probes: the detector's
+  boost::container::flat_set<replica_id> awaiting_record_;             // probes: back from dead
 };
 
 }  // namespace lattice::transport

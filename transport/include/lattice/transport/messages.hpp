@@ -34,6 +34,28 @@ enum class message_type : std::uint8_t {
   op_summary = 6,
   /// `op` mode: the ops the summary's sender lacks.
   op_repair = 7,
+  /// Liveness by probes: one SWIM detector message (swim::message).
+  probe = 8,
+  /// Liveness by probes: "send me these member records" (record_request),
+  /// from a replica that heard of members it holds no record of.
+  record_request = 9,
+};
+
+/// Body of message_type::record_request, answered by a gossip message
+/// with the records asked for that the receiver holds.
+struct record_request {
+  /// Members whose records the sender lacks (the receiver's own among
+  /// them, or others it mentioned). At most max_ids are answered.
+  std::vector<replica_id> ids;
+  static constexpr std::size_t max_ids = 64;
+  template <class Archive>
+  void save(Archive& archive) const {
+    crdt::save_vector(archive, ids);
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    crdt::load_vector(archive, ids);
+  }
 };
 
 template <class Body>

@@ -20,6 +20,18 @@
 //  - every anti-entropy interval it starts a push-pull exchange with one
 //    random peer (anti_entropy.hpp), which repairs whatever rumours missed.
 //
+// Liveness (options.liveness.source). With `heartbeats` the member table
+// gossiped every heartbeat is how members are judged alive, as above. With
+// `probes` a SWIM detector (swim.hpp) judges, its messages travel as
+// message_type::probe, and member records (addresses, stamp floors,
+// uptime) travel only when they change: a replica tells its own record to
+// `fanout` peers every record_refresh_interval and on a join, refutation
+// or leave; a replica that learns a grown record from a short list
+// forwards it once (rumour mongering, like deltas); a new sender gets our
+// whole table; every detector push-pull also exchanges whole tables. The
+// heartbeat table gossip then runs only while we reach nobody (to the
+// seeds), so quiet traffic no longer grows with the cluster.
+//
 // `op` mode (CmRDT style, op_log.hpp): each local change becomes an op
 // numbered per origin and is pushed at once to `fanout` peers, who deliver
 // it exactly once in origin order and forward it once. Every anti-entropy
@@ -46,12 +58,15 @@
 #include <string>
 #include <vector>
 
+#include <boost/container/flat_map.hpp>
+
 #include "lattice/crdt/hlc.hpp"
 #include "lattice/transport/anti_entropy.hpp"
 #include "lattice/transport/membership.hpp"
 #include "lattice/transport/messages.hpp"
 #include "lattice/transport/op_log.hpp"
 #include "lattice/transport/protocol_options.hpp"
+#include "lattice/transport/swim.hpp"
 
 namespace lattice::transport {
 
@@ -65,7 +80,22 @@ class protocol final : public protocol_core {
         ops_(options_.op_limits),
         rng_(options_.random_seed),
         next_heartbeat_(now),
-        next_anti_entropy_(now + options_.anti_entropy_interval) {}
+        next_anti_entropy_(now + options_.anti_entropy_interval),
+        next_record_refresh_(now + options_.record_refresh_interval) {
+    if (options_.liveness.source == liveness_source::probes) {
+      // The detector's incarnations start at the record's (our start time
+      // in µs): a restart's first word beats everything said of the last
+      // life, refutations add 1 without touching the record.
+      detector_.emplace(options_.self, options_.probes, options_.random_seed ^ 0x9e3779b97f4a7c15ULL, now,
+                        options_.incarnation);
+      detector_->on_change([this](replica_id id, member_state state) {
+        if (members_.judge(id, state)) revived_.push_back(id);
+      });
+    }
+  }
+  // The detector's listener holds `this`.
+  protocol(const protocol&) = delete;
+  protocol& operator=(const protocol&) = delete;
 
   const S& state() const noexcept { return state_; }
   /// Local maintenance that peers must not hear of, such as compacting
@@ -90,6 +120,9 @@ class protocol final : public protocol_core {
   }
 
   const membership& members() const noexcept { return members_; }
+  /// Probes: the failure detector (its stats, local health); null with
+  /// heartbeats.
+  const swim::detector* detector() const noexcept { return detector_ ? &*detector_ : nullptr; }
   const protocol_stats& stats() const noexcept { return stats_; }
   /// Per peer that sent us a message: its wall clock minus ours, in µs, as
   /// of its latest message (its send time against our receive time, so the
@@ -127,6 +160,7 @@ class protocol final : public protocol_core {
   /// Handles one received message.
   void on_message(message_type type, std::span<const std::byte> payload,
                   steady_time now) override {
+    steady_now_ = now;
     ++stats_.messages_received;
     if (const auto t = static_cast<std::size_t>(type); t < stats_.received_by_type.size()) ++stats_.received_by_type[t];
     switch (type) {
@@ -174,6 +208,20 @@ class protocol final : public protocol_core {
           on_op_repair(std::move(*m));
         }
         return;
+      case message_type::probe:
+        if (!detector_) break;  // a cluster must agree on its liveness source
+        if (auto m = decode_or_count<envelope<swim::message>>(payload)) on_probe(std::move(*m), now);
+        return;
+      case message_type::record_request:
+        if (!detector_) break;
+        if (auto m = decode_or_count<envelope<record_request>>(payload); m && m->from != options_.self) {
+          gossip_body<S> body;
+          for (std::size_t i = 0; i < std::min(m->body.ids.size(), record_request::max_ids); ++i)
+            if (const auto* record = members_.table().find(m->body.ids[i]))
+              body.members.offer(m->body.ids[i], *record);
+          if (body.members.size() != 0) send(m->from_address, message_type::gossip, body);
+        }
+        return;
     }
     ++stats_.rejected;  // unknown type
   }
@@ -184,7 +232,9 @@ class protocol final : public protocol_core {
       ops_.set_now(options_.wall_clock());
       ops_.forget_expired();
     }
-    if (now >= next_heartbeat_) {
+    if (detector_) {
+      probe_tick(now);
+    } else if (now >= next_heartbeat_) {
       members_.beat(options_.stamp_floor ? options_.stamp_floor() : options_.wall_clock());
       const auto peers = pick_peers(options_.fanout, options_.self, now);
       if (peers.empty()) {
@@ -215,8 +265,11 @@ class protocol final : public protocol_core {
   /// Announces a graceful leave to every reachable peer; call before stopping.
   void leave(steady_time now) override {
     members_.leave();
-    for (replica_id peer : members_.reachable_peers(now))
-      send(address_of(peer), message_type::gossip, gossip_body<S>{members_.table(), {}});
+    // With probes, only our own record: a whole table to every peer would
+    // be O(N^2) bytes at 10,000 members.
+    gossip_body<S> body{detector_ ? own_record() : members_.table(), {}};
+    if (detector_) detector_->leave();
+    for (replica_id peer : members_.reachable_peers(now)) send(address_of(peer), message_type::gossip, body);
   }
 
   /// The messages produced since the last call.
@@ -234,6 +287,7 @@ class protocol final : public protocol_core {
     const M& m = decoded.value();
     if (m.from != options_.self && m.sent_us != 0)
       clock_offsets_[m.from] = static_cast<std::int64_t>(m.sent_us - options_.wall_clock());
+    members_.heard(m.from, steady_now_);
     return std::move(decoded).value();
   }
 
@@ -251,15 +305,180 @@ class protocol final : public protocol_core {
     const auto* told = m.body.members.find(m.from);
     const bool newcomer = m.from != options_.self && told != nullptr &&
                           (known == nullptr || known->incarnation < told->incarnation);
-    members_.merge(m.body.members, now);
+    const member_record mine = members_.self_record();
+    std::vector<replica_id> grown;
+    members_.merge(m.body.members, now, &grown);
+    if (told != nullptr) members_.record_from(m.from);
     if (newcomer) send(m.from_address, message_type::gossip, gossip_body<S>{members_.table(), {}});
+    if (detector_) learned(grown, now);
     merging_from_ = m.from;
+    bool forwarded = false;
     if (m.body.delta && merge_in(*m.body.delta, /*whole=*/options_.mode == dissemination::state)) {
       // News: forward it once (delta mode; in state mode every round
       // already carries everything), with the member records that came
       // with it.
-      if (options_.mode == dissemination::delta) spread(*m.body.delta, m.from, now, &m.body.members);
+      if (options_.mode == dissemination::delta) {
+        spread(*m.body.delta, m.from, now, &m.body.members);
+        forwarded = true;
+      }
     }
+    if (!detector_) return;
+    if (members_.self_record() != mine) {
+      // We refuted a record of ourselves: everyone must hear the new one.
+      announce(now, m.from);
+    }
+    // The sender holds an old record of ours (it revived us, see
+    // membership::judge, or missed an announcement): it gets the current
+    // one. One record, and nothing answers it, so no exchange loops.
+    if (const auto* of_us = m.body.members.find(options_.self);
+        of_us != nullptr && m.from != options_.self && *of_us < members_.self_record())
+      send(m.from_address, message_type::gossip, gossip_body<S>{own_record(), {}});
+    // Probes: grown records are news to forward once, as deltas are. Not
+    // from whole tables (a newcomer's welcome, a push-pull): those are
+    // exchanged pairwise, and forwarding them would cost O(N) bytes a hop.
+    if (!forwarded && !grown.empty() && m.body.members.size() <= max_forwarded_records) {
+      gossip_body<S> body;
+      for (replica_id id : grown)
+        if (id != options_.self) body.members.offer(id, *members_.table().find(id));
+      if (body.members.size() != 0)
+        for (replica_id peer : pick_peers(options_.fanout, m.from, now))
+          send(address_of(peer), message_type::gossip, body);
+    }
+  }
+
+  // ---- liveness by probes (options_.liveness.source == probes) ----
+
+  // Above this many records, a gossiped table is a whole table, not news.
+  static constexpr std::size_t max_forwarded_records = 16;
+
+  member_table own_record() const {
+    member_table t;
+    t.offer(options_.self, members_.self_record());
+    return t;
+  }
+
+  // Tells `fanout` peers our record (forwarded on as news by each).
+  void announce(steady_time now, replica_id except = 0) {
+    const gossip_body<S> body{own_record(), {}};
+    for (replica_id peer : pick_peers(options_.fanout, except == 0 ? options_.self : except, now))
+      send(address_of(peer), message_type::gossip, body);
+  }
+
+  // Members whose record grew: the detector probes the ones it did not
+  // know, and takes a new life (a greater incarnation) as alive.
+  void learned(const std::vector<replica_id>& grown, steady_time now) {
+    for (replica_id id : grown) {
+      records_asked_.erase(id);
+      if (const auto* record = members_.table().find(id); id != options_.self && record && !record->left)
+        detector_->add_member(id, record->incarnation, now);
+    }
+  }
+
+  void probe_tick(steady_time now) {
+    if (now >= next_heartbeat_) {
+      next_heartbeat_ = now + options_.heartbeat_interval;
+      // Nobody reachable (a joiner, or cut off from everyone): the seeds
+      // hear our table every heartbeat, as with heartbeats.
+      if (members_.reachable_peers(now).empty())
+        for (const auto& seed : options_.seeds)
+          if (seed != options_.address) send(seed, message_type::gossip, gossip_body<S>{members_.table(), {}});
+      if (options_.mode == dissemination::state) {
+        const gossip_body<S> body{own_record(), state_};
+        for (replica_id peer : pick_peers(options_.fanout, options_.self, now))
+          send(address_of(peer), message_type::gossip, body);
+      }
+    }
+    if (now >= next_record_refresh_) {
+      // The heartbeat counts our uptime in heartbeat intervals, as peers
+      // read it (the registry's grace rule); with probes it moves only when
+      // we tell it, by the intervals that passed.
+      const auto beats = static_cast<std::uint64_t>(
+          std::max<std::chrono::milliseconds::rep>(1, options_.record_refresh_interval.count() /
+                                                          std::max<std::chrono::milliseconds::rep>(
+                                                              1, options_.heartbeat_interval.count())));
+      members_.beat(options_.stamp_floor ? options_.stamp_floor() : options_.wall_clock(), beats);
+      announce(now);
+      next_record_refresh_ = now + options_.record_refresh_interval;
+    }
+    ask_again(now);
+    run_detector(detector_->tick(now));
+  }
+
+  // Records asked for and not come within a second are asked of a random
+  // reachable peer (anyone is likely to hold them), up to
+  // max_record_asks times.
+  static constexpr unsigned max_record_asks = 10;
+  void ask_again(steady_time now) {
+    if (records_asked_.empty()) return;
+    record_request ask;
+    for (auto it = records_asked_.begin(); it != records_asked_.end();) {
+      if (now - it->second.at < std::chrono::seconds(1)) {
+        ++it;
+        continue;
+      }
+      if (++it->second.times > max_record_asks) {
+        it = records_asked_.erase(it);
+        continue;
+      }
+      it->second.at = now;
+      if (ask.ids.size() < record_request::max_ids) ask.ids.push_back(it->first);
+      ++it;
+    }
+    if (ask.ids.empty()) return;
+    if (const auto peers = pick_peers(1, options_.self, now); !peers.empty())
+      send(address_of(peers.front()), message_type::record_request, ask);
+  }
+
+  void on_probe(envelope<swim::message> m, steady_time now) {
+    if (m.from == options_.self) return;
+    // Word of members we hold no record of is dropped: we could not
+    // address them, and a probe we cannot send would become a false
+    // suspicion. Their records reach us by gossip, and with them the
+    // detector learns them.
+    // The sender holds those records (or it is one of them: a joiner
+    // whose record the rumours missed here), so it is asked for them,
+    // again a second later if they have not come (the ask or the answer
+    // may be lost).
+    record_request ask;
+    const auto want = [&](replica_id id) {
+      if (ask.ids.size() >= record_request::max_ids) return;
+      auto [asked, first] = records_asked_.try_emplace(id, record_ask{now, 0});
+      if (!first) return;  // probe_tick asks again
+      ask.ids.push_back(id);
+    };
+    if (members_.table().find(m.from) == nullptr) want(m.from);
+    std::erase_if(m.body.updates, [&](const swim::update& u) {
+      if (u.member == options_.self || members_.table().find(u.member) != nullptr) return false;
+      if (u.state == member_state::alive || u.state == member_state::suspect) want(u.member);
+      return true;
+    });
+    if (!ask.ids.empty()) send(m.from_address, message_type::record_request, ask);
+    replying_to_ = {m.from, m.from_address};
+    run_detector(detector_->on_message(m.from, m.body, now));
+    replying_to_ = {};
+  }
+
+  void run_detector(std::vector<swim::outgoing> out) {
+    for (auto& o : out) {
+      const std::string* to = nullptr;
+      if (const auto* record = members_.table().find(o.to)) to = &record->address;
+      else if (o.to == replying_to_.first) to = &replying_to_.second;
+      if (to == nullptr) {
+        ++stats_.probes_unaddressed;
+        continue;
+      }
+      // A push-pull exchanges member records too (addresses, floors): the
+      // table goes first, so the detector's entries find their records.
+      if (o.body.kind == swim::message_kind::sync || o.body.kind == swim::message_kind::sync_reply)
+        send(*to, message_type::gossip, gossip_body<S>{members_.table(), {}});
+      send(*to, message_type::probe, o.body);
+    }
+    // Members back from the dead: our table holds their old record, so
+    // they answer it with their current one (see on_gossip and
+    // membership::judge).
+    for (replica_id id : std::exchange(revived_, {}))
+      if (const auto* record = members_.table().find(id))
+        send(record->address, message_type::gossip, gossip_body<S>{members_.table(), {}});
   }
 
   void on_op(envelope<numbered_op<S>> m, steady_time now) {
@@ -422,6 +641,19 @@ class protocol final : public protocol_core {
   std::mt19937_64 rng_;
   steady_time next_heartbeat_;
   steady_time next_anti_entropy_;
+  steady_time next_record_refresh_;
+  std::optional<swim::detector> detector_;
+  // Probes: the sender of the message being handled, whose address the
+  // envelope gives even before its record reaches us.
+  std::pair<replica_id, std::string> replying_to_;
+  std::vector<replica_id> revived_;  // judged alive again since the last run_detector
+  // Records asked for and not come yet.
+  struct record_ask {
+    steady_time at;
+    unsigned times = 0;
+  };
+  boost::container::flat_map<replica_id, record_ask> records_asked_;
+  steady_time steady_now_{};  // of the message being handled
   protocol_stats stats_;
   std::vector<outgoing_message> outgoing_;
   std::function<void(const S&, const S&)> listener_;

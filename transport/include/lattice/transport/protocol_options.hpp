@@ -18,6 +18,7 @@
 #include "lattice/transport/membership.hpp"
 #include "lattice/transport/messages.hpp"
 #include "lattice/transport/op_log.hpp"
+#include "lattice/transport/swim.hpp"
 
 namespace lattice::transport {
 
@@ -60,7 +61,16 @@ struct protocol_options {
   std::size_t fanout = 3;
   std::chrono::milliseconds heartbeat_interval{100};
   std::chrono::milliseconds anti_entropy_interval{200};
+  /// How members are judged alive (liveness.source): heartbeat tables or
+  /// SWIM probes. Every replica of a cluster must agree.
   liveness_options liveness;
+  /// Probes: the detector's settings (swim.hpp), the same at every size.
+  swim::options probes;
+  /// Probes: our member record (stamp floor, uptime) is told to the
+  /// cluster this often, and whenever it changes otherwise (a join, a
+  /// refutation, a leave). Peers' floors therefore lag by up to this much,
+  /// which only delays compaction; the registry uses gc_grace / 8.
+  std::chrono::milliseconds record_refresh_interval{60'000};
   /// `op` mode: bounds of the op log and gap buffer.
   op_log_limits op_limits;
   /// `op` mode: most ops in one repair message.
@@ -101,10 +111,12 @@ struct protocol_stats {
   std::uint64_t ops_duplicate = 0; // `op` mode: ops already delivered
   std::uint64_t ops_overflow = 0;  // `op` mode: dropped, gap buffer full
   std::uint64_t ops_expired = 0;   // `op` mode: dropped, older than max_age
+  /// Probes: detector messages to a member whose address we do not know.
+  std::uint64_t probes_unaddressed = 0;
   /// Per message_type value (index 0 unused).
-  std::array<std::uint64_t, 8> sent_by_type{};
-  std::array<std::uint64_t, 8> bytes_sent_by_type{};
-  std::array<std::uint64_t, 8> received_by_type{};
+  std::array<std::uint64_t, 16> sent_by_type{};
+  std::array<std::uint64_t, 16> bytes_sent_by_type{};
+  std::array<std::uint64_t, 16> received_by_type{};
 };
 
 struct outgoing_message {
