@@ -133,6 +133,17 @@ std::string divergence(registry_sim& sim) {
   return sim.everyone_alive() ? "states equal, all alive" : "states equal, but not every node judges every other alive";
 }
 
+// How the sweep's replicas judge liveness: set by each test case;
+// LATTICE_SIM_LIVENESS=heartbeats|probes overrides it for a replay.
+lattice::transport::liveness_source sweep_liveness = lattice::transport::liveness_source::heartbeats;
+
+lattice::transport::liveness_source liveness_for_seeds() {
+  if (const char* forced = std::getenv("LATTICE_SIM_LIVENESS"))
+    return std::string(forced) == "probes" ? lattice::transport::liveness_source::probes
+                                           : lattice::transport::liveness_source::heartbeats;
+  return sweep_liveness;
+}
+
 outcome run_seed(std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   const auto pick = [&](std::size_t n) { return static_cast<std::size_t>(rng() % n); };
@@ -157,6 +168,7 @@ outcome run_seed(std::uint64_t seed) {
                                                      lattice::transport::dissemination::delta,
                                                      lattice::transport::dissemination::op};
   o.base.mode = modes[seed % 3];
+  o.base.liveness.source = liveness_for_seeds();
   auto sim = make_registry_sim(o, core, skews);
   registry_invariants invariants(*sim, paths);
 
@@ -270,6 +282,17 @@ outcome run_seed(std::uint64_t seed) {
     if (!step()) return out;
     converged = sim->converged() && sim->everyone_alive();
   }
+  if (!converged) {
+    for (std::size_t i = 0; i < 4; ++i)
+      for (std::size_t j = 0; j < 4; ++j)
+        if (i != j)
+          trace(fmt::format("node {} holds node {} {}{}", i + 1, j + 1,
+                            to_string(sim->node(i).members().state_of(j + 1, sim->now())),
+                            sim->node(i).detector()
+                                ? std::string(" (detector: ") +
+                                      to_string(sim->node(i).detector()->state_of(j + 1)) + ")"
+                                : std::string()));
+  }
   if (!converged)
     out.violation = "the nodes did not converge within 30 s of virtual time after the faults stopped: " +
                     divergence(*sim);
@@ -304,7 +327,10 @@ void run_seeds(std::uint64_t first, std::uint64_t count) {
   std::string report;
   for (std::uint64_t seed = first; seed < first + count; ++seed) {
     const auto result = run_seed(seed);
+    // The known limits were found with heartbeats; with probes the same
+    // seed times things differently and may or may not meet its limit.
     const bool expected = known_limits.contains(seed);
+    if (expected && liveness_for_seeds() == lattice::transport::liveness_source::probes) continue;
     if (result.violation.empty() != expected) continue;
     if (++failed <= 10)
       report += expected ? fmt::format("\n  seed {} no longer finds its known limit: remove it from "
@@ -337,4 +363,20 @@ TEST_CASE("registry invariants hold under faults: 300 seeds", "[registry][sim][i
 
 TEST_CASE("registry invariants hold under faults: 5000 seeds", "[registry][sim][invariants][slow]") {
   run_seeds(1'000, 5'000);
+}
+
+// The same sweep with liveness by probes (SWIM, transport/swim.hpp): 100
+// seeds in every build, 2,000 in the slow tests (5,000 passed when it was
+// wired in: LATTICE_SIM_LIVENESS=probes LATTICE_SIM_SEEDS=1000:5000).
+TEST_CASE("registry invariants hold under faults with probes: 100 seeds", "[registry][sim][invariants][probes]") {
+  sweep_liveness = lattice::transport::liveness_source::probes;
+  run_seeds(10'000, 100);
+  sweep_liveness = lattice::transport::liveness_source::heartbeats;
+}
+
+TEST_CASE("registry invariants hold under faults with probes: 2000 seeds",
+          "[registry][sim][invariants][probes][slow]") {
+  sweep_liveness = lattice::transport::liveness_source::probes;
+  run_seeds(10'000, 2'000);
+  sweep_liveness = lattice::transport::liveness_source::heartbeats;
 }

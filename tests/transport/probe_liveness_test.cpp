@@ -186,29 +186,3 @@ TEST_CASE("probes: a probe from a cluster that judges by heartbeats is rejected,
   CHECK_FALSE(sent_probe);
   CHECK(sim.node(0).stats().rejected == rejected + 1);
 }
-
-TEST_CASE("DEBUG probes", "[.debug]") {
-  auto o = probing(9, 735889196782, 26);
-  o.duplicate_percent = 3;
-  sim_type sim(o);
-  for (int k = 0; k < 20; ++k) {
-    sim.run_for(500ms);
-    int bad = 0;
-    for (std::size_t i = 0; i < sim.size(); ++i)
-      for (std::size_t j = 0; j < sim.size(); ++j)
-        if (i != j && sim.node(i).members().state_of(j + 1, sim.now()) != member_state::alive) ++bad;
-    WARN("t=" << k * 500 << " non-alive views " << bad);
-  }
-  for (std::size_t i = 0; i < sim.size(); ++i) {
-    std::string line = "node " + std::to_string(i + 1) + ":";
-    for (std::size_t j = 0; j < sim.size(); ++j)
-      if (i != j && sim.node(i).members().state_of(j + 1, sim.now()) != member_state::alive) {
-        const auto* r = sim.node(i).members().table().find(j + 1);
-        line += " " + std::to_string(j + 1) + "=" + to_string(sim.node(i).members().state_of(j + 1, sim.now())) +
-                "/" + (r ? "rec" : "norec") + "/" + to_string(sim.node(i).detector()->state_of(j + 1)) + "@" +
-                std::to_string(sim.node(i).detector()->incarnation_of(j + 1));
-      }
-    line += " inc=" + std::to_string(sim.node(i).detector()->incarnation());
-    WARN(line);
-  }
-}

@@ -230,6 +230,8 @@ class registry_core final : public transport::protocol_core {
   const registry_document& state() const noexcept { return protocol_.state(); }
   const transport::membership& members() const noexcept { return protocol_.members(); }
   const transport::protocol_stats& stats() const noexcept { return protocol_.stats(); }
+  /// Probes: the failure detector (swim.hpp); null with heartbeats.
+  const transport::swim::detector* detector() const noexcept { return protocol_.detector(); }
   replica_id self() const noexcept { return protocol_.self(); }
   /// Instances whose owner was hidden long enough and that this replica
   /// tombstoned.

@@ -168,6 +168,8 @@ class membership {
   bool judge(replica_id id, member_state state);
   /// Probes: a message from `id` itself carried its own record.
   void record_from(replica_id id);
+  /// Probes: members back from the dead whose current record has not come.
+  const boost::container::flat_set<replica_id>& awaiting_records() const noexcept { return awaiting_record_; }
   /// Probes: a message came from `id` itself at `now`: progress. Ignored
   /// with heartbeats (only a record's growth counts there).
   void heard(replica_id id, steady_time now);

@@ -409,6 +409,10 @@ class protocol final : public protocol_core {
   // max_record_asks times.
   static constexpr unsigned max_record_asks = 10;
   void ask_again(steady_time now) {
+    if (now >= next_record_reask_) {
+      next_record_reask_ = now + std::chrono::seconds(1);
+      for (replica_id id : members_.awaiting_records()) ask_for_own_record(id);
+    }
     if (records_asked_.empty()) return;
     record_request ask;
     for (auto it = records_asked_.begin(); it != records_asked_.end();) {
@@ -473,12 +477,14 @@ class protocol final : public protocol_core {
         send(*to, message_type::gossip, gossip_body<S>{members_.table(), {}});
       send(*to, message_type::probe, o.body);
     }
-    // Members back from the dead: our table holds their old record, so
-    // they answer it with their current one (see on_gossip and
-    // membership::judge).
-    for (replica_id id : std::exchange(revived_, {}))
-      if (const auto* record = members_.table().find(id))
-        send(record->address, message_type::gossip, gossip_body<S>{members_.table(), {}});
+    // Members back from the dead are asked for their current record (see
+    // membership::judge); probe_tick asks again while it has not come.
+    for (replica_id id : std::exchange(revived_, {})) ask_for_own_record(id);
+  }
+
+  void ask_for_own_record(replica_id id) {
+    if (const auto* record = members_.table().find(id))
+      send(record->address, message_type::record_request, record_request{{id}});
   }
 
   void on_op(envelope<numbered_op<S>> m, steady_time now) {
@@ -653,6 +659,7 @@ class protocol final : public protocol_core {
     unsigned times = 0;
   };
   boost::container::flat_map<replica_id, record_ask> records_asked_;
+  steady_time next_record_reask_{};  // members back from the dead, asked again
   steady_time steady_now_{};  // of the message being handled
   protocol_stats stats_;
   std::vector<outgoing_message> outgoing_;
