@@ -3,7 +3,8 @@
 alive; a registration reaches all fifty; five killed at once with SIGKILL
 are judged dead by every survivor and their instances hidden, within the
 liveness bound plus propagation; a change made after the kill reaches every
-survivor. Default liveness settings (heartbeat 100 ms, dead after 700 ms).
+survivor. Default liveness settings (heartbeat 100 ms, dead after 700 ms;
+or with --liveness probes, SWIM's defaults: transport/swim.hpp).
 
 Prints one JSON line of figures: the spread of a registration and of a
 config change and the time until every survivor judged all five dead (each
@@ -12,7 +13,7 @@ wait is a bounded poll; the figures are reported, never asserted). With
 length, gossip bytes sent per second and CPU per daemon (CTest runs it
 without).
 
-    LATTICED=build/apps/latticed /usr/bin/python3 tests/daemon/fleet_test.py [--daemons 50] [--measure 5]
+    LATTICED=build/apps/latticed /usr/bin/python3 tests/daemon/fleet_test.py [--daemons 50] [--measure 5] [--liveness probes]
 """
 import argparse
 import json
@@ -32,7 +33,8 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class Fleet:
-    def __init__(self, count):
+    def __init__(self, count, extra_args=()):
+        self.extra_args = list(extra_args)
         self.dir = tempfile.mkdtemp(prefix="lattice-fleet-")
         self.procs = []  # (proc, http, gossip, id)
         try:
@@ -47,6 +49,7 @@ class Fleet:
         # 127.0.0.2 .. 127.0.0.51: one address per daemon, as hosts would have.
         args = ["--gossip", "127.0.0.%d:0" % (i + 2), "--http", "127.0.0.1:0", "--dns", "off",
                 "--data-dir", os.path.join(self.dir, str(i)), "--fsync", "never", "--log-level", "warn"]
+        args += self.extra_args
         if seeds:
             args += ["--seeds", ",".join(seeds)]
         with open(os.path.join(self.dir, "%d.log" % i), "w") as log:  # a pipe nobody reads would fill
@@ -109,10 +112,12 @@ def main():
     parser.add_argument("--victims", type=int, default=5)
     parser.add_argument("--measure", type=float, default=0,
                         help="seconds of quiet to measure gossip bytes and CPU per daemon over (0: none)")
+    parser.add_argument("--liveness", choices=["heartbeats", "probes"], default="heartbeats",
+                        help="latticed --liveness for every daemon")
     args = parser.parse_args()
     n = args.daemons
-    fleet = Fleet(n)
-    figures = {"daemons": n}
+    fleet = Fleet(n, ["--liveness", args.liveness])
+    figures = {"daemons": n, "liveness": args.liveness}
     try:
         https = [p[1] for p in fleet.procs]
         ids = {p[3] for p in fleet.procs}

@@ -366,17 +366,18 @@ TEST_CASE("registry invariants hold under faults: 5000 seeds", "[registry][sim][
 }
 
 // The same sweep with liveness by probes (SWIM, transport/swim.hpp): 100
-// seeds in every build, 2,000 in the slow tests (5,000 passed when it was
-// wired in: LATTICE_SIM_LIVENESS=probes LATTICE_SIM_SEEDS=1000:5000).
+// seeds in every build, 1,000 in the slow tests (seeds 1000-5999 passed
+// too when it was wired in: LATTICE_SIM_LIVENESS=probes
+// LATTICE_SIM_SEEDS=1000:5000).
 TEST_CASE("registry invariants hold under faults with probes: 100 seeds", "[registry][sim][invariants][probes]") {
   sweep_liveness = lattice::transport::liveness_source::probes;
   run_seeds(10'000, 100);
   sweep_liveness = lattice::transport::liveness_source::heartbeats;
 }
 
-TEST_CASE("registry invariants hold under faults with probes: 2000 seeds",
+TEST_CASE("registry invariants hold under faults with probes: 1000 seeds",
           "[registry][sim][invariants][probes][slow]") {
   sweep_liveness = lattice::transport::liveness_source::probes;
-  run_seeds(10'000, 2'000);
+  run_seeds(10'000, 1'000);
   sweep_liveness = lattice::transport::liveness_source::heartbeats;
 }

@@ -45,7 +45,8 @@ enum class message_type : std::uint8_t {
 /// with the records asked for that the receiver holds.
 struct record_request {
   /// Members whose records the sender lacks (the receiver's own among
-  /// them, or others it mentioned). At most max_ids are answered.
+  /// them, or others it mentioned). At most max_ids are answered. Empty:
+  /// the whole table (a joiner asking its seed).
   std::vector<replica_id> ids;
   static constexpr std::size_t max_ids = 64;
   template <class Archive>

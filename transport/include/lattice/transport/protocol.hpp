@@ -25,12 +25,13 @@
 // `probes` a SWIM detector (swim.hpp) judges, its messages travel as
 // message_type::probe, and member records (addresses, stamp floors,
 // uptime) travel only when they change: a replica tells its own record to
-// `fanout` peers every record_refresh_interval and on a join, refutation
-// or leave; a replica that learns a grown record from a short list
-// forwards it once (rumour mongering, like deltas); a new sender gets our
-// whole table; every detector push-pull also exchanges whole tables. The
-// heartbeat table gossip then runs only while we reach nobody (to the
-// seeds), so quiet traffic no longer grows with the cluster.
+// every reachable member every record_refresh_interval and on a join,
+// refutation or leave; a new sender gets our whole table (the welcome);
+// every detector push-pull also exchanges whole tables; a replica that
+// hears of a member it holds no record of asks for it (record_request).
+// The heartbeat table gossip then runs only while we reach nobody (to the
+// seeds), so quiet traffic no longer grows with the cluster, except for
+// the refreshes: N records per record_refresh_interval received.
 //
 // `op` mode (CmRDT style, op_log.hpp): each local change becomes an op
 // numbered per origin and is pushed at once to `fanout` peers, who deliver
@@ -216,6 +217,7 @@ class protocol final : public protocol_core {
         if (!detector_) break;
         if (auto m = decode_or_count<envelope<record_request>>(payload); m && m->from != options_.self) {
           gossip_body<S> body;
+          if (m->body.ids.empty()) body.members = members_.table();  // a joiner: everything
           for (std::size_t i = 0; i < std::min(m->body.ids.size(), record_request::max_ids); ++i)
             if (const auto* record = members_.table().find(m->body.ids[i]))
               body.members.offer(m->body.ids[i], *record);
@@ -306,26 +308,38 @@ class protocol final : public protocol_core {
     const bool newcomer = m.from != options_.self && told != nullptr &&
                           (known == nullptr || known->incarnation < told->incarnation);
     const member_record mine = members_.self_record();
+    // Probes: members new to us that we did not hear of from themselves
+    // (a seed's welcome, a push-pull table, a record asked for) may not
+    // know us either, and nothing else would tell them before the next
+    // refresh: they get our record. This is also how a joiner announces
+    // itself, to every member of its welcome table.
+    std::vector<replica_id> strangers;
+    if (detector_)
+      for (const auto& [id, record] : m.body.members.records())
+        if (id != m.from && id != options_.self && !record.left && members_.table().find(id) == nullptr)
+          strangers.push_back(id);
     std::vector<replica_id> grown;
     members_.merge(m.body.members, now, &grown);
     if (told != nullptr) members_.record_from(m.from);
     if (newcomer) send(m.from_address, message_type::gossip, gossip_body<S>{members_.table(), {}});
-    if (detector_) learned(grown, now);
+    if (detector_) {
+      learned(grown, now);
+      if (!strangers.empty()) {
+        const gossip_body<S> ours{own_record(), {}};
+        for (replica_id id : strangers) send(address_of(id), message_type::gossip, ours);
+      }
+    }
     merging_from_ = m.from;
-    bool forwarded = false;
     if (m.body.delta && merge_in(*m.body.delta, /*whole=*/options_.mode == dissemination::state)) {
       // News: forward it once (delta mode; in state mode every round
       // already carries everything), with the member records that came
       // with it.
-      if (options_.mode == dissemination::delta) {
-        spread(*m.body.delta, m.from, now, &m.body.members);
-        forwarded = true;
-      }
+      if (options_.mode == dissemination::delta) spread(*m.body.delta, m.from, now, &m.body.members);
     }
     if (!detector_) return;
     if (members_.self_record() != mine) {
       // We refuted a record of ourselves: everyone must hear the new one.
-      announce(now, m.from);
+      announce(now);
     }
     // The sender holds an old record of ours (it revived us, see
     // membership::judge, or missed an announcement): it gets the current
@@ -333,23 +347,9 @@ class protocol final : public protocol_core {
     if (const auto* of_us = m.body.members.find(options_.self);
         of_us != nullptr && m.from != options_.self && *of_us < members_.self_record())
       send(m.from_address, message_type::gossip, gossip_body<S>{own_record(), {}});
-    // Probes: grown records are news to forward once, as deltas are. Not
-    // from whole tables (a newcomer's welcome, a push-pull): those are
-    // exchanged pairwise, and forwarding them would cost O(N) bytes a hop.
-    if (!forwarded && !grown.empty() && m.body.members.size() <= max_forwarded_records) {
-      gossip_body<S> body;
-      for (replica_id id : grown)
-        if (id != options_.self) body.members.offer(id, *members_.table().find(id));
-      if (body.members.size() != 0)
-        for (replica_id peer : pick_peers(options_.fanout, m.from, now))
-          send(address_of(peer), message_type::gossip, body);
-    }
   }
 
   // ---- liveness by probes (options_.liveness.source == probes) ----
-
-  // Above this many records, a gossiped table is a whole table, not news.
-  static constexpr std::size_t max_forwarded_records = 16;
 
   member_table own_record() const {
     member_table t;
@@ -357,11 +357,14 @@ class protocol final : public protocol_core {
     return t;
   }
 
-  // Tells `fanout` peers our record (forwarded on as news by each).
-  void announce(steady_time now, replica_id except = 0) {
+  // Tells every reachable member our record, directly. (Rumour
+  // mongering, as deltas travel, missed a few members per join at 50
+  // daemons, who then waited for a push-pull; a direct word reaches each
+  // member once, where rumours with fanout 3 reach it three times.)
+  // Joins are told member by member instead (on_gossip's strangers).
+  void announce(steady_time now) {
     const gossip_body<S> body{own_record(), {}};
-    for (replica_id peer : pick_peers(options_.fanout, except == 0 ? options_.self : except, now))
-      send(address_of(peer), message_type::gossip, body);
+    for (replica_id peer : members_.reachable_peers(now)) send(address_of(peer), message_type::gossip, body);
   }
 
   // Members whose record grew: the detector probes the ones it did not
@@ -379,9 +382,14 @@ class protocol final : public protocol_core {
       next_heartbeat_ = now + options_.heartbeat_interval;
       // Nobody reachable (a joiner, or cut off from everyone): the seeds
       // hear our table every heartbeat, as with heartbeats.
+      // The seed's welcome (our table being new to it) comes only once, and
+      // may be lost: the table is asked for as well, every heartbeat.
       if (members_.reachable_peers(now).empty())
         for (const auto& seed : options_.seeds)
-          if (seed != options_.address) send(seed, message_type::gossip, gossip_body<S>{members_.table(), {}});
+          if (seed != options_.address) {
+            send(seed, message_type::gossip, gossip_body<S>{members_.table(), {}});
+            send(seed, message_type::record_request, record_request{});
+          }
       if (options_.mode == dissemination::state) {
         const gossip_body<S> body{own_record(), state_};
         for (replica_id peer : pick_peers(options_.fanout, options_.self, now))
