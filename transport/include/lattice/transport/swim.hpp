@@ -50,8 +50,9 @@
 //   for (auto& out : d.on_message(from, m, now)) send(out.to, out.message);
 //   if (d.state_of(peer) == swim::member_state::dead) ...
 //
-// Not wired into the protocol yet (ADR 0014): the simulator tests and
-// bench/swim_sim measure it first.
+// The protocol core runs it when options.liveness.source is probes
+// (protocol.hpp, ADR 0014 "Wired in"); tests/transport/swim_test.cpp and
+// bench/swim_sim measure it alone.
 //
 // Thread safety: none; owned by the replica thread.
 #pragma once
@@ -126,7 +127,7 @@ struct options {
 };
 
 // The states are membership's (alive < suspect < dead < left, one byte on
-// the wire), which this detector is to drive once wired in (ADR 0014).
+// the wire), whose verdicts this detector drives (membership::judge).
 using transport::member_state;
 using transport::to_string;
 
