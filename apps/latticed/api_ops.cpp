@@ -103,6 +103,25 @@ response api::metrics_text(unsigned version) {
   family("lattice_blocking_query_idle_wakeups_total", "counter",
          "Wakeups after which the query found nothing new to answer and went on waiting.");
   out += fmt::format("lattice_blocking_query_idle_wakeups_total {}\n", server_ ? server_->idle_wakeups() : 0);
+  if (m.probes) {
+    // Liveness by probes (--liveness probes): the SWIM detector.
+    const auto counter = [&](const char* name, const char* help, std::uint64_t value) {
+      family(name, "counter", help);
+      out += fmt::format("{} {}\n", name, value);
+    };
+    counter("lattice_probes_total", "Members probed (one a period).", m.probes->probes);
+    counter("lattice_probes_failed_total", "Probes with no ack, direct or indirect, by the end of the period.",
+            m.probes->probes_failed);
+    counter("lattice_indirect_probes_total", "Members asked to probe a member that did not ack in time.",
+            m.probes->indirect_probes);
+    counter("lattice_suspicions_total", "Members this replica began to suspect.", m.probes->suspicions);
+    counter("lattice_probe_deaths_total", "Members this replica judged dead after their suspicion.",
+            m.probes->deaths);
+    counter("lattice_refutations_total", "Times this replica refuted a suspicion of itself.", m.probes->refutations);
+    family("lattice_local_health", "gauge",
+           "Lifeguard local health: 0 is healthy; each step stretches probe timeouts by one more period.");
+    out += fmt::format("lattice_local_health {}\n", m.local_health);
+  }
   family("lattice_reaped_total", "counter", "Instances of dead owners this replica tombstoned.");
   out += fmt::format("lattice_reaped_total {}\n", m.reaped);
   family("lattice_clock_drift_total", "counter",

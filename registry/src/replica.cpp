@@ -144,6 +144,10 @@ struct replica::impl {
     replica_metrics m;
     m.protocol = core->stats();
     m.driver = driver->stats();
+    if (const auto* detector = core->detector()) {
+      m.probes = detector->stats();
+      m.local_health = detector->local_health();
+    }
     for (const auto& member : members) {
       switch (member.state) {
         case transport::member_state::alive: ++m.alive; break;

@@ -184,6 +184,14 @@ def main():
         figures["config_change_everywhere_s"] = round(time.monotonic() - changed, 3)
         # The survivor's instance is still listed everywhere.
         assert all(providers(h, "/fleet/stay") == ["stay"] for h in survivors)
+        if args.liveness == "probes":
+            # Every survivor probed, and its detector judged some victim
+            # dead itself or took the verdict from gossip.
+            for h in survivors:
+                _, text = get(h, "/metrics")
+                probes = re.search(r"^lattice_probes_total (\d+)$", text, re.M)
+                assert probes and int(probes.group(1)) > 0, "no probes counted on %s" % h
+                assert re.search(r"^lattice_local_health \d+$", text, re.M), "no local health on %s" % h
     finally:
         fleet.stop()
     print(json.dumps(figures))

@@ -148,6 +148,11 @@ struct replica_metrics {
   /// Exceptions thrown by watch callbacks, and by handlers on the replica
   /// thread: each was logged and contained, and the replica kept serving.
   std::uint64_t callback_errors = 0, handler_errors = 0;
+  /// Liveness by probes: the failure detector's counters and its local
+  /// health (0 = healthy; each step stretches its timeouts by one more
+  /// probe interval). Empty with heartbeats.
+  std::optional<transport::swim::detector_stats> probes;
+  unsigned local_health = 0;
 };
 
 /// Keeps a watch alive; destroying it (or cancel()) stops it, and after it
