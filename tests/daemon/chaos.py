@@ -463,9 +463,12 @@ def main():
     parser.add_argument("--rounds", type=int, default=3, help="rounds of faults (each: 10 kill cycles and the rest)")
     parser.add_argument("--seconds", type=float, default=0, help="run rounds until this long has passed instead")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--liveness", choices=["heartbeats", "probes"], default="heartbeats",
+                        help="latticed --liveness for every daemon")
     parser.add_argument("--keep-going", action="store_true",
                         help="run every round even after a violation (the soak: counts, each violation once)")
     args = parser.parse_args()
+    OPTIONS.extend(["--liveness", args.liveness])
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     log("chaos seed %d (replay with --seed %d)" % (seed, seed))
