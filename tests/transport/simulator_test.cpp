@@ -108,6 +108,9 @@ TEST_CASE("a killed replica is declared dead by all within its timeout plus prop
 TEST_CASE("a graceful leave is seen by all at once", "[transport][simulator]") {
   sim_type::options o;
   o.nodes = 6;
+  o.base.liveness.source = GENERATE(lattice::transport::liveness_source::heartbeats,
+                                    lattice::transport::liveness_source::probes);
+  INFO("liveness " << to_string(o.base.liveness.source));
   sim_type sim(o);
   REQUIRE(sim.run_until([&] { return sim.everyone_alive(); }, 10s));
   sim.stop_gracefully(4);
@@ -128,7 +131,10 @@ TEST_CASE("a restarted replica rejoins with a higher incarnation and catches up"
   // (repair by range sync).
   o.base.op_limits.log_per_origin = GENERATE(as<std::size_t>{}, 1024, 2);
   o.base.op_digest_check_every = 1'000'000;
-  INFO("mode " << to_string(o.base.mode) << ", log " << o.base.op_limits.log_per_origin);
+  o.base.liveness.source = GENERATE(lattice::transport::liveness_source::heartbeats,
+                                    lattice::transport::liveness_source::probes);
+  INFO("mode " << to_string(o.base.mode) << ", log " << o.base.op_limits.log_per_origin << ", liveness "
+               << to_string(o.base.liveness.source));
   sim_type sim(o);
   REQUIRE(sim.run_until([&] { return sim.everyone_alive(); }, 10s));
   for (int k = 0; k < 5; ++k) {

@@ -93,9 +93,10 @@ void membership::heard(replica_id id, steady_time now) {
 
 bool membership::merge(const member_table& remote, steady_time now, std::vector<replica_id>* grown_out) {
   const member_record mine = self_record();
-  const auto grown = table_.merge(remote);
+  auto grown = table_.merge(remote);
   for (replica_id id : grown) last_progress_[id] = now;
-  if (grown_out != nullptr) *grown_out = grown;
+  const bool changed = !grown.empty();
+  if (grown_out != nullptr) *grown_out = std::move(grown);
   if (self_record() != mine && !mine.left) {
     // Someone holds a record for us that beats ours: move past it.
     member_record refuted = mine;
@@ -103,7 +104,7 @@ bool membership::merge(const member_table& remote, steady_time now, std::vector<
     refuted.heartbeat = 0;
     table_.offer(self_, refuted);
   }
-  return !grown.empty();
+  return changed;
 }
 
 member_state membership::state_of(replica_id id, steady_time now) const {

@@ -465,7 +465,7 @@ class protocol final : public protocol_core {
       return true;
     });
     if (!ask.ids.empty()) send(m.from_address, message_type::record_request, ask);
-    replying_to_ = {m.from, m.from_address};
+    replying_to_ = {m.from, &m.from_address};
     run_detector(detector_->on_message(m.from, m.body, now));
     replying_to_ = {};
   }
@@ -474,7 +474,7 @@ class protocol final : public protocol_core {
     for (auto& o : out) {
       const std::string* to = nullptr;
       if (const auto* record = members_.table().find(o.to)) to = &record->address;
-      else if (o.to == replying_to_.first) to = &replying_to_.second;
+      else if (o.to == replying_to_.first && replying_to_.second != nullptr) to = replying_to_.second;
       if (to == nullptr) {
         ++stats_.probes_unaddressed;
         continue;
@@ -658,8 +658,9 @@ class protocol final : public protocol_core {
   steady_time next_record_refresh_;
   std::optional<swim::detector> detector_;
   // Probes: the sender of the message being handled, whose address the
-  // envelope gives even before its record reaches us.
-  std::pair<replica_id, std::string> replying_to_;
+  // envelope gives even before its record reaches us (set only while
+  // on_probe runs, so the pointer never outlives the envelope).
+  std::pair<replica_id, const std::string*> replying_to_{0, nullptr};
   std::vector<replica_id> revived_;  // judged alive again since the last run_detector
   // Records asked for and not come yet.
   struct record_ask {
