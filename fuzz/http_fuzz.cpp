@@ -59,9 +59,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto rest = boost::asio::buffer(data, size);
   while (!parser.is_done() && rest.size() > 0) {
     const auto used = parser.put(rest, ec);
-    if (ec && ec != http::error::need_more) return 0;
-    if (used == 0) break;
     rest += used;
+    // need_more means "call again with these bytes and more": with no
+    // more to give, calling again breaks Beast's contract (it asserts in
+    // parse_chunk_header), so this input is complete as it is.
+    if (ec == http::error::need_more) break;
+    if (ec) return 0;
+    if (used == 0) break;
   }
   if (!parser.is_done()) {
     if (!parser.got_some()) return 0;  // put_eof() requires some input

@@ -78,8 +78,10 @@ reply api::native(request& req, const target& t) {
     for (const auto& view : snap->services.starting_with(prefix)) {
       if (!parsed.value().is_prefix_of(view->path)) continue;  // "/a" covers "/a/b", not "/ab"
       const auto add = [&](const reg::instance_view& i, const char* kind) {
-        out.push_back(json{{"path", view->path}, {"kind", kind}, {"id", i->id()}, {"in_flight", i.in_flight()},
-                           {"served", i.served()}});
+        json entry{{"path", view->path}, {"kind", kind},          {"id", i->id()},
+                   {"in_flight", i.in_flight()}, {"served", i.served()}};
+        if (const auto age = load_age_ms(i)) entry["load_age_ms"] = *age;
+        out.push_back(std::move(entry));
       };
       for (const auto& i : view->providers) add(i, "provider");
       for (const auto& i : view->consumers) add(i, "consumer");

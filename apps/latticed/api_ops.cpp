@@ -122,6 +122,20 @@ response api::metrics_text(unsigned version) {
            "Lifeguard local health: 0 is healthy; each step stretches probe timeouts by one more period.");
     out += fmt::format("lattice_local_health {}\n", m.local_health);
   }
+  // Load gossip pacing (registry/load_gossip.hpp).
+  family("lattice_load_entries_written_total", "counter", "This replica's load counts written to the document.");
+  out += fmt::format("lattice_load_entries_written_total {}\n", m.load.entries_written);
+  family("lattice_load_budget_deferrals_total", "counter",
+         "Flushes at which the load gossip budget held back a change that was due.");
+  out += fmt::format("lattice_load_budget_deferrals_total {}\n", m.load.budget_deferrals);
+  family("lattice_load_entries_held", "gauge", "This replica's load counts changed but not yet written.");
+  out += fmt::format("lattice_load_entries_held {}\n", m.load.entries_held);
+  family("lattice_load_oldest_held_seconds", "gauge", "How long the oldest change not yet written has waited.");
+  out += fmt::format("lattice_load_oldest_held_seconds {:.3f}\n",
+                     std::chrono::duration<double>(m.load.oldest_held).count());
+  family("lattice_load_share_bytes_per_second", "gauge",
+         "This replica's share of the load gossip budget (0: no budget).");
+  out += fmt::format("lattice_load_share_bytes_per_second {:.1f}\n", m.load.share_bytes_per_second);
   family("lattice_reaped_total", "counter", "Instances of dead owners this replica tombstoned.");
   out += fmt::format("lattice_reaped_total {}\n", m.reaped);
   family("lattice_clock_drift_total", "counter",

@@ -115,6 +115,12 @@ parsed_options parse_options(int argc, char** argv) {
   add_duration(app, "--suspect-after", o.replica.suspect_after, "Silence after which a member is suspect");
   add_duration(app, "--dead-after", o.replica.dead_after, "Silence after which a member is dead");
   add_duration(app, "--anti-entropy", o.replica.anti_entropy_interval, "Anti-entropy round interval");
+  app.add_option("--load-budget", o.replica.load_gossip.budget_bytes_per_second,
+                 "Bytes per second of load-count gossip each replica may see, shared among the replicas that call "
+                 "(0: none; every change is gossiped at once)")
+      ->capture_default_str();
+  add_duration(app, "--load-max-hold", o.replica.load_gossip.max_hold,
+               "Longest a small change of this replica's load counts waits before it is gossiped");
   add_duration(app, "--reap-after", o.replica.reap_after,
                "How long a dead owner's ephemeral instances are kept hidden before removal");
   add_duration(app, "--gc-grace", o.replica.gc_grace,

@@ -1,5 +1,6 @@
 #include "json_codec.hpp"
 
+#include <chrono>
 #include <set>
 
 #include "consul_check.hpp"
@@ -39,6 +40,13 @@ json checks_json(const reg::instance_record& inst) {
 
 json to_json(const reg::instance& inst) { return to_json(*reg::instance_record::make(inst)); }
 
+std::optional<std::int64_t> load_age_ms(const reg::instance_view& view) {
+  if (!view.remote_load_heard) return std::nullopt;
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               *view.remote_load_heard)
+      .count();
+}
+
 json to_json(const reg::instance_view& view) {
   json out = to_json(*view);
   // Consul checks run by the owning daemon, as its latest writes report
@@ -47,6 +55,7 @@ json to_json(const reg::instance_view& view) {
   out["checks"] = checks_json(*view);
   out["in_flight"] = view.in_flight();
   out["served"] = view.served();
+  if (const auto age = load_age_ms(view)) out["load_age_ms"] = *age;
   return out;
 }
 

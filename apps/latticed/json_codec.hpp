@@ -1,6 +1,8 @@
 // apps/latticed/json_codec.hpp: registry values as the native API's JSON.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -15,8 +17,11 @@ namespace lattice::daemon {
 nlohmann::json to_json(const registry::instance_record& inst);
 nlohmann::json to_json(const registry::instance& inst);
 /// The same, with "checks" (checks_json) and "in_flight" and "served" from
-/// the load counters.
+/// the load counters, and "load_age_ms" once another replica's counts came.
 nlohmann::json to_json(const registry::instance_view& view);
+/// How old the newest load figure from another replica is, in ms
+/// (instance_view::remote_load_heard); nullopt if none has come.
+std::optional<std::int64_t> load_age_ms(const registry::instance_view& view);
 /// The Consul checks stored in an instance's tags: [{id, name, type,
 /// status, output}], empty when it has none.
 nlohmann::json checks_json(const registry::instance_record& inst);

@@ -4,7 +4,8 @@ namespace lattice::registry {
 namespace {
 
 bool same_figures(const instance_view& a, const instance_view& b) {
-  return a.local == b.local && a.remote_in_flight == b.remote_in_flight && a.remote_served == b.remote_served;
+  return a.local == b.local && a.remote_in_flight == b.remote_in_flight && a.remote_served == b.remote_served &&
+         a.remote_load_heard == b.remote_load_heard;
 }
 
 }  // namespace

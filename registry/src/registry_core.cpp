@@ -65,6 +65,7 @@ registry_core::registry_core(core_options options, steady_time now, wall_clock w
                 now),
       self_incarnation_(options_.protocol.incarnation),
       next_load_flush_(now + options_.load_publish_interval),
+      load_pacer_(options_.load_gossip, options_.protocol.fanout, now),
       // Nothing is collected in a replica's first gc_grace: until it has
       // heard its peers for that long it cannot know what they have not
       // seen, and peers returning to it rely on that (apply_grace_rule).
@@ -249,7 +250,7 @@ void registry_core::on_tick(steady_time now) {
   reap(now);
   reassert_pending();
   if (now >= next_load_flush_) {
-    flush_load();
+    flush_load(now);
     next_load_flush_ = now + options_.load_publish_interval;
   }
   if (now >= next_load_sweep_) {

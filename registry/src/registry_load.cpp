@@ -33,8 +33,9 @@ void registry_core::on_load_key(const load_key& key) {
   if (key.origin == self() && key.origin_incarnation == self_incarnation_) return;
   auto& load = loads_[key.instance_key];
   if (key.epoch < load.epoch) return;  // an earlier registration's counts
-  if (load.epoch < key.epoch) load = remote_load{key.epoch, {}};
+  if (load.epoch < key.epoch) load = remote_load{key.epoch, {}, {}};
   const std::pair caller{key.origin, key.origin_incarnation};
+  load.heard = last_now_;
   if (const load_counts* counts = state().load.find(key)) {
     load.by_origin[caller] = *counts;
     callers_.emplace(caller, caller_live(key.origin, key.origin_incarnation, last_now_));
@@ -126,21 +127,77 @@ void registry_core::sweep_orphaned_load(steady_time now) {
   if (!delta.empty()) protocol_.local_change(delta, last_now_);
 }
 
-void registry_core::flush_load() {
+void registry_core::flush_load(steady_time now) {
   registry_document delta;
   sweep_own_load(delta);
+  // The budget is shared among the callers every replica can count: the
+  // live caller lives in the document, and this replica.
+  std::size_t callers = 1;
+  replica_id last = 0;
+  for (const auto& [life, live] : callers_)
+    if (live && life.first != self() && life.first != last) {
+      ++callers;
+      last = life.first;
+    }
+  load_pacer_.refill(now, callers);
+
+  struct change {
+    double urgency;
+    const std::string* path;
+    tracked* entry;
+    load_counts counts;
+  };
+  std::vector<change> due;
+  std::size_t held = 0;
+  steady_time oldest = now;
   for (auto& [path, ps] : paths_)
     for (auto& t : ps.entries) {
       if (!t.cell) continue;
-      const load_counts counts{t.cell->started.load(std::memory_order_relaxed),
-                               t.cell->finished.load(std::memory_order_relaxed)};
+      load_cell& cell = *t.cell;
+      const load_counts counts{cell.started.load(std::memory_order_relaxed),
+                               cell.finished.load(std::memory_order_relaxed)};
       const auto sum = static_cast<std::uint32_t>(counts.started + counts.finished);
-      if (sum == t.cell->flushed_sum) continue;
-      const load_key lk{instance_key(path, t.record->kind(), t.record->id()), t.record->epoch(), self(),
-                        self_incarnation_};
-      delta.load.merge(registry_document::load_map{}.put(lk, counts, stamp_for(state().load, lk)));
-      t.cell->flushed_sum = sum;
+      if (sum == cell.flushed_sum) continue;
+      if (!cell.holding) {
+        cell.holding = true;
+        cell.held_since = now;
+      }
+      const auto in_flight = static_cast<std::int64_t>(counts.started - counts.finished);
+      if (const auto urgency = load_pacer_.urgency(cell.written_in_flight, in_flight, cell.held_since, now)) {
+        due.push_back(change{*urgency, &path, &t, counts});
+      } else {
+        ++held;
+        oldest = std::min(oldest, cell.held_since);
+      }
     }
+  std::sort(due.begin(), due.end(), [](const change& a, const change& b) { return a.urgency > b.urgency; });
+  bool paid_message = !delta.empty() || load_pacer_.unlimited();
+  for (std::size_t i = 0; i < due.size(); ++i) {
+    tracked& t = *due[i].entry;
+    load_key lk{instance_key(*due[i].path, t.record->kind(), t.record->id()), t.record->epoch(), self(),
+                self_incarnation_};
+    const std::size_t cost = load_pacer::entry_bytes(lk.instance_key.size()) + (paid_message ? 0 : load_pacer::write_bytes);
+    if (!load_pacer_.spend(cost)) {
+      // Out of budget: this and the less urgent rest wait for the next flush.
+      ++load_stats_.budget_deferrals;
+      for (std::size_t k = i; k < due.size(); ++k) {
+        ++held;
+        oldest = std::min(oldest, due[k].entry->cell->held_since);
+      }
+      break;
+    }
+    paid_message = true;
+    load_cell& cell = *t.cell;
+    delta.load.merge(registry_document::load_map{}.put(lk, due[i].counts, stamp_for(state().load, lk)));
+    cell.flushed_sum = static_cast<std::uint32_t>(due[i].counts.started + due[i].counts.finished);
+    cell.written_in_flight = static_cast<std::int64_t>(due[i].counts.started - due[i].counts.finished);
+    cell.holding = false;
+    ++load_stats_.entries_written;
+  }
+  load_stats_.entries_held = held;
+  load_stats_.oldest_held = std::chrono::duration_cast<std::chrono::milliseconds>(now - oldest);
+  load_stats_.share_bytes_per_second = load_pacer_.share();
+  load_stats_.callers = load_pacer_.callers();
   if (!delta.empty()) protocol_.local_change(delta, last_now_);
 }
 

@@ -14,13 +14,14 @@ namespace lattice::registry {
 std::optional<instance_view> registry_core::view_of(const std::string& path, tracked& t) {
   const record_ptr& e = t.record;
   if (!visible(*e)) return std::nullopt;
-  instance_view v{e, nullptr, 0, 0};
+  instance_view v{e, nullptr, 0, 0, {}};
   if (e->kind() != instance_kind::provider) return v;
   if (!t.cell) t.cell = load_cell_ptr(new load_cell);
   v.local = t.cell;
   if (loads_.empty()) return v;  // skip building the key: nobody has called anyone
   const auto load = loads_.find(instance_key(path, e->kind(), e->id()));
-  if (load != loads_.end() && load->second.epoch == e->epoch())
+  if (load != loads_.end() && load->second.epoch == e->epoch()) {
+    v.remote_load_heard = load->second.heard;
     for (const auto& [caller, counts] : load->second.by_origin) {
       // The judgement kept at the last tick (refresh_callers), as for owners.
       const auto live = callers_.find(caller);
@@ -28,6 +29,7 @@ std::optional<instance_view> registry_core::view_of(const std::string& path, tra
         v.remote_in_flight += static_cast<std::int64_t>(counts.started - counts.finished);
       v.remote_served += counts.finished;
     }
+  }
   return v;
 }
 

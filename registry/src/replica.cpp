@@ -144,6 +144,7 @@ struct replica::impl {
     replica_metrics m;
     m.protocol = core->stats();
     m.driver = driver->stats();
+    m.load = core->load_stats();
     if (const auto* detector = core->detector()) {
       m.probes = detector->stats();
       m.local_health = detector->local_health();
@@ -316,6 +317,7 @@ result<std::unique_ptr<replica>> replica::open(replica_options options) {
   c.protocol.random_seed = std::random_device{}();
   c.reap_after = options.reap_after;
   c.load_publish_interval = options.load_publish_interval;
+  c.load_gossip = options.load_gossip;
   c.gc_grace = options.gc_grace;
   c.compaction_interval = options.compaction_interval;
   c.reconnect_timeout = options.reconnect_timeout;

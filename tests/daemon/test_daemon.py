@@ -1355,7 +1355,8 @@ class BadRequestTest(unittest.TestCase):
         self.assertTrue(headers["Content-Type"].startswith("text/plain"))
         for family in ("lattice_gossip_messages_sent_total", "lattice_members{state=\"alive\"} 1",
                        "lattice_instances 1", "lattice_persistence_commit_seconds_count",
-                       "lattice_rejected_frames_total"):
+                       "lattice_rejected_frames_total", "lattice_load_entries_held 0",
+                       "lattice_load_oldest_held_seconds 0.000", "lattice_load_budget_deferrals_total 0"):
             self.assertIn(family, text)
         # Requests by route and status, with a latency histogram per route:
         # a Consul route by its pattern, a native family, anything else "other".

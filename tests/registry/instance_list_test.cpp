@@ -26,7 +26,7 @@ instance_view view(const std::string& id) {
   instance i;
   i.id = id;
   i.address = "h" + std::to_string(++generation);
-  return instance_view{instance_record::make(i), nullptr, 0, 0};
+  return instance_view{instance_record::make(i), nullptr, 0, 0, {}};
 }
 
 model contents(const instance_list& list) {
@@ -84,7 +84,7 @@ TEST_CASE("instance_list answers as std::map does under random edits", "[registr
         records_moved |= held != expected.end();
         expected.erase(id);
       } else if (what == 1 && held != expected.end()) {  // same record, other load figures: not a record change
-        instance_view v{held->second.first, nullptr, held->second.second + 1, 0};
+        instance_view v{held->second.first, nullptr, held->second.second + 1, 0, {}};
         CHECK_FALSE(edit.set(id, &v));
         ++held->second.second;
       } else {  // a new record (registered or re-registered)

@@ -159,7 +159,7 @@ TEST_CASE("balancers pick as documented", "[registry][balancer]") {
     i.address = "h";
     i.weight = weight;
     i.role = role;
-    providers.push_back(instance_view{instance_record::make(i), load_cell_ptr(new load_cell), 0, 0});
+    providers.push_back(instance_view{instance_record::make(i), load_cell_ptr(new load_cell), 0, 0, {}});
   };
   add("a", 100, instance_role::secondary);
   add("b", 300, instance_role::primary);

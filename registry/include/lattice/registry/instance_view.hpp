@@ -7,7 +7,9 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <optional>
 
 #include <boost/smart_ptr/intrusive_ptr.hpp>
 #include <boost/smart_ptr/intrusive_ref_counter.hpp>
@@ -23,6 +25,12 @@ struct load_cell : boost::intrusive_ref_counter<load_cell, boost::thread_safe_co
   /// exactly when there is something new to write. Only that thread
   /// touches it; it sits in what would be padding.
   std::uint32_t flushed_sum = 0;
+  /// Also the replica thread's: a change not yet written is held (the
+  /// load_gossip.hpp rules) since `held_since`; calls in flight as last
+  /// written.
+  bool holding = false;
+  std::int64_t written_in_flight = 0;
+  std::chrono::steady_clock::time_point held_since{};
   std::atomic<std::uint64_t> started{0};
   std::atomic<std::uint64_t> finished{0};
 };
@@ -36,6 +44,14 @@ struct instance_view {
   /// The other replicas' calls in flight and served, as of publication.
   std::int64_t remote_in_flight = 0;
   std::uint64_t remote_served = 0;
+  /// When this replica last merged another replica's counts for this
+  /// registration (steady clock), or nullopt if none has come: how old the
+  /// newest remote figure is. A caller writes a significant move of its
+  /// calls in flight at its next flush the budget allows and any other
+  /// change within load_gossip_options::max_hold, so with an old
+  /// `remote_load_heard` the figures are as of then, unless a caller's
+  /// budget held it back longer (its load_stats().oldest_held says so).
+  std::optional<std::chrono::steady_clock::time_point> remote_load_heard;
 
   const instance_record& operator*() const noexcept { return *record; }
   const instance_record* operator->() const noexcept { return record.get(); }

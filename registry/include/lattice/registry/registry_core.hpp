@@ -21,7 +21,7 @@
 //    tombstoned or outdated (it was wrongly judged dead and reaped, or its
 //    incarnation moved on refutation) writes it again with a newer stamp;
 //  - load counters: flushes this replica's call counts every
-//    `load_publish_interval`;
+//    `load_publish_interval`, paced by the rules of load_gossip.hpp;
 //  - the HLC receive rule on every merged stamp: a stamp within the drift
 //    bound moves our clock past it; one beyond is merged, but our clock
 //    does not follow it, and it is counted and logged (once per issuer per
@@ -54,6 +54,8 @@
 
 #include "lattice/crdt/hlc.hpp"
 #include "lattice/registry/document.hpp"
+#include "lattice/registry/load_gossip.hpp"
+#include "lattice/registry/load_pacer.hpp"
 #include "lattice/registry/path.hpp"
 #include "lattice/registry/snapshot.hpp"
 #include "lattice/transport/protocol.hpp"
@@ -72,6 +74,8 @@ struct core_options {
   std::chrono::milliseconds reap_after{30'000};
   /// How often this replica's call counts are written to the document.
   std::chrono::milliseconds load_publish_interval{100};
+  /// How much of the gossip those counts may take (load_gossip.hpp).
+  load_gossip_options load_gossip;
   /// Tombstones older than this are collected; a replica cut off from all
   /// peers for longer starts over from its peers' state (the grace rule).
   std::chrono::milliseconds gc_grace{3'600'000};
@@ -244,6 +248,8 @@ class registry_core final : public transport::protocol_core {
   /// Live entries removed here because a peer's horizon said it had erased
   /// and forgotten them (lattice_horizon_erasures_total).
   std::uint64_t horizon_erasures() const noexcept { return horizon_erasures_; }
+  /// How this replica's load writes were paced, as of the last flush.
+  const load_gossip_stats& load_stats() const noexcept { return load_stats_; }
   /// Per peer heard from: its wall clock minus ours in µs (see
   /// transport::protocol::clock_offsets).
   const boost::container::flat_map<replica_id, std::int64_t>& clock_offsets() const noexcept {
@@ -290,6 +296,8 @@ class registry_core final : public transport::protocol_core {
     hlc_timestamp epoch;
     // By (origin, its incarnation): one entry per life of each caller.
     std::map<std::pair<replica_id, std::uint64_t>, load_counts> by_origin;
+    // When another replica's counts for this registration last merged here.
+    std::optional<steady_time> heard;
   };
   // Whether a caller life's calls count as in flight: it is alive (or
   // suspect) in that incarnation.
@@ -340,7 +348,7 @@ class registry_core final : public transport::protocol_core {
   void refresh_owners(steady_time now, bool isolated);
   void reap(steady_time now);
   void reassert_pending();
-  void flush_load();
+  void flush_load(steady_time now);
   void index_own_load(const load_key& key);
   void sweep_own_load(registry_document& delta);
   void sweep_orphaned_load(steady_time now);
@@ -420,6 +428,8 @@ class registry_core final : public transport::protocol_core {
   std::uint64_t last_contact_us_ = 0;
   std::optional<steady_time> last_heard_;  // when a peer's record last grew here (note_contact)
   steady_time next_load_flush_;
+  load_pacer load_pacer_;
+  load_gossip_stats load_stats_;
   steady_time next_load_sweep_{};  // sweep_orphaned_load, every compaction_interval
   steady_time next_compaction_;
   std::uint64_t reaped_ = 0;

@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "lattice/registry/instance.hpp"
+#include "lattice/registry/load_gossip.hpp"
 #include "lattice/registry/path.hpp"
 #include "lattice/registry/snapshot.hpp"
 #include "lattice/transport/asio_driver.hpp"
@@ -85,8 +86,12 @@ struct replica_options {
   std::chrono::milliseconds anti_entropy_interval{200};
   /// A dead owner's ephemeral instances are tombstoned after this.
   std::chrono::milliseconds reap_after{30'000};
-  /// Call counts are gossiped this often.
+  /// Call counts are gossiped this often, within a byte budget
+  /// (load_gossip.hpp: 16 KiB/s of load gossip per replica, divided among
+  /// the replicas that call; significant moves of calls in flight first,
+  /// any other change within 2 s).
   std::chrono::milliseconds load_publish_interval{100};
+  load_gossip_options load_gossip;
   /// Tombstones are kept this long (and the grace rule: see the README, "Tombstones and the grace rule").
   std::chrono::milliseconds gc_grace{3'600'000};
   /// How often tombstones older than gc_grace are collected, in memory and
@@ -153,6 +158,8 @@ struct replica_metrics {
   /// probe interval). Empty with heartbeats.
   std::optional<transport::swim::detector_stats> probes;
   unsigned local_health = 0;
+  /// How this replica's own load counts were paced (load_gossip.hpp).
+  load_gossip_stats load;
 };
 
 /// Keeps a watch alive; destroying it (or cancel()) stops it, and after it
