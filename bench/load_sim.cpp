@@ -14,7 +14,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <random>
 #include <string>
@@ -24,28 +23,16 @@
 #include <nlohmann/json.hpp>
 
 #include "registry_sim.hpp"
+#include "sim_figures.hpp"
 
 using namespace std::chrono_literals;
+using lattice::bench::peak_rss_kib;
+using lattice::bench::percentile;
 using lattice::registry::instance_view;
 using lattice::registry::load_cell_ptr;
 using lattice::testing::registry_sim;
 
 namespace {
-
-long peak_rss_kib() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
-  return -1;
-}
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const auto i = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
 
 double mean(const std::vector<double>& v) {
   double sum = 0;

@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -19,29 +18,13 @@
 #include <nlohmann/json.hpp>
 
 #include "swim_network.hpp"
+#include "sim_figures.hpp"
 
 using namespace std::chrono_literals;
+using lattice::bench::peak_rss_kib;
+using lattice::bench::percentile;
 using lattice::testing::swim_network;
 using lattice::transport::swim::member_state;
-
-namespace {
-
-long peak_rss_kib() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
-  return -1;
-}
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const auto i = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"SWIM failure detection in the simulator"};

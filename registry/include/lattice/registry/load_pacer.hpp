@@ -18,8 +18,8 @@ class load_pacer {
   /// before encoding: its instance key plus the rest of the entry (epoch,
   /// caller, incarnation, counts, stamp and their framing), and once per
   /// flush the message around them (envelope, the sender's member record,
-  /// frame header and MAC). Measured against the encoder in
-  /// load_pacer_test.
+  /// frame header and MAC). Checked against the encoder by
+  /// tests/registry/load_gossip_test.cpp.
   static constexpr std::size_t entry_bytes(std::size_t key_bytes) { return key_bytes + 88; }
   static constexpr std::size_t write_bytes = 320;
 
