@@ -81,9 +81,16 @@ int main(int argc, char** argv) {
   lattice::registry::core_options core;
   core.load_gossip.budget_bytes_per_second = budget;
   auto sim = lattice::testing::make_registry_sim(o, core);
-  if (!sim->run_until([&] { return sim->everyone_alive(); }, 120s)) {
+  const auto formed_in = sim->run_until([&] { return sim->everyone_alive(); }, 120s);
+  if (!formed_in) {
     std::fprintf(stderr, "the cluster did not form within 120 virtual seconds\n");
     return 1;
+  }
+  // What a mass start costs: every replica started at once with one seed.
+  double formation_bytes = 0, formation_gossip_bytes = 0;
+  for (std::size_t r = 0; r < replicas; ++r) {
+    formation_bytes += static_cast<double>(sim->node(r).stats().bytes_sent);
+    formation_gossip_bytes += static_cast<double>(sim->node(r).stats().bytes_sent_by_type[1]);
   }
   const auto path = lattice::registry::service_path::parse(service).value();
   for (std::size_t p = 0; p < providers; ++p) {
@@ -238,6 +245,9 @@ int main(int argc, char** argv) {
       {"loss_percent", loss_percent},
       {"seed", seed},
       {"virtual_seconds_measured", seconds},
+      {"formation_virtual_seconds", std::chrono::duration<double>(*formed_in).count()},
+      {"formation_bytes_per_replica", formation_bytes / static_cast<double>(replicas)},
+      {"formation_gossip_bytes_per_replica", formation_gossip_bytes / static_cast<double>(replicas)},
       {"bytes_sent_per_replica_per_second", static_cast<double>(bytes - bytes_before) / per_replica_s},
       {"bytes_sent_per_replica_per_second_by_type", by_type},
       {"gossip_message_bytes_mean", gossip_messages > gossip_messages_before

@@ -47,7 +47,8 @@ class basic_simulator {
   };
 
   explicit basic_simulator(options o) : options_(std::move(o)), rng_(options_.seed) {
-    for (std::size_t i = 0; i < options_.nodes; ++i) options_.base.seeds.push_back(address(0));
+    // Every node joins through node 0, as a fleet joins through one seed.
+    options_.base.seeds = {address(0)};
     nodes_.resize(options_.nodes);
     for (std::size_t i = 0; i < options_.nodes; ++i) start(i, 1);
   }

@@ -139,6 +139,28 @@ TEST_CASE("probes: a replica joining through a seed is known to all and probes t
   for (std::size_t i = 0; i < 7; ++i) CHECK(sim.node(i).detector()->state_of(8) == member_state::alive);
 }
 
+TEST_CASE("probes: a mass start through one seed forms in seconds, each replica sending a few tables",
+          "[transport][probes]") {
+  // All 150 start at once and know only node 0. Each first table comes
+  // from the seed before most of the others reached it, so about a third
+  // of the pairs are unknown to each other until the joiners ask for a
+  // table again (a second later). And no member answers a joiner's
+  // record with its whole table: that was 150 tables per joiner.
+  constexpr std::size_t n = 150;
+  sim_type sim(probing(n, 3));
+  const auto formed = sim.run_until([&] { return sim.everyone_alive(); }, 20s);
+  REQUIRE(formed.has_value());
+  CHECK(*formed <= 2500ms);
+  const auto table_bytes = lattice::crdt::encode(sim.node(0).members().table()).size();
+  std::uint64_t gossip_bytes = 0;
+  for (std::size_t i = 0; i < n; ++i)
+    gossip_bytes += sim.node(i).stats().bytes_sent_by_type[static_cast<std::size_t>(message_type::gossip)];
+  const double tables_per_replica = static_cast<double>(gossip_bytes) / n / static_cast<double>(table_bytes);
+  INFO("formed in " << formed->count() << " ms; gossip sent per replica: " << tables_per_replica
+                    << " tables of " << table_bytes << " B");
+  CHECK(tables_per_replica < 8);
+}
+
 TEST_CASE("probes: a probe from a cluster that judges by heartbeats is rejected, not merged", "[transport][probes]") {
   // Every replica of a cluster must agree on the liveness source; a probe
   // reaching a heartbeat replica is counted as bad input.

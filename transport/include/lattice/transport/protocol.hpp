@@ -299,13 +299,18 @@ class protocol final : public protocol_core {
   }
 
   void on_gossip(const envelope<gossip_body<S>>& m, steady_time now) {
-    // A sender we did not know (a replica joining through us), or one back
-    // with a new incarnation (restarted), gets our whole table at once:
-    // without it a joiner knows only its seeds until our heartbeat happens
-    // to pick it, and spreads its first changes no further than them.
+    // Heartbeats: a sender we did not know (a replica joining through us),
+    // or one back with a new incarnation (restarted), gets our whole table
+    // at once: without it a joiner knows only its seeds until our heartbeat
+    // happens to pick it, and spreads its first changes no further than
+    // them. Not with probes: there a joiner asks its seeds for the table
+    // (record_request) and then tells every member its record itself, and
+    // a welcome from each of them would be N tables per joiner, N^2 tables
+    // of N records on a mass start (4.1 MB sent per replica forming 300 in
+    // lattice_load_sim; 1,000 ran out of memory).
     const auto* known = members_.table().find(m.from);
     const auto* told = m.body.members.find(m.from);
-    const bool newcomer = m.from != options_.self && told != nullptr &&
+    const bool newcomer = !detector_ && m.from != options_.self && told != nullptr &&
                           (known == nullptr || known->incarnation < told->incarnation);
     const member_record mine = members_.self_record();
     // Probes: members new to us that we did not hear of from themselves
@@ -380,16 +385,20 @@ class protocol final : public protocol_core {
   void probe_tick(steady_time now) {
     if (now >= next_heartbeat_) {
       next_heartbeat_ = now + options_.heartbeat_interval;
-      // Nobody reachable (a joiner, or cut off from everyone): the seeds
-      // hear our table every heartbeat, as with heartbeats.
-      // The seed's welcome (our table being new to it) comes only once, and
-      // may be lost: the table is asked for as well, every heartbeat.
-      if (members_.reachable_peers(now).empty())
+      // Nobody reachable (a joiner, or cut off from everyone): every
+      // heartbeat the seeds hear our table and are asked for theirs, and
+      // the members in it hear our record (on_gossip's strangers).
+      const bool alone = members_.reachable_peers(now).empty();
+      if (alone) {
+        if (!joined_at_) joined_at_ = now;
         for (const auto& seed : options_.seeds)
           if (seed != options_.address) {
             send(seed, message_type::gossip, gossip_body<S>{members_.table(), {}});
             send(seed, message_type::record_request, record_request{});
           }
+      } else {
+        ask_for_tables_again(now);
+      }
       if (options_.mode == dissemination::state) {
         const gossip_body<S> body{own_record(), state_};
         for (replica_id peer : pick_peers(options_.fanout, options_.self, now))
@@ -410,6 +419,32 @@ class protocol final : public protocol_core {
     }
     ask_again(now);
     run_detector(detector_->tick(now));
+  }
+
+  // Replicas that joined at the same time each got a seed's table from
+  // before the other arrived, and would not hear of each other until a
+  // probe round or a push-pull brought them together: at 300 started at
+  // once, 30 % of pairs after the first table, and the last pair a minute
+  // later (lattice_load_sim). So a joiner asks for a whole table twice
+  // more: the seeds a second after it first asked, and a random member two
+  // seconds after that (in case that answer was lost). The members new to
+  // it in these tables hear its record as at the first.
+  void ask_for_tables_again(steady_time now) {
+    if (!joined_at_ || tables_asked_again_ >= 2) return;
+    const auto due = *joined_at_ + std::chrono::seconds(tables_asked_again_ == 0 ? 1 : 3);
+    if (now < due) return;
+    std::vector<std::string> to;
+    if (tables_asked_again_++ == 0) {
+      for (const auto& seed : options_.seeds)
+        if (seed != options_.address) to.push_back(seed);
+    } else if (const auto peers = pick_peers(1, options_.self, now); !peers.empty()) {
+      to.push_back(address_of(peers.front()));
+    }
+    const gossip_body<S> ours{own_record(), {}};
+    for (const auto& address : to) {
+      send(address, message_type::gossip, ours);
+      send(address, message_type::record_request, record_request{});
+    }
   }
 
   // Records asked for and not come within a second are asked of a random
@@ -668,6 +703,8 @@ class protocol final : public protocol_core {
     unsigned times = 0;
   };
   boost::container::flat_map<replica_id, record_ask> records_asked_;
+  std::optional<steady_time> joined_at_;  // first asked the seeds for a table
+  unsigned tables_asked_again_ = 0;      // see ask_for_tables_again
   steady_time next_record_reask_{};  // members back from the dead, asked again
   steady_time steady_now_{};  // of the message being handled
   protocol_stats stats_;
