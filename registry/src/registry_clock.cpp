@@ -95,7 +95,7 @@ void registry_core::report_erasures(const registry_document& merged, const regis
                self(), protocol_.merging_from(), utc(horizon.physical_us), live, first);
 }
 
-void registry_core::refresh_floor_holds(steady_time now) {
+void registry_core::refresh_floor_holds(steady_time now, bool members_moved) {
   // Our own hold (a restart, a grace-rule resync): from the first contact,
   // gc_grace to fetch what we missed.
   // Alone (no member but us), there is nobody to fetch from: the window
@@ -108,6 +108,14 @@ void registry_core::refresh_floor_holds(steady_time now) {
   if (auto own = floor_holds_.find(self()); own != floor_holds_.end()) {
     if (!own->second.until && reachable_peers_ > 0) own->second.until = now + options_.gc_grace;
     if (own->second.until && now > *own->second.until) floor_holds_.erase(own);
+  }
+  if (!members_moved) {
+    // No member's state moved: only holds whose time ran out change.
+    for (auto hold = floor_holds_.begin(); hold != floor_holds_.end();) {
+      if (hold->first != self() && hold->second.until && now > *hold->second.until) hold = floor_holds_.erase(hold);
+      else ++hold;
+    }
+    return;
   }
   for (const auto& [id, record] : members().table().records()) {
     if (id == self()) continue;

@@ -238,14 +238,22 @@ void registry_core::on_tick(steady_time now) {
     rekey_own_load(refuted);
   }
   // Reachability once per tick: the grace rule, owner visibility and the
-  // next snapshot's peer counts all read it.
-  known_peers_ = members().table().size() - 1;
-  reachable_peers_ = members().reachable_peers(now).size();
+  // next snapshot's peer counts all read it. With probes, members' states
+  // move only with membership::generation(), so the passes over every
+  // member (O(N) each, 100 times a second) run only when it moved: at
+  // 1,000 members they were most of a quiet replica's CPU.
+  const bool by_probes = options_.protocol.liveness.source == transport::liveness_source::probes;
+  const bool members_moved = !by_probes || members().generation() != members_seen_;
+  members_seen_ = members().generation();
+  if (members_moved) {
+    known_peers_ = members().table().size() - 1;
+    reachable_peers_ = members().reachable_peers(now).size();
+  }
   const bool reaches_none = known_peers_ > 0 && reachable_peers_ == 0;
   note_contact(now);
   apply_grace_rule(now, reaches_none);
   refresh_owners(now, reaches_none);
-  refresh_floor_holds(now);
+  refresh_floor_holds(now, members_moved);
   refresh_callers(now);
   reap(now);
   reassert_pending();
@@ -270,11 +278,7 @@ void registry_core::note_contact(steady_time now) {
   // grace rule keeps what was written after our last contact and forgets
   // the rest; counted up to the kill, the 30-minute soak's restarted
   // daemon forgot two acknowledged writes that nobody else held.
-  std::optional<steady_time> heard;
-  for (const auto& [id, record] : members().table().records()) {
-    if (id == self()) continue;
-    if (const auto progress = members().last_progress(id); progress && (!heard || *heard < *progress)) heard = progress;
-  }
+  const std::optional<steady_time> heard = members().last_peer_progress();
   if (!heard) return;
   const auto ago = std::chrono::duration_cast<std::chrono::microseconds>(now - *heard).count();
   const std::uint64_t wall = wall_();

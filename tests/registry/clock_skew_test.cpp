@@ -133,3 +133,36 @@ TEST_CASE("a partition longer than gc_grace where both sides keep serving loses 
     CHECK(providers_on(*sim, i, "/svc") == std::vector<std::string>{"p"});
   }
 }
+
+TEST_CASE("probes: a member back from the dead counts with its old floor for gc_grace more", "[registry][probes]") {
+  // With probes the core redoes its passes over every member only when
+  // membership::generation() moves (a verdict, a record that grew): the
+  // hold must still be placed at the death and kept from the return.
+  lattice::registry::core_options core;
+  core.gc_grace = 10s;  // longer than the partition: no grace rule at the heal
+  core.compaction_interval = 250ms;
+  core.reconnect_timeout = 30s;  // apart for less: the member's writes may still come
+  registry_sim::options o;
+  o.nodes = 3;
+  o.base.liveness.source = lattice::transport::liveness_source::probes;
+  auto sim = make_registry_sim(o, core);
+  REQUIRE(sim->run_until([&] { return sim->everyone_alive(); }, 10s));
+  // Node 2 has told node 0 a floor (its record refresh, every gc_grace / 8).
+  REQUIRE(sim->run_until([&] { return sim->node(0).members().table().find(3)->clock_us != 0; }, 5s));
+  sim->partition({2});
+  REQUIRE(sim->run_until([&] { return sim->all_see(2, lattice::transport::member_state::dead); }, 10s));
+  const std::uint64_t floor_at_death = sim->node(0).members().table().find(3)->clock_us;
+  sim->run_for(8s);  // apart: the others' floors move on
+  sim->heal();
+  // Back, node 2 tells a floor from after the partition.
+  const auto back_with_a_new_floor = [&] {
+    return sim->everyone_alive() && sim->node(0).members().table().find(3)->clock_us > floor_at_death + 4'000'000;
+  };
+  REQUIRE(sim->run_until(back_with_a_new_floor, 10s));
+  const std::uint64_t grace_us = 10'000'000;
+  const auto horizon = [&] { return sim->node(0).compaction_horizon(sim->now()); };
+  REQUIRE(horizon().has_value());
+  CHECK(horizon()->physical_us <= floor_at_death - grace_us);
+  // gc_grace after the return the hold goes, and the horizon moves on.
+  CHECK(sim->run_until([&] { return horizon() && horizon()->physical_us > floor_at_death - grace_us; }, 15s));
+}

@@ -121,3 +121,38 @@ TEST_CASE("a replica refutes a record of itself that beats its own", "[transport
   peer.merge(m.table(), t0 + 1ms);
   CHECK(peer.state_of(1, t0 + 1ms) == member_state::alive);
 }
+
+TEST_CASE("probes: generation moves with every verdict and grown record, and not with time or our own beat",
+          "[transport][membership]") {
+  // registry_core redoes its passes over every member only when
+  // generation() moved; a change it missed would leave a dead member's
+  // stamp floor unheld or an owner listed.
+  membership m(1, record(1, 0), liveness_options{400ms, 800ms, liveness_source::probes}, t0);
+  auto g = m.generation();
+  const auto moved = [&] { return std::exchange(g, m.generation()) != m.generation(); };
+  m.beat(5, 1);
+  CHECK_FALSE(moved());
+  CHECK_FALSE(m.last_peer_progress().has_value());  // nobody but us
+  REQUIRE(m.merge(table_with(2, record(1, 0)), t0 + 1s));
+  CHECK(moved());
+  CHECK(m.last_peer_progress() == t0 + 1s);
+  CHECK_FALSE(m.merge(table_with(2, record(1, 0)), t0 + 2s));  // nothing new
+  CHECK_FALSE(moved());
+  m.heard(2, t0 + 3s);
+  CHECK_FALSE(moved());  // progress is not a verdict
+  CHECK(m.last_peer_progress() == t0 + 3s);
+  m.judge(2, member_state::suspect);
+  CHECK(moved());
+  m.judge(2, member_state::suspect);
+  CHECK_FALSE(moved());
+  m.judge(2, member_state::dead);
+  CHECK(moved());
+  REQUIRE(m.judge(2, member_state::alive));  // back: dead until its record comes
+  CHECK(moved());
+  CHECK(m.state_of(2, t0 + 4s) == member_state::dead);
+  m.record_from(2);
+  CHECK(moved());
+  CHECK(m.state_of(2, t0 + 4s) == member_state::alive);
+  m.leave();
+  CHECK(moved());
+}

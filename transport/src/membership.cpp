@@ -72,30 +72,40 @@ void membership::leave() {
   member_record record = self_record();
   record.left = true;
   table_.offer(self_, record);
+  ++generation_;
 }
 
 bool membership::judge(replica_id id, member_state state) {
   if (options_.source != liveness_source::probes || id == self_) return false;
   auto& verdict = verdicts_[id];
   const bool revived = verdict == member_state::dead && state != member_state::dead && state != member_state::left;
+  if (verdict != state) ++generation_;
   verdict = state;
   if (revived) awaiting_record_.insert(id);
   else if (state == member_state::dead || state == member_state::left) awaiting_record_.erase(id);
   return revived;
 }
 
-void membership::record_from(replica_id id) { awaiting_record_.erase(id); }
+void membership::record_from(replica_id id) {
+  if (awaiting_record_.erase(id) != 0) ++generation_;
+}
+
+void membership::progressed(replica_id id, steady_time now) {
+  last_progress_[id] = now;
+  if (id != self_ && (!last_peer_progress_ || *last_peer_progress_ < now)) last_peer_progress_ = now;
+}
 
 void membership::heard(replica_id id, steady_time now) {
   if (options_.source != liveness_source::probes || id == self_ || table_.find(id) == nullptr) return;
-  last_progress_[id] = now;
+  progressed(id, now);
 }
 
 bool membership::merge(const member_table& remote, steady_time now, std::vector<replica_id>* grown_out) {
   const member_record mine = self_record();
   auto grown = table_.merge(remote);
-  for (replica_id id : grown) last_progress_[id] = now;
+  for (replica_id id : grown) progressed(id, now);
   const bool changed = !grown.empty();
+  if (changed) ++generation_;
   if (grown_out != nullptr) *grown_out = std::move(grown);
   if (self_record() != mine && !mine.left) {
     // Someone holds a record for us that beats ours: move past it.

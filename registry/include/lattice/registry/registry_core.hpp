@@ -325,7 +325,9 @@ class registry_core final : public transport::protocol_core {
   // write we make is stamped above it.
   hlc_timestamp highest_horizon() const noexcept { return std::max(state().horizon(), seen_horizon_); }
   void report_erasures(const registry_document& merged, const registry_document& removed);
-  void refresh_floor_holds(steady_time now);
+  // `members_moved`: membership::generation() moved since the last tick
+  // (always true with heartbeats); otherwise only expiries are checked.
+  void refresh_floor_holds(steady_time now, bool members_moved = true);
   void compact(steady_time now);
   // `delete_arrived`: the change brought a tombstone for the key (and it
   // may be gone already, collected on arrival below our horizon).
@@ -409,6 +411,7 @@ class registry_core final : public transport::protocol_core {
   // As of the last tick.
   std::size_t known_peers_ = 0;
   std::size_t reachable_peers_ = 0;
+  std::uint64_t members_seen_ = ~std::uint64_t{0};  // membership::generation() at the last tick
   steady_time last_now_;  // the latest time we were told, for rumour peer picks
   std::optional<steady_time> isolated_since_;
   std::uint64_t isolated_since_wall_ = 0;  // wall µs when isolation began

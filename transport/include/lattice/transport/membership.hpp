@@ -188,8 +188,17 @@ class membership {
   /// When `id`'s record last grew here (local monotonic time); nullopt if
   /// it never did. Ourselves: our start.
   std::optional<steady_time> last_progress(replica_id id) const;
+  /// The latest last_progress() of any peer (not ourselves): when we last
+  /// heard from anyone. O(1), where a pass over the table is O(N).
+  std::optional<steady_time> last_peer_progress() const noexcept { return last_peer_progress_; }
   /// Peers (not ourselves) judged alive or suspect at `now`, ascending.
   std::vector<replica_id> reachable_peers(steady_time now) const;
+  /// Moves whenever a state_of() or reachable_peers() answer may have
+  /// changed other than by the passage of time: a verdict, a record that
+  /// grew, a member back. With probes nothing else changes them, so a
+  /// caller that derives something from every member's state (O(N)) can
+  /// redo it only when this moved; with heartbeats time alone does.
+  std::uint64_t generation() const noexcept { return generation_; }
 
   const member_table& table() const noexcept { return table_; }
   const member_record& self_record() const { return *table_.find(self_); }
@@ -202,6 +211,10 @@ class membership {
   boost::container::flat_map<replica_id, steady_time> last_progress_;  // local clock, never gossiped
   boost::container::flat_map<replica_id, member_state> verdicts_;      // probes: the detector's
   boost::container::flat_set<replica_id> awaiting_record_;             // probes: back from dead
+  std::optional<steady_time> last_peer_progress_;
+  std::uint64_t generation_ = 0;
+
+  void progressed(replica_id id, steady_time now);
 };
 
 }  // namespace lattice::transport
