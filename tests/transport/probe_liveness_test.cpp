@@ -161,6 +161,24 @@ TEST_CASE("probes: a mass start through one seed forms in seconds, each replica 
   CHECK(tables_per_replica < 8);
 }
 
+TEST_CASE("a joiner asks each seed once per heartbeat, however often it is listed", "[transport][probes]") {
+  for (const auto source : {liveness_source::probes, liveness_source::heartbeats}) {
+    INFO(to_string(source));
+    lattice::transport::protocol_options o;
+    o.self = 1;
+    o.address = "sim:0";
+    o.incarnation = 1;
+    o.liveness.source = source;
+    o.seeds = {"sim:2", "sim:1", "sim:2", "sim:0", "sim:1"};  // ourselves too
+    lattice::transport::protocol<set_type> p(o, lattice::transport::steady_time{});
+    p.on_tick(lattice::transport::steady_time{});
+    std::multiset<std::string> gossip_to;
+    for (const auto& m : p.take_outgoing())
+      if (m.type == message_type::gossip) gossip_to.insert(m.to);
+    CHECK(gossip_to == std::multiset<std::string>{"sim:1", "sim:2"});
+  }
+}
+
 TEST_CASE("probes: a probe from a cluster that judges by heartbeats is rejected, not merged", "[transport][probes]") {
   // Every replica of a cluster must agree on the liveness source; a probe
   // reaching a heartbeat replica is counted as bad input.

@@ -83,6 +83,12 @@ class protocol final : public protocol_core {
         next_heartbeat_(now),
         next_anti_entropy_(now + options_.anti_entropy_interval),
         next_record_refresh_(now + options_.record_refresh_interval) {
+    // A seed listed twice (and ourselves) would be asked twice, every
+    // heartbeat while we reach nobody: the simulator once listed its one
+    // seed N times and so asked it for N tables at each of N joins.
+    std::erase(options_.seeds, options_.address);
+    std::sort(options_.seeds.begin(), options_.seeds.end());
+    options_.seeds.erase(std::unique(options_.seeds.begin(), options_.seeds.end()), options_.seeds.end());
     if (options_.liveness.source == liveness_source::probes) {
       // The detector's incarnations start at the record's (our start time
       // in µs): a restart's first word beats everything said of the last
