@@ -192,8 +192,12 @@ class api {
   // Sessions, native and Consul (api_sessions.cpp); nullopt for a path
   // that is none of theirs.
   std::optional<reply> session_endpoints(request& req, const target& t);
-  // Removes every registration of a session that ended.
-  void end_session(const client_session& s);
+  // Removes every registration of a session that ended. `applied`
+  // (optional) runs, on the replica's thread, once every removal is
+  // applied, so that a destroy can answer after its effect is readable.
+  void end_session(const client_session& s, std::function<void()> applied = {});
+  // Ends `ended` and answers `answer()` once its removals are applied.
+  reply destroy_session_and_answer(const client_session& ended, std::function<response()> answer);
   // At start: our registrations made under sessions of a previous run
   // (sessions end with the process) are removed.
   void drop_orphaned_registrations();
@@ -231,7 +235,8 @@ class api {
   reply write_and_answer(const std::string& service_id, std::function<response()> ok, unsigned version,
                          std::function<void()> on_failure = {});
   // Starts service `service_id`'s deregistration; its checks stop now.
-  void deregister_local(const std::string& service_id);
+  // `applied` (optional) runs on the replica's thread once it is applied.
+  void deregister_local(const std::string& service_id, std::function<void()> applied = {});
   // Records a check's new judgement; true if its status changed (a write
   // is due at once).
   bool judge(agent_check& c, const std::string& status, std::string output, time_point now);

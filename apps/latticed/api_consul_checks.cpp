@@ -129,15 +129,22 @@ reply api::write_and_answer(const std::string& service_id, std::function<respons
   }};
 }
 
-void api::deregister_local(const std::string& service_id) {
+void api::deregister_local(const std::string& service_id, std::function<void()> applied) {
   const auto it = services_.find(service_id);
-  if (it == services_.end()) return;
+  if (it == services_.end()) {
+    if (applied) applied();
+    return;
+  }
   const std::string path = it->second.path;
   for (const auto& [id, c] : it->second.checks) check_owner_.erase(id);
   services_.erase(it);
-  replica_.deregister_instance_async(path, service_id, reg::instance_kind::provider, [service_id](result<bool> r) {
-    if (!r) spdlog::warn("consul check: deregistering {} failed: {}", service_id, r.error().message());
-  });
+  replica_.deregister_instance_async(path, service_id, reg::instance_kind::provider,
+                                     [service_id, applied = std::move(applied)](result<bool> r) {
+                                       if (!r)
+                                         spdlog::warn("consul check: deregistering {} failed: {}", service_id,
+                                                      r.error().message());
+                                       if (applied) applied();
+                                     });
 }
 
 bool api::removed_elsewhere(const local_service& s, const std::string& service_id) const {

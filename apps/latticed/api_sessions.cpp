@@ -12,6 +12,8 @@
 // Consul's sessions map onto the same table: create, renew, destroy, info,
 // list and node. They bind nothing in KV (no ?acquire: Lattice has no
 // locks), so Behavior is reported back and otherwise the same.
+#include <atomic>
+
 #include <boost/asio/post.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -48,19 +50,39 @@ json consul_json(const client_session& s, const std::string& node) {
 
 }  // namespace
 
-void api::end_session(const client_session& s) {
+void api::end_session(const client_session& s, std::function<void()> applied) {
+  // One count per removal plus one for this loop, so that `applied` runs
+  // once, after the last removal, however the callbacks interleave.
+  struct countdown {
+    std::atomic<std::size_t> left;
+    std::function<void()> then;
+  };
+  const auto pending = std::make_shared<countdown>(s.bound.size() + 1, std::move(applied));
+  const auto one_done = [pending] {
+    if (pending->left.fetch_sub(1) == 1 && pending->then) pending->then();
+  };
   for (const auto& [path, kind, id] : s.bound) {
     // One of this agent's Consul services: its checks stop too, or a
     // check result would write it back.
     if (const auto local = services_.find(id);
         kind == reg::instance_kind::provider && local != services_.end() && local->second.path == path) {
-      deregister_local(id);
+      deregister_local(id, one_done);
       continue;
     }
-    replica_.deregister_instance_async(path, id, kind, [instance = id, session = s.id](result<bool> r) {
+    replica_.deregister_instance_async(path, id, kind, [instance = id, session = s.id, one_done](result<bool> r) {
       if (!r) spdlog::warn("session {}: removing {} failed: {}", session, instance, r.error().message());
+      one_done();
     });
   }
+  one_done();
+}
+
+reply api::destroy_session_and_answer(const client_session& ended, std::function<response()> answer) {
+  // A destroy answers once its removals are applied: the agent that said
+  // "destroyed" no longer lists what the session held.
+  return deferred_reply{[this, ended, answer = std::move(answer)](auto complete) {
+    end_session(ended, [complete = std::move(complete), answer] { complete(answer); });
+  }};
 }
 
 void api::drop_orphaned_registrations() {
@@ -191,8 +213,8 @@ std::optional<reply> api::session_endpoints(request& req, const target& t) {
     if (method == http::verb::delete_) {
       auto ended = sessions_.end(rest);
       if (!ended) return error_response(http::status::not_found, "no session \"" + rest + "\"", v);
-      end_session(*ended);
-      return json_response(json{{"destroyed", rest}, {"registrations", ended->bound.size()}}, v);
+      const json answer{{"destroyed", rest}, {"registrations", ended->bound.size()}};
+      return destroy_session_and_answer(*ended, [answer, v] { return json_response(answer, v); });
     }
     return wrong_method();
   }
@@ -245,7 +267,8 @@ std::optional<reply> api::session_endpoints(request& req, const target& t) {
   }
   if (path.starts_with("/v1/session/destroy/")) {
     if (method != http::verb::put) return wrong_method();
-    if (auto ended = sessions_.end(after("/v1/session/destroy/"))) end_session(*ended);
+    if (auto ended = sessions_.end(after("/v1/session/destroy/")))
+      return destroy_session_and_answer(*ended, [v] { return json_response(true, v); });
     return json_response(true, v);
   }
   if (path.starts_with("/v1/session/renew/")) {

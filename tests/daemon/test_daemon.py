@@ -980,6 +980,7 @@ class SessionTest(TwoDaemons):
         self.assertTrue(eventually(lambda: providers(self.b, PATH) == ["127.0.0.1:9001"]))
         status, _, body = self.a.delete("/v1/lattice/sessions/" + session)
         self.assertEqual((status, body["registrations"]), (200, 1))
+        self.assertEqual(providers(self.a, PATH), [])  # applied here before the answer
         self.assertTrue(eventually(lambda: providers(self.b, PATH) == []))
         self.assertEqual(self.a.delete("/v1/lattice/sessions/" + session)[0], 404)
         # A held session: the stream is the session.
@@ -1035,8 +1036,10 @@ class SessionTest(TwoDaemons):
         self.assertNotIn("lattice:session", ca.agent.services()["web-1"]["Meta"])
         self.assertTrue(eventually(lambda: providers(self.b, "/web") == ["web-1"]))
         self.assertTrue(ca.session.destroy(session))
-        self.assertTrue(eventually(lambda: providers(self.b, "/web") == []))
+        # The destroy answers once its removals are applied: this agent no
+        # longer lists the service the moment it says so.
         self.assertNotIn("web-1", ca.agent.services())
+        self.assertTrue(eventually(lambda: providers(self.b, "/web") == []))
         self.assertIsNone(ca.session.info(session)[1])
         with self.assertRaises(consul.NotFound):  # 404
             ca.session.renew(session)
