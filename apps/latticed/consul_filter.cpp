@@ -12,11 +12,11 @@ namespace lattice::daemon::consul {
 
 using nlohmann::json;
 
-namespace {
-
+// Named, not anonymous: filter::node (declared in the header) holds one.
+namespace filter_ops {
 enum class op_code { equal, not_equal, contains, not_contains, matches, not_matches, is_empty, is_not_empty };
-
-}  // namespace
+}  // namespace filter_ops
+using filter_ops::op_code;
 
 struct filter::node {
   enum class kind { either, both, negation, match } type = kind::match;

@@ -31,7 +31,7 @@ struct rr_free {
 using pkt_ptr = std::unique_ptr<ldns_pkt, pkt_free>;
 using rr_ptr = std::unique_ptr<ldns_rr, rr_free>;
 
-std::string lower(std::string s) {
+std::string ascii_lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return s;
 }
@@ -129,7 +129,7 @@ struct resolution {
 
 dns_answerer::dns_answerer(reg::replica& replica, dns_options options)
     : replica_(replica), options_(std::move(options)) {
-  options_.domain = lower(options_.domain);
+  options_.domain = ascii_lower(options_.domain);
   while (!options_.domain.empty() && options_.domain.back() == '.') options_.domain.pop_back();
 }
 
@@ -177,7 +177,7 @@ std::vector<std::uint8_t> dns_answerer::answer(std::span<const std::uint8_t> que
   const ldns_rr_type qtype = ldns_rr_get_type(question);
   char* text = ldns_rdf2str(qname);
   if (text == nullptr) return fail(LDNS_RCODE_FORMERR);
-  const std::string name = lower(text);
+  const std::string name = ascii_lower(text);
   LDNS_FREE(text);
 
   // Inside our domain? Then the labels before it.
@@ -190,7 +190,7 @@ std::vector<std::uint8_t> dns_answerer::answer(std::span<const std::uint8_t> que
   // An optional datacenter label: ours, or no such name.
   bool other_dc = false;
   if (labels.size() >= 2 && labels.back() != "service" && labels.back() != "node" && labels.back() != "addr") {
-    other_dc = labels.back() != lower(options_.datacenter);
+    other_dc = labels.back() != ascii_lower(options_.datacenter);
     labels.pop_back();
   }
 
@@ -255,7 +255,7 @@ std::vector<std::uint8_t> dns_answerer::answer(std::span<const std::uint8_t> que
     }
   } else if (labels.size() == 2 && labels.back() == "node") {
     const auto member = std::find_if(table->members.begin(), table->members.end(), [&](const reg::member_info& m) {
-      return lower(consul::node_name(m.id)) == labels[0];
+      return ascii_lower(consul::node_name(m.id)) == labels[0];
     });
     if (member == table->members.end()) {
       nxdomain();

@@ -120,13 +120,13 @@ void dns_server::receive() {
   udp_.async_receive_from(asio::buffer(datagram_), from_, [this, alive = alive_](boost::system::error_code ec, std::size_t n) {
     if (!*alive || ec == asio::error::operation_aborted || !udp_.is_open()) return;
     if (!ec && n <= max_datagram) {
-      auto reply = answerer_.answer(std::span<const std::uint8_t>(datagram_.data(), n), /*udp=*/true);
-      if (reply.empty()) {
+      auto answer = answerer_.answer(std::span<const std::uint8_t>(datagram_.data(), n), /*udp=*/true);
+      if (answer.empty()) {
         ++dropped_;
       } else {
         ++answered_;
         boost::system::error_code send_error;
-        udp_.send_to(asio::buffer(reply), from_, 0, send_error);  // a full buffer drops it, as UDP may
+        udp_.send_to(asio::buffer(answer), from_, 0, send_error);  // a full buffer drops it, as UDP may
       }
     } else {
       ++dropped_;

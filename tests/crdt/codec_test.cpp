@@ -14,6 +14,10 @@
 #include "lattice/crdt/or_set.hpp"
 #include "lattice/crdt/two_phase_set.hpp"
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace codec_test {
+
 using namespace lattice::crdt;
 using lattice::testing::from_hex;
 using lattice::testing::to_hex;
@@ -186,3 +190,5 @@ TEST_CASE("stable_hash is stable across runs and builds", "[crdt][codec]") {
   CHECK(stable_hash(std::string("lattice!")) == 0x609a748064efd095ull);
   CHECK(hash_bytes(from_hex("")) == 0x2d06800538d394c2ull);
 }
+
+}  // namespace codec_test

@@ -6,6 +6,10 @@
 #include "lattice/crdt/g_counter.hpp"
 #include "lattice/crdt/pn_counter.hpp"
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace counters_test {
+
 using lattice::crdt::apply_status;
 using lattice::crdt::g_counter;
 using lattice::crdt::pn_counter;
@@ -85,3 +89,5 @@ TEST_CASE("counters saturate instead of wrapping", "[crdt][counter]") {
   up.add(2, std::numeric_limits<std::int64_t>::max());
   CHECK(up.value() == std::numeric_limits<std::int64_t>::max());
 }
+
+}  // namespace counters_test

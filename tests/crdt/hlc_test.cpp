@@ -3,6 +3,10 @@
 
 #include "lattice/crdt/hlc.hpp"
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace hlc_test {
+
 using lattice::crdt::errc;
 using lattice::crdt::hlc;
 using lattice::crdt::hlc_timestamp;
@@ -86,3 +90,5 @@ TEST_CASE("error codes have readable messages", "[crdt][hlc]") {
   CHECK(std::string(code.category().name()) == "lattice.crdt");
   CHECK(code.message().find("drift") != std::string::npos);
 }
+
+}  // namespace hlc_test

@@ -4,6 +4,10 @@
 #include "lattice/crdt/testing/catch.hpp"
 #include "crdt_models.hpp"
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace laws_test {
+
 using namespace lattice::testing;
 using lattice::crdt::testing::check_crdt_laws;
 
@@ -12,3 +16,5 @@ TEMPLATE_TEST_CASE("CRDT laws", "[crdt][laws]", g_counter_model, pn_counter_mode
                    lww_map_model) {
   check_crdt_laws<TestType>();
 }
+
+}  // namespace laws_test

@@ -1,13 +1,20 @@
 // LWW types: clock skew, tie-breaks, tombstones, compaction and the horizon,
 // and the two merge strategies of lww_map agreeing.
+#include <map>
 #include <string>
 
 #include <catch2/catch.hpp>
+#include <rapidcheck.h>
+#include <rapidcheck/catch.h>
 
 #include "lattice/crdt/lww_element_set.hpp"
 #include "lattice/crdt/lww_map.hpp"
 #include "lattice/crdt/lww_register.hpp"
 #include "lattice/crdt/testing/replica_context.hpp"
+
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace lww_test {
 
 using lattice::crdt::apply_status;
 using lattice::crdt::hlc_timestamp;
@@ -202,9 +209,6 @@ TEST_CASE("lww_map size, tombstones and for_each see only what they should", "[c
 // A reference model: the plain per-key join over std::map. The bucketed map
 // must agree with it through growth, digest-skipping merges between maps of
 // different bucket counts, slices and compaction.
-#include <map>
-#include <rapidcheck.h>
-#include <rapidcheck/catch.h>
 
 namespace {
 
@@ -374,3 +378,5 @@ TEST_CASE("compaction collects shadows and reports them as tombstones", "[crdt][
   REQUIRE(removed.find_entry(in0) != nullptr);
   CHECK_FALSE(removed.find_entry(in0)->live());
 }
+
+}  // namespace lww_test

@@ -12,6 +12,10 @@
 #include "lattice/crdt/lww_map.hpp"
 #include "lattice/crdt/pn_counter.hpp"
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace merge_regressions_test {
+
 using lattice::crdt::decode;
 using lattice::crdt::encode;
 using lattice::crdt::g_counter;
@@ -228,3 +232,5 @@ TEST_CASE("a write after a far-future stamp with a maxed logical counter still w
   CHECK(hlc::successor({5, 0xffffffffu, 9}, 1) == hlc_timestamp{6, 0, 1});
   CHECK(hlc::successor({5, 3, 1}, 9) == hlc_timestamp{5, 3, 9});
 }
+
+}  // namespace merge_regressions_test

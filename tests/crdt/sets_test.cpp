@@ -6,6 +6,10 @@
 #include "lattice/crdt/or_set.hpp"
 #include "lattice/crdt/two_phase_set.hpp"
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace sets_test {
+
 using lattice::crdt::apply_status;
 using lattice::crdt::dot;
 using lattice::crdt::dot_context;
@@ -100,3 +104,5 @@ TEST_CASE("dot_context stays canonical as dots arrive out of order", "[crdt][set
   CHECK_FALSE(c.contains(dot{1, 4}));
   CHECK(c.canonical());
 }
+
+}  // namespace sets_test

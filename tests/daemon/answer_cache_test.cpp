@@ -8,6 +8,10 @@
 #include "api.hpp"
 #include "lattice/registry/replica.hpp"
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace answer_cache_test {
+
 using namespace lattice;
 namespace http = boost::beast::http;
 
@@ -82,3 +86,5 @@ TEST_CASE("a cached Consul health answer follows the service's version", "[daemo
   CHECK(d.get("/v1/health/service/web?tag=none").second.empty());
   CHECK(d.get("/v1/health/service/web").second.size() == 2);
 }
+
+}  // namespace answer_cache_test

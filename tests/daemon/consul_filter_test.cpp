@@ -5,6 +5,10 @@
 
 #include "consul_filter.hpp"
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace consul_filter_test {
+
 using lattice::daemon::consul::filter;
 using lattice::daemon::consul::health_service_selectors;
 using lattice::daemon::consul::selector_schema;
@@ -129,3 +133,5 @@ TEST_CASE("filter: an object answer keeps the values that match", "[consul_filte
   CHECK(services.size() == 1);
   CHECK(services.contains("x"));
 }
+
+}  // namespace consul_filter_test

@@ -13,6 +13,10 @@
 #include "lattice/registry/registry_core.hpp"
 #include "registry_sim.hpp"
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace clock_skew_test {
+
 using namespace std::chrono_literals;
 using lattice::registry::service_path;
 using lattice::testing::clock_skews;
@@ -166,3 +170,5 @@ TEST_CASE("probes: a member back from the dead counts with its old floor for gc_
   // gc_grace after the return the hold goes, and the horizon moves on.
   CHECK(sim->run_until([&] { return horizon() && horizon()->physical_us > floor_at_death - grace_us; }, 15s));
 }
+
+}  // namespace clock_skew_test

@@ -18,6 +18,10 @@
 #include "lattice/registry/document.hpp"
 #include "registry_sim.hpp"
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace config_erasure_test {
+
 using namespace std::chrono_literals;
 using lattice::crdt::decode;
 using lattice::crdt::encode;
@@ -256,3 +260,5 @@ TEST_CASE("a recursive delete covers keys the deleting replica never saw, and is
   CHECK(config_on(0).size() == 2);
   CHECK(sim->run_until([&] { return sim->converged(); }, 5s));
 }
+
+}  // namespace config_erasure_test

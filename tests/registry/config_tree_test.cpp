@@ -12,6 +12,10 @@
 
 #include "lattice/registry/config_tree.hpp"
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace config_tree_test {
+
 using lattice::registry::config_tree;
 // key -> (value, modified_us)
 using model = std::map<std::string, std::pair<std::string, std::uint64_t>, std::less<>>;
@@ -95,3 +99,5 @@ TEST_CASE("config_tree answers as std::map does under random edits", "[registry]
   edit.set("k1", &value);
   CHECK(tree.at("k1") == "back");
 }
+
+}  // namespace config_tree_test

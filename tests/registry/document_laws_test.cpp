@@ -10,6 +10,10 @@
 #include "lattice/crdt/testing/catch.hpp"
 #include "lattice/registry/document.hpp"
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace document_laws_test {
+
 using lattice::crdt::hlc_timestamp;
 using lattice::crdt::testing::replica_context;
 using lattice::registry::instance;
@@ -86,3 +90,5 @@ struct document_model {
 TEST_CASE("registry documents obey the CRDT laws", "[registry][crdt][laws]") {
   lattice::crdt::testing::check_crdt_laws<document_model>();
 }
+
+}  // namespace document_laws_test

@@ -11,6 +11,10 @@
 
 #include "lattice/registry/instance_list.hpp"
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace instance_list_test {
+
 using namespace lattice::registry;
 
 namespace {
@@ -132,3 +136,5 @@ TEST_CASE("an edit copies only the chunk it touches", "[registry][view]") {
   CHECK(after.shared_chunks(before) == before.chunk_count() - 1);
   CHECK(after.size() == before.size() + 2 * instance_list::chunk_target);
 }
+
+}  // namespace instance_list_test

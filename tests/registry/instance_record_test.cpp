@@ -11,6 +11,10 @@
 #include "lattice/crdt/lww_map.hpp"
 #include "lattice/registry/document.hpp"
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace instance_record_test {
+
 using namespace lattice::registry;
 using namespace std::string_literals;
 
@@ -130,3 +134,5 @@ TEST_CASE("the instance map stores tombstones as null records, encoded as option
   REQUIRE(back.has_value());
   CHECK(back.value() == compact);
 }
+
+}  // namespace instance_record_test

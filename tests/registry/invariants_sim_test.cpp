@@ -37,6 +37,10 @@
 #error "LATTICE_REGRESSIONS_DIR must name tests/regressions"
 #endif
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace invariants_sim_test {
+
 using namespace std::chrono_literals;
 using lattice::registry::instance;
 using lattice::registry::service_path;
@@ -381,3 +385,5 @@ TEST_CASE("registry invariants hold under faults with probes: 1000 seeds",
   run_seeds(10'000, 1'000);
   sweep_liveness = lattice::transport::liveness_source::heartbeats;
 }
+
+}  // namespace invariants_sim_test

@@ -12,6 +12,10 @@
 #include "lattice/transport/messages.hpp"
 #include "registry_sim.hpp"
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace load_gossip_test {
+
 using namespace std::chrono_literals;
 using lattice::registry::instance;
 using lattice::registry::load_gossip_options;
@@ -245,3 +249,5 @@ TEST_CASE("load gossip: the budget bounds what a caller writes, and the figures 
   CHECK(settled);
   CHECK(sim->node(1).load_stats().entries_held == 0);
 }
+
+}  // namespace load_gossip_test

@@ -11,6 +11,10 @@
 #include "lattice/registry/replica.hpp"
 #include "registry_sim.hpp"
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace merge_regressions_test {
+
 using namespace std::chrono_literals;
 using lattice::registry::instance;
 using lattice::registry::registry_document;
@@ -492,3 +496,5 @@ TEST_CASE("a write that reached no peer survives a long partition that follows i
   CHECK(sim->run_until([&] { return config_on(*sim, 1, "/unshared") == "acknowledged"; }, 10s));
   CHECK(config_on(*sim, 0, "/unshared") == "acknowledged");
 }
+
+}  // namespace merge_regressions_test

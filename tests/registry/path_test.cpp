@@ -3,6 +3,10 @@
 
 #include "lattice/registry/path.hpp"
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace path_test {
+
 using lattice::registry::errc;
 using lattice::registry::service_path;
 
@@ -27,3 +31,5 @@ TEST_CASE("invalid paths are errors, never odd keys", "[registry][path]") {
   for (int i = 0; i < 33; ++i) deep += "/a";
   CHECK(service_path::parse(deep).error() == errc::path_too_long);
 }
+
+}  // namespace path_test

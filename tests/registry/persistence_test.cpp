@@ -21,6 +21,10 @@
 #include "lattice/transport/messages.hpp"
 #include "eventually.hpp"
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace persistence_test {
+
 using namespace std::chrono_literals;
 using namespace lattice::registry;
 using lattice::testing::eventually;
@@ -534,3 +538,5 @@ TEST_CASE("an invalid write is refused at once, without reaching the replica thr
   REQUIRE(late.count() == 1);
   CHECK(late.results[0] == errc::stopped);
 }
+
+}  // namespace persistence_test

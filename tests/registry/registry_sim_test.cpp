@@ -10,6 +10,10 @@
 
 #include "registry_sim.hpp"
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace registry_sim_test {
+
 using namespace std::chrono_literals;
 using lattice::registry::instance;
 using lattice::registry::service_path;
@@ -394,3 +398,5 @@ TEST_CASE("a new replica's first registration is listed everywhere as fast as an
   CHECK(joined[10] <= 40);
   CHECK(joined[10] <= established[10] + 20);
 }
+
+}  // namespace registry_sim_test

@@ -15,6 +15,10 @@
 #include "lattice/registry/replica.hpp"
 #include "eventually.hpp"
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace replica_test {
+
 using namespace std::chrono_literals;
 using namespace lattice::registry;
 using lattice::testing::eventually;
@@ -268,3 +272,5 @@ TEST_CASE("a prefix watch starts with every path under it, segment-wise", "[regi
   std::lock_guard lock(m);
   CHECK(paths == std::vector<std::string>{"/api", "/api/user"});
 }
+
+}  // namespace replica_test

@@ -11,6 +11,10 @@
 #include "lattice/crdt/lww_map.hpp"
 #include "lattice/transport/anti_entropy.hpp"
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace anti_entropy_test {
+
 using namespace lattice::transport;
 using lattice::crdt::decode;
 using lattice::crdt::encode;
@@ -232,3 +236,5 @@ TEST_CASE("a push's horizon is not taken for the ranges it left out", "[transpor
   r.merge_ranges(collect_ranges(q, 1, range1), 1, range1);
   CHECK(r.contains(in1));
 }
+
+}  // namespace anti_entropy_test

@@ -20,6 +20,10 @@
 #error "LATTICE_TLS_FIXTURES must name tests/transport/tls"
 #endif
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace driver_test {
+
 using namespace lattice::transport;
 using namespace std::chrono_literals;
 using lattice::crdt::hlc_timestamp;
@@ -336,3 +340,5 @@ TEST_CASE("connections to peers leave from the gossip address", "[transport][dri
   REQUIRE(arrived);
   CHECK(from.get() == "127.0.0.2");
 }
+
+}  // namespace driver_test

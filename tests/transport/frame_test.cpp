@@ -8,6 +8,10 @@
 #include "hex.hpp"
 #include "lattice/transport/frame.hpp"
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace frame_test {
+
 using namespace lattice::transport;
 using lattice::testing::to_hex;
 
@@ -222,3 +226,5 @@ TEST_CASE("frozen frame vectors", "[transport][frame]") {
   const auto covered = bytes_of(std::string("LATC\x03\x07\x00\x00\x02\x00\x00\x00hi", 14));
   CHECK(crc32c(covered) == 0xce26b2a9u);
 }
+
+}  // namespace frame_test

@@ -8,6 +8,10 @@
 #include "lattice/crdt/codec.hpp"
 #include "lattice/transport/membership.hpp"
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace membership_test {
+
 using namespace lattice::transport;
 using namespace std::chrono_literals;
 
@@ -156,3 +160,5 @@ TEST_CASE("probes: generation moves with every verdict and grown record, and not
   m.leave();
   CHECK(moved());
 }
+
+}  // namespace membership_test

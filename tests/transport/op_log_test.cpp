@@ -8,6 +8,10 @@
 #include "lattice/crdt/g_set.hpp"
 #include "lattice/transport/op_log.hpp"
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace op_log_test {
+
 using lattice::transport::numbered_op;
 using lattice::transport::op_log;
 using lattice::transport::op_log_limits;
@@ -158,3 +162,5 @@ TEST_CASE("ops older than max_age are neither replayed nor delivered (f_op_repla
     CHECK(receiver.accept(op(9, 4, 1, 105 * s), ready) == op_verdict::delivered);
   }
 }
+
+}  // namespace op_log_test

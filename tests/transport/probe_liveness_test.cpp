@@ -11,6 +11,10 @@
 #include "lattice/crdt/lww_element_set.hpp"
 #include "simulator.hpp"
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace probe_liveness_test {
+
 using namespace std::chrono_literals;
 using lattice::crdt::hlc_timestamp;
 using lattice::transport::liveness_source;
@@ -202,3 +206,5 @@ TEST_CASE("probes: a probe from a cluster that judges by heartbeats is rejected,
   CHECK_FALSE(sent_probe);
   CHECK(sim.node(0).stats().rejected == rejected + 1);
 }
+
+}  // namespace probe_liveness_test

@@ -10,6 +10,10 @@
 #include "lattice/crdt/lww_element_set.hpp"
 #include "lattice/transport/protocol.hpp"
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace protocol_bad_input_test {
+
 using lattice::crdt::hlc_timestamp;
 using set_type = lattice::crdt::lww_element_set<std::string>;
 namespace t = lattice::transport;
@@ -48,3 +52,5 @@ TEST_CASE("every strict prefix of a valid gossip payload is rejected and changes
   CHECK(core.state().contains("new"));
   CHECK(core.members().table().find(2) != nullptr);
 }
+
+}  // namespace protocol_bad_input_test

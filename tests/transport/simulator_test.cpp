@@ -12,6 +12,10 @@
 #include "lattice/crdt/testing/replica_context.hpp"
 #include "simulator.hpp"
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace simulator_test {
+
 using namespace std::chrono_literals;
 using lattice::crdt::hlc_timestamp;
 using set_type = lattice::crdt::lww_element_set<std::string>;
@@ -152,3 +156,5 @@ TEST_CASE("a restarted replica rejoins with a higher incarnation and catches up"
   CHECK(sim.node(2).state().contains("/svc/4"));
   CHECK(sim.node(0).members().table().find(3)->incarnation == 2);
 }
+
+}  // namespace simulator_test

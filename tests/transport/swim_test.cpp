@@ -9,6 +9,10 @@
 
 #include "swim_network.hpp"
 
+// Everything here is in a namespace of its own so that the unity build
+// (CMAKE_UNITY_BUILD, scripts/test.sh) can compile test files together.
+namespace swim_test {
+
 using namespace std::chrono_literals;
 using lattice::testing::swim_network;
 using lattice::transport::swim::member_state;
@@ -307,3 +311,5 @@ TEST_CASE("swim: two sides of a healed partition find each other again", "[trans
   CHECK(net.run_until(net.now() + 120s, whole) == false);
   CHECK(whole());
 }
+
+}  // namespace swim_test
