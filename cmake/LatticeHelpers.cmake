@@ -21,6 +21,16 @@ elseif(LATTICE_SANITIZE STREQUAL "thread")
 elseif(NOT LATTICE_SANITIZE STREQUAL "")
   message(FATAL_ERROR "LATTICE_SANITIZE must be '', 'address' or 'thread'")
 endif()
+# Whether a sanitizer runtime is linked in (a fuzzing build has ASan+UBSan):
+# tests that replace operator new, or install what they built, are left out.
+if(LATTICE_SANITIZE STREQUAL "" AND NOT LATTICE_FUZZ)
+  set(LATTICE_SANITIZED OFF)
+else()
+  set(LATTICE_SANITIZED ON)
+endif()
+if(NOT LATTICE_TEST_SET MATCHES "^(all|threads)$")
+  message(FATAL_ERROR "LATTICE_TEST_SET must be 'all' or 'threads'")
+endif()
 
 # lattice_library(name SOURCES ...): a layer, with its own public include/ only,
 # so a layer cannot include headers of a layer above it.
@@ -51,8 +61,14 @@ endfunction()
 # lattice_test(name LABEL layer SOURCES ... LIBS ...): one Catch2 executable per
 # layer. Test cases tagged [slow] get the extra CTest label `slow`, so sanitizer
 # jobs can run `ctest -LE slow`.
+# THREADS marks an executable whose tests start threads (a replica, the Asio
+# driver): the only ones a LATTICE_TEST_SET=threads build (ThreadSanitizer's,
+# scripts/test.sh) compiles, since single-threaded code cannot race.
 function(lattice_test name)
-  cmake_parse_arguments(ARG "" "LABEL" "SOURCES;LIBS" ${ARGN})
+  cmake_parse_arguments(ARG "THREADS" "LABEL" "SOURCES;LIBS" ${ARGN})
+  if(LATTICE_TEST_SET STREQUAL "threads" AND NOT ARG_THREADS)
+    return()
+  endif()
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE lattice_test_support ${ARG_LIBS})
   lattice_set_warnings(${name})

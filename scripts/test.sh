@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing, builds Lattice with
-# warnings as errors, runs every test, then runs the fast tests (CTest label
-# `slow` excluded) again under AddressSanitizer+UBSan and ThreadSanitizer,
+# warnings as errors, runs every test, then the fast tests (CTest label
+# `slow` excluded) again under AddressSanitizer+UBSan (clang, in the fuzz
+# targets' build) and the tests that start threads under ThreadSanitizer,
 # then runs each libFuzzer target for a short fixed time (scripts/fuzz.sh).
 # Any build or test failure stops the script with a non-zero exit.
+#
+# Every build is a unity build (CMAKE_UNITY_BUILD: several sources per
+# compiler run) with line-table debug info (-g1): a clean run compiles in a
+# third of the CPU time (docs/adr/0016-ci-build-time.md).
 #
 #   scripts/test.sh                        # everything
 #   LATTICE_SANITIZERS=0 scripts/test.sh   # skip the sanitizer builds
@@ -23,7 +28,8 @@ build() {  # dir, cmake args...
 }
 
 step "build and run all tests (build/)"
-build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+build build -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG" \
+  -DCMAKE_UNITY_BUILD=ON
 # More rapidcheck cases in the optimised build, where they are cheap; the
 # sanitizer runs keep rapidcheck's default of 100 per property.
 # This includes the chaos test (label chaos, three rounds: about 100 s).
@@ -31,21 +37,24 @@ RC_PARAMS="${RC_PARAMS:-max_success=500}" \
   ctest --test-dir build --output-on-failure -j "$jobs"
 
 if [ "${LATTICE_SANITIZERS:-1}" != "0" ]; then
-  # Sanitizer builds compile only the tests: benches and examples add build
-  # time and no coverage the main build does not already give.
-  # -O1 -g1 as the sanitizers' docs suggest: it halves compile time (the
-  # rapidcheck law checker takes 203 s at -O2 -g under ASan, 102 s at -O1
-  # -g1) and keeps line numbers in reports.
-  sanitizer_flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG"
-                   -DLATTICE_BUILD_BENCH=OFF -DLATTICE_BUILD_EXAMPLES=OFF -DLATTICE_BUILD_APPS=OFF)
-
-  step "fast tests under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)"
-  build build-asan "${sanitizer_flags[@]}" -DLATTICE_SANITIZE=address
+  # One clang build serves ASan+UBSan and the fuzzers: scripts/fuzz.sh
+  # configures build-fuzz/ (every library instrumented for both) and builds
+  # its targets; the tests and latticed are built there too, so the daemon
+  # tests run against an ASan+UBSan latticed.
+  step "fast tests under AddressSanitizer + UndefinedBehaviorSanitizer, clang (build-fuzz/)"
+  LATTICE_FUZZ_SECONDS=0 scripts/fuzz.sh
+  cmake --build build-fuzz -j "$jobs"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir build-asan --output-on-failure -j "$jobs" -LE slow
+    ctest --test-dir build-fuzz --output-on-failure -j "$jobs" -LE "slow|ui|deploy"
 
-  step "fast tests under ThreadSanitizer (build-tsan/)"
-  build build-tsan "${sanitizer_flags[@]}" -DLATTICE_SANITIZE=thread
+  # ThreadSanitizer needs threads to find anything: only the test
+  # executables whose tests start them (LATTICE_TEST_SET=threads: the Asio
+  # driver and the replica) are built. -O1 -g1 as the sanitizers' docs
+  # suggest: it halves compile time and keeps line numbers in reports.
+  step "tests that start threads, under ThreadSanitizer (build-tsan/)"
+  build build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" \
+    -DCMAKE_UNITY_BUILD=ON -DLATTICE_SANITIZE=thread -DLATTICE_TEST_SET=threads \
+    -DLATTICE_BUILD_BENCH=OFF -DLATTICE_BUILD_EXAMPLES=OFF -DLATTICE_BUILD_APPS=OFF
   # Kernels with high mmap randomisation break gcc 12's TSan runtime
   # ("unexpected memory mapping"); running without ASLR avoids that.
   norandom=()

@@ -57,7 +57,9 @@ void api::end_session(const client_session& s, std::function<void()> applied) {
     std::atomic<std::size_t> left;
     std::function<void()> then;
   };
-  const auto pending = std::make_shared<countdown>(s.bound.size() + 1, std::move(applied));
+  const auto pending = std::make_shared<countdown>();
+  pending->left = s.bound.size() + 1;
+  pending->then = std::move(applied);
   const auto one_done = [pending] {
     if (pending->left.fetch_sub(1) == 1 && pending->then) pending->then();
   };

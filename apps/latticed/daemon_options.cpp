@@ -170,6 +170,9 @@ parsed_options parse_options(int argc, char** argv) {
                  "with an 'overflow' event")
       ->check(CLI::Range(std::size_t{4096}, std::size_t{1} << 30))
       ->capture_default_str();
+  add_duration(app, "--stream-grace", o.http.stream_overflow_grace,
+               "After a watch stream's overflow, time the client has to read the overflow event before the "
+               "connection is closed");
   add_duration(app, "--http-read-timeout", o.http.read_timeout, "Time allowed to send one HTTP request");
   std::string dns = "127.0.0.1:8600";
   const auto* dns_option =

@@ -283,7 +283,13 @@ class session final : public session_base {
       }
       outbox_.push_back("event: overflow\ndata: {\"error\": \"the client read too slowly: the stream was cut off; "
                         "reconnect to get the current state\"}\n\n");
-      lowest().expires_after(std::chrono::seconds(10));
+      // Not the stream's own expiry: with a write and the close watch's
+      // read both pending, tcp_stream has no operation to apply it to (a
+      // Beast assertion, and in release builds no grace period at all).
+      timer_.expires_after(shared_->options.stream_overflow_grace);
+      timer_.async_wait([self = self()](beast::error_code ec) {
+        if (!ec) self->end_stream();
+      });
       return;
     }
     queued_bytes_ += chunk.size();
@@ -292,7 +298,6 @@ class session final : public session_base {
   }
 
   void write_next() {
-    // Through the tcp_stream, so that the overflow's grace period applies.
     asio::async_write(stream_, asio::buffer(outbox_.front()),
                       [self = self()](beast::error_code ec, std::size_t) {
                         if (ec) return self->end_stream();

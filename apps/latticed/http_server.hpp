@@ -88,6 +88,9 @@ struct server_options {
   /// Bytes a stream may have queued for a client that reads too slowly;
   /// beyond, the stream is cut off with an `overflow` event.
   std::size_t stream_buffer_limit = 1024 * 1024;
+  /// After an overflow, how long the client has to read what is queued
+  /// (the overflow event last) before the connection is closed anyway.
+  std::chrono::milliseconds stream_overflow_grace{10'000};
   /// Called on every response (for an SSE stream: its head) with the
   /// request's target (empty if it could not be parsed), the status, and
   /// the time since the request was read (metrics).

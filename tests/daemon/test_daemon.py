@@ -1391,13 +1391,14 @@ class StreamLimitTest(unittest.TestCase):
     """A watcher that stops reading is cut off with an event, not buffered."""
 
     def setUp(self):
-        self.d = Daemon("--stream-buffer", "65536")
+        self.d = Daemon("--stream-buffer", "65536", "--stream-grace", "1s")
 
     def tearDown(self):
         self.d.close()
         shutil.rmtree(self.d.data_dir, ignore_errors=True)
 
-    def test_a_client_that_stops_reading_gets_an_overflow_event_and_the_end(self):
+    def overflow_a_stream(self):
+        """A watch stream whose client reads nothing until it overflowed."""
         host, port = self.d.http.rsplit(":", 1)
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
@@ -1408,12 +1409,27 @@ class StreamLimitTest(unittest.TestCase):
         # event, the whole view) about 1 KB larger: the kernel's buffers
         # fill, then the stream's queue passes 64 KiB.
         fat = {"blob": "x" * 900}
+        overflows = metric(self.d, "lattice_sse_overflows_total")
         for n in range(2000):
             status, _, _ = self.d.put("/v1/lattice/instances/big", instance(10000 + n, tags=fat))
             self.assertEqual(status, 200)
-            if n % 20 == 0 and metric(self.d, "lattice_sse_overflows_total") >= 1:
+            if n % 20 == 0 and metric(self.d, "lattice_sse_overflows_total") > overflows:
                 break
-        self.assertTrue(eventually(lambda: metric(self.d, "lattice_sse_overflows_total") == 1))
+        self.assertTrue(eventually(lambda: metric(self.d, "lattice_sse_overflows_total") == overflows + 1))
+        return sock
+
+    def test_a_client_that_never_reads_again_is_cut_off_after_the_grace_period(self):
+        sock = self.overflow_a_stream()
+        try:
+            # Nothing read: the overflow event cannot be written, and the
+            # daemon closes the connection once --stream-grace (1 s) is up.
+            self.assertTrue(eventually(lambda: metric(self.d, "lattice_sse_streams") == 0, timeout=10))
+        finally:
+            sock.close()
+        self.assertEqual(self.d.get("/health")[0], 200)
+
+    def test_a_client_that_stops_reading_gets_an_overflow_event_and_the_end(self):
+        sock = self.overflow_a_stream()
         # Reading now: whatever the kernel held, then the overflow event,
         # then the end of the stream.
         data = b""

@@ -1,13 +1,11 @@
 // Regression tests for the registry-level ways merges lost, resurrected or
 // diverged data (the "Merges that lose nothing" issue; reproductions in
 // shared/repros/). Each names the item or reproduction it replaces.
-#include <atomic>
 #include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
-#include "eventually.hpp"
 #include "lattice/registry/replica.hpp"
 #include "registry_sim.hpp"
 
@@ -123,25 +121,6 @@ TEST_CASE("an instance whose key and record disagree is rejected (f_keymismatch)
       lattice::registry::instance_record::make(y), {1'700'000'000'500'000, 0, 99});
   inject(*sim, 0, good);
   CHECK(providers_on(*sim, 0, "/svc") == std::vector<std::string>{"Y"});
-}
-
-TEST_CASE("a throwing watch callback is contained; the replica keeps serving (item 15)",
-          "[registry][regression][replica]") {
-  lattice::registry::replica_options o;
-  o.id = 1;
-  auto r = lattice::registry::replica::open(o).value();
-  std::atomic<int> calls{0};
-  auto w = r->watch("/svc", [&](const lattice::registry::service_view&) {
-               ++calls;
-               throw std::runtime_error("a user's bug");
-             }).value();
-  REQUIRE(r->register_instance("/svc/a", persistent_instance("a")));
-  REQUIRE(lattice::testing::eventually([&] { return r->metrics().callback_errors >= 1; }));
-  // Still serving, and the watch still fires.
-  const int before = calls.load();
-  REQUIRE(r->register_instance("/svc/b", persistent_instance("b")));
-  CHECK(r->lookup("/svc/b").providers().size() == 1);
-  CHECK(lattice::testing::eventually([&] { return calls.load() > before; }));
 }
 
 TEST_CASE("the replica that stayed up keeps its state when the others return (f_survivor, item 3)",

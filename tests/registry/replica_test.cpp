@@ -2,6 +2,7 @@
 // watches (initial view, every change or a later one, never stale at the
 // end), graceful stop, load-aware balancing, and the balancers themselves.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -33,6 +34,13 @@ instance provider(const char* address, std::uint16_t port, std::uint32_t weight 
   return i;
 }
 
+// A registration that outlives its owner's liveness (ephemeral = false).
+instance kept(const char* id) {
+  instance i = provider("10.0.0.1", 80);
+  i.id = id;
+  i.ephemeral = false;
+  return i;
+}
 
 std::vector<std::unique_ptr<replica>> cluster(std::size_t n) {
   std::vector<std::unique_ptr<replica>> out;
@@ -271,6 +279,25 @@ TEST_CASE("a prefix watch starts with every path under it, segment-wise", "[regi
   REQUIRE(eventually([&] { std::lock_guard lock(m); return paths.size() >= 2; }));
   std::lock_guard lock(m);
   CHECK(paths == std::vector<std::string>{"/api", "/api/user"});
+}
+
+TEST_CASE("a throwing watch callback is contained; the replica keeps serving (item 15)",
+          "[registry][regression][replica]") {
+  replica_options o;
+  o.id = 1;
+  auto r = replica::open(o).value();
+  std::atomic<int> calls{0};
+  auto w = r->watch("/svc", [&](const service_view&) {
+               ++calls;
+               throw std::runtime_error("a user's bug");
+             }).value();
+  REQUIRE(r->register_instance("/svc/a", kept("a")));
+  REQUIRE(eventually([&] { return r->metrics().callback_errors >= 1; }));
+  // Still serving, and the watch still fires.
+  const int before = calls.load();
+  REQUIRE(r->register_instance("/svc/b", kept("b")));
+  CHECK(r->lookup("/svc/b").providers().size() == 1);
+  CHECK(eventually([&] { return calls.load() > before; }));
 }
 
 }  // namespace replica_test

@@ -163,8 +163,9 @@ TEST_CASE("five replicas converge over loopback TCP", "[transport][driver]") {
   set_type scratch;
   const auto a = scratch.insert("/svc/a", hlc_timestamp{100, 0, 1});
   const auto b = scratch.insert("/svc/b", hlc_timestamp{100, 0, 4});
-  for (auto [index, delta] : {std::pair{0, &a}, std::pair{3, &b}}) {
+  for (const auto& [index, change] : {std::pair{0, &a}, std::pair{3, &b}}) {
     auto& n = *nodes[static_cast<std::size_t>(index)];
+    const auto* delta = change;  // not the binding: clang 15 cannot capture one
     n.on([&] {
       n.core().local_change(*delta, std::chrono::steady_clock::now());
       n.driver().flush();
