@@ -45,22 +45,23 @@ if [ "${LATTICE_SANITIZERS:-1}" != "0" ]; then
   LATTICE_FUZZ_SECONDS=0 scripts/fuzz.sh
   cmake --build build-fuzz -j "$jobs"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir build-fuzz --output-on-failure -j "$jobs" -LE "slow|ui|deploy"
+    ctest --test-dir build-fuzz --output-on-failure -j "$jobs" -LE "slow|ui|deploy|faketime"
 
   # ThreadSanitizer needs threads to find anything: only the test
   # executables whose tests start them (LATTICE_TEST_SET=threads: the Asio
-  # driver and the replica) are built. -O1 -g1 as the sanitizers' docs
+  # driver and the replica) are built, and latticed, whose HTTP thread and
+  # replica thread the daemon tests drive. -O1 -g1 as the sanitizers' docs
   # suggest: it halves compile time and keeps line numbers in reports.
-  step "tests that start threads, under ThreadSanitizer (build-tsan/)"
+  step "tests that start threads, and the daemon tests, under ThreadSanitizer (build-tsan/)"
   build build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" \
     -DCMAKE_UNITY_BUILD=ON -DLATTICE_SANITIZE=thread -DLATTICE_TEST_SET=threads \
-    -DLATTICE_BUILD_BENCH=OFF -DLATTICE_BUILD_EXAMPLES=OFF -DLATTICE_BUILD_APPS=OFF
+    -DLATTICE_BUILD_BENCH=OFF -DLATTICE_BUILD_EXAMPLES=OFF -DLATTICE_BUILD_APPS=ON
   # Kernels with high mmap randomisation break gcc 12's TSan runtime
   # ("unexpected memory mapping"); running without ASLR avoids that.
   norandom=()
   if setarch "$(uname -m)" -R true 2>/dev/null; then norandom=(setarch "$(uname -m)" -R); fi
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-    "${norandom[@]}" ctest --test-dir build-tsan --output-on-failure -j "$jobs" -LE slow
+    "${norandom[@]}" ctest --test-dir build-tsan --output-on-failure -j "$jobs" -LE "slow|ui|deploy|faketime"
 fi
 
 fuzz_seconds=${LATTICE_FUZZ_SECONDS:-10}

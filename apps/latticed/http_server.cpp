@@ -1,6 +1,7 @@
 #include "http_server.hpp"
 
 #include <deque>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <unordered_map>
@@ -160,10 +161,34 @@ class session final : public session_base {
 
   // The connection waits for the work (no read is pending: pipelined
   // requests wait in the socket); the server serves every other one.
+  //
+  // The completion is called, and dropped, on another thread (the
+  // replica's): it must never hold the last reference to this session, whose
+  // destructor edits the server's table. So it hands its reference over to
+  // the handler it posts here on its (only) call, and one dropped uncalled
+  // posts its reference here to be released.
   void defer(deferred_reply d, bool keep_alive, unsigned version) {
-    auto executor = stream_.get_executor();
-    d.start([self = self(), executor, keep_alive, version](std::function<response()> build) mutable {
-      asio::post(executor, [self = std::move(self), build = std::move(build), keep_alive, version]() mutable {
+    using executor_type = decltype(stream_.get_executor());
+    struct handover {
+      handover(std::shared_ptr<session> s, executor_type e) : self(std::move(s)), executor(std::move(e)) {}
+      handover(const handover&) = delete;
+      handover& operator=(const handover&) = delete;
+      ~handover() {
+        if (self) asio::post(executor, [last = std::move(self)] {});
+      }
+      std::shared_ptr<session> take() {
+        std::lock_guard lock(mutex);
+        return std::move(self);
+      }
+      std::mutex mutex;
+      std::shared_ptr<session> self;
+      executor_type executor;
+    };
+    auto held = std::make_shared<handover>(self(), stream_.get_executor());
+    d.start([held, keep_alive, version](std::function<response()> build) {
+      auto self = held->take();
+      if (!self) return;  // called twice: the first call answered
+      asio::post(held->executor, [self = std::move(self), build = std::move(build), keep_alive, version]() mutable {
         if (self->shared_->stopped) return self->close();
         response res = [&] {
           try {
