@@ -42,7 +42,11 @@ TEST_CASE("replicas converge after loss, duplication and a partition", "[transpo
     RC_TAG(to_string(o.base.mode));
     RC_TAG(to_string(o.base.liveness.source));
     sim_type sim(o);
-    RC_ASSERT(sim.run_until([&] { return sim.everyone_alive(); }, 10s));
+    // Formation is the precondition here, not what is measured: with probes
+    // and up to 30 % loss SWIM can judge a pair dead by mistake and take
+    // seconds more to refute it (one case in about 1,500 took 22 s), so the
+    // bound is generous. Virtual time: a fast formation returns at once.
+    RC_ASSERT(sim.run_until([&] { return sim.everyone_alive(); }, 60s));
 
     std::vector<lattice::crdt::testing::replica_context> clocks;
     for (std::size_t i = 0; i < o.nodes; ++i) clocks.emplace_back(i + 1, 1'000'000);
