@@ -2,7 +2,8 @@
 # The README's test command: installs what is missing, builds Lattice with
 # warnings as errors, runs every test, then the fast tests (CTest label
 # `slow` excluded) again under AddressSanitizer+UBSan (clang, in the fuzz
-# targets' build) and the tests that start threads under ThreadSanitizer,
+# targets' build) and the tests that start threads, with the daemon tests,
+# under ThreadSanitizer,
 # then runs each libFuzzer target for a short fixed time (scripts/fuzz.sh).
 # Any build or test failure stops the script with a non-zero exit.
 #
