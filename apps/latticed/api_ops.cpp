@@ -74,6 +74,12 @@ response api::metrics_text(unsigned version) {
     if (reason.empty()) continue;
     out += fmt::format("lattice_rejected_frames_total{{reason=\"{}\"}} {}\n", reason, m.driver.rejected_frames[i]);
   }
+  family("lattice_gossip_datagrams_total", "counter",
+         "Gossip datagrams (UDP: the probes' pings, acks and news), by outcome: sent, received whole, or refused "
+         "by the kernel on sending (dropped).");
+  out += fmt::format("lattice_gossip_datagrams_total{{outcome=\"sent\"}} {}\n", m.driver.datagrams_sent);
+  out += fmt::format("lattice_gossip_datagrams_total{{outcome=\"received\"}} {}\n", m.driver.datagrams_received);
+  out += fmt::format("lattice_gossip_datagrams_total{{outcome=\"dropped\"}} {}\n", m.driver.datagrams_dropped);
   family("lattice_tls_handshake_failures_total", "counter", "Gossip connections refused at the TLS handshake.");
   out += fmt::format("lattice_tls_handshake_failures_total {}\n", m.driver.tls_handshake_failures);
   family("lattice_rejected_payloads_total", "counter", "Authenticated frames whose payload failed to decode.");

@@ -69,7 +69,7 @@ parsed_options parse_options(int argc, char** argv) {
   app.set_version_flag("--version", std::string("latticed ") + version_string(), "Print the version and source commit");
 
   std::string gossip = "127.0.0.1:7946", http = "127.0.0.1:8500", key_file, token_file, read_token_file;
-  std::string mode = "delta", fsync = "always", liveness = "heartbeats";
+  std::string mode = "delta", fsync = "always", liveness = "heartbeats", datagrams = "on";
   std::chrono::milliseconds commit_delay{0};
   app.add_option("--id", o.replica.id,
                  "Replica id, unique in the cluster (0: kept in the data directory, else random)")
@@ -110,6 +110,11 @@ parsed_options parse_options(int argc, char** argv) {
                  "How members are judged alive: heartbeats (member tables every heartbeat) or probes (SWIM with "
                  "Lifeguard, constant traffic per replica at any cluster size); the whole cluster must agree")
       ->check(CLI::IsMember({"heartbeats", "probes"}))
+      ->capture_default_str();
+  app.add_option("--datagrams", datagrams,
+                 "With --liveness probes: send the detector's pings and acks by UDP on the gossip port (on), or "
+                 "keep every message on TCP (off); never with gossip TLS")
+      ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
   add_duration(app, "--heartbeat", o.replica.heartbeat_interval, "Heartbeat interval");
   add_duration(app, "--suspect-after", o.replica.suspect_after, "Silence after which a member is suspect");
@@ -212,6 +217,7 @@ parsed_options parse_options(int argc, char** argv) {
     if (!read_token_file.empty()) o.api.read_token = read_secret(read_token_file, "--read-token");
     o.replica.liveness =
         liveness == "probes" ? transport::liveness_source::probes : transport::liveness_source::heartbeats;
+    o.replica.datagrams = datagrams == "on";
     o.replica.mode = mode == "state" ? transport::dissemination::state
                      : mode == "op"  ? transport::dissemination::op
                                      : transport::dissemination::delta;

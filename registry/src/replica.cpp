@@ -265,6 +265,7 @@ result<std::unique_ptr<replica>> replica::open(replica_options options) {
   d.listen_host = options.listen_host;
   d.listen_port = options.listen_port;
   d.frames.max_frame_size = options.max_frame_bytes;
+  d.datagrams = options.datagrams;
   if (!options.cluster_key.empty()) {
     const auto* bytes = reinterpret_cast<const std::byte*>(options.cluster_key.data());
     d.frames.key = std::make_shared<const transport::cluster_key>(

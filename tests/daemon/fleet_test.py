@@ -101,6 +101,18 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
 
 
+def open_sockets(pid):
+    """Sockets the process holds (gossip connections in and out, its
+    listeners, the HTTP connection polling it)."""
+    count = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            count += os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:")
+        except OSError:
+            pass
+    return count
+
+
 def gossip_bytes(http):
     _, text = get(http, "/metrics")
     return sum(float(v) for v in re.findall(r"^lattice_gossip_bytes_sent_total\{[^}]*\} (\S+)$", text, re.M))
@@ -114,10 +126,12 @@ def main():
                         help="seconds of quiet to measure gossip bytes and CPU per daemon over (0: none)")
     parser.add_argument("--liveness", choices=["heartbeats", "probes"], default="heartbeats",
                         help="latticed --liveness for every daemon")
+    parser.add_argument("--datagrams", choices=["on", "off"], default="on",
+                        help="latticed --datagrams for every daemon (probes by UDP or TCP)")
     args = parser.parse_args()
     n = args.daemons
-    fleet = Fleet(n, ["--liveness", args.liveness])
-    figures = {"daemons": n, "liveness": args.liveness}
+    fleet = Fleet(n, ["--liveness", args.liveness, "--datagrams", args.datagrams])
+    figures = {"daemons": n, "liveness": args.liveness, "datagrams": args.datagrams}
     try:
         https = [p[1] for p in fleet.procs]
         ids = {p[3] for p in fleet.procs}
@@ -138,6 +152,8 @@ def main():
             figures["quiet_cpu_percent_per_daemon"] = {"median": round(100 * cpus[n // 2], 1),
                                                        "max": round(100 * cpus[-1], 1),
                                                        "sum": round(100 * sum(cpus), 1)}
+            sockets = sorted(open_sockets(p[0].pid) for p in fleet.procs)
+            figures["open_sockets_per_daemon"] = {"median": sockets[n // 2], "max": sockets[-1]}
 
         # A registration on one daemon reaches all of them.
         survivor_http = https[0]
@@ -192,6 +208,11 @@ def main():
                 probes = re.search(r"^lattice_probes_total (\d+)$", text, re.M)
                 assert probes and int(probes.group(1)) > 0, "no probes counted on %s" % h
                 assert re.search(r"^lattice_local_health \d+$", text, re.M), "no local health on %s" % h
+                # The probes went by UDP (--datagrams on), both ways.
+                for outcome in ("sent", "received"):
+                    found = re.search(r'^lattice_gossip_datagrams_total\{outcome="%s"\} (\d+)$' % outcome, text, re.M)
+                    count = int(found.group(1)) if found else 0
+                    assert (count > 0) == (args.datagrams == "on"), "%d datagrams %s on %s" % (count, outcome, h)
     finally:
         fleet.stop()
     print(json.dumps(figures))

@@ -1359,7 +1359,8 @@ class BadRequestTest(unittest.TestCase):
         for family in ("lattice_gossip_messages_sent_total", "lattice_members{state=\"alive\"} 1",
                        "lattice_instances 1", "lattice_persistence_commit_seconds_count",
                        "lattice_rejected_frames_total", "lattice_load_entries_held 0",
-                       "lattice_load_oldest_held_seconds 0.000", "lattice_load_budget_deferrals_total 0"):
+                       "lattice_load_oldest_held_seconds 0.000", "lattice_load_budget_deferrals_total 0",
+                       'lattice_gossip_datagrams_total{outcome="sent"} 0'):
             self.assertIn(family, text)
         # Requests by route and status, with a latency histogram per route:
         # a Consul route by its pattern, a native family, anything else "other".

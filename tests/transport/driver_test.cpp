@@ -41,10 +41,12 @@ std::shared_ptr<const cluster_key> key_of(const std::string& secret) {
 class node {
  public:
   node(replica_id id, std::shared_ptr<const cluster_key> key, std::vector<std::string> seeds,
-       std::shared_ptr<boost::asio::ssl::context> tls = nullptr) {
+       std::shared_ptr<boost::asio::ssl::context> tls = nullptr,
+       liveness_source liveness = liveness_source::heartbeats, bool datagrams = true) {
     driver_options d;
     d.frames.key = std::move(key);
     d.tls = std::move(tls);
+    d.datagrams = datagrams;
     driver_ = std::make_unique<asio_driver>(io_, d);
     address_ = "127.0.0.1:" + std::to_string(driver_->port());
     protocol_options p;
@@ -53,6 +55,7 @@ class node {
     p.incarnation = 1;
     p.seeds = seeds.empty() ? std::vector<std::string>{address_} : std::move(seeds);
     p.random_seed = id;
+    p.liveness.source = liveness;
     core_ = std::make_unique<protocol<set_type>>(p, std::chrono::steady_clock::now());
     driver_->start(*core_);
     thread_ = std::thread([this] {
@@ -134,6 +137,18 @@ bool holds(node& n, const std::string& element) {
 
 bool knows(node& n, replica_id id) {
   return n.on([&] { return n.core().members().table().find(id) != nullptr; });
+}
+
+std::size_t reachable(node& n) {
+  return n.on([&] { return n.core().members().reachable_peers(std::chrono::steady_clock::now()).size(); });
+}
+
+std::uint64_t rejected_total(node& n) {
+  return n.on([&] {
+    std::uint64_t total = 0;
+    for (auto count : n.driver().stats().rejected_frames) total += count;
+    return total;
+  });
 }
 
 }  // namespace
@@ -340,6 +355,115 @@ TEST_CASE("connections to peers leave from the gossip address", "[transport][dri
   replica_thread.join();
   REQUIRE(arrived);
   CHECK(from.get() == "127.0.0.2");
+}
+
+TEST_CASE("probes travel as datagrams, and judge a crashed peer dead", "[transport][driver][udp]") {
+  const auto key = key_of("a-cluster-key-for-datagrams");
+  node a(1, key, {}, nullptr, liveness_source::probes);
+  node b(2, key, {a.address()}, nullptr, liveness_source::probes);
+  node c(3, key, {a.address()}, nullptr, liveness_source::probes);
+  REQUIRE(a.driver().datagrams_open());
+  REQUIRE(wait_for([&] { return reachable(a) == 2 && reachable(b) == 2 && reachable(c) == 2; }, 10s));
+
+  // Every node probes and is probed: both ends of the UDP path carry them.
+  // The detector's pings, acks and news go as datagrams; only its
+  // push-pull (a minute apart) takes TCP.
+  for (node* n : {&a, &b, &c}) {
+    REQUIRE(wait_for([&] { return n->on([&] { return n->driver().stats().datagrams_received; }) >= 10; }, 10s));
+    const auto [datagrams, probes] = n->on([&] {
+      return std::pair{n->driver().stats().datagrams_sent,
+                       n->core().stats().sent_by_type[static_cast<std::size_t>(message_type::probe)]};
+    });
+    CHECK(datagrams >= 10);
+    CHECK(datagrams + 2 >= probes);
+    CHECK(rejected_total(*n) == 0);
+  }
+
+  // c crashes: it sends nothing more (datagrams included). The others
+  // judge it dead by their probes going unanswered.
+  c.on([&] {
+    c.driver().set_send_filter([](const std::string&) { return false; });
+    return 0;
+  });
+  for (node* n : {&a, &b})
+    CHECK(wait_for([&] {
+      return n->on([&] { return n->core().members().state_of(3, std::chrono::steady_clock::now()); }) ==
+             member_state::dead;
+    }, 10s));
+  CHECK(reachable(a) == 1);
+}
+
+TEST_CASE("with datagrams off, probes ride the connections", "[transport][driver][udp]") {
+  node a(1, nullptr, {}, nullptr, liveness_source::probes, /*datagrams=*/false);
+  node b(2, nullptr, {a.address()}, nullptr, liveness_source::probes, /*datagrams=*/false);
+  REQUIRE(wait_for([&] { return reachable(a) == 1 && reachable(b) == 1; }, 10s));
+  const auto probes_sent = [&](node& n) {
+    return n.on([&] { return n.core().stats().sent_by_type[static_cast<std::size_t>(message_type::probe)]; });
+  };
+  REQUIRE(wait_for([&] { return probes_sent(a) >= 10 && probes_sent(b) >= 10; }, 10s));
+  for (node* n : {&a, &b}) {
+    CHECK(n->on([&] { return n->driver().stats().datagrams_sent; }) == 0);
+    CHECK(n->on([&] { return n->driver().stats().datagrams_received; }) == 0);
+  }
+  CHECK(reachable(a) == 1);
+}
+
+TEST_CASE("with TLS there are no datagrams; probes work over the TLS connections", "[transport][driver][udp][tls]") {
+  node a(1, nullptr, {}, tls_as("node"), liveness_source::probes);
+  node b(2, nullptr, {a.address()}, tls_as("node"), liveness_source::probes);
+  CHECK_FALSE(a.driver().datagrams_open());
+  REQUIRE(wait_for([&] { return reachable(a) == 1 && reachable(b) == 1; }, 10s));
+  REQUIRE(wait_for([&] {
+    return b.on([&] { return b.core().stats().sent_by_type[static_cast<std::size_t>(message_type::probe)]; }) >= 10;
+  }, 10s));
+  CHECK(b.on([&] { return b.driver().stats().datagrams_sent; }) == 0);
+  CHECK(reachable(b) == 1);
+}
+
+TEST_CASE("a datagram that is not one valid frame is dropped, counted and harmless", "[transport][driver][udp]") {
+  const auto key = key_of("the-right-cluster-key-0001");
+  node a(1, key, {}, nullptr, liveness_source::probes);
+  const auto digest_before = a.on([&] { return a.core().state().digest(); });
+
+  // Bytes a peer could send: a frame under the wrong key, a valid frame
+  // cut short, one with a byte after it, and no frame at all.
+  set_type scratch;
+  const auto delta = scratch.insert("/svc/forged", hlc_timestamp{100, 0, 9});
+  const auto payload = lattice::crdt::encode(envelope<gossip_body<set_type>>{
+      9, "127.0.0.1:1", gossip_body<set_type>{member_table{}, delta}, 0});
+  frame_options wrong_key;
+  wrong_key.key = key_of("the-wrong-cluster-key-0002");
+  frame_options right_key;
+  right_key.key = key;
+  const auto forged = encode_frame(static_cast<std::uint8_t>(message_type::gossip), payload, wrong_key);
+  const auto whole = encode_frame(static_cast<std::uint8_t>(message_type::gossip), payload, right_key);
+  auto cut = whole;
+  cut.resize(whole.size() - 1);
+  auto padded = whole;
+  padded.push_back(std::byte{0});
+  const std::string text = "not a frame";
+  const std::vector<std::byte> garbage(reinterpret_cast<const std::byte*>(text.data()),
+                                       reinterpret_cast<const std::byte*>(text.data()) + text.size());
+
+  boost::asio::io_context client_io;
+  boost::asio::ip::udp::socket client(client_io, boost::asio::ip::udp::endpoint(boost::asio::ip::udp::v4(), 0));
+  const boost::asio::ip::udp::endpoint to(boost::asio::ip::make_address("127.0.0.1"), a.driver().port());
+  for (const auto& bytes : std::vector<std::vector<std::byte>>{forged, cut, padded, garbage})
+    client.send_to(boost::asio::buffer(bytes), to);
+
+  const auto rejected = [&](errc reason) { return a.on([&] { return a.driver().stats().rejected(reason); }); };
+  REQUIRE(wait_for([&] { return rejected_total(a) == 4; }, 5s));
+  CHECK(rejected(errc::bad_mac) == 1);
+  CHECK(rejected(errc::bad_datagram) == 2);
+  CHECK(rejected(errc::bad_magic) == 1);
+  CHECK(a.on([&] { return a.core().state().digest(); }) == digest_before);
+  CHECK_FALSE(knows(a, 9));
+
+  // The same bytes whole and under the right key are delivered: the
+  // rejections above were the frames', not the path's.
+  client.send_to(boost::asio::buffer(whole), to);
+  CHECK(wait_for([&] { return holds(a, "/svc/forged"); }, 5s));
+  CHECK(a.on([&] { return a.driver().stats().datagrams_received; }) == 1);
 }
 
 }  // namespace driver_test

@@ -227,4 +227,48 @@ TEST_CASE("frozen frame vectors", "[transport][frame]") {
   CHECK(crc32c(covered) == 0xce26b2a9u);
 }
 
+TEST_CASE("a datagram decodes only as exactly one whole frame", "[transport][frame][udp]") {
+  frame_options keyed;
+  keyed.key = key_of("a-cluster-key-of-some-length");
+  const auto payload = bytes_of("probe");
+  const auto whole = encode_frame(5, payload, keyed);
+
+  const auto ok = decode_datagram(whole, keyed);
+  REQUIRE(ok);
+  CHECK(ok.value().type == 5);
+  CHECK(std::equal(ok.value().payload.begin(), ok.value().payload.end(), payload.begin(), payload.end()));
+
+  auto cut = whole;
+  cut.pop_back();
+  auto padded = whole;
+  padded.push_back(std::byte{0});
+  auto two = whole;
+  two.insert(two.end(), whole.begin(), whole.end());
+  auto damaged = whole;
+  damaged[frame_header_size] ^= std::byte{1};
+  const struct {
+    const char* name;
+    std::vector<std::byte> bytes;
+    errc expected;
+  } cases[] = {
+      {"cut short by one byte", cut, errc::bad_datagram},
+      {"header only", std::vector<std::byte>(whole.begin(), whole.begin() + frame_header_size), errc::bad_datagram},
+      {"a byte after the frame", padded, errc::bad_datagram},
+      {"two frames", two, errc::bad_datagram},
+      {"empty", {}, errc::bad_datagram},
+      {"payload damaged", damaged, errc::bad_checksum},
+      {"not a frame", bytes_of("hello, world, hello"), errc::bad_magic},
+  };
+  for (const auto& c : cases) {
+    INFO(c.name);
+    const auto result = decode_datagram(c.bytes, keyed);
+    REQUIRE_FALSE(result);
+    CHECK(result.error() == c.expected);
+  }
+  // Without the key the MAC is unexpected, as on a stream.
+  const auto unkeyed = decode_datagram(whole, frame_options{});
+  REQUIRE_FALSE(unkeyed);
+  CHECK(unkeyed.error() == errc::unexpected_mac);
+}
+
 }  // namespace frame_test

@@ -19,6 +19,7 @@ class transport_category final : public std::error_category {
       case errc::missing_mac: return "frame lacks the MAC this cluster requires";
       case errc::unexpected_mac: return "frame carries a MAC but no cluster key is configured";
       case errc::bad_mac: return "frame MAC does not verify (wrong cluster key?)";
+      case errc::bad_datagram: return "datagram is not exactly one whole frame";
     }
     return "unknown lattice.transport error";
   }
@@ -36,6 +37,7 @@ std::string_view errc_name(errc e) noexcept {
     case errc::missing_mac: return "missing_mac";
     case errc::unexpected_mac: return "unexpected_mac";
     case errc::bad_mac: return "bad_mac";
+    case errc::bad_datagram: return "bad_datagram";
   }
   return {};
 }

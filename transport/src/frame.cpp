@@ -111,42 +111,65 @@ result<std::optional<frame>> frame_decoder::fail(errc code) {
   return error_;
 }
 
-result<std::optional<frame>> frame_decoder::next() {
-  if (error_) return error_;
-  const std::span<const std::byte> available = std::span(buffer_).subspan(consumed_);
-  // Check the magic on whatever prefix has arrived, so a foreign stream is
-  // refused at its first bytes.
+namespace {
+
+// Checks the frame at the start of `available`: the size of the whole
+// frame (header, payload and MAC) once every byte of it is there and it
+// verifies, 0 while more bytes are needed, or why it is refused. The magic
+// is checked on whatever prefix has arrived, so a foreign stream is
+// refused at its first bytes.
+result<std::size_t> check_frame(std::span<const std::byte> available, const frame_options& options) {
   const std::size_t magic_seen = std::min(available.size(), frame_magic.size());
   if (!std::equal(available.begin(), available.begin() + static_cast<std::ptrdiff_t>(magic_seen),
                   frame_magic.begin()))
-    return fail(errc::bad_magic);
-  if (available.size() < frame_header_size) return std::optional<frame>{};
+    return errc::bad_magic;
+  if (available.size() < frame_header_size) return std::size_t{0};
 
   const std::byte* header = available.data();
-  if (std::to_integer<std::uint8_t>(header[4]) != protocol_version)
-    return fail(errc::unsupported_version);
+  if (std::to_integer<std::uint8_t>(header[4]) != protocol_version) return errc::unsupported_version;
   const auto flags = std::to_integer<std::uint8_t>(header[6]);
-  if ((flags & ~frame_flag_mac) != 0 || header[7] != std::byte{0})
-    return fail(errc::malformed_header);
+  if ((flags & ~frame_flag_mac) != 0 || header[7] != std::byte{0}) return errc::malformed_header;
   const bool has_mac = (flags & frame_flag_mac) != 0;
-  if (options_.key && !has_mac) return fail(errc::missing_mac);
-  if (!options_.key && has_mac) return fail(errc::unexpected_mac);
+  if (options.key && !has_mac) return errc::missing_mac;
+  if (!options.key && has_mac) return errc::unexpected_mac;
   const std::size_t length = get_u32(header + 8);
-  if (length > options_.max_frame_size) return fail(errc::frame_too_large);
+  if (length > options.max_frame_size) return errc::frame_too_large;
 
   const std::size_t total = frame_header_size + length + (has_mac ? frame_mac_size : 0);
-  if (available.size() < total) return std::optional<frame>{};
+  if (available.size() < total) return std::size_t{0};
 
   const auto payload = available.subspan(frame_header_size, length);
-  if (get_u32(header + 12) != frame_crc(header, payload)) return fail(errc::bad_checksum);
-  if (has_mac && !options_.key->verify(available.first(frame_header_size + length),
-                                       available.subspan(frame_header_size + length,
-                                                         frame_mac_size)))
-    return fail(errc::bad_mac);
+  if (get_u32(header + 12) != frame_crc(header, payload)) return errc::bad_checksum;
+  if (has_mac && !options.key->verify(available.first(frame_header_size + length),
+                                      available.subspan(frame_header_size + length, frame_mac_size)))
+    return errc::bad_mac;
+  return total;
+}
 
-  frame result{std::to_integer<std::uint8_t>(header[5]), {payload.begin(), payload.end()}};
-  consumed_ += total;
+frame_view view_of(std::span<const std::byte> whole_frame) {
+  return {std::to_integer<std::uint8_t>(whole_frame[5]),
+          whole_frame.subspan(frame_header_size, get_u32(whole_frame.data() + 8))};
+}
+
+}  // namespace
+
+result<std::optional<frame>> frame_decoder::next() {
+  if (error_) return error_;
+  const std::span<const std::byte> available = std::span(buffer_).subspan(consumed_);
+  const auto checked = check_frame(available, options_);
+  if (!checked) return fail(static_cast<errc>(checked.error().value()));
+  if (checked.value() == 0) return std::optional<frame>{};
+  const auto view = view_of(available.first(checked.value()));
+  frame result{view.type, {view.payload.begin(), view.payload.end()}};
+  consumed_ += checked.value();
   return std::optional<frame>{std::move(result)};
+}
+
+result<frame_view> decode_datagram(std::span<const std::byte> bytes, const frame_options& options) {
+  const auto checked = check_frame(bytes, options);
+  if (!checked) return checked.error();
+  if (checked.value() == 0 || checked.value() != bytes.size()) return errc::bad_datagram;
+  return view_of(bytes);
 }
 
 }  // namespace lattice::transport

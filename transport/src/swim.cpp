@@ -20,6 +20,12 @@ bool gone(member_state s) { return s == member_state::dead || s == member_state:
 
 detector::detector(replica_id self, options opts, std::uint64_t seed, steady_time now, std::uint64_t incarnation)
     : self_(self), options_(opts), rng_(seed), incarnation_(incarnation) {
+  // A mix of the seed (splitmix64's finaliser) rather than a draw from
+  // rng_, so every later draw is as it was.
+  std::uint64_t z = seed + 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  next_seq_ = static_cast<std::uint32_t>(z ^ (z >> 31));
   // Replicas started together must not probe in lock-step.
   const auto period = std::chrono::duration_cast<duration>(options_.probe_interval);
   next_probe_at_ = now + duration(std::uniform_int_distribution<duration::rep>(0, period.count())(rng_));

@@ -76,6 +76,12 @@ struct replica_options {
   /// whatever the cluster's size; suspect_after and dead_after are unused.
   /// See README, "Failure detection and cluster size".
   transport::liveness_source liveness = transport::liveness_source::heartbeats;
+  /// With probes: the detector's pings, acks and news go by UDP on the
+  /// gossip port (so probing a member needs no connection to it), except
+  /// with TLS, where everything stays on the TLS connections. Off: every
+  /// message takes TCP; UDP from peers is still read, so a cluster may
+  /// mix both. Firewalls must then pass UDP on the gossip port as well.
+  bool datagrams = true;
   /// Heartbeat every 100 ms; suspect after 350 ms, dead after 700 ms of
   /// silence (see README, "Failure detection and cluster size"). With
   /// probes the heartbeat paces only a joiner's calls to its seeds and

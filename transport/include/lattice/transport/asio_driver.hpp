@@ -25,11 +25,26 @@
 // to decode closes its connection, is logged once with the peer's address,
 // and is counted in stats().rejected_frames by reason.
 //
+// Datagrams. The detector's pings, acks and news (messages the core marks
+// `datagram`) go by UDP, from and to the gossip port, one frame per
+// datagram, when their frame fits max_datagram_bytes: probing a member
+// then needs no connection to it, and a lost probe costs nothing but
+// itself. Everything else, and any message to a peer whose address is not
+// resolved yet, takes the TCP connection. A datagram is the same frame as
+// on a stream (CRC, and the cluster key's MAC when there is one); one that
+// is not exactly one valid frame is dropped and counted like a rejected
+// frame (errc::bad_datagram for a short or padded one). Every replica
+// listens for datagrams unless TLS is on, so a replica with
+// options.datagrams off still talks to one with them on.
+//
 // TLS. With options.tls set (make_tls_context), every connection, in and
 // out, is TLS 1.2+ with certificates verified both ways against the
 // cluster CA; a peer that fails the handshake is closed, logged and counted
 // (tls_handshake_failures). Frames and their optional HMAC are unchanged
-// inside the TLS stream.
+// inside the TLS stream. With TLS there are no datagrams, in or out: a
+// datagram would be neither encrypted nor (without a cluster key)
+// authenticated, and Asio has no DTLS. Probes then ride the connections.
+// (docs/adr/0017-probes-over-udp.md.)
 //
 // Thread safety: construct, start() and stop() on the io_context's thread
 // (or before it runs); stats() likewise.
@@ -41,11 +56,13 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/udp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
@@ -74,6 +91,14 @@ struct driver_options {
   std::chrono::milliseconds reconnect_max{2000};
   /// How long stop() waits for queued messages (the leave) to go out.
   std::chrono::milliseconds stop_flush_timeout{500};
+  /// Send the core's datagram messages by UDP (see the file comment).
+  /// Off: every message takes TCP (datagrams from peers are still read).
+  /// Ignored with TLS: no datagrams then.
+  bool datagrams = true;
+  /// A datagram message whose frame is larger than this goes by TCP: it
+  /// keeps datagrams under a typical path MTU (1,500 bytes less IP and UDP
+  /// headers), so none is fragmented.
+  std::size_t max_datagram_bytes = 1400;
   /// TLS for every gossip connection, in both directions (null: plain
   /// TCP). Build it with make_tls_context() for mutual TLS against a
   /// cluster CA. Every replica of a cluster must agree.
@@ -100,6 +125,11 @@ struct driver_stats {
   std::uint64_t connect_failures = 0;
   std::uint64_t dropped_filtered = 0;
   std::uint64_t tls_handshake_failures = 0;
+  /// UDP: datagrams sent and received whole (their bytes count in
+  /// bytes_sent too), and sends the kernel refused (buffer full, no route).
+  std::uint64_t datagrams_sent = 0;
+  std::uint64_t datagrams_received = 0;
+  std::uint64_t datagrams_dropped = 0;
 
   std::uint64_t rejected(errc reason) const { return rejected_frames[static_cast<std::size_t>(reason)]; }
 };
@@ -113,8 +143,10 @@ class asio_driver {
   asio_driver(const asio_driver&) = delete;
   asio_driver& operator=(const asio_driver&) = delete;
 
-  /// The bound port (useful with listen_port 0).
+  /// The bound port (useful with listen_port 0), TCP and UDP alike.
   std::uint16_t port() const noexcept { return port_; }
+  /// Whether this driver sends and receives datagrams (not with TLS).
+  bool datagrams_open() const noexcept { return udp_.is_open(); }
 
   /// Starts accepting and ticking `core`. REQUIRES: `core` outlives the driver.
   void start(protocol_core& core);
@@ -144,7 +176,12 @@ class asio_driver {
   friend class inbound;
   friend class outbound;
 
+  void bind(std::uint16_t port);
   void do_accept();
+  void do_receive();
+  void on_datagram(std::size_t size);
+  bool send_datagram(const std::string& to, const std::vector<std::byte>& frame);
+  const boost::asio::ip::udp::endpoint* datagram_endpoint(const std::string& address);
   void do_tick();
   void dispatch();
   void deliver(message_type type, std::span<const std::byte> payload);
@@ -154,6 +191,20 @@ class asio_driver {
   boost::asio::io_context& io_;
   driver_options options_;
   boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::ip::udp::socket udp_;
+  std::array<std::byte, 64 * 1024> datagram_buffer_{};
+  boost::asio::ip::udp::endpoint datagram_sender_;
+  // Peers' gossip addresses as UDP endpoints. A host name is resolved in
+  // the background (its messages take TCP meanwhile) and again once its
+  // answer is a minute old, as a restarted pod may have a new address.
+  struct resolved_endpoint {
+    std::optional<boost::asio::ip::udp::endpoint> endpoint;
+    std::chrono::steady_clock::time_point at{};
+    bool resolving = false;
+  };
+  std::map<std::string, resolved_endpoint> datagram_endpoints_;
+  std::shared_ptr<boost::asio::ip::udp::resolver> udp_resolver_;
+  std::chrono::steady_clock::time_point last_datagram_warning_{};
   // Outgoing connections leave from it too (unless it is a wildcard).
   boost::asio::ip::address listen_address_;
   boost::asio::steady_timer tick_timer_;

@@ -18,7 +18,8 @@
 namespace lattice::transport {
 
 /// Why a frame was rejected. Every one of these closes the connection it
-/// arrived on; none of them lets the frame reach the replica's state.
+/// arrived on (a rejected datagram is dropped alone); none of them lets
+/// the frame reach the replica's state.
 enum class errc {
   /// The first four bytes are not "LATC": not a Lattice peer, or the stream
   /// lost its framing.
@@ -39,6 +40,9 @@ enum class errc {
   unexpected_mac,
   /// The HMAC-SHA256 does not verify: the sender lacks the cluster key.
   bad_mac,
+  /// A datagram that is not exactly one whole frame (cut short, or with
+  /// bytes after the frame). Dropped; there is no connection to close.
+  bad_datagram,
 };
 
 /// The enumerator's name ("bad_magic"): a short, stable identifier for

@@ -87,6 +87,17 @@ struct frame {
   std::vector<std::byte> payload;
 };
 
+/// A frame decoded in place: `payload` points into the bytes it came from.
+struct frame_view {
+  std::uint8_t type = 0;
+  std::span<const std::byte> payload;
+};
+
+/// Decodes a datagram, which holds exactly one whole frame: the checks
+/// frame_decoder makes, and errc::bad_datagram for a datagram cut short or
+/// with bytes after its frame. Allocates nothing.
+[[nodiscard]] result<frame_view> decode_datagram(std::span<const std::byte> bytes, const frame_options& options);
+
 /// CRC32C (Castagnoli) of `bytes`.
 std::uint32_t crc32c(std::span<const std::byte> bytes) noexcept;
 

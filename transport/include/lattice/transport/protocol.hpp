@@ -522,9 +522,9 @@ class protocol final : public protocol_core {
       }
       // A push-pull exchanges member records too (addresses, floors): the
       // table goes first, so the detector's entries find their records.
-      if (o.body.kind == swim::message_kind::sync || o.body.kind == swim::message_kind::sync_reply)
-        send(*to, message_type::gossip, gossip_body<S>{members_.table(), {}});
-      send(*to, message_type::probe, o.body);
+      const bool push_pull = o.body.kind == swim::message_kind::sync || o.body.kind == swim::message_kind::sync_reply;
+      if (push_pull) send(*to, message_type::gossip, gossip_body<S>{members_.table(), {}});
+      send(*to, message_type::probe, o.body, /*datagram=*/!push_pull);
     }
     // Members back from the dead are asked for their current record (see
     // membership::judge); probe_tick asks again while it has not come.
@@ -676,7 +676,7 @@ class protocol final : public protocol_core {
   const std::string& address_of(replica_id peer) const { return members_.table().find(peer)->address; }
 
   template <class Body>
-  void send(const std::string& to, message_type type, const Body& body) {
+  void send(const std::string& to, message_type type, const Body& body, bool datagram = false) {
     auto payload = crdt::encode(envelope<Body>{options_.self, options_.address, body, options_.wall_clock()});
     ++stats_.messages_sent;
     stats_.bytes_sent += payload.size();
@@ -684,7 +684,7 @@ class protocol final : public protocol_core {
       ++stats_.sent_by_type[t];
       stats_.bytes_sent_by_type[t] += payload.size();
     }
-    outgoing_.push_back(outgoing_message{to, type, std::move(payload)});
+    outgoing_.push_back(outgoing_message{to, type, std::move(payload), datagram});
   }
 
   protocol_options options_;

@@ -123,6 +123,11 @@ struct outgoing_message {
   std::string to;
   message_type type;
   std::vector<std::byte> payload;
+  /// May travel as a datagram: losing it, or its arriving before messages
+  /// sent earlier on the connection, is harmless (the detector's pings,
+  /// acks and news; not its push-pull, whose table must arrive first). The
+  /// driver decides whether it does (driver_options::datagrams).
+  bool datagram = false;
 };
 
 /// What a driver needs from a protocol core, whatever state it replicates:

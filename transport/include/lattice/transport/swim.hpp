@@ -308,6 +308,9 @@ class detector {
   // Told directly rather than left to spread: (to, update). Sent by the
   // next tick or on_message.
   std::vector<std::pair<replica_id, update>> direct_;
+  // Starts where the seed says, not at 1: an ack recorded in an earlier
+  // life and sent again (datagrams can be replayed) then carries a
+  // number this life is unlikely to be waiting for.
   std::uint32_t next_seq_ = 1;
   detector_stats stats_;
   std::function<void(replica_id, member_state)> listener_;
