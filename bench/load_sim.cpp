@@ -206,7 +206,8 @@ int main(int argc, char** argv) {
     std::vector<double> truth(providers, 0);
     for (const auto& pairs : calling)
       for (const auto& p : pairs) truth[p.provider] += static_cast<double>(p.in_flight);
-    for (std::size_t r : sampled) {
+    // --calls 0 measures a quiet cluster: nothing to compare.
+    for (std::size_t r : calls == 0 ? std::vector<std::size_t>{} : sampled) {
       sim->node(r).publish(sim->now());
       const auto& list = sim->node(r).published()->find(service)->providers;
       std::vector<double> seen(providers);

@@ -43,6 +43,11 @@ transport::protocol_options with_clocks(transport::protocol_options protocol, co
   protocol.hold_horizon = std::move(hold_horizon);
   protocol.op_limits.max_age = std::chrono::duration_cast<std::chrono::microseconds>(gc_grace) / 2;
   protocol.record_refresh_interval = record_refresh_for(protocol, gc_grace);
+  // Peers' copies of our floor only hold their compaction back (a floor
+  // is a lower bound), so the cycle may stretch far: at gc_grace / 2 a
+  // tombstone outlives gc_grace by about one gc_grace at most, and 10,000
+  // members cost each about 0.8 KB/s of refreshes (README).
+  protocol.record_refresh_ceiling = std::max(protocol.record_refresh_interval, gc_grace / 2);
   return protocol;
 }
 

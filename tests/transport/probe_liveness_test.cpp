@@ -89,6 +89,58 @@ TEST_CASE("probes: quiet traffic per replica does not grow with the cluster", "[
   CHECK(probes_large * 4 < heartbeats_large);
 }
 
+TEST_CASE("probes: record refreshes stay within their byte budget, and every record stays fresh",
+          "[transport][probes]") {
+  // 40 replicas, a 2 s shortest cycle and a 20 s ceiling, 300 bytes/s:
+  // telling 39 members a record of about 150 bytes (frame included) costs
+  // about 5.9 KB, so the cycle stretches to about 19.5 s (at 2 s it would
+  // be ten times the budget). No push-pull in the window, so every gossip
+  // message there is a refresh.
+  auto o = probing(40, 11);
+  o.base.record_refresh_interval = 2s;
+  o.base.record_refresh_ceiling = 20s;
+  o.base.record_refresh_budget = 300;
+  o.base.probes.push_pull_interval = std::chrono::hours(1);
+  sim_type sim(o);
+  REQUIRE(sim.run_until([&] { return sim.everyone_alive(); }, 20s));
+  sim.run_for(30s);  // past the joins' messages and the first whole cycle
+
+  const auto gossip = static_cast<std::size_t>(message_type::gossip);
+  const auto sent = [&](std::size_t i) {
+    const auto& st = sim.node(i).stats();
+    return std::pair{st.sent_by_type[gossip], st.bytes_sent_by_type[gossip]};
+  };
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> before;
+  std::vector<std::vector<std::uint64_t>> held_before(sim.size(), std::vector<std::uint64_t>(sim.size()));
+  for (std::size_t i = 0; i < sim.size(); ++i) {
+    before.push_back(sent(i));
+    for (std::size_t j = 0; j < sim.size(); ++j)
+      held_before[i][j] = sim.node(i).members().table().find(j + 1)->heartbeat;
+  }
+  const auto window = 60s;
+  sim.run_for(window);
+  for (std::size_t i = 0; i < sim.size(); ++i) {
+    INFO("replica " << i);
+    const auto [messages, payload] = sent(i);
+    const auto framed = payload - before[i].second + 48 * (messages - before[i].first);
+    const double per_second = static_cast<double>(framed) / 60.0;
+    INFO(per_second << " bytes/s of refreshes");
+    CHECK(per_second <= 300 * 1.1);
+    // Three cycles in the window: each member was told about three times.
+    CHECK(messages - before[i].first >= 3 * 39);
+    const auto own = sim.node(i).members().self_record().heartbeat;
+    for (std::size_t j = 0; j < sim.size(); ++j) {
+      if (j == i) continue;
+      const auto held = sim.node(j).members().table().find(i + 1)->heartbeat;
+      INFO("held by " << j);
+      // Our heartbeat (uptime, 100 ms a beat) moved, and reached j, within
+      // two cycles (20 s each at most, 200 beats).
+      CHECK(held > held_before[j][i]);
+      CHECK(own - held <= 2 * 200);
+    }
+  }
+}
+
 TEST_CASE("probes: the two sides of a healed partition take each other back, with current records",
           "[transport][probes]") {
   sim_type sim(probing(6, 5));

@@ -94,10 +94,12 @@ struct core_options {
   std::function<void(const registry_document& merged)> observer;
 };
 
-/// Probes (protocol_options::liveness.source): how often a replica tells
-/// its member record, which carries its stamp floor. Compaction needs
-/// floors only to within gc_grace, so gc_grace / 8 is enough; the
-/// protocol's own setting if that is shorter; never below the heartbeat.
+/// Probes (protocol_options::liveness.source): how often a replica's own
+/// member record (its stamp floor and uptime) moves, and the shortest
+/// refresh cycle. Compaction needs floors only to within gc_grace, so
+/// gc_grace / 8 is enough; the protocol's own setting if that is shorter;
+/// never below the heartbeat. The cycle may stretch to gc_grace / 2 in a
+/// large cluster (protocol_options::record_refresh_budget).
 std::chrono::milliseconds record_refresh_for(const transport::protocol_options& protocol,
                                              std::chrono::milliseconds gc_grace);
 

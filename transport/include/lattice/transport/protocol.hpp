@@ -23,15 +23,16 @@
 // Liveness (options.liveness.source). With `heartbeats` the member table
 // gossiped every heartbeat is how members are judged alive, as above. With
 // `probes` a SWIM detector (swim.hpp) judges, its messages travel as
-// message_type::probe, and member records (addresses, stamp floors,
-// uptime) travel only when they change: a replica tells its own record to
-// every reachable member every record_refresh_interval and on a join,
-// refutation or leave; a new sender gets our whole table (the welcome);
-// every detector push-pull also exchanges whole tables; a replica that
-// hears of a member it holds no record of asks for it (record_request).
-// The heartbeat table gossip then runs only while we reach nobody (to the
-// seeds), so quiet traffic no longer grows with the cluster, except for
-// the refreshes: N records per record_refresh_interval received.
+// message_type::probe (as datagrams, where the driver can), and member
+// records (addresses, stamp floors, uptime) travel only when they change:
+// a replica tells its own record to every reachable member once per
+// refresh cycle (paced, as datagrams, within a byte budget: see
+// protocol_options::record_refresh_interval) and on a join, refutation or
+// leave; every detector push-pull also exchanges whole tables; a replica
+// that hears of a member it holds no record of asks for it
+// (record_request). The heartbeat table gossip then runs only while we
+// reach nobody (to the seeds), so quiet traffic does not grow with the
+// cluster until the refresh cycle reaches its ceiling.
 //
 // `op` mode (CmRDT style, op_log.hpp): each local change becomes an op
 // numbered per origin and is pushed at once to `fanout` peers, who deliver
@@ -82,7 +83,8 @@ class protocol final : public protocol_core {
         rng_(options_.random_seed),
         next_heartbeat_(now),
         next_anti_entropy_(now + options_.anti_entropy_interval),
-        next_record_refresh_(now + options_.record_refresh_interval) {
+        last_beat_(now),
+        refresh_{now, now + options_.record_refresh_interval, {}, 0} {
     // A seed listed twice (and ourselves) would be asked twice, every
     // heartbeat while we reach nobody: the simulator once listed its one
     // seed N times and so asked it for N tables at each of N joins.
@@ -411,20 +413,72 @@ class protocol final : public protocol_core {
           send(address_of(peer), message_type::gossip, body);
       }
     }
-    if (now >= next_record_refresh_) {
-      // The heartbeat counts our uptime in heartbeat intervals, as peers
-      // read it (the registry's grace rule); with probes it moves only when
-      // we tell it, by the intervals that passed.
-      const auto beats = static_cast<std::uint64_t>(
-          std::max<std::chrono::milliseconds::rep>(1, options_.record_refresh_interval.count() /
-                                                          std::max<std::chrono::milliseconds::rep>(
-                                                              1, options_.heartbeat_interval.count())));
-      members_.beat(options_.stamp_floor ? options_.stamp_floor() : options_.wall_clock(), beats);
-      announce(now);
-      next_record_refresh_ = now + options_.record_refresh_interval;
-    }
+    if (now - last_beat_ >= options_.record_refresh_interval) beat(now);
+    refresh_records(now);
     ask_again(now);
     run_detector(detector_->tick(now));
+  }
+
+  // The heartbeat counts our uptime in heartbeat intervals, as peers read
+  // it (the registry's grace rule); with probes it moves only when we tell
+  // it, by the intervals that passed since it last moved (the remainder
+  // carries over), and with it our stamp floor.
+  void beat(steady_time now) {
+    const auto interval = std::max(options_.heartbeat_interval, std::chrono::milliseconds(1));
+    const auto beats = (now - last_beat_) / interval;
+    if (beats <= 0) return;
+    members_.beat(options_.stamp_floor ? options_.stamp_floor() : options_.wall_clock(),
+                  static_cast<std::uint64_t>(beats));
+    last_beat_ += beats * interval;
+  }
+
+  // The refresh cycle (protocol_options::record_refresh_interval): the
+  // members reachable when it began hear our record, each at its turn, so
+  // a cycle's messages are spread over it rather than sent in one burst
+  // (10,000 datagrams at once would overflow a socket buffer). Each goes
+  // as a datagram: it is one small record, and a lost one is told again
+  // next cycle.
+  void refresh_records(steady_time now) {
+    if (now >= refresh_.ends) {
+      refresh_up_to(refresh_.to.size(), now);  // the cycle's last turns
+      start_refresh_cycle(now);
+    }
+    const auto length = std::max(refresh_.ends - refresh_.started, steady_time::duration(1));
+    const auto turns = static_cast<std::size_t>(static_cast<double>(refresh_.to.size()) *
+                                                std::chrono::duration<double>(now - refresh_.started) /
+                                                std::chrono::duration<double>(length));
+    refresh_up_to(std::min(turns, refresh_.to.size()), now);
+  }
+
+  void start_refresh_cycle(steady_time now) {
+    refresh_.to = members_.reachable_peers(now);
+    refresh_.sent = 0;
+    refresh_.started = now;
+    // What telling every member costs: our record message (its size as
+    // encoded now) with the frame's header and MAC, to each of them.
+    static constexpr std::size_t frame_overhead = 16 + 32;
+    const auto message_bytes =
+        crdt::encode(envelope<gossip_body<S>>{options_.self, options_.address, {own_record(), {}}, 0}).size() +
+        frame_overhead;
+    const double seconds_within_budget = static_cast<double>(refresh_.to.size() * message_bytes) /
+                                         static_cast<double>(std::max<std::size_t>(1, options_.record_refresh_budget));
+    const auto floor = options_.record_refresh_interval;
+    const auto ceiling = std::max(floor, options_.record_refresh_ceiling);
+    const auto wanted = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(
+        std::min(seconds_within_budget, std::chrono::duration<double>(ceiling).count())));
+    refresh_.ends = now + std::clamp(wanted, floor, ceiling);
+  }
+
+  void refresh_up_to(std::size_t turns, steady_time now) {
+    if (turns <= refresh_.sent) return;
+    beat(now);
+    const gossip_body<S> ours{own_record(), {}};
+    for (; refresh_.sent < turns; ++refresh_.sent) {
+      const replica_id id = refresh_.to[refresh_.sent];
+      const auto state = members_.state_of(id, now);
+      if (state == member_state::alive || state == member_state::suspect)
+        send(address_of(id), message_type::gossip, ours, /*datagram=*/true);
+    }
   }
 
   // Replicas that joined at the same time each got a seed's table from
@@ -696,7 +750,14 @@ class protocol final : public protocol_core {
   std::mt19937_64 rng_;
   steady_time next_heartbeat_;
   steady_time next_anti_entropy_;
-  steady_time next_record_refresh_;
+  steady_time last_beat_;  // probes: when our heartbeat last moved (see beat)
+  // Probes: the refresh cycle under way (refresh_records).
+  struct refresh_cycle {
+    steady_time started;
+    steady_time ends;
+    std::vector<replica_id> to;  // reachable when it started, in turn
+    std::size_t sent = 0;        // turns taken
+  } refresh_;
   std::optional<swim::detector> detector_;
   // Probes: the sender of the message being handled, whose address the
   // envelope gives even before its record reaches us (set only while

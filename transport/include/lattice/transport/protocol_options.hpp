@@ -66,11 +66,23 @@ struct protocol_options {
   liveness_options liveness;
   /// Probes: the detector's settings (swim.hpp), the same at every size.
   swim::options probes;
-  /// Probes: our member record (stamp floor, uptime) is told to the
-  /// cluster this often, and whenever it changes otherwise (a join, a
-  /// refutation, a leave). Peers' floors therefore lag by up to this much,
-  /// which only delays compaction; the registry uses gc_grace / 8.
+  /// Probes: our member record (stamp floor, uptime) is told to every
+  /// reachable member once per refresh cycle, paced over the cycle and as
+  /// datagrams (a lost one is made good by the next cycle), and at once
+  /// whenever it changes otherwise (a join, a refutation, a leave). A cycle
+  /// lasts record_refresh_interval, or longer where telling every member
+  /// would cost more than record_refresh_budget bytes per second (message
+  /// and frame, MAC included), up to record_refresh_ceiling: so the cost
+  /// stays flat as the cluster grows until the ceiling is reached. Peers'
+  /// floors therefore lag by up to about two cycles, which only delays
+  /// compaction. Our own record's uptime and floor move at least every
+  /// record_refresh_interval whatever the cycle's length, so a record
+  /// asked of us is never older than that (the registry's grace rule
+  /// allows for exactly that much). The registry uses
+  /// min(60 s, gc_grace / 8), and gc_grace / 2 for the ceiling.
   std::chrono::milliseconds record_refresh_interval{60'000};
+  std::chrono::milliseconds record_refresh_ceiling{60'000};
+  std::size_t record_refresh_budget = 512;
   /// `op` mode: bounds of the op log and gap buffer.
   op_log_limits op_limits;
   /// `op` mode: most ops in one repair message.
