@@ -69,7 +69,7 @@ parsed_options parse_options(int argc, char** argv) {
   app.set_version_flag("--version", std::string("latticed ") + version_string(), "Print the version and source commit");
 
   std::string gossip = "127.0.0.1:7946", http = "127.0.0.1:8500", key_file, token_file, read_token_file;
-  std::string mode = "delta", fsync = "always", liveness = "heartbeats", datagrams = "on";
+  std::string mode = "delta", fsync = "always", liveness = "probes", datagrams = "on";
   std::chrono::milliseconds commit_delay{0};
   app.add_option("--id", o.replica.id,
                  "Replica id, unique in the cluster (0: kept in the data directory, else random)")
@@ -107,8 +107,9 @@ parsed_options parse_options(int argc, char** argv) {
       ->check(CLI::IsMember({"delta", "state", "op"}))
       ->capture_default_str();
   app.add_option("--liveness", liveness,
-                 "How members are judged alive: heartbeats (member tables every heartbeat) or probes (SWIM with "
-                 "Lifeguard, constant traffic per replica at any cluster size); the whole cluster must agree")
+                 "How members are judged alive: probes (SWIM with Lifeguard, constant traffic per replica at any "
+                 "cluster size) or heartbeats (member tables every heartbeat; traffic grows with the cluster); the "
+                 "whole cluster must agree")
       ->check(CLI::IsMember({"heartbeats", "probes"}))
       ->capture_default_str();
   app.add_option("--datagrams", datagrams,

@@ -463,7 +463,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3, help="rounds of faults (each: 10 kill cycles and the rest)")
     parser.add_argument("--seconds", type=float, default=0, help="run rounds until this long has passed instead")
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--liveness", choices=["heartbeats", "probes"], default="heartbeats",
+    parser.add_argument("--liveness", choices=["heartbeats", "probes"], default="probes",
                         help="latticed --liveness for every daemon")
     parser.add_argument("--keep-going", action="store_true",
                         help="run every round even after a violation (the soak: counts, each violation once)")

@@ -3,8 +3,9 @@
 alive; a registration reaches all fifty; five killed at once with SIGKILL
 are judged dead by every survivor and their instances hidden, within the
 liveness bound plus propagation; a change made after the kill reaches every
-survivor. Default liveness settings (heartbeat 100 ms, dead after 700 ms;
-or with --liveness probes, SWIM's defaults: transport/swim.hpp).
+survivor. Default liveness settings (probes: SWIM's defaults,
+transport/swim.hpp; or with --liveness heartbeats, heartbeat 100 ms, dead
+after 700 ms; CTest daemon.fleet_heartbeats).
 
 Prints one JSON line of figures: the spread of a registration and of a
 config change and the time until every survivor judged all five dead (each
@@ -124,7 +125,7 @@ def main():
     parser.add_argument("--victims", type=int, default=5)
     parser.add_argument("--measure", type=float, default=0,
                         help="seconds of quiet to measure gossip bytes and CPU per daemon over (0: none)")
-    parser.add_argument("--liveness", choices=["heartbeats", "probes"], default="heartbeats",
+    parser.add_argument("--liveness", choices=["heartbeats", "probes"], default="probes",
                         help="latticed --liveness for every daemon")
     parser.add_argument("--datagrams", choices=["on", "off"], default="on",
                         help="latticed --datagrams for every daemon (probes by UDP or TCP)")

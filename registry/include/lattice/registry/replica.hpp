@@ -69,13 +69,14 @@ struct replica_options {
   /// How changes travel; every replica of a cluster must agree.
   transport::dissemination mode = transport::dissemination::delta;
   /// How members are judged alive; every replica of a cluster must agree.
-  /// `heartbeats`: whole member tables gossiped every heartbeat, a member
-  /// silent for suspect_after / dead_after is suspect / dead; quiet traffic
-  /// grows with the cluster. `probes`: SWIM with Lifeguard
-  /// (transport/swim.hpp), a few small messages per replica per 200 ms
-  /// whatever the cluster's size; suspect_after and dead_after are unused.
-  /// See README, "Failure detection and cluster size".
-  transport::liveness_source liveness = transport::liveness_source::heartbeats;
+  /// `probes` (the default): SWIM with Lifeguard (transport/swim.hpp), a
+  /// few small messages per replica per 200 ms whatever the cluster's
+  /// size, the same settings at every size; suspect_after and dead_after
+  /// are unused. `heartbeats`: whole member tables gossiped every
+  /// heartbeat, a member silent for suspect_after / dead_after is suspect /
+  /// dead; quiet traffic grows with the cluster, and large clusters must
+  /// slow the heartbeat. See README, "Failure detection and cluster size".
+  transport::liveness_source liveness = transport::liveness_source::probes;
   /// With probes: the detector's pings, acks and news go by UDP on the
   /// gossip port (so probing a member needs no connection to it), except
   /// with TLS, where everything stays on the TLS connections. Off: every
