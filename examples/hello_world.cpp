@@ -7,7 +7,7 @@
 // providers from its local snapshot, balances calls round-robin with a call
 // guard around each, and keeps working when a provider dies: a call that
 // fails goes to the next provider, and the dead one leaves the list within
-// the liveness bound (under a second).
+// the liveness bound (about a second).
 //
 //   build/examples/hello_world                       # everything in one process
 //   build/examples/hello_world provider --seeds 127.0.0.1:7946
