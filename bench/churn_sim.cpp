@@ -36,26 +36,37 @@ constexpr std::size_t message_types = 10;
 constexpr const char* type_names[message_types] = {"",   "gossip",     "sync_request", "range_digests", "range_push",
                                                    "op", "op_summary", "op_repair",    "probe",         "record_request"};
 
-// Bytes sent by every replica so far, by message type.
-std::vector<double> bytes_by_type(registry_sim& sim) {
-  std::vector<double> out(message_types, 0);
-  for (std::size_t r = 0; r < sim.size(); ++r)
-    for (std::size_t t = 0; t < message_types; ++t)
-      out[t] += static_cast<double>(sim.node(r).stats().bytes_sent_by_type[t]);
+// Payload bytes (by message type) and messages sent by every replica so far.
+struct sent_so_far {
+  std::vector<double> bytes = std::vector<double>(message_types, 0);
+  double messages = 0;
+};
+sent_so_far sent(registry_sim& sim) {
+  sent_so_far out;
+  for (std::size_t r = 0; r < sim.size(); ++r) {
+    const auto& st = sim.node(r).stats();
+    out.messages += static_cast<double>(st.messages_sent);
+    for (std::size_t t = 0; t < message_types; ++t) out.bytes[t] += static_cast<double>(st.bytes_sent_by_type[t]);
+  }
   return out;
 }
 
-// Per replica and second, between two readings of bytes_by_type.
-nlohmann::json rates(const std::vector<double>& before, const std::vector<double>& after, std::size_t replicas,
-                     double seconds) {
+// Per replica and second, between two readings. "framed" adds each
+// message's 16-byte frame header and 32-byte MAC (a cluster with a key).
+nlohmann::json rates(const sent_so_far& before, const sent_so_far& after, std::size_t replicas, double seconds) {
   nlohmann::json by_type = nlohmann::json::object();
+  const double per = static_cast<double>(replicas) * seconds;
   double all = 0;
   for (std::size_t t = 1; t < message_types; ++t) {
-    const double rate = (after[t] - before[t]) / static_cast<double>(replicas) / seconds;
+    const double rate = (after.bytes[t] - before.bytes[t]) / per;
     all += rate;
     if (rate > 0) by_type[type_names[t]] = rate;
   }
-  return {{"bytes_sent_per_replica_per_second", all}, {"by_type", by_type}};
+  const double messages = (after.messages - before.messages) / per;
+  return {{"bytes_sent_per_replica_per_second", all},
+          {"messages_sent_per_replica_per_second", messages},
+          {"framed_bytes_sent_per_replica_per_second", all + 48 * messages},
+          {"by_type", by_type}};
 }
 
 }  // namespace
@@ -98,9 +109,9 @@ int main(int argc, char** argv) {
   }
   sim->run_for(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(settle_seconds)));
 
-  const auto quiet_before = bytes_by_type(*sim);
+  const auto quiet_before = sent(*sim);
   sim->run_for(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(quiet_seconds)));
-  const auto quiet_after = bytes_by_type(*sim);
+  const auto quiet_after = sent(*sim);
 
   // The churn: a change every 1 / rate seconds, by a random replica; every
   // step, each outstanding change is looked for at the replicas that did
@@ -118,7 +129,7 @@ int main(int argc, char** argv) {
   const auto step = std::chrono::milliseconds(tick_ms);
   const auto every = std::chrono::duration_cast<std::chrono::milliseconds>(
       std::chrono::duration<double>(1.0 / std::max(changes_per_second, 0.001)));
-  const auto churn_before = bytes_by_type(*sim);
+  const auto churn_before = sent(*sim);
   const auto churn_start = sim->now();
   auto next_change = churn_start;
   const auto look = [&] {
@@ -145,7 +156,7 @@ int main(int argc, char** argv) {
     sim->run_for(step);
     look();
   }
-  const auto churn_after = bytes_by_type(*sim);
+  const auto churn_after = sent(*sim);
   const double churn_s = std::chrono::duration<double>(sim->now() - churn_start).count();
   // Changes still on their way are given up to 10 s more (not counted in
   // the bytes above).

@@ -1,6 +1,7 @@
 // The Asio driver over real loopback TCP: five replicas, each on its own
 // io_context thread, converge; a replica with the wrong cluster key is
 // rejected and counted. Every wait is bounded; every thread is joined.
+#include <functional>
 #include <future>
 #include <stdexcept>
 #include <string>
@@ -42,14 +43,16 @@ class node {
  public:
   node(replica_id id, std::shared_ptr<const cluster_key> key, std::vector<std::string> seeds,
        std::shared_ptr<boost::asio::ssl::context> tls = nullptr,
-       liveness_source liveness = liveness_source::heartbeats, bool datagrams = true) {
+       liveness_source liveness = liveness_source::heartbeats, bool datagrams = true,
+       const std::function<void(driver_options&, protocol_options&)>& tweak = {}) {
     driver_options d;
     d.frames.key = std::move(key);
     d.tls = std::move(tls);
     d.datagrams = datagrams;
+    protocol_options p;
+    if (tweak) tweak(d, p);  // before what the node sets itself
     driver_ = std::make_unique<asio_driver>(io_, d);
     address_ = "127.0.0.1:" + std::to_string(driver_->port());
-    protocol_options p;
     p.self = id;
     p.address = address_;
     p.incarnation = 1;
@@ -391,6 +394,28 @@ TEST_CASE("probes travel as datagrams, and judge a crashed peer dead", "[transpo
              member_state::dead;
     }, 10s));
   CHECK(reachable(a) == 1);
+}
+
+TEST_CASE("a connection with nothing to write is closed, and opened again by the next message",
+          "[transport][driver][udp]") {
+  // Probes go as datagrams and anti-entropy is slowed to an hour, so after
+  // the join nothing uses the connections; they close after 3/4 of the
+  // 400 ms idle timeout.
+  const auto quiet = [](driver_options& d, protocol_options& p) {
+    d.idle_timeout = 400ms;
+    p.anti_entropy_interval = std::chrono::hours(1);
+  };
+  node a(1, nullptr, {}, nullptr, liveness_source::probes, true, quiet);
+  node b(2, nullptr, {a.address()}, nullptr, liveness_source::probes, true, quiet);
+  REQUIRE(wait_for([&] { return reachable(a) == 1 && reachable(b) == 1; }, 10s));
+  const auto idle_closes = [](node& n) { return n.on([&] { return n.driver().stats().idle_closes; }); };
+  REQUIRE(wait_for([&] { return idle_closes(a) >= 1 && idle_closes(b) >= 1; }, 10s));
+  // Still members of each other (the probes need no connection), and a
+  // write goes out on a new connection.
+  CHECK(reachable(a) == 1);
+  CHECK(reachable(b) == 1);
+  write_now(a, "/svc/after-idle", hlc_timestamp{100, 0, 1});
+  CHECK(wait_for([&] { return holds(b, "/svc/after-idle"); }, 10s));
 }
 
 TEST_CASE("with datagrams off, probes ride the connections", "[transport][driver][udp]") {

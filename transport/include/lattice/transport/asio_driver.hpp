@@ -20,8 +20,11 @@
 // gossip address, opened on first use, with one write in flight and a
 // bounded queue (max_queued_bytes): when a peer cannot keep up, new
 // messages to it are dropped and counted, and anti-entropy repairs the gap
-// later. Connects time out; a failed connection is retried with jittered
-// exponential backoff. Inbound connections only read. A frame that fails
+// later. An outbound connection with nothing to write for 3/4 of
+// idle_timeout is closed (before the peer closes its end after the whole
+// idle_timeout, so no message is written into a connection the peer has
+// just closed), and opened again by the next message. Connects time out; a
+// failed connection is retried with jittered exponential backoff. Inbound connections only read. A frame that fails
 // to decode closes its connection, is logged once with the peer's address,
 // and is counted in stats().rejected_frames by reason.
 //
@@ -83,7 +86,8 @@ struct driver_options {
   /// How often the core's timers are run.
   std::chrono::milliseconds tick{5};
   std::chrono::milliseconds connect_timeout{1000};
-  /// An inbound connection silent this long is closed.
+  /// An inbound connection silent this long is closed; an outbound one
+  /// with nothing to write for 3/4 of it (opened again by the next message).
   std::chrono::milliseconds idle_timeout{60'000};
   /// Queued, unsent bytes per peer above which messages are dropped.
   std::size_t max_queued_bytes = 8 * 1024 * 1024;
@@ -130,6 +134,8 @@ struct driver_stats {
   std::uint64_t datagrams_sent = 0;
   std::uint64_t datagrams_received = 0;
   std::uint64_t datagrams_dropped = 0;
+  /// Outbound connections closed with nothing to write (see idle_timeout).
+  std::uint64_t idle_closes = 0;
 
   std::uint64_t rejected(errc reason) const { return rejected_frames[static_cast<std::size_t>(reason)]; }
 };

@@ -82,7 +82,7 @@ struct protocol_options {
   /// min(60 s, gc_grace / 8), and gc_grace / 2 for the ceiling.
   std::chrono::milliseconds record_refresh_interval{60'000};
   std::chrono::milliseconds record_refresh_ceiling{60'000};
-  std::size_t record_refresh_budget = 512;
+  std::size_t record_refresh_budget = 384;
   /// `op` mode: bounds of the op log and gap buffer.
   op_log_limits op_limits;
   /// `op` mode: most ops in one repair message.
