@@ -87,7 +87,7 @@ TEST_CASE("filter: matches is RE2, unanchored", "[consul_filter]") {
   CHECK(kept(R"(Service.ID not matches "2$")") == ids{"web-1"});
 }
 
-TEST_CASE("filter: and binds tighter than or; not and parentheses", "[consul_filter]") {
+TEST_CASE("filter: and binds tighter than or, not and parentheses", "[consul_filter]") {
   CHECK(kept("Service.Port == 8080 or Service.Port == 9090 and Service.ID == web-1") == ids{"web-1"});
   CHECK(kept("(Service.Port == 8080 or Service.Port == 9090) and Service.ID == web-2") == ids{"web-2"});
   CHECK(kept("not Service.ID == web-1") == ids{"web-2"});

@@ -10,7 +10,7 @@ namespace path_test {
 using lattice::registry::errc;
 using lattice::registry::service_path;
 
-TEST_CASE("valid paths parse; segment-wise prefixes", "[registry][path]") {
+TEST_CASE("valid paths parse, segment-wise prefixes", "[registry][path]") {
   for (const char* ok : {"/", "/HelloWorldService/1.0.0", "/bigSys/smallSys/type/name", "/a-b_c~d:e@f+g"})
     CHECK(service_path::parse(ok).has_value());
   const auto api = service_path::parse("/api").value();

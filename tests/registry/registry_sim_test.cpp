@@ -145,7 +145,7 @@ TEST_CASE("an owner cut off long enough to be reaped re-asserts its instances wh
   CHECK(sim->run_until([&] { return all_list(*sim, "/svc/a", ids{"10.0.0.1:1"}); }, 5s));
 }
 
-TEST_CASE("both sides of a partition register; after healing nothing is lost or resurrected",
+TEST_CASE("both sides of a partition register, after healing nothing is lost or resurrected",
           "[registry][simulator]") {
   auto sim = cluster(5, 5);
   REQUIRE(sim->node(0).register_instance(path("/svc/x"), provider("10.0.0.9", 9, false)));
@@ -168,7 +168,7 @@ TEST_CASE("both sides of a partition register; after healing nothing is lost or 
   }
 }
 
-TEST_CASE("config flags travel and are replaced with their value; every value reads back as written",
+TEST_CASE("config flags travel and are replaced with their value, every value reads back as written",
           "[registry][simulator][config]") {
   auto sim = cluster(3, 21);
   const auto entry_on = [&](std::size_t i, const char* key) {

@@ -130,7 +130,7 @@ TEST_CASE("status() follows members and metrics within a tick, without the repli
   CHECK(rs[0]->status() != nullptr);
 }
 
-TEST_CASE("a watch handle stops its callback; several watches each get one call", "[registry][replica]") {
+TEST_CASE("a watch handle stops its callback, several watches each get one call", "[registry][replica]") {
   auto rs = cluster(1);
   std::atomic<int> a{0}, b{0};
   auto wa = rs[0]->watch("/svc", [&](const service_view&) { ++a; }).value();
@@ -281,7 +281,7 @@ TEST_CASE("a prefix watch starts with every path under it, segment-wise", "[regi
   CHECK(paths == std::vector<std::string>{"/api", "/api/user"});
 }
 
-TEST_CASE("a throwing watch callback is contained; the replica keeps serving (item 15)",
+TEST_CASE("a throwing watch callback is contained, the replica keeps serving (item 15)",
           "[registry][regression][replica]") {
   replica_options o;
   o.id = 1;

@@ -54,7 +54,7 @@ TEST_CASE("ops are delivered once, in origin order, across gaps", "[transport][o
   CHECK(log.vector() == stream_vector{{7, stream_position{1, 3}}});
 }
 
-TEST_CASE("a greater incarnation restarts the stream; an older one is stale", "[transport][op_log]") {
+TEST_CASE("a greater incarnation restarts the stream, an older one is stale", "[transport][op_log]") {
   op_log<set_type> log;
   std::vector<numbered_op<set_type>> ready;
   REQUIRE(log.accept(op(7, 1, 1), ready) == op_verdict::delivered);
