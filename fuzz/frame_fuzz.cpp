@@ -2,7 +2,10 @@
 // The input is a byte stream as a connection would deliver it, split into
 // two reads at a point the first byte chooses; the decoder runs with and
 // without a cluster key. It must never crash, never return a frame longer
-// than its limit, and stop at the first error.
+// than its limit, and stop at the first error. The same bytes as one
+// datagram (decode_datagram) must decode exactly when the stream decoder
+// finds one whole frame and nothing after it, to the same type and payload.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -33,6 +36,22 @@ void decode_stream(std::span<const std::byte> bytes, std::size_t split, const t:
   __builtin_trap();  // more frames than bytes
 }
 
+// decode_datagram agrees with the stream decoder fed the same bytes.
+void decode_as_datagram(std::span<const std::byte> bytes, const t::frame_options& options) {
+  const auto datagram = t::decode_datagram(bytes, options);
+  t::frame_decoder decoder(options);
+  decoder.feed(bytes);
+  auto first = decoder.next();
+  const bool one_whole_frame = first && first.value() && decoder.buffered() == 0;
+  if (datagram.has_value() != one_whole_frame) __builtin_trap();
+  if (!datagram) return;
+  const auto& frame = *first.value();
+  if (datagram.value().type != frame.type) __builtin_trap();
+  if (!std::equal(datagram.value().payload.begin(), datagram.value().payload.end(), frame.payload.begin(),
+                  frame.payload.end()))
+    __builtin_trap();
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -43,11 +62,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   t::frame_options plain;
   plain.max_frame_size = 64 * 1024;
   decode_stream(bytes, split, plain);
+  decode_as_datagram(bytes, plain);
 
   static const auto key = std::make_shared<const t::cluster_key>(
       std::vector<std::byte>(32, std::byte{0x5a}));
   t::frame_options keyed = plain;
   keyed.key = key;
   decode_stream(bytes, split, keyed);
+  decode_as_datagram(bytes, keyed);
   return 0;
 }

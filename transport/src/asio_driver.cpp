@@ -431,7 +431,7 @@ const udp::endpoint* asio_driver::datagram_endpoint(const std::string& address) 
 
 bool asio_driver::send_datagram(const std::string& to, const std::vector<std::byte>& frame) {
   const auto* endpoint = datagram_endpoint(to);
-  if (endpoint == nullptr || endpoint->protocol() != udp_.local_endpoint().protocol()) return false;
+  if (endpoint == nullptr || endpoint->address().is_v4() != listen_address_.is_v4()) return false;
   boost::system::error_code ec;
   const auto sent = udp_.send_to(asio::buffer(frame), *endpoint, 0, ec);
   if (ec) {
