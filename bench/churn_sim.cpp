@@ -95,14 +95,7 @@ int main(int argc, char** argv) {
   o.tick = std::chrono::milliseconds(tick_ms);
   o.base.liveness.source = lattice::transport::liveness_source::probes;
   auto sim = lattice::testing::make_registry_sim(o);
-  std::optional<std::chrono::milliseconds> formed_in;
-  for (auto waited = 0ms; waited <= 120s; waited += 100ms) {
-    if (sim->everyone_alive()) {
-      formed_in = waited;
-      break;
-    }
-    sim->run_for(100ms);
-  }
+  const auto formed_in = lattice::bench::formation_time(*sim, 120s);
   if (!formed_in) {
     std::fprintf(stderr, "the cluster did not form within 120 virtual seconds\n");
     return 1;

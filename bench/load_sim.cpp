@@ -82,17 +82,7 @@ int main(int argc, char** argv) {
   lattice::registry::core_options core;
   core.load_gossip.budget_bytes_per_second = budget;
   auto sim = lattice::testing::make_registry_sim(o, core);
-  // Checked every 100 ms, not every tick: everyone_alive() asks each of
-  // N replicas about N members, and at 300 checking it each 10 ms tick was
-  // most of the formation's wall time.
-  std::optional<std::chrono::milliseconds> formed_in;
-  for (auto waited = 0ms; waited <= 120s; waited += 100ms) {
-    if (sim->everyone_alive()) {
-      formed_in = waited;
-      break;
-    }
-    sim->run_for(100ms);
-  }
+  const auto formed_in = lattice::bench::formation_time(*sim, 120s);
   if (!formed_in) {
     std::fprintf(stderr, "the cluster did not form within 120 virtual seconds\n");
     return 1;

@@ -1,9 +1,12 @@
 // bench/sim_figures.hpp: what the simulator benchmarks report about
-// themselves and their samples (lattice_swim_sim, lattice_load_sim).
+// themselves and their samples (lattice_swim_sim, lattice_load_sim,
+// lattice_churn_sim).
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
+#include <optional>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -17,6 +20,20 @@ inline long peak_rss_kib() {
   while (std::getline(status, line))
     if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
   return -1;
+}
+
+/// How long a simulated cluster took to have every live node judge every
+/// other alive, or nullopt past `limit`. Checked every 100 ms, not every
+/// tick: everyone_alive() asks each of N nodes about N members, and at 300
+/// checking it each 10 ms tick was most of a formation's wall time.
+template <class Sim>
+std::optional<std::chrono::milliseconds> formation_time(Sim& sim, std::chrono::milliseconds limit) {
+  constexpr std::chrono::milliseconds step{100};
+  for (std::chrono::milliseconds waited{0}; waited <= limit; waited += step) {
+    if (sim.everyone_alive()) return waited;
+    sim.run_for(step);
+  }
+  return std::nullopt;
 }
 
 /// The `p` quantile (0..1) of `v`, nearest rank; 0 for none.
