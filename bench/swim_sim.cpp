@@ -90,15 +90,33 @@ int main(int argc, char** argv) {
 
   // Warm up: the joins' news told and done.
   run_for(10s, never);
-  std::uint64_t msgs0 = 0, bytes0 = 0;
-  for (std::size_t i = 0; i < nodes; ++i) msgs0 += net.node(i).stats().messages_sent, bytes0 += net.bytes_sent(i);
+  // Totals over all members at a moment: the quiet window is the
+  // difference of two.
+  struct totals {
+    std::uint64_t msgs = 0, bytes = 0, push_pull_bytes = 0, push_pulls = 0, in_sync = 0;
+  };
+  const auto sum = [&] {
+    totals t;
+    for (std::size_t i = 0; i < nodes; ++i) {
+      const auto& st = net.node(i).stats();
+      t.msgs += st.messages_sent;
+      t.bytes += net.bytes_sent(i);
+      t.push_pull_bytes += net.push_pull_bytes_sent(i);
+      t.push_pulls += st.push_pulls;
+      t.in_sync += st.push_pulls_in_sync;
+    }
+    return t;
+  };
+  const totals before = sum();
   const auto quiet_start = net.now();
   run_for(std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(quiet_seconds)),
           never);
-  std::uint64_t msgs1 = 0, bytes1 = 0;
-  for (std::size_t i = 0; i < nodes; ++i) msgs1 += net.node(i).stats().messages_sent, bytes1 += net.bytes_sent(i);
+  const totals after = sum();
   const double quiet_s = std::chrono::duration<double>(net.now() - quiet_start).count();
   const std::uint64_t quiet_false_deaths = false_deaths;
+  const auto per_member_s = [&](std::uint64_t n) {
+    return static_cast<double>(n) / static_cast<double>(nodes) / quiet_s;
+  };
 
   std::vector<double> detection_s;
   std::size_t undetected = 0;
@@ -130,10 +148,16 @@ int main(int argc, char** argv) {
       {"lambda", o.swim.retransmit_mult},
       {"last_calls", o.swim.last_calls},
       {"quiet_seconds", quiet_s},
-      {"quiet_messages_per_member_per_s", static_cast<double>(msgs1 - msgs0) / static_cast<double>(nodes) / quiet_s},
+      {"quiet_messages_per_member_per_s", per_member_s(after.msgs - before.msgs)},
       {"quiet_bytes_per_member_per_s",
-       count_bytes ? nlohmann::json(static_cast<double>(bytes1 - bytes0) / static_cast<double>(nodes) / quiet_s)
+       count_bytes ? nlohmann::json(per_member_s(after.bytes - before.bytes)) : nlohmann::json(nullptr)},
+      {"quiet_push_pull_bytes_per_member_per_s",
+       count_bytes ? nlohmann::json(per_member_s(after.push_pull_bytes - before.push_pull_bytes))
                    : nlohmann::json(nullptr)},
+      // Push-pulls started in the quiet window, and how many found the
+      // tables equal by their roots (one message).
+      {"quiet_push_pulls", after.push_pulls - before.push_pulls},
+      {"quiet_push_pulls_in_sync", after.in_sync - before.in_sync},
       {"false_deaths_quiet", quiet_false_deaths},
       {"false_deaths_total", false_deaths},
       {"kills", detection_s.size() + undetected},

@@ -77,6 +77,8 @@ class swim_network {
   bool killed(std::size_t i) const { return nodes_[i].killed; }
   /// Bytes and messages node i has sent.
   std::uint64_t bytes_sent(std::size_t i) const { return nodes_[i].bytes_sent; }
+  /// Of those, the bytes of push-pull messages (whole tables or digests).
+  std::uint64_t push_pull_bytes_sent(std::size_t i) const { return nodes_[i].push_pull_bytes_sent; }
   std::uint64_t messages_lost() const { return lost_; }
 
   /// Every change of any view, as it happens.
@@ -140,6 +142,7 @@ class swim_network {
     steady_time stalled_until{};
     steady_time tick_at = steady_time::max();
     std::uint64_t bytes_sent = 0;
+    std::uint64_t push_pull_bytes_sent = 0;
   };
   struct event {
     steady_time at;
@@ -160,8 +163,11 @@ class swim_network {
 
   void deliver(std::size_t from, transport::swim::outgoing o) {
     process& sender = nodes_[from];
-    if (options_.count_bytes)
-      sender.bytes_sent += transport::frame_header_size + transport::frame_mac_size + crdt::encode(o.body).size();
+    if (options_.count_bytes) {
+      const auto bytes = transport::frame_header_size + transport::frame_mac_size + crdt::encode(o.body).size();
+      sender.bytes_sent += bytes;
+      if (o.body.kind >= transport::swim::message_kind::sync) sender.push_pull_bytes_sent += bytes;
+    }
     const std::size_t to = static_cast<std::size_t>(o.to - 1);
     if (nodes_[to].side != sender.side || std::uniform_int_distribution<unsigned>(0, 999)(rng_) < options_.loss_per_mille) {
       ++lost_;

@@ -2,11 +2,13 @@
 // kills are judged dead everywhere, loss and stalls kill nobody, suspicions
 // are refuted, local health rises and falls, and traffic per replica does
 // not grow with the cluster. All times are virtual: a seed replays exactly.
+#include <algorithm>
 #include <map>
 #include <set>
 
 #include <catch2/catch.hpp>
 
+#include "lattice/crdt/codec.hpp"
 #include "swim_network.hpp"
 
 // Everything here is in a namespace of its own so that the unity build
@@ -263,6 +265,126 @@ TEST_CASE("swim: a suspect that answers a last call is not judged dead though it
   (void)e.on_message(2, swim::message{swim::message_kind::news, 0, 0, {{3, 1, member_state::suspect, 2}}}, t0);
   for (auto t = t0; t < t0 + 4s; t += 10ms) (void)e.tick(t);
   CHECK(e.state_of(3) == member_state::dead);
+}
+
+namespace {
+
+namespace swim = lattice::transport::swim;
+
+// A push-pull that `a` (id `a_id`) starts with `b` (id `b_id`), run to its
+// end between the two alone. Returns the push-pull messages sent, in order
+// (anything else the detectors send, such as a refutation, is dropped).
+std::vector<swim::outgoing> run_push_pull(swim::detector& a, lattice::crdt::replica_id a_id, swim::detector& b,
+                                          lattice::crdt::replica_id b_id, swim::steady_time now) {
+  std::vector<swim::outgoing> sent;
+  std::vector<std::pair<lattice::crdt::replica_id, swim::outgoing>> pending;  // (from, message)
+  for (auto& o : a.push_pull_with(b_id)) pending.emplace_back(a_id, std::move(o));
+  for (int step = 0; step < 8 && !pending.empty(); ++step) {
+    auto [from, o] = std::move(pending.front());
+    pending.erase(pending.begin());
+    if (!swim::carries_table(o.body.kind)) continue;
+    sent.push_back(o);
+    auto& to = from == a_id ? b : a;
+    for (auto& reply : to.on_message(from, o.body, now)) pending.emplace_back(from == a_id ? b_id : a_id, std::move(reply));
+  }
+  REQUIRE(pending.empty());
+  return sent;
+}
+
+}  // namespace
+
+TEST_CASE("swim: a push-pull of equal tables is one message, and of different ones sends only the buckets that differ",
+          "[transport][swim]") {
+  const auto t0 = swim::steady_time{} + std::chrono::hours(1);
+  swim::detector a(1, swim::options{}, 1, t0);
+  swim::detector b(2, swim::options{}, 2, t0);
+  a.add_member(2, 1, t0);
+  b.add_member(1, 1, t0);
+  for (lattice::crdt::replica_id id = 3; id < 403; ++id) {
+    a.add_member(id, 1, t0);
+    b.add_member(id, 1, t0);
+  }
+  auto sent = run_push_pull(a, 1, b, 2, t0);
+  REQUIRE(sent.size() == 1);
+  CHECK(sent[0].body.kind == swim::message_kind::table_root);
+  CHECK(b.stats().push_pulls_in_sync == 1);
+
+  // b learns a member a does not know; a learns that member 7 died.
+  b.add_member(500, 1, t0);
+  (void)a.on_message(3, swim::message{swim::message_kind::news, 0, 0, {{7, 1, member_state::dead, 0}}}, t0);
+  sent = run_push_pull(a, 1, b, 2, t0);
+  REQUIRE(sent.size() == 4);
+  CHECK(sent[1].body.kind == swim::message_kind::table_buckets);
+  const std::uint32_t buckets = sent[1].body.table.buckets;
+  CHECK(buckets == swim::buckets_for(402));
+  std::vector<std::uint32_t> differ{swim::bucket_of(7, buckets), swim::bucket_of(500, buckets)};
+  std::sort(differ.begin(), differ.end());
+  differ.erase(std::unique(differ.begin(), differ.end()), differ.end());
+  CHECK(sent[2].body.kind == swim::message_kind::table_diff);
+  CHECK(sent[2].body.table.differ == differ);
+  CHECK(sent[3].body.kind == swim::message_kind::table_diff_reply);
+  CHECK(sent[3].body.table.differ == differ);
+  // A bucket holds about 16 of the 402 members: whole tables would be
+  // 402 entries each way.
+  CHECK(sent[2].body.updates.size() + sent[3].body.updates.size() < 100);
+  CHECK(a.state_of(500) == member_state::alive);
+  CHECK(b.state_of(7) == member_state::dead);
+  CHECK(run_push_pull(a, 1, b, 2, t0).size() == 1);  // equal again
+
+  // What the owner adds to an entry (its record) is compared too.
+  a.set_entry_hash([](lattice::crdt::replica_id id) -> std::uint64_t { return id == 11 ? 1 : 0; });
+  sent = run_push_pull(a, 1, b, 2, t0);
+  REQUIRE(sent.size() == 4);
+  CHECK(sent[2].body.table.differ == std::vector<std::uint32_t>{swim::bucket_of(11, buckets)});
+}
+
+TEST_CASE("swim: a push-pull learns a member that left, so the two tables agree after it", "[transport][swim]") {
+  // Gossip of a stranger's death is dropped; a table's is kept, or the
+  // tables would differ in that member at every push-pull.
+  const auto t0 = swim::steady_time{} + std::chrono::hours(1);
+  swim::detector a(1, swim::options{}, 1, t0);
+  swim::detector b(2, swim::options{}, 2, t0);
+  a.add_member(2, 1, t0);
+  b.add_member(1, 1, t0);
+  a.add_member(3, 1, t0);
+  (void)a.on_message(3, swim::message{swim::message_kind::news, 0, 0, {{3, 1, member_state::left, 0}}}, t0);
+  (void)b.on_message(1, swim::message{swim::message_kind::news, 0, 0, {{3, 1, member_state::left, 0}}}, t0);
+  REQUIRE(b.size() == 1);  // the gossip taught b nothing
+  CHECK(run_push_pull(a, 1, b, 2, t0).size() == 4);
+  CHECK(b.state_of(3) == member_state::left);
+  CHECK(run_push_pull(a, 1, b, 2, t0).size() == 1);
+  CHECK(run_push_pull(b, 2, a, 1, t0).size() == 1);
+}
+
+TEST_CASE("swim: push-pull messages with an impossible table part are rejected", "[transport][swim]") {
+  const auto decodes = [](const swim::message& m) {
+    return lattice::crdt::decode<swim::message>(lattice::crdt::encode(m)).has_value();
+  };
+  swim::message ok{swim::message_kind::table_diff, 0, 0};
+  ok.table.buckets = 4;
+  ok.table.differ = {0, 3};
+  CHECK(decodes(ok));
+  auto unordered = ok;
+  unordered.table.differ = {3, 0};
+  CHECK_FALSE(decodes(unordered));
+  auto out_of_range = ok;
+  out_of_range.table.differ = {0, 4};
+  CHECK_FALSE(decodes(out_of_range));
+  swim::message hashes{swim::message_kind::table_buckets, 0, 0};
+  hashes.table.buckets = 4;
+  hashes.table.hashes = {1, 2, 3, 4};
+  CHECK(decodes(hashes));
+  hashes.table.hashes.pop_back();
+  CHECK_FALSE(decodes(hashes));
+  swim::message too_many{swim::message_kind::table_diff, 0, 0};
+  too_many.table.buckets = swim::max_table_buckets + 1;
+  CHECK_FALSE(decodes(too_many));
+  // A ping carries no table part on the wire: its bytes are as before.
+  swim::message ping{swim::message_kind::ping, 7, 0};
+  ping.table.root = 99;
+  const auto back = lattice::crdt::decode<swim::message>(lattice::crdt::encode(ping));
+  REQUIRE(back.has_value());
+  CHECK(back.value().table.root == 0);
 }
 
 TEST_CASE("swim: after loss and stalls stop, every member holds the same view of every member", "[transport][swim]") {

@@ -2,7 +2,13 @@
 
 #include <algorithm>
 
+#include "lattice/crdt/digest.hpp"
+
 namespace lattice::transport {
+
+std::uint64_t identity_hash(const member_record& record) {
+  return crdt::stable_hash(record.address, record.incarnation, record.left);
+}
 
 const char* to_string(member_state state) noexcept {
   switch (state) {

@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <utility>
+
+#include "lattice/crdt/codec.hpp"
 
 namespace lattice::transport::swim {
 namespace {
@@ -16,16 +19,50 @@ bool greater(std::uint64_t inc, member_state state, std::uint64_t held_inc, memb
 
 bool gone(member_state s) { return s == member_state::dead || s == member_state::left; }
 
+// splitmix64's finaliser: a cheap, well-mixed 64-bit permutation.
+std::uint64_t mix(std::uint64_t z) noexcept {
+  z += 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
 }  // namespace
+
+std::uint32_t bucket_of(replica_id member, std::uint32_t buckets) noexcept {
+  return static_cast<std::uint32_t>(mix(member) % buckets);
+}
+
+std::uint32_t buckets_for(std::size_t entries) noexcept {
+  std::uint32_t buckets = 1;
+  while (buckets < max_table_buckets && std::size_t{buckets} * 16 < entries) buckets <<= 1;
+  return buckets;
+}
+
+void message::check_table() const {
+  const auto& t = table;
+  bool ok = t.buckets <= max_table_buckets;
+  switch (kind) {
+    case message_kind::table_root:
+      ok = ok && t.buckets == 0 && t.hashes.empty() && t.differ.empty();
+      break;
+    case message_kind::table_buckets:
+      ok = ok && t.buckets > 0 && t.hashes.size() == t.buckets && t.differ.empty() && t.root == 0;
+      break;
+    default:  // table_diff, table_diff_reply
+      ok = ok && t.buckets > 0 && t.hashes.empty() && t.root == 0 &&
+           std::adjacent_find(t.differ.begin(), t.differ.end(), std::greater_equal<>()) == t.differ.end() &&
+           (t.differ.empty() || t.differ.back() < t.buckets);
+      break;
+  }
+  if (!ok) crdt::throw_malformed();
+}
 
 detector::detector(replica_id self, options opts, std::uint64_t seed, steady_time now, std::uint64_t incarnation)
     : self_(self), options_(opts), rng_(seed), incarnation_(incarnation) {
-  // A mix of the seed (splitmix64's finaliser) rather than a draw from
-  // rng_, so every later draw is as it was.
-  std::uint64_t z = seed + 0x9e3779b97f4a7c15ULL;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  next_seq_ = static_cast<std::uint32_t>(z ^ (z >> 31));
+  // A mix of the seed rather than a draw from rng_, so every later draw
+  // is as it was.
+  next_seq_ = static_cast<std::uint32_t>(mix(seed));
   // Replicas started together must not probe in lock-step.
   const auto period = std::chrono::duration_cast<duration>(options_.probe_interval);
   next_probe_at_ = now + duration(std::uniform_int_distribution<duration::rep>(0, period.count())(rng_));
@@ -33,8 +70,8 @@ detector::detector(replica_id self, options opts, std::uint64_t seed, steady_tim
   next_push_pull_at_ = next_probe_at_ + options_.push_pull_interval;
 }
 
-void detector::add_member(replica_id id, std::uint64_t incarnation, steady_time now) {
-  apply({id, incarnation, member_state::alive, 0}, now, /*gossip=*/false);
+void detector::add_member(replica_id id, std::uint64_t incarnation, steady_time now, member_state state) {
+  apply({id, incarnation, state, 0}, now, /*gossip=*/false);
 }
 
 void detector::leave() {
@@ -109,7 +146,16 @@ void detector::apply(const update& u, steady_time now, bool gossip, replica_id f
   }
   auto it = members_.find(u.member);
   if (it == members_.end()) {
-    if (gone(u.state)) return;  // nothing to learn from the death of a stranger
+    if (gone(u.state)) {
+      // Gossip of a stranger's death teaches nothing. A table's word (a
+      // push-pull's, whose member records came with it, or a record that
+      // says it left) is kept: otherwise our table and the teller's would
+      // differ in that member at every push-pull.
+      if (gossip) return;
+      members_.emplace(u.member, member{u.incarnation, u.state});
+      if (listener_) listener_(u.member, u.state);
+      return;
+    }
     it = members_.emplace(u.member, member{u.incarnation, member_state::alive}).first;
     ++live_;
     // A newcomer joins the probe round at a random place still ahead (the
@@ -360,21 +406,64 @@ std::vector<outgoing> detector::tick(steady_time now) {
 message detector::whole_table(message_kind kind) const {
   message m{kind, 0, 0, {}};
   m.updates.reserve(members_.size() + 1);
-  m.updates.push_back({self_, incarnation_, left_ ? member_state::left : member_state::alive, 0});
-  for (const auto& [id, mem] : members_) {
-    update u{id, mem.incarnation, mem.state, 0};
-    if (mem.state == member_state::suspect)
-      if (const auto sp = suspects_.find(id); sp != suspects_.end() && !sp->second.accusers.empty())
-        u.by = sp->second.accusers.front();
-    m.updates.push_back(u);
-  }
+  m.updates.push_back(entry(self_));
+  for (const auto& [id, mem] : members_) m.updates.push_back(entry(id));
+  return m;
+}
+
+update detector::entry(replica_id id) const {
+  if (id == self_) return {self_, incarnation_, left_ ? member_state::left : member_state::alive, 0};
+  const auto it = members_.find(id);
+  if (it == members_.end()) return {};
+  update u{id, it->second.incarnation, it->second.state, 0};
+  if (u.state == member_state::suspect)
+    if (const auto sp = suspects_.find(id); sp != suspects_.end() && !sp->second.accusers.empty())
+      u.by = sp->second.accusers.front();
+  return u;
+}
+
+std::uint64_t detector::entry_digest(const update& u) const {
+  // The accuser is left out: two replicas that agree a member is suspect
+  // need not agree who said so first.
+  std::uint64_t h = mix(u.member);
+  h = mix(h ^ u.incarnation);
+  h = mix(h ^ static_cast<std::uint64_t>(u.state));
+  return mix(h ^ (entry_hash_ ? entry_hash_(u.member) : 0));
+}
+
+std::uint64_t detector::root_digest() const {
+  // A sum, so the order entries are visited in does not matter.
+  std::uint64_t root = entry_digest(entry(self_));
+  for (const auto& [id, mem] : members_) root += entry_digest({id, mem.incarnation, mem.state, 0});
+  return root;
+}
+
+std::vector<std::uint32_t> detector::bucket_digests(std::uint32_t buckets) const {
+  std::vector<std::uint64_t> sums(buckets, 0);
+  sums[bucket_of(self_, buckets)] += entry_digest(entry(self_));
+  for (const auto& [id, mem] : members_) sums[bucket_of(id, buckets)] += entry_digest({id, mem.incarnation, mem.state, 0});
+  std::vector<std::uint32_t> low(buckets);
+  std::transform(sums.begin(), sums.end(), low.begin(), [](std::uint64_t h) { return static_cast<std::uint32_t>(h); });
+  return low;
+}
+
+message detector::table_part(message_kind kind, std::uint32_t buckets, std::vector<std::uint32_t> differ) const {
+  std::vector<bool> wanted(buckets, false);
+  for (std::uint32_t b : differ) wanted[b] = true;
+  message m{kind, 0, 0, {}};
+  if (wanted[bucket_of(self_, buckets)]) m.updates.push_back(entry(self_));
+  for (const auto& [id, mem] : members_)
+    if (wanted[bucket_of(id, buckets)]) m.updates.push_back(entry(id));
+  m.table.buckets = buckets;
+  m.table.differ = std::move(differ);
   return m;
 }
 
 void detector::push_pull(steady_time now, std::vector<outgoing>& out) {
   const double n = static_cast<double>(live_ + 1);
   const double scale = n > 32 ? std::ceil(std::log2(n) - std::log2(32.0)) + 1 : 1;
-  next_push_pull_at_ = now + std::chrono::duration_cast<duration>(options_.push_pull_interval * scale);
+  const double jitter = std::uniform_real_distribution<double>(0.5, 1.5)(rng_);
+  next_push_pull_at_ = now + std::chrono::duration_cast<duration>(options_.push_pull_interval * (scale * jitter));
   std::optional<replica_id> peer;
   // One time in four a dead member: across a healed partition nobody
   // else would ever send it anything.
@@ -383,7 +472,17 @@ void detector::push_pull(steady_time now, std::vector<outgoing>& out) {
     const auto alive = random_alive(1, self_, self_);
     if (!alive.empty()) peer = alive.front();
   }
-  if (peer) send(*peer, whole_table(message_kind::sync), out);
+  if (!peer) return;
+  for (auto& o : push_pull_with(*peer)) out.push_back(std::move(o));
+}
+
+std::vector<outgoing> detector::push_pull_with(replica_id peer) {
+  std::vector<outgoing> out;
+  ++stats_.push_pulls;
+  message m{message_kind::table_root, 0, 0};
+  m.table.root = root_digest();
+  send(peer, std::move(m), out);
+  return out;
 }
 
 std::optional<replica_id> detector::random_dead() {
@@ -418,7 +517,8 @@ std::vector<outgoing> detector::on_message(replica_id from, const message& m, st
   // A whole table is merged without spreading each of its entries again:
   // what was news here is news to the few the table's sender gossips with
   // too, and the retransmit queue would otherwise fill with N entries.
-  const bool table = m.kind == message_kind::sync || m.kind == message_kind::sync_reply;
+  const bool table = m.kind == message_kind::sync || m.kind == message_kind::sync_reply ||
+                     m.kind == message_kind::table_diff || m.kind == message_kind::table_diff_reply;
   for (const auto& u : m.updates) apply(u, now, !table, from);
   switch (m.kind) {
     case message_kind::ping: {
@@ -462,6 +562,34 @@ std::vector<outgoing> detector::on_message(replica_id from, const message& m, st
       break;
     case message_kind::sync:
       send(from, whole_table(message_kind::sync_reply), out);
+      break;
+    case message_kind::table_root: {
+      if (m.table.root == root_digest()) {
+        ++stats_.push_pulls_in_sync;
+        break;
+      }
+      message reply{message_kind::table_buckets, 0, 0, {}};
+      reply.table.buckets = buckets_for(members_.size() + 1);
+      reply.table.hashes = bucket_digests(reply.table.buckets);
+      send(from, std::move(reply), out);
+      break;
+    }
+    case message_kind::table_buckets: {
+      const auto mine = bucket_digests(m.table.buckets);
+      std::vector<std::uint32_t> differ;
+      for (std::uint32_t b = 0; b < m.table.buckets; ++b)
+        if (mine[b] != m.table.hashes[b]) differ.push_back(b);
+      if (differ.empty()) break;  // agreed meanwhile
+      stats_.buckets_sent += differ.size();
+      send(from, table_part(message_kind::table_diff, m.table.buckets, std::move(differ)), out);
+      break;
+    }
+    case message_kind::table_diff:
+      // Our entries there, with the sender's already merged: the join.
+      stats_.buckets_sent += m.table.differ.size();
+      send(from, table_part(message_kind::table_diff_reply, m.table.buckets, m.table.differ), out);
+      break;
+    case message_kind::table_diff_reply:
       break;
   }
   flush_direct(out);

@@ -88,6 +88,11 @@ struct member_record {
   }
 };
 
+/// A stable hash of what identifies a record's life: address, incarnation
+/// and leave, not the heartbeat or clock (which move every refresh and
+/// reach peers by refreshes). Push-pull digests cover it (swim.hpp).
+std::uint64_t identity_hash(const member_record& record);
+
 /// The gossiped table: member id -> record, merged by max per member.
 class member_table {
  public:

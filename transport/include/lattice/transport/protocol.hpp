@@ -100,6 +100,12 @@ class protocol final : public protocol_core {
       detector_->on_change([this](replica_id id, member_state state) {
         if (members_.judge(id, state)) revived_.push_back(id);
       });
+      // Push-pull compares our records too, so a record one side lacks
+      // (or holds from an older life) is exchanged with the entries.
+      detector_->set_entry_hash([this](replica_id id) -> std::uint64_t {
+        const auto* record = members_.table().find(id);
+        return record == nullptr ? 0 : identity_hash(*record);
+      });
     }
   }
   // The detector's listener holds `this`.
@@ -385,8 +391,11 @@ class protocol final : public protocol_core {
   void learned(const std::vector<replica_id>& grown, steady_time now) {
     for (replica_id id : grown) {
       records_asked_.erase(id);
-      if (const auto* record = members_.table().find(id); id != options_.self && record && !record->left)
-        detector_->add_member(id, record->incarnation, now);
+      // A record that says it left is learned as left: the detector's
+      // table then agrees with a peer's that saw the leave (push-pull
+      // digests compare them).
+      if (const auto* record = members_.table().find(id); id != options_.self && record)
+        detector_->add_member(id, record->incarnation, now, record->left ? member_state::left : member_state::alive);
     }
   }
 
@@ -574,15 +583,32 @@ class protocol final : public protocol_core {
         ++stats_.probes_unaddressed;
         continue;
       }
-      // A push-pull exchanges member records too (addresses, floors): the
-      // table goes first, so the detector's entries find their records.
-      const bool push_pull = o.body.kind == swim::message_kind::sync || o.body.kind == swim::message_kind::sync_reply;
-      if (push_pull) send(*to, message_type::gossip, gossip_body<S>{members_.table(), {}});
-      send(*to, message_type::probe, o.body, /*datagram=*/!push_pull);
+      // A push-pull's entries travel with our member records of the same
+      // members (addresses, lives): the records go first, on the same
+      // connection, so the detector's entries find them. (The whole table
+      // for the whole-table push-pull of older replicas.)
+      bool with_records = true;
+      if (o.body.kind == swim::message_kind::sync || o.body.kind == swim::message_kind::sync_reply)
+        send(*to, message_type::gossip, gossip_body<S>{members_.table(), {}});
+      else if (o.body.kind == swim::message_kind::table_diff || o.body.kind == swim::message_kind::table_diff_reply)
+        send(*to, message_type::gossip, gossip_body<S>{records_in(o.body.table), {}});
+      else
+        with_records = false;
+      send(*to, message_type::probe, o.body, /*datagram=*/!with_records);
     }
     // Members back from the dead are asked for their current record (see
     // membership::judge); probe_tick asks again while it has not come.
     for (replica_id id : std::exchange(revived_, {})) ask_for_own_record(id);
+  }
+
+  // Our records of the members in the buckets a push-pull found different.
+  member_table records_in(const swim::table_digest& table) const {
+    std::vector<bool> wanted(table.buckets, false);
+    for (std::uint32_t b : table.differ) wanted[b] = true;
+    member_table part;
+    for (const auto& [id, record] : members_.table().records())
+      if (wanted[swim::bucket_of(id, table.buckets)]) part.offer(id, record);
+    return part;
   }
 
   void ask_for_own_record(replica_id id) {

@@ -33,8 +33,11 @@
 //     misses its own deadlines (a stalled process, a saturated core) slows
 //     its judgements instead of declaring others dead.
 //   - Push-pull every push_pull_interval (scaled with N) with one random
-//     member: whole tables both ways, for what gossip missed and to find
-//     members on the other side of a healed partition.
+//     member, for what gossip missed and to find members on the other
+//     side of a healed partition. Tables are compared by digest (ADR
+//     0018): a root hash first, which ends the exchange when the tables
+//     agree (the quiet case); otherwise one hash per bucket of members,
+//     and only the buckets that differ are sent, both ways.
 //   - Membership updates ride piggy-backed on every message, least-sent
 //     first, and on gossip rounds to a few random members while any are
 //     pending; each is sent about retransmit_mult * ceil(log10(N + 1))
@@ -63,6 +66,7 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include <boost/container/flat_map.hpp>
@@ -110,13 +114,15 @@ struct options {
   /// When a suspicion times out, the suspect is asked this many times
   /// more (half a probe timeout apart) before it is judged dead.
   unsigned last_calls = 3;
-  /// Push-pull: every interval (times ceil(log2(N / 32)) + 1 above 32
-  /// members, as memberlist scales it) exchange whole tables with one
-  /// random member, a dead one one time in four: the safety net for
-  /// updates gossip missed, and how the two sides of a healed partition
-  /// find each other again (nobody probes a dead member). A table is
-  /// about 25 bytes per member, sent and answered: at 10,000 members and
-  /// 60 s (scaled to 600 s) about 0.8 KB/s per member.
+  /// Push-pull: about every interval (times ceil(log2(N / 32)) + 1 above
+  /// 32 members, as memberlist scales it; each wait drawn from half to
+  /// one and a half of that, so replicas started together spread out)
+  /// compare tables with one random member, a dead one one time in four:
+  /// the safety net for updates gossip missed, and how the two sides of a
+  /// healed partition find each other again (nobody probes a dead member).
+  /// Tables that agree cost one small message; otherwise the buckets that
+  /// differ are sent both ways (about 25 bytes per member in them, plus
+  /// 4 bytes per bucket of about 16 members).
   std::chrono::milliseconds push_pull_interval{60'000};
   /// Every interval, ping one member held dead (not left), its death
   /// attached: a live one refutes in its ack, so the two sides of a healed
@@ -155,20 +161,72 @@ enum class message_kind : std::uint8_t {
   nack = 3,      // I asked `target` for you and got no answer (seq)
   news = 4,      // updates only, no answer: a suspicion told to its suspect,
                  // a refutation told to its accuser
-  sync = 5,        // push-pull: my whole table (answered with sync_reply)
-  sync_reply = 6,  // push-pull: my whole table in return
+  // Push-pull as replicas before ADR 0018 ran it: whole tables. Still
+  // answered (a rolling upgrade mixes versions); no longer sent.
+  sync = 5,        // my whole table (answered with sync_reply)
+  sync_reply = 6,  // my whole table in return
+  // Push-pull by digest (ADR 0018). A -> B table_root; B answers only if
+  // the roots differ, with table_buckets; A sends its entries in the
+  // buckets that differ (table_diff) and B answers with its own
+  // (table_diff_reply). Both then hold the join of the two tables.
+  table_root = 7,        // root: the hash of my whole table
+  table_buckets = 8,     // buckets, hashes: one hash per bucket of mine
+  table_diff = 9,        // buckets, differ, updates: my entries there
+  table_diff_reply = 10, // buckets, differ, updates: mine in return
 };
 
+/// Most buckets a table is cut into on the wire; decoders reject more.
+inline constexpr std::uint32_t max_table_buckets = 1u << 16;
+
+/// Which bucket of `buckets` a member's entries fall in (both sides of a
+/// push-pull must agree, so this is part of the wire format: splitmix64's
+/// finaliser of the id, modulo the count). REQUIRES: buckets > 0.
+std::uint32_t bucket_of(replica_id member, std::uint32_t buckets) noexcept;
+
+/// How many buckets a table of `entries` members is cut into: about 16
+/// members a bucket, a power of two, at most max_table_buckets.
+std::uint32_t buckets_for(std::size_t entries) noexcept;
+
+/// The table part of a push-pull message (kinds table_root to
+/// table_diff_reply only: the other kinds do not carry it on the wire).
+struct table_digest {
+  std::uint64_t root = 0;             // table_root: hash of the whole table
+  std::uint32_t buckets = 0;          // the count the hashes and indices refer to
+  std::vector<std::uint32_t> hashes;  // table_buckets: one per bucket (low 32 bits)
+  std::vector<std::uint32_t> differ;  // table_diff(_reply): ascending bucket indices
+
+  friend bool operator==(const table_digest&, const table_digest&) = default;
+};
+
+/// Whether messages of this kind carry a table_digest on the wire.
+constexpr bool carries_table(message_kind kind) noexcept {
+  return kind >= message_kind::table_root && kind <= message_kind::table_diff_reply;
+}
+
 struct message {
+  message() = default;
+  message(message_kind k, std::uint32_t s, replica_id t, std::vector<update> u = {}, table_digest d = {})
+      : kind(k), seq(s), target(t), updates(std::move(u)), table(std::move(d)) {}
+
   message_kind kind = message_kind::ping;
   std::uint32_t seq = 0;
   replica_id target = 0;  // ping_req: whom to probe; nack: whom we probed
   std::vector<update> updates;
+  table_digest table;  // push-pull by digest only
 
   template <class Archive>
   void serialize(Archive& archive) {
     archive(kind, seq, target, updates);
+    // Only the push-pull kinds pay for the table fields: a ping stays as
+    // it was before they existed.
+    if (!carries_table(kind)) return;
+    archive(table.root, table.buckets, table.hashes, table.differ);
+    if constexpr (Archive::is_loading::value) check_table();
   }
+
+ private:
+  // A decoded table part that could not have been sent is malformed.
+  void check_table() const;
 };
 
 struct outgoing {
@@ -186,6 +244,11 @@ struct detector_stats {
   std::uint64_t refutations = 0;
   std::uint64_t messages_sent = 0;
   std::uint64_t updates_sent = 0;
+  /// Push-pulls we started, and those whose roots agreed (one message).
+  std::uint64_t push_pulls = 0;
+  std::uint64_t push_pulls_in_sync = 0;
+  /// Buckets sent in table_diff(_reply) messages.
+  std::uint64_t buckets_sent = 0;
 };
 
 class detector {
@@ -194,9 +257,17 @@ class detector {
            std::uint64_t incarnation = 1);
 
   /// A member learned out of band (a join's member table, a full sync):
-  /// alive at `incarnation` unless something greater is held. Not
-  /// gossiped on: whoever told us told the others too.
-  void add_member(replica_id id, std::uint64_t incarnation, steady_time now);
+  /// in `state` (alive, or left for a record that says so) at
+  /// `incarnation` unless something greater is held. Not gossiped on:
+  /// whoever told us told the others too.
+  void add_member(replica_id id, std::uint64_t incarnation, steady_time now,
+                  member_state state = member_state::alive);
+  /// What else a push-pull compares for each member (the owner's record of
+  /// it: address, incarnation, leave), as a stable hash; 0 for none. The
+  /// digests cover it, so tables whose records differ are exchanged even
+  /// where the detector's entries agree, and the owner sends its records
+  /// of the buckets that differ along with the entries (protocol.hpp).
+  void set_entry_hash(std::function<std::uint64_t(replica_id member)> hash) { entry_hash_ = std::move(hash); }
   /// Called with every change of another member's state (not ours).
   void on_change(std::function<void(replica_id member, member_state state)> listener) {
     listener_ = std::move(listener);
@@ -209,6 +280,9 @@ class detector {
   /// (next_deadline() says when it is next needed).
   std::vector<outgoing> tick(steady_time now);
   std::vector<outgoing> on_message(replica_id from, const message& m, steady_time now);
+  /// Starts a push-pull with `peer` now (tick() starts one with a random
+  /// member every push_pull_interval): our table's root digest.
+  std::vector<outgoing> push_pull_with(replica_id peer);
   steady_time next_deadline() const;
 
   member_state state_of(replica_id id) const;
@@ -277,6 +351,13 @@ class detector {
   void send(replica_id to, message m, std::vector<outgoing>& out);
   void flush_direct(std::vector<outgoing>& out);
   message whole_table(message_kind kind) const;
+  // Our entry for `member` (ourselves included) as a table carries it.
+  update entry(replica_id id) const;
+  std::uint64_t entry_digest(const update& u) const;
+  std::uint64_t root_digest() const;
+  std::vector<std::uint32_t> bucket_digests(std::uint32_t buckets) const;
+  // Our entries in the buckets `differ` (ascending) of `buckets`.
+  message table_part(message_kind kind, std::uint32_t buckets, std::vector<std::uint32_t> differ) const;
   void push_pull(steady_time now, std::vector<outgoing>& out);
   void call_the_dead(steady_time now, std::vector<outgoing>& out);
   std::optional<replica_id> random_dead();
@@ -314,6 +395,7 @@ class detector {
   std::uint32_t next_seq_ = 1;
   detector_stats stats_;
   std::function<void(replica_id, member_state)> listener_;
+  std::function<std::uint64_t(replica_id)> entry_hash_;
 };
 
 }  // namespace lattice::transport::swim
