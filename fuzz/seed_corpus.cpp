@@ -82,6 +82,19 @@ void write_swim_seeds(const fs::path& root) {
     }
     queue = std::move(next);
   }
+  // A push-pull between tables that differ, so the digest kinds with
+  // entries (table_diff and its reply) are seeded too.
+  auto& a = *d[0];
+  auto& b = *d[1];
+  b.add_member(9, 1, now);
+  std::vector<std::pair<lattice::crdt::replica_id, swim::outgoing>> exchange;  // (from, message)
+  for (auto& out : a.push_pull_with(2)) exchange.emplace_back(1, out);
+  for (std::size_t i = 0; i < exchange.size() && i < 8; ++i) {
+    const auto [from, out] = exchange[i];
+    if (!swim::carries_table(out.body.kind)) continue;
+    write(root / "swim_fuzz", "table-" + std::to_string(i), 2, lattice::crdt::encode(out.body));
+    for (auto& reply : (from == 1 ? b : a).on_message(from, out.body, now)) exchange.emplace_back(from == 1 ? 2 : 1, reply);
+  }
 }
 
 int main(int argc, char** argv) {
