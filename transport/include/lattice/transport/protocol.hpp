@@ -274,7 +274,10 @@ class protocol final : public protocol_core {
           send(address_of(peers.front()), message_type::op_summary,
                op_summary{state_.digest(), ops_.vector(), false});
       }
-      next_anti_entropy_ = now + options_.anti_entropy_interval;
+      last_anti_entropy_ = now;
+      next_anti_entropy_ = now + anti_entropy_wait_;
+      anti_entropy_wait_ = std::max<steady_time::duration>(
+          options_.anti_entropy_interval, std::min<steady_time::duration>(anti_entropy_wait_ * 2, options_.anti_entropy_max_interval));
     }
   }
 
@@ -711,6 +714,12 @@ class protocol final : public protocol_core {
 
   void changed(const S& merged, const S& removed) {
     ++stats_.state_changes;
+    // Anti-entropy back at full speed: we hold something new, which some
+    // peers may have missed (options: anti_entropy_max_interval).
+    if (anti_entropy_wait_ != options_.anti_entropy_interval) {
+      anti_entropy_wait_ = options_.anti_entropy_interval;
+      next_anti_entropy_ = std::min(next_anti_entropy_, last_anti_entropy_ + anti_entropy_wait_);
+    }
     if (listener_) listener_(merged, removed);
   }
 
@@ -776,6 +785,9 @@ class protocol final : public protocol_core {
   std::mt19937_64 rng_;
   steady_time next_heartbeat_;
   steady_time next_anti_entropy_;
+  steady_time last_anti_entropy_{};
+  // The wait before the next round: doubles while the state is unchanged.
+  steady_time::duration anti_entropy_wait_{options_.anti_entropy_interval};
   steady_time last_beat_;  // probes: when our heartbeat last moved (see beat)
   // Probes: the refresh cycle under way (refresh_records).
   struct refresh_cycle {
