@@ -121,6 +121,8 @@ parsed_options parse_options(int argc, char** argv) {
   add_duration(app, "--suspect-after", o.replica.suspect_after, "Silence after which a member is suspect");
   add_duration(app, "--dead-after", o.replica.dead_after, "Silence after which a member is dead");
   add_duration(app, "--anti-entropy", o.replica.anti_entropy_interval, "Anti-entropy round interval");
+  add_duration(app, "--anti-entropy-max", o.replica.anti_entropy_max_interval,
+               "Longest anti-entropy round interval, reached by doubling while nothing changes");
   app.add_option("--load-budget", o.replica.load_gossip.budget_bytes_per_second,
                  "Bytes per second of load-count gossip each replica may see, shared among the replicas that call "
                  "(0: none; every change is gossiped at once)")

@@ -312,6 +312,7 @@ result<std::unique_ptr<replica>> replica::open(replica_options options) {
   c.protocol.mode = options.mode;
   c.protocol.heartbeat_interval = options.heartbeat_interval;
   c.protocol.anti_entropy_interval = options.anti_entropy_interval;
+  c.protocol.anti_entropy_max_interval = options.anti_entropy_max_interval;
   c.protocol.liveness.source = options.liveness;
   c.protocol.liveness.suspect_after = options.suspect_after;
   c.protocol.liveness.dead_after = options.dead_after;

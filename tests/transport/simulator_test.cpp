@@ -86,6 +86,40 @@ TEST_CASE("replicas converge after loss, duplication and a partition", "[transpo
   });
 }
 
+TEST_CASE("anti-entropy slows down while nothing changes, and a change brings it back to full speed",
+          "[transport][simulator]") {
+  sim_type::options o;
+  o.nodes = 5;
+  o.seed = 3;
+  sim_type sim(o);
+  REQUIRE(sim.run_until([&] { return sim.everyone_alive(); }, 10s));
+  sim.run_for(5s);
+  const auto digests_sent = [&] {
+    std::uint64_t n = 0;
+    for (std::size_t i = 0; i < sim.size(); ++i)
+      n += sim.node(i).stats().sent_by_type[static_cast<std::size_t>(lattice::transport::message_type::sync_request)];
+    return n;
+  };
+  // Quiet: one round every 2 s per replica (anti_entropy_max_interval),
+  // where it was five a second.
+  auto before = digests_sent();
+  sim.run_for(20s);
+  const auto quiet = digests_sent() - before;
+  INFO(quiet << " digests sent by 5 replicas in 20 quiet seconds");
+  CHECK(quiet >= 5 * 8);
+  CHECK(quiet <= 5 * 12);
+  // A change: every replica that takes it runs its next rounds at once
+  // (200 ms, then 400, ...), so those that missed it are found fast.
+  set_type scratch;
+  before = digests_sent();
+  sim.node(0).local_change(scratch.insert("/svc/a", hlc_timestamp{1'000'000, 0, 1}), sim.now());
+  sim.run_for(1s);
+  const auto busy = digests_sent() - before;
+  INFO(busy << " digests sent in the second after a change");
+  CHECK(busy >= 5 * 2);
+  CHECK(sim.converged());
+}
+
 TEST_CASE("a killed replica is declared dead by all within its timeout plus propagation",
           "[transport][simulator]") {
   // 20 seeded runs; liveness defaults: suspect 350 ms, dead 700 ms,

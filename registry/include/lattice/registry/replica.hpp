@@ -91,6 +91,10 @@ struct replica_options {
   std::chrono::milliseconds suspect_after{350};
   std::chrono::milliseconds dead_after{700};
   std::chrono::milliseconds anti_entropy_interval{200};
+  /// While the document is unchanged, anti-entropy rounds slow down to
+  /// one per this (doubling from anti_entropy_interval); any change brings
+  /// them back (transport::protocol_options::anti_entropy_max_interval).
+  std::chrono::milliseconds anti_entropy_max_interval{2'000};
   /// A dead owner's ephemeral instances are tombstoned after this.
   std::chrono::milliseconds reap_after{30'000};
   /// Call counts are gossiped this often, within a byte budget
