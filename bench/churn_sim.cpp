@@ -85,6 +85,9 @@ int main(int argc, char** argv) {
   app.add_option("--loss", loss_percent, "messages lost, percent");
   app.add_option("--tick-ms", tick_ms, "the simulator's step: arrival times are known to within it");
   app.add_option("--seed", seed);
+  unsigned anti_entropy_max_ms = 2000;
+  app.add_option("--anti-entropy-max-ms", anti_entropy_max_ms,
+                 "longest anti-entropy wait while nothing changes (200: no back-off)");
   CLI11_PARSE(app, argc, argv);
 
   const auto wall_start = std::chrono::steady_clock::now();
@@ -94,6 +97,7 @@ int main(int argc, char** argv) {
   o.drop_percent = loss_percent;
   o.tick = std::chrono::milliseconds(tick_ms);
   o.base.liveness.source = lattice::transport::liveness_source::probes;
+  o.base.anti_entropy_max_interval = std::chrono::milliseconds(anti_entropy_max_ms);
   auto sim = lattice::testing::make_registry_sim(o);
   const auto formed_in = lattice::bench::formation_time(*sim, 120s);
   if (!formed_in) {
