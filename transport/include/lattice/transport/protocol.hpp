@@ -275,8 +275,12 @@ class protocol final : public protocol_core {
                op_summary{state_.digest(), ops_.vector(), false});
       }
       next_anti_entropy_ = now + anti_entropy_wait_;
-      anti_entropy_wait_ = std::max<steady_time::duration>(
-          options_.anti_entropy_interval, std::min<steady_time::duration>(anti_entropy_wait_ * 2, options_.anti_entropy_max_interval));
+      // Full speed for a few rounds after a change (a peer that every
+      // rumour missed is found within about a second), then doubling.
+      if (++rounds_since_change_ >= options_.anti_entropy_rounds_after_change)
+        anti_entropy_wait_ = std::max<steady_time::duration>(
+            options_.anti_entropy_interval,
+            std::min<steady_time::duration>(anti_entropy_wait_ * 2, options_.anti_entropy_max_interval));
     }
   }
 
@@ -712,13 +716,17 @@ class protocol final : public protocol_core {
   void changed(const S& merged, const S& removed) {
     ++stats_.state_changes;
     // Anti-entropy back at full speed: we hold something new, which some
-    // peers may have missed (options: anti_entropy_max_interval). Not at
-    // once: a round right after a change finds peers the rumour has not
-    // reached yet, and repairs what the rumour was about to bring (at 300
-    // replicas under churn that cost 3 % more bytes).
+    // peers may have missed (options: anti_entropy_max_interval). At a
+    // random point of the next interval, as when rounds never slowed: a
+    // round a fixed time after the change that woke it runs while that
+    // change is still spreading, and repairs what its rumour was about to
+    // bring (at 300 replicas under churn, 3 % more bytes, at once or
+    // one interval later).
+    rounds_since_change_ = 0;
     if (anti_entropy_wait_ != options_.anti_entropy_interval) {
       anti_entropy_wait_ = options_.anti_entropy_interval;
-      next_anti_entropy_ = std::min(next_anti_entropy_, steady_now_ + anti_entropy_wait_);
+      const auto phase = std::uniform_int_distribution<steady_time::rep>(0, anti_entropy_wait_.count())(rng_);
+      next_anti_entropy_ = std::min(next_anti_entropy_, steady_now_ + steady_time::duration(phase));
     }
     if (listener_) listener_(merged, removed);
   }
@@ -786,6 +794,7 @@ class protocol final : public protocol_core {
   steady_time next_anti_entropy_;
   // The wait before the next round: doubles while the state is unchanged.
   steady_time::duration anti_entropy_wait_{options_.anti_entropy_interval};
+  unsigned rounds_since_change_ = 0;
   steady_time last_beat_;  // probes: when our heartbeat last moved (see beat)
   // Probes: the refresh cycle under way (refresh_records).
   struct refresh_cycle {

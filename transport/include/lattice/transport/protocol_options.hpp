@@ -61,14 +61,16 @@ struct protocol_options {
   std::size_t fanout = 3;
   std::chrono::milliseconds heartbeat_interval{100};
   std::chrono::milliseconds anti_entropy_interval{200};
-  /// While our state stays unchanged, each anti-entropy round waits twice
-  /// as long as the last, up to this; any change of the state (ours or
-  /// merged) brings the wait back to anti_entropy_interval. A quiet
-  /// replica then sends a digest every 2 s rather than 5 a second (about
-  /// 44 bytes/s framed instead of 440), while the replicas that just took
-  /// a change run at full speed and so repair those that missed it. Not
-  /// above anti_entropy_interval: no backoff.
+  /// While our state stays unchanged, after anti_entropy_rounds_after_change
+  /// rounds at anti_entropy_interval each round waits twice as long as the
+  /// last, up to this; any change of the state (ours or merged) brings the
+  /// wait back to anti_entropy_interval (ADR 0019). A quiet replica then
+  /// sends a digest every 2 s rather than 5 a second (about 44 bytes/s
+  /// framed instead of 440), while the replicas that just took a change
+  /// run at full speed and so repair those every rumour of it missed. Not
+  /// above anti_entropy_interval: no back-off.
   std::chrono::milliseconds anti_entropy_max_interval{2000};
+  unsigned anti_entropy_rounds_after_change = 5;
   /// How members are judged alive (liveness.source): heartbeat tables or
   /// SWIM probes. Every replica of a cluster must agree.
   liveness_options liveness;
