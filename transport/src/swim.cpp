@@ -580,13 +580,11 @@ std::vector<outgoing> detector::on_message(replica_id from, const message& m, st
       for (std::uint32_t b = 0; b < m.table.buckets; ++b)
         if (mine[b] != m.table.hashes[b]) differ.push_back(b);
       if (differ.empty()) break;  // agreed meanwhile
-      stats_.buckets_sent += differ.size();
       send(from, table_part(message_kind::table_diff, m.table.buckets, std::move(differ)), out);
       break;
     }
     case message_kind::table_diff:
       // Our entries there, with the sender's already merged: the join.
-      stats_.buckets_sent += m.table.differ.size();
       send(from, table_part(message_kind::table_diff_reply, m.table.buckets, m.table.differ), out);
       break;
     case message_kind::table_diff_reply:

@@ -247,8 +247,6 @@ struct detector_stats {
   /// Push-pulls we started, and those whose roots agreed (one message).
   std::uint64_t push_pulls = 0;
   std::uint64_t push_pulls_in_sync = 0;
-  /// Buckets sent in table_diff(_reply) messages.
-  std::uint64_t buckets_sent = 0;
 };
 
 class detector {
@@ -351,7 +349,7 @@ class detector {
   void send(replica_id to, message m, std::vector<outgoing>& out);
   void flush_direct(std::vector<outgoing>& out);
   message whole_table(message_kind kind) const;
-  // Our entry for `member` (ourselves included) as a table carries it.
+  // Our entry for `id` (ourselves included) as a table carries it.
   update entry(replica_id id) const;
   std::uint64_t entry_digest(const update& u) const;
   std::uint64_t root_digest() const;
