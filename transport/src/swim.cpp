@@ -313,9 +313,14 @@ void detector::end_probe(steady_time now) {
   }
   ++stats_.probes_failed;
   // Lifeguard: if the members we asked did not even answer with nacks,
-  // the trouble is more likely ours than the target's.
+  // the trouble is more likely ours than the target's. But one nack proves
+  // our own sending and receiving work: the helpers that stayed silent are
+  // then more likely down with the target (several members killed at once,
+  // the far side of a partition), and blaming ourselves for them slowed
+  // every judgement of the others up to 9x (a 5|5 cut took 5.3 s to be
+  // seen instead of 1.2).
   if (p.nacks_expected == 0) health(+1);
-  else if (p.nacks < p.nacks_expected) health(static_cast<int>(p.nacks_expected - p.nacks));
+  else if (p.nacks == 0) health(static_cast<int>(p.nacks_expected));
   // We ran late during it (a stall, a starved thread): the answers may be
   // waiting unread behind our own deadlines. That failure is ours; judge
   // nobody.
@@ -343,12 +348,12 @@ std::vector<outgoing> detector::tick(steady_time now) {
   }
   if (probe_ && now >= probe_->ends_at) end_probe(now);
   for (auto it = forwarded_.begin(); it != forwarded_.end();) {
-    if (now < it->second.nack_at) {
-      ++it;
-      continue;
+    forwarded& f = it->second;
+    if (!f.nacked && now >= f.nack_at) {
+      f.nacked = true;
+      send(f.requester, make(message_kind::nack, f.requester_seq, f.target), out);
     }
-    send(it->second.requester, make(message_kind::nack, it->second.requester_seq, it->second.target), out);
-    it = forwarded_.erase(it);
+    it = now >= f.expires_at ? forwarded_.erase(it) : std::next(it);
   }
   for (auto it = suspects_.begin(); it != suspects_.end();) {
     const auto confirmations = static_cast<unsigned>(it->second.accusers.size() - 1);
@@ -549,7 +554,8 @@ std::vector<outgoing> detector::on_message(replica_id from, const message& m, st
       if (m.target == 0 || m.target == self_ || m.target == from) break;
       const std::uint32_t seq = next_seq_++;
       const auto scale = static_cast<int>(local_health_ + 1);
-      forwarded_[seq] = forwarded{from, m.seq, m.target, now + options_.probe_timeout * scale};
+      forwarded_[seq] = forwarded{from, m.seq, m.target, now + options_.probe_timeout,
+                                  now + options_.probe_interval * scale, false};
       const auto news = news_for(m.target);
       send(m.target, make(message_kind::ping, seq, 0, news ? &*news : nullptr), out);
       break;
@@ -602,7 +608,7 @@ steady_time detector::next_deadline() const {
     if (!probe_->acked && !probe_->indirect_sent) next = std::min(next, probe_->indirect_at);
     next = std::min(next, probe_->ends_at);
   }
-  for (const auto& [seq, f] : forwarded_) next = std::min(next, f.nack_at);
+  for (const auto& [seq, f] : forwarded_) next = std::min(next, f.nacked ? f.expires_at : f.nack_at);
   if (!queue_.empty()) next = std::min(next, next_gossip_at_);
   if (!left_) next = std::min(next, next_push_pull_at_);
   if (!left_ && options_.dead_call_interval.count() > 0 && live_ < members_.size())

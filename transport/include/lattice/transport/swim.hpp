@@ -27,8 +27,9 @@
 //     the refutation goes straight back to the accuser as well as out by
 //     gossip, so a live member is cleared well inside the timeout.
 //   - Local health (LHM, 0..max_local_health): raised when our own probe
-//     fails without the indirect probers' nacks (the fault is likely ours),
-//     and when we must refute; lowered by a probe that succeeds. Probe
+//     fails and not one indirect prober nacked (the fault is likely ours;
+//     one nack shows our network works, and the silent helpers are likely
+//     down with the target), and when we must refute; lowered by a probe that succeeds. Probe
 //     interval and timeout are multiplied by LHM + 1, so a replica that
 //     misses its own deadlines (a stalled process, a saturated core) slows
 //     its judgements instead of declaring others dead.
@@ -332,7 +333,15 @@ class detector {
     replica_id requester = 0;
     std::uint32_t requester_seq = 0;
     replica_id target = 0;
+    // The nack goes at one unscaled probe timeout, whatever our local
+    // health: the requester waits for it only until its probe ends, and
+    // a nack that comes late reads as our silence, which raises its local
+    // health (a helper slowed by its own health slowed its requesters in
+    // turn, all the way to max_local_health). A late ack is still passed
+    // on until expires_at.
     steady_time nack_at{};
+    steady_time expires_at{};
+    bool nacked = false;
   };
 
   void start_probe(steady_time now, std::vector<outgoing>& out);
