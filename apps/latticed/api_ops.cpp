@@ -124,6 +124,13 @@ response api::metrics_text(unsigned version) {
     counter("lattice_probe_deaths_total", "Members this replica judged dead after their suspicion.",
             m.probes->deaths);
     counter("lattice_refutations_total", "Times this replica refuted a suspicion of itself.", m.probes->refutations);
+    counter("lattice_stream_probes_total",
+            "Probes that also pinged their target over TCP (its datagram ping had no ack in time).",
+            m.probes->stream_probes);
+    counter("lattice_stream_acks_total",
+            "Probes acked over TCP only: a member alive but not answering datagrams. Rising: UDP on the gossip "
+            "port is blocked or lossy between replicas.",
+            m.probes->stream_acks);
     family("lattice_local_health", "gauge",
            "Lifeguard local health: 0 is healthy; each step stretches probe timeouts by one more period.");
     out += fmt::format("lattice_local_health {}\n", m.local_health);

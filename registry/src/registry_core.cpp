@@ -267,6 +267,7 @@ void registry_core::on_tick(steady_time now) {
     refresh_callers(now);
   }
   refresh_floor_holds(now, members_moved);
+  report_stream_acks(now);
   reap(now);
   reassert_pending();
   if (now >= next_load_flush_) {

@@ -194,4 +194,23 @@ void registry_core::apply_grace_rule(steady_time now, bool reaches_none) {
   });
 }
 
+// A member that answers the fallback ping over TCP but not the datagram
+// ping is alive, and the probe says so; but every such probe means a UDP
+// path that fails, and with it the detector's gossip, which rides the
+// same datagrams. Nothing else would tell the operator (memberlist warns
+// the same way).
+void registry_core::report_stream_acks(steady_time now) {
+  const auto* detector = protocol_.detector();
+  if (detector == nullptr) return;
+  const auto acks = detector->stats().stream_acks;
+  if (acks == stream_acks_reported_) return;
+  if (stream_acks_logged_ && now - *stream_acks_logged_ < std::chrono::minutes(1)) return;
+  spdlog::warn("lattice replica {}: {} probes answered over TCP but not by UDP datagram since the last report: "
+               "datagrams between replicas are blocked or lost. Open UDP on the gossip port between every pair of "
+               "replicas, or turn datagrams off (latticed --datagrams off)",
+               self(), acks - stream_acks_reported_);
+  stream_acks_reported_ = acks;
+  stream_acks_logged_ = now;
+}
+
 }  // namespace lattice::registry

@@ -40,6 +40,10 @@ class swim_network {
     /// Count the bytes of every message as framed on the wire (encodes
     /// each one: costs time at 10,000 nodes).
     bool count_bytes = true;
+    /// Every datagram is lost (a firewall that drops UDP), or every stream
+    /// message (the TCP fallback ping and its ack).
+    bool datagrams_blocked = false;
+    bool streams_blocked = false;
   };
 
   /// Someone's view of someone changed to `state` at `at`.
@@ -166,10 +170,17 @@ class swim_network {
     if (options_.count_bytes) {
       const auto bytes = transport::frame_header_size + transport::frame_mac_size + crdt::encode(o.body).size();
       sender.bytes_sent += bytes;
-      if (o.body.kind >= transport::swim::message_kind::sync) sender.push_pull_bytes_sent += bytes;
+      if (transport::swim::is_push_pull(o.body.kind)) sender.push_pull_bytes_sent += bytes;
     }
     const std::size_t to = static_cast<std::size_t>(o.to - 1);
-    if (nodes_[to].side != sender.side || std::uniform_int_distribution<unsigned>(0, 999)(rng_) < options_.loss_per_mille) {
+    // A stream message (TCP) is not lost to random loss, which its
+    // retransmissions repair, only to a partition.
+    bool lost = nodes_[to].side != sender.side;
+    if (!lost)
+      lost = o.stream ? options_.streams_blocked
+                      : options_.datagrams_blocked ||
+                            std::uniform_int_distribution<unsigned>(0, 999)(rng_) < options_.loss_per_mille;
+    if (lost) {
       ++lost_;
       return;
     }

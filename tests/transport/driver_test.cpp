@@ -399,6 +399,31 @@ TEST_CASE("probes travel as datagrams, and judge a crashed peer dead", "[transpo
   CHECK(reachable(a) == 1);
 }
 
+TEST_CASE("with UDP blocked between replicas, probes answered over TCP keep every member alive",
+          "[transport][driver][udp]") {
+  // A firewall that passes TCP on the gossip port and drops UDP: every
+  // datagram ping and ack is lost. The detector's fallback ping over a
+  // connection is answered over one; without it each node judged the
+  // others dead within seconds.
+  const auto key = key_of("a-cluster-key-for-datagrams");
+  node a(1, key, {}, nullptr, liveness_source::probes);
+  node b(2, key, {a.address()}, nullptr, liveness_source::probes);
+  node c(3, key, {a.address()}, nullptr, liveness_source::probes);
+  REQUIRE(wait_for([&] { return reachable(a) == 2 && reachable(b) == 2 && reachable(c) == 2; }, 10s));
+  for (node* n : {&a, &b, &c})
+    n->on([&] {
+      n->driver().set_datagram_filter([](const std::string&) { return false; });
+      return 0;
+    });
+  const auto detector_stats = [](node& n) { return n.on([&] { return n.core().detector()->stats(); }); };
+  for (node* n : {&a, &b, &c})
+    CHECK(wait_for([&] { return detector_stats(*n).stream_acks >= 10; }, 20s));
+  for (node* n : {&a, &b, &c}) {
+    CHECK(detector_stats(*n).deaths == 0);  // a counter: nobody was judged dead all along
+    CHECK(reachable(*n) == 2);
+  }
+}
+
 TEST_CASE("a connection with nothing to write is closed, and opened again by the next message",
           "[transport][driver][udp]") {
   // Probes go as datagrams and anti-entropy is slowed to an hour, so after

@@ -465,9 +465,13 @@ void asio_driver::dispatch() {
       continue;
     }
     auto frame = encode_frame(static_cast<std::uint8_t>(message.type), message.payload, options_.frames);
-    if (message.datagram && options_.datagrams && udp_.is_open() && frame.size() <= options_.max_datagram_bytes &&
-        send_datagram(message.to, frame))
+    const bool by_datagram = message.datagram && options_.datagrams && udp_.is_open() &&
+                             frame.size() <= options_.max_datagram_bytes;
+    if (by_datagram && datagram_filter_ && !datagram_filter_(message.to)) {
+      ++stats_.dropped_filtered;
       continue;
+    }
+    if (by_datagram && send_datagram(message.to, frame)) continue;
     auto& peer = peers_[message.to];
     if (!peer) peer = std::make_shared<outbound>(*this, message.to);
     peer->enqueue(std::move(frame));

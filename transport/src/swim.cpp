@@ -39,6 +39,10 @@ std::uint32_t buckets_for(std::size_t entries) noexcept {
   return buckets;
 }
 
+void message::check_kind() const {
+  if (kind > last_message_kind) crdt::throw_malformed();
+}
+
 void message::check_table() const {
   const auto& t = table;
   bool ok = t.buckets <= max_table_buckets;
@@ -246,10 +250,10 @@ message detector::make(message_kind kind, std::uint32_t seq, replica_id target, 
   return m;
 }
 
-void detector::send(replica_id to, message m, std::vector<outgoing>& out) {
+void detector::send(replica_id to, message m, std::vector<outgoing>& out, bool stream) {
   ++stats_.messages_sent;
   stats_.updates_sent += m.updates.size();
-  out.push_back({to, std::move(m)});
+  out.push_back({to, std::move(m), stream});
 }
 
 // ---- probing ----------------------------------------------------------------
@@ -345,6 +349,13 @@ std::vector<outgoing> detector::tick(steady_time now) {
       ++probe_->nacks_expected;
       send(helper, make(message_kind::ping_req, probe_->seq, probe_->target), out);
     }
+    // And the target itself, over a stream: if datagrams are what fails
+    // between us (UDP blocked, a lossy link), the probe still succeeds
+    // instead of accusing a live member. No updates ride it: the
+    // datagrams carry those.
+    probe_->stream_seq = next_seq_++;
+    ++stats_.stream_probes;
+    send(probe_->target, message{message_kind::stream_ping, *probe_->stream_seq, 0}, out, /*stream=*/true);
   }
   if (probe_ && now >= probe_->ends_at) end_probe(now);
   for (auto it = forwarded_.begin(); it != forwarded_.end();) {
@@ -526,13 +537,18 @@ std::vector<outgoing> detector::on_message(replica_id from, const message& m, st
                      m.kind == message_kind::table_diff || m.kind == message_kind::table_diff_reply;
   for (const auto& u : m.updates) apply(u, now, !table, from);
   switch (m.kind) {
-    case message_kind::ping: {
+    case message_kind::ping:
+    case message_kind::stream_ping: {
       const auto news = news_for(from);
-      send(from, make(message_kind::ack, m.seq, 0, news ? &*news : nullptr), out);
+      send(from, make(message_kind::ack, m.seq, 0, news ? &*news : nullptr), out,
+           /*stream=*/m.kind == message_kind::stream_ping);
       break;
     }
     case message_kind::ack:
       if (probe_ && probe_->seq == m.seq) {
+        probe_->acked = true;
+      } else if (probe_ && probe_->stream_seq == m.seq) {
+        if (!probe_->acked) ++stats_.stream_acks;
         probe_->acked = true;
       } else if (const auto c = calls_.find(m.seq); c != calls_.end()) {
         // A suspect answered a last call: alive now. The suspicion starts

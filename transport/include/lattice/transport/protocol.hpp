@@ -598,7 +598,7 @@ class protocol final : public protocol_core {
         send(*to, message_type::gossip, gossip_body<S>{records_in(o.body.table), {}});
       else
         with_records = false;
-      send(*to, message_type::probe, o.body, /*datagram=*/!with_records);
+      send(*to, message_type::probe, o.body, /*datagram=*/!with_records && !o.stream);
     }
     // Members back from the dead are asked for their current record (see
     // membership::judge); probe_tick asks again while it has not come.

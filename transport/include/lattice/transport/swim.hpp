@@ -174,7 +174,20 @@ enum class message_kind : std::uint8_t {
   table_buckets = 8,     // buckets, hashes: one hash per bucket of mine
   table_diff = 9,        // buckets, differ, updates: my entries there
   table_diff_reply = 10, // buckets, differ, updates: mine in return
+  // Lifeguard's (memberlist's) fallback: a ping over a stream (TCP), sent
+  // with the indirect probes when a datagram ping's ack is late, in case
+  // datagrams are what fails (a firewall that drops UDP, a congested
+  // link). Answered with an ack over a stream. Older replicas ignore it.
+  stream_ping = 11,
 };
+
+/// The highest kind a decoder accepts; any other is malformed.
+inline constexpr message_kind last_message_kind = message_kind::stream_ping;
+
+/// Whether messages of this kind are push-pull (tables or their digests).
+constexpr bool is_push_pull(message_kind kind) noexcept {
+  return kind >= message_kind::sync && kind <= message_kind::table_diff_reply;
+}
 
 /// Most buckets a table is cut into on the wire; decoders reject more.
 inline constexpr std::uint32_t max_table_buckets = 1u << 16;
@@ -217,7 +230,9 @@ struct message {
 
   template <class Archive>
   void serialize(Archive& archive) {
-    archive(kind, seq, target, updates);
+    archive(kind);
+    if constexpr (Archive::is_loading::value) check_kind();
+    archive(seq, target, updates);
     // Only the push-pull kinds pay for the table fields: a ping stays as
     // it was before they existed.
     if (!carries_table(kind)) return;
@@ -226,13 +241,18 @@ struct message {
   }
 
  private:
-  // A decoded table part that could not have been sent is malformed.
+  // A decoded kind we do not know, or a table part that could not have
+  // been sent, is malformed.
+  void check_kind() const;
   void check_table() const;
 };
 
 struct outgoing {
   replica_id to = 0;
   message body;
+  /// Send it over a connection (TCP), not as a datagram: a stream_ping
+  /// and its ack.
+  bool stream = false;
 };
 
 /// Counters for tests and metrics.
@@ -248,6 +268,12 @@ struct detector_stats {
   /// Push-pulls we started, and those whose roots agreed (one message).
   std::uint64_t push_pulls = 0;
   std::uint64_t push_pulls_in_sync = 0;
+  /// Probes that sent the stream fallback ping, and those acked only
+  /// through it: a member that answers over TCP but not by datagram. Many
+  /// of these mean datagrams are blocked or lost on the way (check the
+  /// firewall for UDP on the gossip port, or turn datagrams off).
+  std::uint64_t stream_probes = 0;
+  std::uint64_t stream_acks = 0;
 };
 
 class detector {
@@ -324,6 +350,7 @@ class detector {
     steady_time ends_at{};      // suspect if no ack by then
     bool acked = false;
     bool indirect_sent = false;
+    std::optional<std::uint32_t> stream_seq;  // the fallback ping's, once sent
     unsigned nacks_expected = 0;
     unsigned nacks = 0;
     bool late = false;  // we ran far behind a deadline of ours meanwhile
@@ -355,7 +382,7 @@ class detector {
   // A message with piggy-backed updates; `first` (if any) rides first.
   message make(message_kind kind, std::uint32_t seq, replica_id target, const update* first = nullptr);
   std::optional<update> news_for(replica_id to) const;
-  void send(replica_id to, message m, std::vector<outgoing>& out);
+  void send(replica_id to, message m, std::vector<outgoing>& out, bool stream = false);
   void flush_direct(std::vector<outgoing>& out);
   message whole_table(message_kind kind) const;
   // Our entry for `id` (ourselves included) as a table carries it.
