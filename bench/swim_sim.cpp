@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   unsigned loss_percent = 1;
   unsigned stall_percent = 0;
   unsigned kills = 10;
+  unsigned together = 1;
   double quiet_seconds = 60;
   std::uint64_t seed = 1;
   bool count_bytes = true;
@@ -39,7 +40,8 @@ int main(int argc, char** argv) {
   app.add_option("--nodes", nodes, "members");
   app.add_option("--loss", loss_percent, "datagrams lost, percent");
   app.add_option("--stall-percent", stall_percent, "each second, each member stalls 200 ms with this chance (percent)");
-  app.add_option("--kills", kills, "members killed one after another; each waits until every live member sees it");
+  app.add_option("--kills", kills, "kills one after another; each waits until every live member sees it");
+  app.add_option("--together", together, "members killed at once at each kill (a rack, half a cluster cut off)");
   app.add_option("--quiet-seconds", quiet_seconds, "virtual seconds measured with no kill (traffic, false deaths)");
   app.add_option("--seed", seed);
   app.add_flag("!--no-bytes", count_bytes, "do not encode messages to count bytes (faster at 10,000)");
@@ -120,18 +122,26 @@ int main(int argc, char** argv) {
 
   std::vector<double> detection_s;
   std::size_t undetected = 0;
-  for (unsigned k = 0; k < kills && k + 1 < nodes; ++k) {
-    std::size_t victim = 0;
-    do victim = std::uniform_int_distribution<std::size_t>(0, nodes - 1)(rng);
-    while (net.killed(victim));
+  together = std::max(1u, together);
+  for (unsigned k = 0; k < kills; ++k) {
     std::size_t live = 0;
     for (std::size_t i = 0; i < nodes; ++i) if (!net.killed(i)) ++live;
-    dead_by_kill[victim] = true;
-    net.kill(victim);
+    if (live <= together) break;
+    std::vector<std::size_t> victims;
+    while (victims.size() < together) {
+      std::size_t victim = 0;
+      do victim = std::uniform_int_distribution<std::size_t>(0, nodes - 1)(rng);
+      while (net.killed(victim));
+      dead_by_kill[victim] = true;
+      net.kill(victim);
+      victims.push_back(victim);
+    }
     const auto at = net.now();
-    // Every live member but the victim holds it dead (views of members
-    // that die later still count: none do before this kill is seen).
-    const bool seen = !run_for(30s, [&] { return dead_views[victim] >= live - 1; });
+    // Every live member but the victims holds each of them dead (views of
+    // members that die later still count: none do before this kill is seen).
+    const bool seen = !run_for(30s, [&] {
+      return std::all_of(victims.begin(), victims.end(), [&](std::size_t v) { return dead_views[v] >= live - together; });
+    });
     if (seen) detection_s.push_back(std::chrono::duration<double>(net.now() - at).count());
     else ++undetected;
     run_for(2s, never);  // let the news settle before the next kill
@@ -141,6 +151,7 @@ int main(int argc, char** argv) {
       {"nodes", nodes},
       {"loss_percent", loss_percent},
       {"stall_percent_per_second", stall_percent},
+      {"killed_together", together},
       {"seed", seed},
       {"probe_interval_ms", o.swim.probe_interval.count()},
       {"alpha", o.swim.suspicion_alpha},
