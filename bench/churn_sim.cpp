@@ -32,9 +32,9 @@ using lattice::testing::registry_sim;
 
 namespace {
 
-constexpr std::size_t message_types = 10;
+constexpr std::size_t message_types = 11;
 constexpr const char* type_names[message_types] = {"",   "gossip",     "sync_request", "range_digests", "range_push",
-                                                   "op", "op_summary", "op_repair",    "probe",         "record_request"};
+                                                   "op", "op_summary", "op_repair",    "probe",         "record_request", "record_refresh"};
 
 // Payload bytes (by message type) and messages sent by every replica so far.
 struct sent_so_far {

@@ -165,9 +165,9 @@ int main(int argc, char** argv) {
   };
   run_calls(warmup);
 
-  constexpr std::size_t types = 10;
+  constexpr std::size_t types = 11;
   const char* type_names[types] = {"",   "gossip", "sync_request", "range_digests", "range_push",
-                                   "op", "op_summary", "op_repair", "probe", "record_request"};
+                                   "op", "op_summary", "op_repair", "probe", "record_request", "record_refresh"};
   const auto count_bytes = [&](std::vector<double>& by_type, std::uint64_t& all, std::uint64_t& written,
                                std::uint64_t& gossip_messages) {
     by_type.assign(types, 0);

@@ -228,6 +228,11 @@ class protocol final : public protocol_core {
         if (!detector_) break;  // a cluster must agree on its liveness source
         if (auto m = decode_or_count<envelope<swim::message>>(payload)) on_probe(std::move(*m), now);
         return;
+      case message_type::record_refresh:
+        if (!detector_) break;
+        if (auto m = decode_or_count<envelope<record_refresh>>(payload); m && m->from != options_.self)
+          on_refresh(*m, now);
+        return;
       case message_type::record_request:
         if (!detector_) break;
         if (auto m = decode_or_count<envelope<record_request>>(payload); m && m->from != options_.self) {
@@ -382,6 +387,29 @@ class protocol final : public protocol_core {
     return t;
   }
 
+  record_refresh own_refresh() const {
+    const member_record& mine = members_.self_record();
+    return record_refresh{mine.incarnation, mine.heartbeat, mine.clock_us};
+  }
+
+  // A refresh moves the record we hold of its sender as the whole record
+  // would have: through on_gossip, so hearing from it counts the same.
+  // Of a record we do not hold, or of another life, we cannot build the
+  // record: we ask for it, as for any member we hold no record of.
+  void on_refresh(const envelope<record_refresh>& m, steady_time now) {
+    const auto* held = members_.table().find(m.from);
+    if (held == nullptr || held->incarnation != m.body.incarnation || held->left) {
+      send(m.from_address, message_type::record_request, record_request{{m.from}});
+      return;
+    }
+    member_record record = *held;
+    record.heartbeat = m.body.heartbeat;
+    record.clock_us = m.body.clock_us;
+    envelope<gossip_body<S>> whole{m.from, m.from_address, {}, m.sent_us};
+    whole.body.members.offer(m.from, record);
+    on_gossip(whole, now);
+  }
+
   // Tells every reachable member our record, directly. (Rumour
   // mongering, as deltas travel, missed a few members per join at 50
   // daemons, who then waited for a push-pull; a direct word reaches each
@@ -472,7 +500,7 @@ class protocol final : public protocol_core {
     // encoded now) with the frame's header and MAC, to each of them.
     static constexpr std::size_t frame_overhead = 16 + 32;
     const auto message_bytes =
-        crdt::encode(envelope<gossip_body<S>>{options_.self, options_.address, {own_record(), {}}, 0}).size() +
+        crdt::encode(envelope<record_refresh>{options_.self, options_.address, own_refresh(), 0}).size() +
         frame_overhead;
     const double seconds_within_budget = static_cast<double>(refresh_.to.size() * message_bytes) /
                                          static_cast<double>(std::max<std::size_t>(1, options_.record_refresh_budget));
@@ -486,12 +514,12 @@ class protocol final : public protocol_core {
   void refresh_up_to(std::size_t turns, steady_time now) {
     if (turns <= refresh_.sent) return;
     beat(now);
-    const gossip_body<S> ours{own_record(), {}};
+    const record_refresh ours = own_refresh();
     for (; refresh_.sent < turns; ++refresh_.sent) {
       const replica_id id = refresh_.to[refresh_.sent];
       const auto state = members_.state_of(id, now);
       if (state == member_state::alive || state == member_state::suspect)
-        send(address_of(id), message_type::gossip, ours, /*datagram=*/true);
+        send(address_of(id), message_type::record_refresh, ours, /*datagram=*/true);
     }
   }
 
