@@ -317,7 +317,7 @@ class registry_core final : public transport::protocol_core {
   std::uint64_t advertised_floor();
   // Moves last_contact_us_ to when we last heard from a peer.
   void note_contact(steady_time now);
-  // Logs, at most once a minute, probes that only their TCP fallback saved.
+  // Logs, at most once a minute, when many probes only their TCP fallback saved.
   void report_stream_acks(steady_time now);
   // Cut off (or restored from a store) longer than gc_grace, and not yet
   // judged by apply_grace_rule: it may yet forget (see
@@ -445,8 +445,10 @@ class registry_core final : public transport::protocol_core {
   std::uint64_t horizon_erasures_ = 0;
   hlc_timestamp seen_horizon_ = hlc_timestamp::zero();
   std::map<replica_id, steady_time> drift_logged_;  // issuer -> last log line
-  std::uint64_t stream_acks_reported_ = 0;          // report_stream_acks
-  std::optional<steady_time> stream_acks_logged_;
+  // report_stream_acks: the detector's counters when its window began.
+  std::optional<steady_time> stream_window_start_;
+  std::uint64_t stream_window_acks_ = 0;
+  std::uint64_t stream_window_probes_ = 0;
   // Members judged dead, or back from the dead for less than gc_grace: the
   // floor they had when they died (until: nullopt while still dead).
   struct floor_hold {
