@@ -28,8 +28,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   o.self = 1;
   o.address = "127.0.0.1:1";
   o.mode = modes[(data[0] >> 4) % 3];
-  // Probes: the detector's messages (type 8) and record requests (9) reach
-  // a core that runs the detector.
+  // Probes: the detector's messages (type 8), record requests (9) and
+  // record refreshes (10) reach a core that runs the detector.
   if (((data[0] >> 4) / 3) % 2 == 1) o.liveness.source = t::liveness_source::probes;
   o.wall_clock = [] { return std::uint64_t{1'700'000'000'000'000}; };
   t::protocol<registry_document> core(o, now);
@@ -38,7 +38,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   own.config.put("/app/b", "2", hlc_timestamp{1'699'999'000'000'001, 0, 1});
   core.local_change(own, now);
 
-  const auto type = static_cast<t::message_type>(1 + (data[0] & 0x0f) % 9);
+  const auto type = static_cast<t::message_type>(1 + (data[0] & 0x0f) % 10);
   const std::span<const std::byte> payload(reinterpret_cast<const std::byte*>(data) + 1, size - 1);
   core.on_message(type, payload, now);
   (void)core.take_outgoing();

@@ -148,6 +148,11 @@ int main(int argc, char** argv) {
       }
     }
   }
+  // A record refresh (type 10) for a core running the detector (delta
+  // mode with probes: selector 0x49), from a member it holds no record of.
+  write(root / "protocol_fuzz", "record-refresh-0", 0x49,
+        lattice::crdt::encode(t::envelope<t::record_refresh>{
+            2, "127.0.0.1:2", {1, 5, 1'699'999'000'000'000}, 1'700'000'000'000'000}));
   lattice::crdt::g_counter counter;
   counter.increment(1, 3);
   counter.increment(2, 5);
