@@ -321,8 +321,9 @@ void detector::end_probe(steady_time now) {
   // our own sending and receiving work: the helpers that stayed silent are
   // then more likely down with the target (several members killed at once,
   // the far side of a partition), and blaming ourselves for them slowed
-  // every judgement of the others up to 9x (a 5|5 cut took 5.3 s to be
-  // seen instead of 1.2).
+  // every judgement of the others up to 9x (five of 10 killed at once
+  // were held dead everywhere in 4.8 s median; 2.2 s with this rule:
+  // lattice_swim_sim --together, README).
   if (p.nacks_expected == 0) health(+1);
   else if (p.nacks == 0) health(static_cast<int>(p.nacks_expected));
   // We ran late during it (a stall, a starved thread): the answers may be
