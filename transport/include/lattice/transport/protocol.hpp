@@ -25,10 +25,12 @@
 // `probes` a SWIM detector (swim.hpp) judges, its messages travel as
 // message_type::probe (as datagrams, where the driver can), and member
 // records (addresses, stamp floors, uptime) travel only when they change:
-// a replica tells its own record to every reachable member once per
-// refresh cycle (paced, as datagrams, within a byte budget: see
-// protocol_options::record_refresh_interval) and on a join, refutation or
-// leave; every detector push-pull also exchanges whole tables; a replica
+// a replica tells its own heartbeat and floor (record_refresh, no address)
+// to every reachable member once per refresh cycle (paced, as datagrams,
+// within a byte budget: see
+// protocol_options::record_refresh_interval), and its whole record on a
+// join, refutation or leave; a detector push-pull also sends the records
+// of the members whose entries differ (ADR 0018); a replica
 // that hears of a member it holds no record of asks for it
 // (record_request). The heartbeat table gossip then runs only while we
 // reach nobody (to the seeds), so quiet traffic does not grow with the
