@@ -32,9 +32,7 @@ using lattice::testing::registry_sim;
 
 namespace {
 
-constexpr std::size_t message_types = 11;
-constexpr const char* type_names[message_types] = {"",   "gossip",     "sync_request", "range_digests", "range_push",
-                                                   "op", "op_summary", "op_repair",    "probe",         "record_request", "record_refresh"};
+constexpr std::size_t message_types = lattice::transport::message_type_count;
 
 // Payload bytes (by message type) and messages sent by every replica so far.
 struct sent_so_far {
@@ -60,7 +58,7 @@ nlohmann::json rates(const sent_so_far& before, const sent_so_far& after, std::s
   for (std::size_t t = 1; t < message_types; ++t) {
     const double rate = (after.bytes[t] - before.bytes[t]) / per;
     all += rate;
-    if (rate > 0) by_type[type_names[t]] = rate;
+    if (rate > 0) by_type[lattice::transport::message_type_name(t)] = rate;
   }
   const double messages = (after.messages - before.messages) / per;
   return {{"bytes_sent_per_replica_per_second", all},

@@ -165,9 +165,7 @@ int main(int argc, char** argv) {
   };
   run_calls(warmup);
 
-  constexpr std::size_t types = 11;
-  const char* type_names[types] = {"",   "gossip", "sync_request", "range_digests", "range_push",
-                                   "op", "op_summary", "op_repair", "probe", "record_request", "record_refresh"};
+  constexpr std::size_t types = lattice::transport::message_type_count;
   const auto count_bytes = [&](std::vector<double>& by_type, std::uint64_t& all, std::uint64_t& written,
                                std::uint64_t& gossip_messages) {
     by_type.assign(types, 0);
@@ -233,7 +231,7 @@ int main(int argc, char** argv) {
   const double per_replica_s = static_cast<double>(replicas) * seconds;
   nlohmann::json by_type = nlohmann::json::object();
   for (std::size_t t = 1; t < types; ++t)
-    if (by_type_after[t] > by_type_before[t]) by_type[type_names[t]] = (by_type_after[t] - by_type_before[t]) / per_replica_s;
+    if (by_type_after[t] > by_type_before[t]) by_type[lattice::transport::message_type_name(t)] = (by_type_after[t] - by_type_before[t]) / per_replica_s;
   const auto& doc = sim->node(replicas - 1).state();
   std::size_t load_entries = doc.load.size();
   const auto doc_bytes = lattice::crdt::encode(doc).size();

@@ -10,11 +10,8 @@ namespace {
 
 // Index: transport::message_type. The counters have room for more types
 // than exist; only these are exported.
-constexpr const char* message_type_names[] = {"", "gossip", "sync_request", "range_digests", "range_push",
-                                              "op", "op_summary", "op_repair", "probe", "record_request", "record_refresh"};
-constexpr std::size_t message_types = std::size(message_type_names);
-
-const char* message_type_name(std::size_t t) { return message_type_names[t]; }
+using transport::message_type_name;
+constexpr std::size_t message_types = transport::message_type_count;
 
 }  // namespace
 

@@ -40,10 +40,9 @@ class swim_network {
     /// Count the bytes of every message as framed on the wire (encodes
     /// each one: costs time at 10,000 nodes).
     bool count_bytes = true;
-    /// Every datagram is lost (a firewall that drops UDP), or every stream
-    /// message (the TCP fallback ping and its ack).
+    /// Every datagram is lost (a firewall that drops UDP); stream messages
+    /// (the TCP fallback ping and its ack) still arrive.
     bool datagrams_blocked = false;
-    bool streams_blocked = false;
   };
 
   /// Someone's view of someone changed to `state` at `at`.
@@ -175,11 +174,9 @@ class swim_network {
     const std::size_t to = static_cast<std::size_t>(o.to - 1);
     // A stream message (TCP) is not lost to random loss, which its
     // retransmissions repair, only to a partition.
-    bool lost = nodes_[to].side != sender.side;
-    if (!lost)
-      lost = o.stream ? options_.streams_blocked
-                      : options_.datagrams_blocked ||
-                            std::uniform_int_distribution<unsigned>(0, 999)(rng_) < options_.loss_per_mille;
+    const bool lost = nodes_[to].side != sender.side ||
+                      (!o.stream && (options_.datagrams_blocked ||
+                                     std::uniform_int_distribution<unsigned>(0, 999)(rng_) < options_.loss_per_mille));
     if (lost) {
       ++lost_;
       return;

@@ -44,6 +44,21 @@ enum class message_type : std::uint8_t {
   record_refresh = 10,
 };
 
+/// One past the highest message_type: stats arrays indexed by type and
+/// name tables have this many slots (0 is no type).
+inline constexpr std::size_t message_type_count = 11;
+static_assert(message_type_count == static_cast<std::size_t>(message_type::record_refresh) + 1,
+              "a new message_type needs its slot and its name below");
+
+/// The type's name as metrics and benchmarks print it ("gossip", ...);
+/// "" for 0 and for a value that is no type.
+constexpr const char* message_type_name(std::size_t type) noexcept {
+  constexpr const char* names[message_type_count] = {"",   "gossip",     "sync_request", "range_digests",
+                                                     "range_push", "op", "op_summary", "op_repair",
+                                                     "probe",      "record_request", "record_refresh"};
+  return type < message_type_count ? names[type] : "";
+}
+
 /// Body of message_type::record_refresh: the sender's record as a
 /// refresh moves it (heartbeat, stamp floor) within one incarnation. Its
 /// address and id are the envelope's. A receiver that holds the sender's
