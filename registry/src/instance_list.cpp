@@ -5,7 +5,8 @@ namespace {
 
 bool same_figures(const instance_view& a, const instance_view& b) {
   return a.local == b.local && a.remote_in_flight == b.remote_in_flight && a.remote_served == b.remote_served &&
-         a.remote_load_heard == b.remote_load_heard;
+         a.remote_load_heard == b.remote_load_heard && a.provider_counted == b.provider_counted &&
+         a.local_started_counted == b.local_started_counted && a.local_finished_counted == b.local_finished_counted;
 }
 
 }  // namespace

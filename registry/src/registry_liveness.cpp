@@ -35,10 +35,13 @@ void registry_core::judge_owner(replica_id id, owner_state& owner, steady_time n
 
 bool registry_core::caller_live(replica_id origin, std::uint64_t incarnation, steady_time now) const {
   // Exactly that incarnation: a new life counts its own calls, and a
-  // refuting replica moves its entries to its new incarnation.
-  if (origin == self()) return incarnation == self_incarnation_;
+  // refuting replica moves its entries to its new incarnation. A
+  // provider's totals are its owner's whatever the life (a new life
+  // overwrites them within a flush).
+  const bool totals = incarnation == load_key::provider_incarnation;
+  if (origin == self()) return totals || incarnation == self_incarnation_;
   const auto* record = members().table().find(origin);
-  if (record == nullptr || record->incarnation != incarnation) return false;
+  if (record == nullptr || (!totals && record->incarnation != incarnation)) return false;
   const auto state = members().state_of(origin, now);
   return state == member_state::alive || state == member_state::suspect;
 }

@@ -16,19 +16,43 @@ std::optional<instance_view> registry_core::view_of(const std::string& path, tra
   if (!visible(*e)) return std::nullopt;
   instance_view v{e, nullptr, 0, 0, {}};
   if (e->kind() != instance_kind::provider) return v;
+  if (!serving_.empty() && e->owner() == self()) {
+    // We count what it serves: our serve guards' figures are the totals, live.
+    const auto s = serving_.find(instance_key(path, e->kind(), e->id()));
+    if (s != serving_.end() && s->second.epoch == e->epoch()) {
+      v.local = s->second.cell;
+      v.provider_counted = true;
+      v.local_started_counted = v.local_finished_counted = s->second.base;
+      return v;
+    }
+  }
   if (!t.cell) t.cell = load_cell_ptr(new load_cell);
   v.local = t.cell;
   if (loads_.empty()) return v;  // skip building the key: nobody has called anyone
   const auto load = loads_.find(instance_key(path, e->kind(), e->id()));
-  if (load != loads_.end() && load->second.epoch == e->epoch()) {
-    v.remote_load_heard = load->second.heard;
-    for (const auto& [caller, counts] : load->second.by_origin) {
-      // The judgement kept at the last tick (refresh_callers), as for owners.
-      const auto live = callers_.find(caller);
-      if (live != callers_.end() && live->second)
-        v.remote_in_flight += static_cast<std::int64_t>(counts.started - counts.finished);
-      v.remote_served += counts.finished;
-    }
+  if (load == loads_.end() || load->second.epoch != e->epoch()) return v;
+  const remote_load& l = load->second;
+  v.remote_load_heard = l.heard;
+  // The judgements kept at the last tick (refresh_callers), as for owners.
+  const auto live = [&](const caller_life& caller) {
+    const auto c = callers_.find(caller);
+    return c != callers_.end() && c->second.live;
+  };
+  if (l.provider) {
+    // A cell made after the totals came (a new registration's) starts at
+    // zero, as own_then says; it writes nothing while they stand.
+    t.cell->provider_counts = true;
+    v.provider_counted = true;
+    if (live({l.provider_origin, load_key::provider_incarnation}))
+      v.remote_in_flight = static_cast<std::int64_t>(l.provider->started - l.provider->finished);
+    v.remote_served = l.provider->finished;
+    v.local_started_counted = l.own_then.started;
+    v.local_finished_counted = l.own_then.finished;
+    return v;
+  }
+  for (const auto& [caller, counts] : l.by_origin) {
+    if (live(caller)) v.remote_in_flight += static_cast<std::int64_t>(counts.started - counts.finished);
+    v.remote_served += counts.finished;
   }
   return v;
 }

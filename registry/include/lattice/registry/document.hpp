@@ -21,6 +21,14 @@
 // incarnation i (a crashed consumer's calls are not in flight), and its
 // calls served always. A refutation moves r's entries to its new
 // incarnation (the old ones are erased).
+// A provider that counts the calls it serves itself (replica::
+// count_serving, ADR 0021) has its owner write one entry for the instance
+// under origin incarnation 0 (load_key::provider_incarnation; no life of a
+// replica has incarnation 0): the totals over every caller. While it is in
+// the document, readers take it instead of the callers' entries and the
+// callers erase theirs, so the document holds one entry per instance, not
+// one per caller and instance. Its calls in flight count while the owner
+// is alive in any incarnation.
 // Keeping them in the map gives counters the same range digests, slices and
 // tombstone collection as the rest of the document (docs/adr/0003).
 //
@@ -58,8 +66,10 @@ struct load_key {
   std::string instance_key;
   hlc_timestamp epoch;
   replica_id origin = 0;
-  /// The origin's incarnation when it wrote the entry.
+  /// The origin's incarnation when it wrote the entry; provider_incarnation
+  /// for a provider's own totals, written by the instance's owner.
   std::uint64_t origin_incarnation = 0;
+  static constexpr std::uint64_t provider_incarnation = 0;
   friend auto operator<=>(const load_key&, const load_key&) = default;
   template <class Archive>
   void serialize(Archive& archive) {

@@ -6,6 +6,7 @@
 // are atomics written by call guards on any thread.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -18,8 +19,19 @@
 
 namespace lattice::registry {
 
-/// This replica's own calls to one instance, counted by call guards.
+/// This replica's own calls to one instance, counted by call guards; or,
+/// for an instance registered here whose provider counts what it serves
+/// (replica::count_serving), the calls it serves from every caller,
+/// counted by serve guards.
 struct load_cell : boost::intrusive_ref_counter<load_cell, boost::thread_safe_counter> {
+  load_cell() = default;
+  explicit load_cell(bool serving_cell) : serving(serving_cell) {}
+  /// A provider's count of the calls it serves: call guards leave it
+  /// alone (the provider counts a call it makes to itself when serving it).
+  const bool serving = false;
+  /// The replica thread's: the provider of this instance counts its calls
+  /// itself, so this replica writes none of its own (and has erased them).
+  bool provider_counts = false;
   /// The replica thread's note of what it last wrote to the document:
   /// started + finished then (mod 2^32). Both only grow, so the sum moves
   /// exactly when there is something new to write. Only that thread
@@ -52,21 +64,34 @@ struct instance_view {
   /// `remote_load_heard` the figures are as of then, unless a caller's
   /// budget held it back longer (its load_stats().oldest_held says so).
   std::optional<std::chrono::steady_clock::time_point> remote_load_heard;
+  /// The figures are the provider's own count of the calls it serves, from
+  /// every caller (replica::count_serving), not the sum of the callers'
+  /// counts. This replica's calls are in it already as they stood when it
+  /// merged here (`local_started_counted`, `local_finished_counted`), so
+  /// only what this replica's calls did since is added to it. On the
+  /// provider's own replica the figures are its serve guards', live.
+  bool provider_counted = false;
+  std::uint64_t local_started_counted = 0;
+  std::uint64_t local_finished_counted = 0;
 
   const instance_record& operator*() const noexcept { return *record; }
   const instance_record* operator->() const noexcept { return record.get(); }
 
   /// Calls in flight to this instance, cluster-wide: the other replicas'
-  /// (as last gossiped) plus this replica's own (live).
+  /// (as last gossiped) plus this replica's own (live); or the provider's
+  /// count plus what this replica's calls did since it came.
   std::int64_t in_flight() const noexcept {
     if (!local) return remote_in_flight;
-    const auto finished = local->finished.load(std::memory_order_relaxed);
-    const auto started = local->started.load(std::memory_order_relaxed);
-    return remote_in_flight + static_cast<std::int64_t>(started - finished);
+    // Finished first: every call finished was started, so the pair read
+    // never shows more finished than started.
+    const auto finished = local->finished.load(std::memory_order_relaxed) - local_finished_counted;
+    const auto started = local->started.load(std::memory_order_relaxed) - local_started_counted;
+    return std::max<std::int64_t>(0, remote_in_flight + static_cast<std::int64_t>(started) -
+                                         static_cast<std::int64_t>(finished));
   }
   /// Calls served by this instance in its current registration, cluster-wide.
   std::uint64_t served() const noexcept {
-    return remote_served + (local ? local->finished.load(std::memory_order_relaxed) : 0);
+    return remote_served + (local ? local->finished.load(std::memory_order_relaxed) - local_finished_counted : 0);
   }
 };
 

@@ -56,6 +56,7 @@
 #include "lattice/registry/document.hpp"
 #include "lattice/registry/load_gossip.hpp"
 #include "lattice/registry/load_pacer.hpp"
+#include "lattice/registry/serve_counter.hpp"
 #include "lattice/registry/path.hpp"
 #include "lattice/registry/snapshot.hpp"
 #include "lattice/transport/protocol.hpp"
@@ -176,6 +177,18 @@ class registry_core final : public transport::protocol_core {
   /// checks). Never fails.
   result<std::size_t> erase_config_prefix(std::string prefix);
 
+  /// The counter serve guards count instance `id`'s calls in, for a
+  /// provider of `path` registered here that counts the calls it serves
+  /// (serve_counter.hpp, ADR 0021): while a copy is held, this replica writes the
+  /// instance's totals (one load entry, under the load_gossip budget, its
+  /// first write at once) and every other replica reads them instead of
+  /// writing its own calls. The same counter while held; it outlives a
+  /// re-registration (each registration's served count starts at zero,
+  /// calls in flight carry over). Drop every copy and the totals are
+  /// erased at the next flush, and callers count again. Errors:
+  /// errc::not_found (no provider `id` at `path` was registered here).
+  result<std::shared_ptr<serve_counter>> count_serving(const service_path& path, std::string_view id);
+
   /// Merges a document saved by an earlier life of this replica, without
   /// spreading it (anti-entropy reconciles it with peers). Instances that
   /// life registered are removed unless registered again. `progress` says
@@ -294,16 +307,55 @@ class registry_core final : public transport::protocol_core {
     std::uint64_t incarnation = 0;
     steady_time hidden_since{};
   };
+  using caller_life = std::pair<replica_id, std::uint64_t>;
   struct remote_load {
     hlc_timestamp epoch;
     // By (origin, its incarnation): one entry per life of each caller.
-    std::map<std::pair<replica_id, std::uint64_t>, load_counts> by_origin;
+    std::map<caller_life, load_counts> by_origin;
     // When another replica's counts for this registration last merged here.
     std::optional<steady_time> heard;
+    // The provider's own totals (load_key::provider_incarnation), written
+    // by `provider_origin`: they replace the callers' entries. `own_then`:
+    // this replica's call counts when they merged (instance_view's
+    // local_*_counted).
+    std::optional<load_counts> provider;
+    replica_id provider_origin = 0;
+    load_counts own_then;
+  };
+  // A caller life seen in loads_: whether it counted as live at the last
+  // tick, and how many entries of it loads_ holds (at none it is dropped).
+  struct caller_state {
+    bool live = false;
+    std::size_t entries = 0;
+  };
+  // An instance registered here whose provider counts its calls
+  // (count_serving), by instance key.
+  struct serving_count {
+    std::weak_ptr<serve_counter> holder;
+    load_cell_ptr cell;
+    // The registration last written for, and the cell's finished count when
+    // it began: its counts are the cell's less that.
+    hlc_timestamp epoch = hlc_timestamp::zero();
+    std::uint64_t base = 0;
+    // What was last written for it (nullopt: nothing yet, written unpaced).
+    std::optional<load_counts> written;
+    bool holding = false;
+    steady_time held_since{};
   };
   // Whether a caller life's calls count as in flight: it is alive (or
-  // suspect) in that incarnation.
+  // suspect) in that incarnation (in any, for a provider's totals).
   bool caller_live(replica_id origin, std::uint64_t incarnation, steady_time now) const;
+  void add_caller_entry(const caller_life& caller, steady_time now);
+  void drop_caller_entry(const caller_life& caller);
+  // This replica's call cell for registration `epoch` of the instance of
+  // `key`, or null (none yet, or the record here is of another epoch).
+  load_cell* own_call_cell(std::string_view key, const hlc_timestamp& epoch);
+  // Whether the provider counts the calls of registration `epoch` of the
+  // instance of `key` itself, so callers write none.
+  bool provider_counts(const std::string& key, const hlc_timestamp& epoch) const;
+  // Forgets the serving counts nobody holds any more (their totals are
+  // erased by sweep_own_load).
+  void release_serving();
   void refresh_callers(steady_time now);
   void rekey_own_load(std::uint64_t refuted);
 
@@ -396,7 +448,8 @@ class registry_core final : public transport::protocol_core {
   std::unordered_map<std::string, remote_load> loads_;
   // Caller lives seen in loads_, and whether they counted as live at the
   // last tick: when that moves, the paths they called are republished.
-  std::map<std::pair<replica_id, std::uint64_t>, bool> callers_;
+  std::map<caller_life, caller_state> callers_;
+  std::unordered_map<std::string, serving_count> serving_;
   std::set<std::string> reassert_;              // own keys to write again
   // Our own load entries (any life of ours) by instance key, and the
   // instance keys that changed since: flush_load erases our entries of an

@@ -204,6 +204,9 @@ struct config_change {
 class call_guard {
  public:
   explicit call_guard(const instance_view& target) : cell_(target.local) {
+    // On its provider's replica, an instance that counts what it serves
+    // counts this call when serving it.
+    if (cell_ && cell_->serving) cell_.reset();
     if (cell_) cell_->started.fetch_add(1, std::memory_order_relaxed);
   }
   call_guard(call_guard&& other) noexcept : cell_(std::move(other.cell_)) {}
