@@ -634,6 +634,16 @@ void replica::deregister_instance_async(std::string_view path, std::string_view 
   submit_write(deregister_write(std::move(p).value(), std::string(id), kind), std::move(done));
 }
 
+result<std::shared_ptr<serve_counter>> replica::count_serving(std::string_view path, std::string_view id) {
+  auto p = service_path::parse(path);
+  if (!p) return p.error();
+  errc why = errc::stopped;
+  auto counted = on_replica_thread(
+      [this, p = std::move(p).value(), id = std::string(id)] { return impl_->core->count_serving(p, id); }, &why);
+  if (!counted) return why;
+  return std::move(*counted);
+}
+
 result<void> replica::set_config(std::string_view key, std::string value, std::uint64_t flags) {
   auto p = service_path::parse(key);
   if (!p) return p.error();

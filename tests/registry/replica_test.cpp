@@ -163,6 +163,37 @@ TEST_CASE("least-loaded balancing steers away from an instance others keep busy"
   CHECK(eventually([&] { return rs[1]->lookup("/api/user").providers().front().in_flight() == 0; }));
 }
 
+TEST_CASE("a provider that counts what it serves steers least-loaded picks elsewhere",
+          "[registry][replica]") {
+  auto rs = cluster(2);
+  const auto registered = rs[0]->register_instance("/api/user", provider("127.0.0.1", 1));
+  REQUIRE(registered);
+  REQUIRE(rs[0]->register_instance("/api/user", provider("127.0.0.1", 2)));
+  REQUIRE(eventually([&] { return provider_count(*rs[1], "/api/user") == 2; }));
+  CHECK(rs[1]->count_serving("/api/user", registered.value().id).error() == errc::not_found);
+  CHECK(rs[0]->count_serving("not a path", registered.value().id).error() == errc::invalid_path);
+  // :1's process serves 5 calls, from callers Lattice does not see.
+  auto counted = rs[0]->count_serving("/api/user", registered.value().id);
+  REQUIRE(counted);
+  const std::shared_ptr<serve_counter> served = std::move(counted).value();
+  std::vector<serve_guard> serving;
+  for (int i = 0; i < 5; ++i) serving.emplace_back(*served);
+  least_loaded lb;
+  CHECK(eventually([&] {
+    auto list1 = rs[1]->lookup("/api/user");
+    const auto& first = list1.providers().front();
+    return first.provider_counted && first.in_flight() == 5 &&
+           lb.pick(*list1) == &*std::next(list1.providers().begin());
+  }));
+  // Reported outright, as latticed's clients do.
+  serving.clear();
+  served->set(2, 40);
+  CHECK(eventually([&] {
+    const auto& first = rs[1]->lookup("/api/user").providers().front();
+    return first.in_flight() == 2 && first.served() == 40;
+  }));
+}
+
 TEST_CASE("balancers pick as documented", "[registry][balancer]") {
   std::vector<instance_view> providers;
   auto add = [&](const char* id, std::uint32_t weight, instance_role role) {

@@ -38,6 +38,7 @@
 
 #include "lattice/registry/instance.hpp"
 #include "lattice/registry/load_gossip.hpp"
+#include "lattice/registry/serve_counter.hpp"
 #include "lattice/registry/path.hpp"
 #include "lattice/registry/snapshot.hpp"
 #include "lattice/transport/asio_driver.hpp"
@@ -353,6 +354,19 @@ class replica {
   /// (a prefix that is not "/", or a path with or without a trailing '/'),
   /// errc::stopped, errc::timed_out, errc::storage_failed.
   result<std::size_t> erase_config_prefix(std::string_view prefix);
+
+  /// The provider's side of load counting (serve_counter.hpp, ADR 0021):
+  /// a counter for provider `id` of `path`, registered here, in which
+  /// serve guards count the calls the instance serves, from every caller.
+  /// While a copy is held, this replica writes the instance's totals (one
+  /// load entry, paced by replica_options::load_gossip) and every replica
+  /// reads them instead of its own calls' entries: at 1,000 callers of 100
+  /// providers, 100 entries instead of 10,000. Drop every copy and callers
+  /// count again. Waits for the replica thread. Errors: errc::not_found
+  /// (no such provider registered here: only its own replica counts what
+  /// an instance serves), errc::invalid_path, errc::stopped,
+  /// errc::timed_out.
+  result<std::shared_ptr<serve_counter>> count_serving(std::string_view path, std::string_view id);
 
   // ---- the same writes, without waiting ---------------------------------------
   //
