@@ -7,6 +7,7 @@
 //
 //   lattice_load_sim --replicas 1000 --providers 100 --calls 10 --seconds 30
 //   lattice_load_sim --replicas 100 --budget 0          # no budget, as before
+//   lattice_load_sim --replicas 1000 --provider-counts  # providers count what they serve
 //
 // Virtual time; a seed replays exactly. Liveness by probes unless
 // --liveness heartbeats (whose member tables would dominate at 1,000).
@@ -55,6 +56,7 @@ int main(int argc, char** argv) {
   unsigned change_ms = 100;
   unsigned max_in_flight = 20;
   std::string liveness = "probes";
+  bool provider_counts = false;
   app.add_option("--replicas", replicas, "replicas, every one a consumer");
   app.add_option("--providers", providers, "replicas 0..P-1 each register one provider");
   app.add_option("--calls", calls, "providers each consumer calls");
@@ -67,6 +69,8 @@ int main(int argc, char** argv) {
   app.add_option("--samplers", samplers, "replicas whose view is compared with the truth each second");
   app.add_option("--liveness", liveness)->check(CLI::IsMember({"probes", "heartbeats"}));
   app.add_option("--seed", seed);
+  app.add_flag("--provider-counts", provider_counts,
+               "providers count the calls they serve (replica::count_serving): one entry per instance");
   CLI11_PARSE(app, argc, argv);
   providers = std::min(providers, replicas);
   calls = std::min(calls, providers);
@@ -112,6 +116,21 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "the providers were not listed everywhere within 60 virtual seconds\n");
     return 1;
   }
+  // Providers that count what they serve see every call start and end at
+  // once, whoever makes it. By position in the published list, as below.
+  std::vector<std::shared_ptr<lattice::registry::serve_counter>> serving(provider_counts ? providers : 0);
+  for (std::size_t p = 0; p < serving.size(); ++p) {
+    std::size_t position = 0;
+    for (const instance_view& v : sim->node(p).published()->find(service)->providers) {
+      if (v->owner() == sim->node(p).self()) {
+        auto counter = sim->node(p).count_serving(path, v->id());
+        if (!counter) return 1;
+        serving[position] = std::move(counter).value();
+      }
+      ++position;
+    }
+  }
+  if (provider_counts) sim->run_for(1s);  // the totals' first writes, and every view takes them
   const double setup_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
 
   // Each consumer's cells for the providers it calls (provider ids in the
@@ -147,11 +166,17 @@ int main(int argc, char** argv) {
       for (auto& p : pairs) {
         int s = step(rng);
         if (pull(rng)) s += p.in_flight < level[p.provider] ? 1 : p.in_flight > level[p.provider] ? -1 : 0;
+        // A call guard counts nothing on the provider's own replica when
+        // it counts what it serves (the cell is its serve guards').
+        auto* caller = p.cell->serving ? nullptr : p.cell.get();
+        auto* served = serving.empty() ? nullptr : serving[p.provider]->cell().get();
         if (s > 0 && p.in_flight + static_cast<std::uint64_t>(s) <= max_in_flight) {
-          p.cell->started += static_cast<std::uint64_t>(s);
+          if (caller) caller->started += static_cast<std::uint64_t>(s);
+          if (served) served->started += static_cast<std::uint64_t>(s);
           p.in_flight += static_cast<std::uint64_t>(s);
         } else if (s < 0 && p.in_flight >= static_cast<std::uint64_t>(-s)) {
-          p.cell->finished += static_cast<std::uint64_t>(-s);
+          if (caller) caller->finished += static_cast<std::uint64_t>(-s);
+          if (served) served->finished += static_cast<std::uint64_t>(-s);
           p.in_flight -= static_cast<std::uint64_t>(-s);
         }
       }
@@ -241,6 +266,7 @@ int main(int argc, char** argv) {
       {"providers", providers},
       {"calls_per_consumer", calls},
       {"budget_bytes_per_second", budget},
+      {"provider_counts", provider_counts},
       {"liveness", liveness},
       {"loss_percent", loss_percent},
       {"seed", seed},
