@@ -134,6 +134,8 @@ class api {
   bool authorized(const request& req, const target& t, access needed) const;
 
   reply native(request& req, const target& t);
+  // PUT/DELETE /v1/lattice/load/{service}?id=: a provider's own counts.
+  reply report_serving(request& req, const target& t, const std::string& service);
   reply consul(request& req, const target& t);
   reply ops(request& req, const target& t);
   // The web console (api_ui.cpp): / redirects to /ui/, /ui/... are the
@@ -300,6 +302,10 @@ class api {
     std::string body;
   };
   std::unordered_map<std::string, cached_lookup> lookups_;
+  /// Providers registered here that report the calls they serve, by
+  /// (path, id), while they report (until DELETE of the counts or of the
+  /// instance). HTTP thread only.
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<registry::serve_counter>> serving_;
   /// Encoded SSE view events, shared by every stream (view_delta.hpp).
   std::shared_ptr<event_cache> events_ = std::make_shared<event_cache>();
 };

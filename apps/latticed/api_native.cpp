@@ -38,6 +38,40 @@ std::uint64_t local_call_counts(const reg::service_view& view) {
 
 }  // namespace
 
+reply api::report_serving(request& req, const target& t, const std::string& service) {
+  // A provider registered through this daemon reports the calls it serves
+  // (ADR 0021): its totals replace every caller's counts of it.
+  const unsigned v = req.version();
+  const auto id = t.get("id");
+  if (!id || id->empty()) return error_response(http::status::bad_request, "missing ?id=", v);
+  const std::pair key{service, std::string(*id)};
+  if (req.method() == http::verb::delete_) {
+    const bool was = serving_.erase(key) != 0;
+    return json_response(json{{"path", service}, {"id", *id}, {"counted", was}}, v);
+  }
+  const auto body = json::parse(req.body(), nullptr, /*allow_exceptions=*/false);
+  if (!body.is_object()) return error_response(http::status::bad_request, "the body must be a JSON object", v);
+  std::uint64_t figures[2] = {0, 0};
+  const char* names[2] = {"in_flight", "served"};
+  for (const auto& [name, value] : body.items()) {
+    const auto at = std::find_if(std::begin(names), std::end(names), [&](const char* n) { return name == n; });
+    if (at == std::end(names)) return error_response(http::status::bad_request, "unknown field " + name, v);
+    if (!value.is_number_unsigned())
+      return error_response(http::status::bad_request, name + " must be a non-negative integer", v);
+    figures[at - std::begin(names)] = value.get<std::uint64_t>();
+  }
+  if (!body.contains("in_flight")) return error_response(http::status::bad_request, "missing in_flight", v);
+  auto counter = serving_.find(key);
+  if (counter == serving_.end()) {
+    // Once per instance: waits for the replica thread (microseconds).
+    auto counted = replica_.count_serving(service, *id);
+    if (!counted) return registry_error(counted.error(), v);
+    counter = serving_.emplace(key, std::move(counted).value()).first;
+  }
+  counter->second->set(figures[0], figures[1]);
+  return json_response(json{{"path", service}, {"id", *id}, {"in_flight", figures[0]}, {"served", figures[1]}}, v);
+}
+
 reply api::native(request& req, const target& t) {
   const unsigned v = req.version();
   const std::string_view path = t.path;
@@ -69,10 +103,11 @@ reply api::native(request& req, const target& t) {
     // send a view when its instances change, not on every call, so a
     // reader of live load (the console's counters and sparklines) reads
     // this once a second instead of a lookup per path.
-    if (method != http::verb::get) return wrong_method();
     const std::string prefix = rest_of(path, "/v1/lattice/load");
     const auto parsed = reg::service_path::parse(prefix);
     if (!parsed) return registry_error(parsed.error(), v);
+    if (method == http::verb::put || method == http::verb::delete_) return report_serving(req, t, prefix);
+    if (method != http::verb::get) return wrong_method();
     const auto snap = replica_.current();
     json out = json::array();
     for (const auto& view : snap->services.starting_with(prefix)) {
@@ -199,6 +234,7 @@ reply api::native(request& req, const target& t) {
         if (*k == "consumer") kind = reg::instance_kind::consumer;
       }
       sessions_.unbind({service, kind, *id});
+      serving_.erase({service, *id});
       // Always a tombstone, known here or not (a delete is a write).
       return deferred_write<bool>(
           [this, service, id = *id, kind](auto done) {

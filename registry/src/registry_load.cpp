@@ -122,6 +122,7 @@ result<std::shared_ptr<serve_counter>> registry_core::count_serving(const servic
   }
   auto counter = std::make_shared<serve_counter>(s.cell);
   s.holder = counter;
+  mark_dirty(path.str(), instance_kind::provider, id);  // our view reads the counter from now on
   return counter;
 }
 

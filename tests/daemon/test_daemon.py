@@ -69,6 +69,34 @@ class CrossDaemonTest(Cluster):
         for d in (b, c):
             self.assertTrue(eventually(lambda: providers(d, PATH) == []))
 
+    def test_a_provider_reports_the_calls_it_serves_and_every_daemon_reads_them(self):
+        a, b, c = self.daemons
+        status, _, _ = a.put("/v1/lattice/instances" + PATH, instance(9001))
+        self.assertEqual(status, 200)
+        for d in (b, c):
+            self.assertTrue(eventually(lambda: providers(d, PATH) == ["127.0.0.1:9001"]))
+        counts = "/v1/lattice/load" + PATH + "?id=127.0.0.1:9001"
+
+        def seen(d):
+            entries = [e for e in d.get("/v1/lattice/load" + PATH)[2] if e["id"] == "127.0.0.1:9001"]
+            return (entries[0]["in_flight"], entries[0]["served"]) if entries else None
+
+        # Only the daemon it was registered through counts what it serves;
+        # bad reports are refused and change nothing.
+        self.assertEqual(b.put(counts, {"in_flight": 7})[0], 404)
+        for bad in ({"in_flight": -1}, {"in_flight": 1, "queue": 2}, {"served": 3}, [1], {"in_flight": "7"}):
+            self.assertEqual(a.put(counts, bad)[0], 400, bad)
+        self.assertEqual(a.put("/v1/lattice/load" + PATH, {"in_flight": 7})[0], 400)  # no ?id=
+        status, _, body = a.put(counts, {"in_flight": 7, "served": 30})
+        self.assertEqual(status, 200, body)
+        for d in (a, b, c):
+            self.assertTrue(eventually(lambda: seen(d) == (7, 30)), d.get("/v1/lattice/load" + PATH)[2])
+        # Stopped: callers count again (none here).
+        status, _, body = a.delete(counts)
+        self.assertEqual((status, body["counted"]), (200, True))
+        for d in (b, c):
+            self.assertTrue(eventually(lambda: seen(d) == (0, 0)))
+
     def test_watch_stream_sends_the_current_list_then_every_change(self):
         a, _, c = self.daemons
         a.put("/v1/lattice/instances" + PATH, instance(9001))

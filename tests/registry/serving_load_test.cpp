@@ -103,12 +103,15 @@ TEST_CASE("serving counts: the provider's totals replace every caller's entry, a
   REQUIRE(sim->run_until([&] { return sim->node(3).load_stats().callers == 3; }, 1s));
 
   // The provider counts the ten calls it serves.
+  CHECK_FALSE(view_on(*sim, 0).provider_counted);
   std::shared_ptr<lattice::registry::serve_counter> counter;
   {
     auto counted = sim->node(0).count_serving(path("/svc/s"), "p1");
     REQUIRE(counted);
     counter = counted.value();
   }
+  // The provider's own replica reads the counter at once.
+  CHECK(view_on(*sim, 0).provider_counted);
   std::vector<serve_guard> serving;
   for (int i = 0; i < 10; ++i) serving.emplace_back(*counter);
   const auto one_entry = sim->run_until([&] { return everywhere(*sim, 1, 0); }, 5s);
