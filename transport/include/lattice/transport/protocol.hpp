@@ -765,14 +765,21 @@ class protocol final : public protocol_core {
   // table travels with heartbeats, so a busy cluster's rumours stay small
   // instead of growing with the number of members.
   // Sends `delta` to `fanout` random reachable peers, with our own member
-  // record and those in `carried` (the records a forwarded delta arrived
-  // with): a delta travels with the records of the replicas it passed
-  // through, its origin's among them, so a replica that receives a new
-  // member's first registration also learns that member, and does not
-  // hide the instance as the registration of an unknown (dead) owner. One
-  // record per hop: a few hundred bytes at most.
+  // record and, forwarding (`carried`: the records it arrived with from
+  // `except`), its origin's: so a replica that receives a new member's
+  // first registration also learns that member, and does not hide the
+  // instance as the registration of an unknown (dead) owner. The relays'
+  // records are dropped: each hop adds its own and drops its sender's
+  // (unless the sender is the origin, the only record then), so a rumour
+  // carries two records at most. Carrying every hop's grew a relayed
+  // write by about 70 bytes a hop, past what its writer's budget paid for
+  // (ADR 0015; 597 bytes a gossip message at 1,000 replicas in
+  // lattice_load_sim, against about 430 written).
   void spread(const S& delta, replica_id except, steady_time now, const member_table* carried = nullptr) {
-    gossip_body<S> body{carried ? *carried : member_table{}, delta};
+    gossip_body<S> body{member_table{}, delta};
+    if (carried != nullptr)
+      for (const auto& [id, record] : carried->records())
+        if (id != except || carried->size() == 1) body.members.offer(id, record);
     body.members.offer(options_.self, members_.self_record());
     const auto peers = pick_peers(options_.fanout, except, now);
     if (peers.empty() && except == options_.self) {
