@@ -32,6 +32,8 @@ int main() {
   hello.port = 20880;
   hello.protocol = "dubbo";
   r->register_instance("/HelloWorldService/1.0.0", hello).value();  // id: 10.0.0.7:20880
+  auto served = r->count_serving("/HelloWorldService/1.0.0", "10.0.0.7:20880").value();
+  { serve_guard serving(*served); }         // per request served: one load entry for all callers
 
   least_loaded lb;                          // consumer side
   auto list = r->lookup("/HelloWorldService/1.0.0");                // local read, no lock

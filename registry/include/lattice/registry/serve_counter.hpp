@@ -61,7 +61,7 @@ class serve_counter {
 class serve_guard {
  public:
   explicit serve_guard(const serve_counter& counter) : cell_(counter.cell()) {
-    cell_->started.fetch_add(1, std::memory_order_relaxed);
+    if (cell_) cell_->started.fetch_add(1, std::memory_order_relaxed);
   }
   serve_guard(serve_guard&& other) noexcept : cell_(std::move(other.cell_)) {}
   serve_guard(const serve_guard&) = delete;
