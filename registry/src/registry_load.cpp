@@ -49,6 +49,14 @@ load_cell* registry_core::own_call_cell(std::string_view key, const hlc_timestam
   return t != nullptr && t->record->epoch() == epoch ? t->cell.get() : nullptr;
 }
 
+void registry_core::rewrite_own_calls(load_cell& cell) {
+  // Callers count again: write ours at the next flush, whether or not it
+  // moved since (we erased it when the provider's totals replaced it).
+  const auto sum = static_cast<std::uint32_t>(cell.started.load(std::memory_order_relaxed) +
+                                              cell.finished.load(std::memory_order_relaxed));
+  if (sum != 0) cell.flushed_sum = ~sum;
+}
+
 bool registry_core::provider_counts(const std::string& key, const hlc_timestamp& epoch) const {
   if (const auto s = serving_.find(key); s != serving_.end() && s->second.written && s->second.epoch == epoch)
     return true;  // ours: our serve guards count its calls
@@ -92,12 +100,8 @@ void registry_core::on_load_key(const load_key& key) {
       drop_caller_entry(caller);
       load.provider.reset();
       if (own != nullptr && own->provider_counts) {
-        // Callers count again: write ours at the next flush, whether or not
-        // it moved since (we erased it).
         own->provider_counts = false;
-        const auto sum = static_cast<std::uint32_t>(own->started.load(std::memory_order_relaxed) +
-                                                     own->finished.load(std::memory_order_relaxed));
-        if (sum != 0) own->flushed_sum = ~sum;
+        rewrite_own_calls(*own);
       }
     }
   } else if (counts != nullptr) {
@@ -133,8 +137,11 @@ void registry_core::release_serving() {
       continue;
     }
     const std::string key = it->first;
+    const hlc_timestamp epoch = it->second.epoch;
     it = serving_.erase(it);
     if (own_load_.contains(key)) sweep_load_.insert(key);
+    // Our own calls to it were erased as superseded: write them again.
+    if (load_cell* own = own_call_cell(key, epoch)) rewrite_own_calls(*own);
     const auto [path, kind, id] = split_instance_key(key);
     if (paths_.find(path) != paths_.end()) mark_dirty(path, kind, id);
   }

@@ -350,6 +350,9 @@ class registry_core final : public transport::protocol_core {
   // This replica's call cell for registration `epoch` of the instance of
   // `key`, or null (none yet, or the record here is of another epoch).
   load_cell* own_call_cell(std::string_view key, const hlc_timestamp& epoch);
+  // Makes the next flush write `cell`'s counts (the provider's totals that
+  // replaced them are gone).
+  static void rewrite_own_calls(load_cell& cell);
   // Whether the provider counts the calls of registration `epoch` of the
   // instance of `key` itself, so callers write none.
   bool provider_counts(const std::string& key, const hlc_timestamp& epoch) const;

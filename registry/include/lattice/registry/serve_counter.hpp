@@ -36,6 +36,7 @@ class serve_counter {
   /// latticed): its calls in flight and served now, outright. Use either
   /// this or serve guards on one counter, not both.
   void set(std::uint64_t in_flight, std::uint64_t served) noexcept {
+    if (!cell_) return;  // never: made with a cell (the check keeps GCC's overflow warning quiet)
     // Finished first, as readers load it first: a reader between the two
     // stores sees the old in flight against the new served at worst, and
     // the replica writes nothing while finished exceeds started.
@@ -45,10 +46,11 @@ class serve_counter {
 
   /// Calls in flight and served as counted here, live.
   std::uint64_t in_flight() const noexcept {
+    if (!cell_) return 0;
     const auto finished = cell_->finished.load(std::memory_order_relaxed);
     return cell_->started.load(std::memory_order_relaxed) - finished;
   }
-  std::uint64_t served() const noexcept { return cell_->finished.load(std::memory_order_relaxed); }
+  std::uint64_t served() const noexcept { return cell_ ? cell_->finished.load(std::memory_order_relaxed) : 0; }
 
   const load_cell_ptr& cell() const noexcept { return cell_; }
 
