@@ -21,7 +21,9 @@
 //    tombstoned or outdated (it was wrongly judged dead and reaped, or its
 //    incarnation moved on refutation) writes it again with a newer stamp;
 //  - load counters: flushes this replica's call counts every
-//    `load_publish_interval`, paced by the rules of load_gossip.hpp;
+//    `load_publish_interval`, paced by the rules of load_gossip.hpp, and
+//    the totals of the providers registered here that count what they
+//    serve (count_serving), which replace every caller's counts of them;
 //  - the HLC receive rule on every merged stamp: a stamp within the drift
 //    bound moves our clock past it; one beyond is merged, but our clock
 //    does not follow it, and it is counted and logged (once per issuer per
