@@ -53,7 +53,10 @@ reply api::report_serving(request& req, const target& t, const std::string& serv
   if (!body.is_object()) return error_response(http::status::bad_request, "the body must be a JSON object", v);
   std::uint64_t figures[2] = {0, 0};
   const char* names[2] = {"in_flight", "served"};
-  for (const auto& [name, value] : body.items()) {
+  for (const auto& item : body.items()) {
+    // (Not a structured binding: clang 15 cannot capture one in a lambda.)
+    const std::string& name = item.key();
+    const json& value = item.value();
     const auto at = std::find_if(std::begin(names), std::end(names), [&](const char* n) { return name == n; });
     if (at == std::end(names)) return error_response(http::status::bad_request, "unknown field " + name, v);
     if (!value.is_number_unsigned())
