@@ -124,7 +124,7 @@ parsed_options parse_options(int argc, char** argv) {
   add_duration(app, "--anti-entropy-max", o.replica.anti_entropy_max_interval,
                "Longest anti-entropy round interval, reached by doubling while nothing changes");
   app.add_option("--load-budget", o.replica.load_gossip.budget_bytes_per_second,
-                 "Bytes per second of load-count gossip each replica may see, shared among the replicas that call "
+                 "Bytes per second of load-count gossip each replica may see, shared among the replicas that write load counts "
                  "(0: none; every change is gossiped at once)")
       ->capture_default_str();
   add_duration(app, "--load-max-hold", o.replica.load_gossip.max_hold,

@@ -76,7 +76,8 @@ void registry_core::on_load_key(const load_key& key) {
   if (load.epoch < key.epoch) {
     for (const auto& entry : load.by_origin) drop_caller_entry(entry.first);
     if (load.provider) drop_caller_entry({load.provider_origin, load_key::provider_incarnation});
-    load = remote_load{key.epoch, {}, {}, {}, 0, {}};
+    load = remote_load{};
+    load.epoch = key.epoch;
   }
   load.heard = last_now_;
   const caller_life caller{key.origin, key.origin_incarnation};
@@ -244,10 +245,12 @@ void registry_core::flush_load(steady_time now) {
   load_pacer_.refill(now, callers);
 
   // A change to write: a call cell of an instance (path, entry), or our
-  // totals of one we serve (serving).
+  // totals of one we serve (serving). Either way `cell` keeps its pacing
+  // state (holding, held_since).
   struct change {
     double urgency;
     load_counts counts;
+    load_cell* cell;
     const std::string* path = nullptr;
     tracked* entry = nullptr;
     std::pair<const std::string, serving_count>* serving = nullptr;
@@ -255,18 +258,19 @@ void registry_core::flush_load(steady_time now) {
   std::vector<change> due;
   std::size_t held = 0;
   steady_time oldest = now;
-  const auto consider = [&](change c, std::int64_t written_in_flight, bool& holding, steady_time& held_since) {
-    if (!holding) {
-      holding = true;
-      held_since = now;
+  const auto consider = [&](change c, std::int64_t written_in_flight) {
+    load_cell& cell = *c.cell;
+    if (!cell.holding) {
+      cell.holding = true;
+      cell.held_since = now;
     }
     const auto in_flight = static_cast<std::int64_t>(c.counts.started - c.counts.finished);
-    if (const auto urgency = load_pacer_.urgency(written_in_flight, in_flight, held_since, now)) {
+    if (const auto urgency = load_pacer_.urgency(written_in_flight, in_flight, cell.held_since, now)) {
       c.urgency = *urgency;
       due.push_back(c);
     } else {
       ++held;
-      oldest = std::min(oldest, held_since);
+      oldest = std::min(oldest, cell.held_since);
     }
   };
   for (auto& [path, ps] : paths_)
@@ -278,7 +282,7 @@ void registry_core::flush_load(steady_time now) {
       const load_counts counts{cell.started.load(std::memory_order_relaxed), finished};
       const auto sum = static_cast<std::uint32_t>(counts.started + counts.finished);
       if (sum == cell.flushed_sum) continue;
-      consider(change{0, counts, &path, &t, nullptr}, cell.written_in_flight, cell.holding, cell.held_since);
+      consider(change{0, counts, &cell, &path, &t, nullptr}, cell.written_in_flight);
     }
   for (auto& entry : serving_) {
     serving_count& s = entry.second;
@@ -303,14 +307,14 @@ void registry_core::flush_load(steady_time now) {
       const load_key lk{entry.first, s.epoch, self(), load_key::provider_incarnation};
       delta.load.merge(registry_document::load_map{}.put(lk, counts, stamp_for(state().load, lk)));
       s.written = counts;
-      s.holding = false;
+      s.cell->holding = false;
       ++load_stats_.entries_written;
       if (own_load_.contains(entry.first)) sweep_load_.insert(entry.first);  // our call counts give way
       continue;
     }
     if (counts == *s.written) continue;
-    consider(change{0, counts, nullptr, nullptr, &entry},
-             static_cast<std::int64_t>(s.written->started - s.written->finished), s.holding, s.held_since);
+    consider(change{0, counts, s.cell.get(), nullptr, nullptr, &entry},
+             static_cast<std::int64_t>(s.written->started - s.written->finished));
   }
   std::sort(due.begin(), due.end(), [](const change& a, const change& b) { return a.urgency > b.urgency; });
   bool paid_message = !delta.empty() || load_pacer_.unlimited();
@@ -326,22 +330,19 @@ void registry_core::flush_load(steady_time now) {
       ++load_stats_.budget_deferrals;
       for (std::size_t k = i; k < due.size(); ++k) {
         ++held;
-        oldest = std::min(oldest, due[k].serving != nullptr ? due[k].serving->second.held_since
-                                                            : due[k].entry->cell->held_since);
+        oldest = std::min(oldest, due[k].cell->held_since);
       }
       break;
     }
     paid_message = true;
     auto stamp = stamp_for(state().load, lk);
     delta.load.merge(registry_document::load_map{}.put(std::move(lk), c.counts, stamp));
+    c.cell->holding = false;
     if (c.serving != nullptr) {
       c.serving->second.written = c.counts;
-      c.serving->second.holding = false;
     } else {
-      load_cell& cell = *c.entry->cell;
-      cell.flushed_sum = static_cast<std::uint32_t>(c.counts.started + c.counts.finished);
-      cell.written_in_flight = static_cast<std::int64_t>(c.counts.started - c.counts.finished);
-      cell.holding = false;
+      c.cell->flushed_sum = static_cast<std::uint32_t>(c.counts.started + c.counts.finished);
+      c.cell->written_in_flight = static_cast<std::int64_t>(c.counts.started - c.counts.finished);
     }
     ++load_stats_.entries_written;
   }

@@ -48,6 +48,26 @@ struct load_cell : boost::intrusive_ref_counter<load_cell, boost::thread_safe_co
 };
 using load_cell_ptr = boost::intrusive_ptr<load_cell>;
 
+/// One call counted in a cell while it lives: started on construction,
+/// finished on destruction; nothing with a null cell. Two relaxed atomics,
+/// any thread. What call_guard (replica.hpp) and serve_guard
+/// (serve_counter.hpp) are.
+class counted_call {
+ public:
+  explicit counted_call(load_cell_ptr cell) noexcept : cell_(std::move(cell)) {
+    if (cell_) cell_->started.fetch_add(1, std::memory_order_relaxed);
+  }
+  counted_call(counted_call&& other) noexcept : cell_(std::move(other.cell_)) {}
+  counted_call(const counted_call&) = delete;
+  counted_call& operator=(const counted_call&) = delete;
+  ~counted_call() {
+    if (cell_) cell_->finished.fetch_add(1, std::memory_order_relaxed);
+  }
+
+ private:
+  load_cell_ptr cell_;
+};
+
 /// One instance as a reader sees it.
 struct instance_view {
   record_ptr record;

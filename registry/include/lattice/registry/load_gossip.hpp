@@ -9,8 +9,10 @@
 // replica paces what it writes:
 //
 //  - Budget. A replica may cause `budget_bytes_per_second` of load gossip
-//    at every replica. With C replicas counting load (live callers this
-//    replica knows of, itself included) and fanout F, its own writes get
+//    at every replica. With C replicas writing load (the live lives with
+//    entries in the document this replica holds, callers and providers
+//    writing their own totals (serve_counter.hpp) alike, itself included)
+//    and fanout F, its own writes get
 //    budget / (F × C) bytes per second: every replica applies the same
 //    rule, so the load gossip any one replica sends and receives stays
 //    near the budget whatever the cluster's size. The share refills a
@@ -61,7 +63,8 @@ struct load_gossip_stats {
   std::size_t entries_held = 0;
   std::chrono::milliseconds oldest_held{0};
   /// This replica's share of the budget, bytes per second (0: no budget),
-  /// and the callers it was divided among.
+  /// and the writers it was divided among (callers, and providers writing
+  /// their totals).
   double share_bytes_per_second = 0;
   std::size_t callers = 0;
 };

@@ -340,9 +340,8 @@ class registry_core final : public transport::protocol_core {
     hlc_timestamp epoch = hlc_timestamp::zero();
     std::uint64_t base = 0;
     // What was last written for it (nullopt: nothing yet, written unpaced).
+    // (Its pacing state is the cell's, as for call cells.)
     std::optional<load_counts> written;
-    bool holding = false;
-    steady_time held_since{};
   };
   // Whether a caller life's calls count as in flight: it is alive (or
   // suspect) in that incarnation (in any, for a provider's totals).

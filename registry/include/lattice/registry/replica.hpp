@@ -202,23 +202,12 @@ struct config_change {
 /// Counts one call to an instance while it lives: in flight on
 /// construction, served on destruction. Cheap (two relaxed atomics), any
 /// thread.
-class call_guard {
+class call_guard : public counted_call {
  public:
-  explicit call_guard(const instance_view& target) : cell_(target.local) {
-    // On its provider's replica, an instance that counts what it serves
-    // counts this call when serving it.
-    if (cell_ && cell_->serving) cell_.reset();
-    if (cell_) cell_->started.fetch_add(1, std::memory_order_relaxed);
-  }
-  call_guard(call_guard&& other) noexcept : cell_(std::move(other.cell_)) {}
-  call_guard(const call_guard&) = delete;
-  call_guard& operator=(const call_guard&) = delete;
-  ~call_guard() {
-    if (cell_) cell_->finished.fetch_add(1, std::memory_order_relaxed);
-  }
-
- private:
-  load_cell_ptr cell_;
+  // On its provider's replica, an instance that counts what it serves
+  // counts this call when serving it: nothing here.
+  explicit call_guard(const instance_view& target)
+      : counted_call(target.local && !target.local->serving ? target.local : nullptr) {}
 };
 
 /// One service's visible instances, kept alive with the snapshot they

@@ -60,20 +60,9 @@ class serve_counter {
 
 /// Counts one call served: in flight on construction, served on
 /// destruction. Two relaxed atomics, any thread.
-class serve_guard {
+class serve_guard : public counted_call {
  public:
-  explicit serve_guard(const serve_counter& counter) : cell_(counter.cell()) {
-    if (cell_) cell_->started.fetch_add(1, std::memory_order_relaxed);
-  }
-  serve_guard(serve_guard&& other) noexcept : cell_(std::move(other.cell_)) {}
-  serve_guard(const serve_guard&) = delete;
-  serve_guard& operator=(const serve_guard&) = delete;
-  ~serve_guard() {
-    if (cell_) cell_->finished.fetch_add(1, std::memory_order_relaxed);
-  }
-
- private:
-  load_cell_ptr cell_;
+  explicit serve_guard(const serve_counter& counter) : counted_call(counter.cell()) {}
 };
 
 }  // namespace lattice::registry

@@ -533,9 +533,9 @@ class protocol final : public protocol_core {
   // more: the seeds a second after it first asked, and a random member two
   // seconds after that (in case that answer was lost). The members new to
   // it in these tables hear its record as at the first. Both answers can
-  // be lost too (about one pair in 250 of replicas joining together at
-  // 13 % loss, which then waited a minute for the first push-pull; found
-  // by simulator_test's property), so at 7 s and 15 s it also starts a
+  // be lost too (at 13 % loss, computed, about one pair in 250 of replicas
+  // joining together, which then waited a minute for the first push-pull;
+  // found by simulator_test's property), so at 7 s and 15 s it also starts a
   // push-pull by digest with a random member: one small message each way
   // when the tables agree, the records of the buckets that differ when not.
   void ask_for_tables_again(steady_time now) {
@@ -545,7 +545,8 @@ class protocol final : public protocol_core {
     if (now < due) return;
     if (tables_asked_again_ >= 2) {
       ++tables_asked_again_;
-      if (const auto peers = pick_peers(1, options_.self, now); detector_ && !peers.empty())
+      if (!detector_) return;  // heartbeats: their tables are the safety net
+      if (const auto peers = pick_peers(1, options_.self, now); !peers.empty())
         run_detector(detector_->push_pull_with(peers.front()));
       return;
     }
@@ -773,9 +774,9 @@ class protocol final : public protocol_core {
     if (listener_) listener_(merged, removed);
   }
 
-  // A rumour carries the delta and only our own member record: the whole
-  // table travels with heartbeats, so a busy cluster's rumours stay small
-  // instead of growing with the number of members.
+  // A rumour carries the delta and two member records at most (below), not
+  // the whole table: that travels with heartbeats, so a busy cluster's
+  // rumours stay small instead of growing with the number of members.
   // Sends `delta` to `fanout` random reachable peers, with our own member
   // record and, forwarding (`carried`: the records it arrived with from
   // `except`), its origin's: so a replica that receives a new member's
