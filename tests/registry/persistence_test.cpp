@@ -37,6 +37,26 @@ struct temp_dir {
   ~temp_dir() { std::filesystem::remove_all(path); }
 };
 
+// Opens a second connection to the replica's database and takes SQLite's
+// write lock, as another process would. The replica commits on its own
+// timer (the stamp floor, heartbeats), so the lock may be held for a moment
+// when we ask: wait for it rather than fail on SQLITE_BUSY.
+sqlite3* hold_write_lock(const temp_dir& dir) {
+  sqlite3* other = nullptr;
+  if (sqlite3_open((dir.path / "lattice.db").c_str(), &other) != SQLITE_OK) return nullptr;
+  sqlite3_busy_timeout(other, 10'000);
+  if (sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    sqlite3_close(other);
+    return nullptr;
+  }
+  return other;
+}
+
+void release_write_lock(sqlite3* other) {
+  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(other);
+}
+
 
 instance provider(std::uint16_t port, bool ephemeral = true) {
   instance i;
@@ -181,16 +201,14 @@ TEST_CASE("a deregistration whose commit failed is written by the retry and stay
     auto r = replica::open(o).value();
     REQUIRE(r->register_instance("/svc", provider(9001)));
     // Another process holds SQLite's write lock past the busy timeout.
-    sqlite3* other = nullptr;
-    REQUIRE(sqlite3_open((dir.path / "lattice.db").c_str(), &other) == SQLITE_OK);
-    REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3* const other = hold_write_lock(dir);
+    REQUIRE(other != nullptr);
     const auto failed = r->deregister_instance("/svc", "127.0.0.1:9001");
     CHECK(failed.error() == errc::storage_failed);
     // Applied in memory, not durable; nobody retries this one, but its row
     // must ride along with the next commit.
     CHECK(r->set_config("/cfg", "x").error() == errc::storage_failed);
-    sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
-    sqlite3_close(other);
+    release_write_lock(other);
     REQUIRE(r->deregister_instance("/svc", "127.0.0.1:9001"));  // the client retries
     r->stop();
   }
@@ -418,9 +436,8 @@ TEST_CASE("the stamp floor a replica advertises never passes what its data direc
   REQUIRE(eventually([&] { return self_floor(*r) != 0; }));
   CHECK(self_floor(*r) <= floor_row(dir));
   // Another process holds SQLite's write lock: no commit gets through.
-  sqlite3* other = nullptr;
-  REQUIRE(sqlite3_open((dir.path / "lattice.db").c_str(), &other) == SQLITE_OK);
-  REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3* const other = hold_write_lock(dir);
+  REQUIRE(other != nullptr);
   const auto held = floor_row(dir);
   // Until the wall clock has passed the bound by more than a failed
   // commit blocks the replica thread (SQLite's busy timeout, 2 s): a
@@ -430,8 +447,7 @@ TEST_CASE("the stamp floor a replica advertises never passes what its data direc
   const auto floor_while_held = self_floor(*r);
   REQUIRE(floor_while_held != 0);
   CHECK(floor_while_held <= held);
-  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
-  sqlite3_close(other);
+  release_write_lock(other);
   // Commits get through again, and the floor moves on with the bound.
   CHECK(eventually([&] { return self_floor(*r) > held; }, 10s));
   CHECK(self_floor(*r) <= floor_row(dir));
@@ -507,15 +523,13 @@ TEST_CASE("a batch whose commit fails is refused to every writer in it, and the 
   o.max_commit_batch = 4;
   o.commit_delay = std::chrono::minutes(1);
   auto r = replica::open(o).value();
-  sqlite3* other = nullptr;
-  REQUIRE(sqlite3_open((dir.path / "lattice.db").c_str(), &other) == SQLITE_OK);
-  REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3* const other = hold_write_lock(dir);
+  REQUIRE(other != nullptr);
   acknowledgements acks;
   for (int i = 0; i < 4; ++i) r->set_config_async("/k" + std::to_string(i), "v", acks.add<void>());
   REQUIRE(eventually([&] { return acks.count() == 4; }, 10s));
   for (const auto& ec : acks.results) CHECK(ec == errc::storage_failed);
-  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
-  sqlite3_close(other);
+  release_write_lock(other);
   // Applied in memory all the same; the next commit carries their rows.
   CHECK(r->get_config("/k3") == std::optional<std::string>("v"));
   r->stop();  // its last commit carries them
