@@ -9,6 +9,7 @@
 // Virtual time; a seed replays exactly. Wall time and peak memory are
 // reported so the simulator's own cost at 10,000 members is visible.
 #include <algorithm>
+#include <optional>
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -51,6 +52,7 @@ int main(int argc, char** argv) {
   app.add_option("--beta", swim.suspicion_beta, "suspicion maximum = beta * minimum");
   app.add_option("--lambda", swim.retransmit_mult, "retransmissions = lambda * ceil(log10(N + 1))");
   app.add_option("--last-calls", swim.last_calls, "calls to a suspect whose suspicion timed out");
+  app.add_option("--max-local-health", swim.max_local_health, "Lifeguard local health ceiling (0: never slow down)");
   CLI11_PARSE(app, argc, argv);
 
   const auto wall_start = std::chrono::steady_clock::now();
@@ -66,9 +68,14 @@ int main(int argc, char** argv) {
   std::vector<bool> dead_by_kill(nodes, false);
   std::uint64_t false_deaths = 0;
   std::vector<std::size_t> dead_views(nodes, 0);  // observers that hold member i dead
+  // When a killed member was first held dead by anyone, and when its
+  // suspicion began: detection splits into finding the death and telling it.
+  std::vector<std::optional<lattice::transport::steady_time>> first_dead(nodes), first_suspect(nodes);
   net.on_change([&](const swim_network::change& c) {
     const auto i = static_cast<std::size_t>(c.member - 1);
+    if (c.state == member_state::suspect && dead_by_kill[i] && !first_suspect[i]) first_suspect[i] = c.at;
     if (c.state == member_state::dead) {
+      if (dead_by_kill[i] && !first_dead[i]) first_dead[i] = c.at;
       if (dead_by_kill[i]) ++dead_views[i];
       else if (++false_deaths, trace)
         std::fprintf(stderr, "false death: at %.3f s member %zu judged dead by member %zu\n",
@@ -120,7 +127,7 @@ int main(int argc, char** argv) {
     return static_cast<double>(n) / static_cast<double>(nodes) / quiet_s;
   };
 
-  std::vector<double> detection_s;
+  std::vector<double> detection_s, first_suspect_s, first_dead_s;  // per kill; per victim
   std::size_t undetected = 0;
   together = std::max(1u, together);
   for (unsigned k = 0; k < kills; ++k) {
@@ -142,8 +149,15 @@ int main(int argc, char** argv) {
     const bool seen = !run_for(30s, [&] {
       return std::all_of(victims.begin(), victims.end(), [&](std::size_t v) { return dead_views[v] >= live - together; });
     });
-    if (seen) detection_s.push_back(std::chrono::duration<double>(net.now() - at).count());
-    else ++undetected;
+    if (seen) {
+      detection_s.push_back(std::chrono::duration<double>(net.now() - at).count());
+      for (const std::size_t v : victims) {
+        if (first_suspect[v]) first_suspect_s.push_back(std::chrono::duration<double>(*first_suspect[v] - at).count());
+        if (first_dead[v]) first_dead_s.push_back(std::chrono::duration<double>(*first_dead[v] - at).count());
+      }
+    } else {
+      ++undetected;
+    }
     run_for(2s, never);  // let the news settle before the next kill
   }
 
@@ -174,6 +188,12 @@ int main(int argc, char** argv) {
       {"kills", detection_s.size() + undetected},
       {"kills_not_seen_by_all_in_30s", undetected},
       {"kill_seen_by_all_median_s", percentile(detection_s, 0.5)},
+      {"victim_first_suspected_median_s", percentile(first_suspect_s, 0.5)},
+      {"victim_first_suspected_max_s",
+       first_suspect_s.empty() ? 0.0 : *std::max_element(first_suspect_s.begin(), first_suspect_s.end())},
+      {"victim_first_judged_dead_median_s", percentile(first_dead_s, 0.5)},
+      {"victim_first_judged_dead_max_s",
+       first_dead_s.empty() ? 0.0 : *std::max_element(first_dead_s.begin(), first_dead_s.end())},
       {"kill_seen_by_all_max_s", detection_s.empty() ? 0.0 : *std::max_element(detection_s.begin(), detection_s.end())},
       {"simulator_setup_s", setup_s},
       {"simulator_wall_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count()},

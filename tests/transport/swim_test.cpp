@@ -4,6 +4,7 @@
 // not grow with the cluster. All times are virtual: a seed replays exactly.
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 
 #include <catch2/catch.hpp>
@@ -189,6 +190,47 @@ TEST_CASE("swim: a probe during which the replica itself ran late suspects nobod
   const auto [suspicions, health] = probe_once(false);
   CHECK(suspicions == 0);
   CHECK(health > 0);
+}
+
+TEST_CASE("swim: news that arrives during a probe after a quiet spell does not make the probe late",
+          "[transport][swim]") {
+  namespace swim = lattice::transport::swim;
+  // A deadline already passed when the detector returns (gossip due at
+  // once: news queued after a quiet spell) meant "tick me now", and the
+  // detector took that old deadline as the time it expected its next
+  // tick: the prompt tick that followed read as running seconds late, and
+  // the probe in flight judged nobody. With several members killed at
+  // once, their suspicions were such news, and held back the others'.
+  const auto t0 = swim::steady_time{} + std::chrono::hours(1);
+  swim::detector d(1, swim::options{}, 42, t0);
+  d.add_member(2, 1, t0);
+  d.add_member(3, 1, t0);
+  auto now = t0;
+  std::optional<std::uint32_t> probe_of_2;
+  // Ticks every 5 ms; acks every ping to a member in `answering`, and
+  // notes a datagram ping to 2.
+  const auto step = [&](const std::set<swim::replica_id>& answering) {
+    now += 5ms;
+    for (const auto& out : d.tick(now)) {
+      const bool ping = out.body.kind == swim::message_kind::ping || out.body.kind == swim::message_kind::stream_ping;
+      if (ping && answering.contains(out.to))
+        (void)d.on_message(out.to, swim::message{swim::message_kind::ack, out.body.seq, 0}, now);
+      else if (out.body.kind == swim::message_kind::ping && out.to == 2)
+        probe_of_2 = out.body.seq;
+    }
+  };
+  // Five quiet seconds, every probe answered: the joins' news is told and
+  // its queue empties, so the next gossip is long overdue by the end.
+  for (int i = 0; i < 1'000; ++i) step({2, 3});
+  REQUIRE(d.stats().suspicions == 0);
+  // Now 2 is silent. When a probe of it goes out, news arrives (3 has a
+  // new incarnation); ticks stay on time throughout.
+  for (int i = 0; i < 200 && !probe_of_2; ++i) step({3});
+  REQUIRE(probe_of_2);
+  (void)d.on_message(3, swim::message{swim::message_kind::news, 0, 0, {swim::update{3, 2, member_state::alive, 0}}}, now);
+  for (int i = 0; i < 60; ++i) step({3});  // 300 ms: the probe's period ends
+  CHECK(d.stats().suspicions == 1);
+  CHECK(d.state_of(2) == member_state::suspect);
 }
 
 TEST_CASE("swim: messages per member per second do not grow with the cluster", "[transport][swim]") {

@@ -416,7 +416,11 @@ std::vector<outgoing> detector::tick(steady_time now) {
     }
   }
   flush_direct(out);
-  expected_tick_ = next_deadline();
+  // A deadline already passed (news queued after a quiet spell: gossip is
+  // due at once) means "tick me now": count from now, or the prompt tick
+  // that follows reads as running late, and the probe in flight judges
+  // nobody and raises our local health.
+  expected_tick_ = std::max(next_deadline(), now);
   return out;
 }
 
@@ -614,7 +618,11 @@ std::vector<outgoing> detector::on_message(replica_id from, const message& m, st
       break;
   }
   flush_direct(out);
-  expected_tick_ = next_deadline();
+  // A deadline already passed (news queued after a quiet spell: gossip is
+  // due at once) means "tick me now": count from now, or the prompt tick
+  // that follows reads as running late, and the probe in flight judges
+  // nobody and raises our local health.
+  expected_tick_ = std::max(next_deadline(), now);
   return out;
 }
 
