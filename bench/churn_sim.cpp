@@ -86,6 +86,8 @@ int main(int argc, char** argv) {
   unsigned anti_entropy_max_ms = 2000;
   app.add_option("--anti-entropy-max-ms", anti_entropy_max_ms,
                  "longest anti-entropy wait while nothing changes (200: no back-off)");
+  std::size_t fanout = lattice::transport::protocol_options{}.fanout;
+  app.add_option("--fanout", fanout, "peers each change is pushed to, and each new receiver forwards it to");
   CLI11_PARSE(app, argc, argv);
 
   const auto wall_start = std::chrono::steady_clock::now();
@@ -96,6 +98,7 @@ int main(int argc, char** argv) {
   o.tick = std::chrono::milliseconds(tick_ms);
   o.base.liveness.source = lattice::transport::liveness_source::probes;
   o.base.anti_entropy_max_interval = std::chrono::milliseconds(anti_entropy_max_ms);
+  o.base.fanout = fanout;
   auto sim = lattice::testing::make_registry_sim(o);
   const auto formed_in = lattice::bench::formation_time(*sim, 120s);
   if (!formed_in) {

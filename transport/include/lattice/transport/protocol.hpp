@@ -12,8 +12,8 @@
 //
 // Dissemination, `delta` mode (the default; `state` mode instead sends the
 // whole state with every heartbeat and runs no rumours or anti-entropy):
-//  - a local change is pushed at once to `fanout` random reachable peers;
-//    a peer that learns something new from it forwards it once, to
+//  - a local change is pushed at once to `origin_fanout` random reachable
+//    peers; a peer that learns something new from it forwards it once, to
 //    `fanout` peers other than the sender (rumour mongering, Demers 1987);
 //  - every heartbeat interval the replica bumps its heartbeat and gossips
 //    its member table to `fanout` peers (to the seeds while it knows none);
@@ -37,7 +37,7 @@
 // cluster until the refresh cycle reaches its ceiling.
 //
 // `op` mode (CmRDT style, op_log.hpp): each local change becomes an op
-// numbered per origin and is pushed at once to `fanout` peers, who deliver
+// numbered per origin and is pushed at once to `origin_fanout` peers, who deliver
 // it exactly once in origin order and forward it once. Every anti-entropy
 // interval a replica sends one random peer its delivered vector; the peer
 // answers with the ops it lacks from a bounded log of recent ops, or, when
@@ -170,7 +170,7 @@ class protocol final : public protocol_core {
     if (options_.mode == dissemination::op) {
       ops_.set_now(options_.wall_clock());
       const auto& op = ops_.record_local(options_.self, members_.self_record().incarnation, delta);
-      for (replica_id peer : pick_peers(options_.fanout, options_.self, now))
+      for (replica_id peer : pick_peers(options_.origin_fanout, options_.self, now))
         send(address_of(peer), message_type::op, op);
     }
   }
@@ -794,7 +794,7 @@ class protocol final : public protocol_core {
       for (const auto& [id, record] : carried->records())
         if (id != except || carried->size() == 1) body.members.offer(id, record);
     body.members.offer(options_.self, members_.self_record());
-    const auto peers = pick_peers(options_.fanout, except, now);
+    const auto peers = pick_peers(except == options_.self ? options_.origin_fanout : options_.fanout, except, now);
     if (peers.empty() && except == options_.self) {
       // A joiner that has not heard back from anyone yet: its seeds.
       for (const auto& seed : options_.seeds) send(seed, message_type::gossip, body);
