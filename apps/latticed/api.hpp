@@ -60,6 +60,11 @@ struct api_options {
   std::size_t max_concurrent_checks = 32;
   /// How long a user event is listed (user_events.hpp).
   std::chrono::milliseconds event_retention{3'600'000};
+  /// How long a provider's report of the calls it serves
+  /// (PUT /v1/lattice/load/{path}) stands without another: a provider that
+  /// stops reporting (hung, or gone without its DELETE) stops counting its
+  /// instance, and callers count their own calls of it again. 0: forever.
+  std::chrono::milliseconds load_report_ttl{30'000};
 };
 
 /// HTTP requests by route and status, and their latency, for /metrics.
@@ -303,9 +308,15 @@ class api {
   };
   std::unordered_map<std::string, cached_lookup> lookups_;
   /// Providers registered here that report the calls they serve, by
-  /// (path, id), while they report (until DELETE of the counts or of the
-  /// instance). HTTP thread only.
-  std::map<std::pair<std::string, std::string>, std::shared_ptr<registry::serve_counter>> serving_;
+  /// (path, id), while they report: until DELETE of the counts or of the
+  /// instance, or load_report_ttl after the last report. HTTP thread only.
+  struct serving_report {
+    std::shared_ptr<registry::serve_counter> counter;
+    time_point expires = time_point::max();
+  };
+  std::map<std::pair<std::string, std::string>, serving_report> serving_;
+  /// Drops the reports whose time is up; returns when the next one is.
+  std::optional<time_point> expire_reports(time_point now);
   /// Encoded SSE view events, shared by every stream (view_delta.hpp).
   std::shared_ptr<event_cache> events_ = std::make_shared<event_cache>();
 };

@@ -215,6 +215,7 @@ std::optional<api::time_point> api::tick(time_point now) {
   }
   sweep_events(now);
   std::optional<time_point> next = sessions_.next_deadline();
+  if (const auto report = expire_reports(now); report && (!next || *report < *next)) next = report;
   for (const auto& [id, s] : services_)
     for (const auto& [cid, c] : s.checks)
       if (const auto at = deadline_of(c); at && (!next || *at < *next)) next = at;

@@ -1,5 +1,8 @@
 // The native API: /v1/lattice/... (README, "latticed: native API").
 #include <algorithm>
+#include <chrono>
+
+#include <spdlog/spdlog.h>
 
 #include "api.hpp"
 #include "user_events.hpp"
@@ -64,15 +67,36 @@ reply api::report_serving(request& req, const target& t, const std::string& serv
     figures[at - std::begin(names)] = value.get<std::uint64_t>();
   }
   if (!body.contains("in_flight")) return error_response(http::status::bad_request, "missing in_flight", v);
-  auto counter = serving_.find(key);
-  if (counter == serving_.end()) {
+  auto report = serving_.find(key);
+  if (report == serving_.end()) {
     // Once per instance: waits for the replica thread (microseconds).
     auto counted = replica_.count_serving(service, *id);
     if (!counted) return registry_error(counted.error(), v);
-    counter = serving_.emplace(key, std::move(counted).value()).first;
+    report = serving_.emplace(key, serving_report{std::move(counted).value()}).first;
   }
-  counter->second->set(figures[0], figures[1]);
-  return json_response(json{{"path", service}, {"id", *id}, {"in_flight", figures[0]}, {"served", figures[1]}}, v);
+  report->second.counter->set(figures[0], figures[1]);
+  const auto ttl = options_.load_report_ttl;
+  report->second.expires = ttl.count() > 0 ? std::chrono::steady_clock::now() + ttl : time_point::max();
+  json out{{"path", service}, {"id", *id}, {"in_flight", figures[0]}, {"served", figures[1]}};
+  if (ttl.count() > 0) out["expires_in_seconds"] = std::chrono::duration<double>(ttl).count();
+  return json_response(out, v);
+}
+
+std::optional<api::time_point> api::expire_reports(time_point now) {
+  std::optional<time_point> next;
+  for (auto it = serving_.begin(); it != serving_.end();) {
+    if (it->second.expires <= now) {
+      // As a DELETE: the replica stops writing the totals once the
+      // counter is dropped, and erases them.
+      spdlog::info("load report of {} {} not renewed within {} s: no longer counted", it->first.first,
+                   it->first.second, std::chrono::duration<double>(options_.load_report_ttl).count());
+      it = serving_.erase(it);
+      continue;
+    }
+    if (it->second.expires != time_point::max() && (!next || it->second.expires < *next)) next = it->second.expires;
+    ++it;
+  }
+  return next;
 }
 
 reply api::native(request& req, const target& t) {

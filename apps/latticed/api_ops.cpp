@@ -143,6 +143,10 @@ response api::metrics_text(unsigned version) {
   family("lattice_load_oldest_held_seconds", "gauge", "How long the oldest change not yet written has waited.");
   out += fmt::format("lattice_load_oldest_held_seconds {:.3f}\n",
                      std::chrono::duration<double>(m.load.oldest_held).count());
+  family("lattice_load_provider_counted_instances", "gauge",
+         "Instances registered here whose providers count the calls they serve: this replica writes their totals, "
+         "and callers write no counts of them.");
+  out += fmt::format("lattice_load_provider_counted_instances {}\n", m.load.provider_counted);
   family("lattice_load_share_bytes_per_second", "gauge",
          "This replica's share of the load gossip budget (0: no budget).");
   out += fmt::format("lattice_load_share_bytes_per_second {:.1f}\n", m.load.share_bytes_per_second);

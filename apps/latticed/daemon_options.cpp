@@ -129,6 +129,9 @@ parsed_options parse_options(int argc, char** argv) {
       ->capture_default_str();
   add_duration(app, "--load-max-hold", o.replica.load_gossip.max_hold,
                "Longest a small change of this replica's load counts waits before it is gossiped");
+  add_duration(app, "--load-report-ttl", o.api.load_report_ttl,
+               "How long a provider's report of the calls it serves (PUT /v1/lattice/load/...) counts without "
+               "another; then callers count their own calls again (0: until DELETE)");
   add_duration(app, "--reap-after", o.replica.reap_after,
                "How long a dead owner's ephemeral instances are kept hidden before removal");
   add_duration(app, "--gc-grace", o.replica.gc_grace,

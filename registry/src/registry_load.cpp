@@ -347,6 +347,11 @@ void registry_core::flush_load(steady_time now) {
     ++load_stats_.entries_written;
   }
   load_stats_.entries_held = held;
+  load_stats_.provider_counted =
+      static_cast<std::size_t>(std::count_if(serving_.begin(), serving_.end(), [&](const auto& e) {
+        const record_ptr* record = state().instances.find(e.first);
+        return e.second.written.has_value() && record != nullptr && (*record)->owner() == self();
+      }));
   load_stats_.oldest_held = std::chrono::duration_cast<std::chrono::milliseconds>(now - oldest);
   load_stats_.share_bytes_per_second = load_pacer_.share();
   load_stats_.callers = load_pacer_.callers();

@@ -97,6 +97,31 @@ class CrossDaemonTest(Cluster):
         for d in (b, c):
             self.assertTrue(eventually(lambda: seen(d) == (0, 0)))
 
+    def test_a_report_of_calls_served_that_is_not_renewed_stops_counting(self):
+        a, b, _ = self.daemons
+        # A daemon whose reports stand for 2 s without another.
+        d = self.spawn("--load-report-ttl", "2s", seeds=[a.gossip])
+        status, _, _ = d.put("/v1/lattice/instances" + PATH, instance(9005))
+        self.assertEqual(status, 200)
+        self.assertTrue(eventually(lambda: providers(b, PATH) == ["127.0.0.1:9005"]))
+
+        def seen(daemon):
+            entries = [e for e in daemon.get("/v1/lattice/load" + PATH)[2] if e["id"] == "127.0.0.1:9005"]
+            return (entries[0]["in_flight"], entries[0]["served"]) if entries else None
+
+        status, _, body = d.put("/v1/lattice/load" + PATH + "?id=127.0.0.1:9005", {"in_flight": 4, "served": 9})
+        self.assertEqual((status, body.get("expires_in_seconds")), (200, 2.0), body)
+        # Counted, and the metric says so; the first write is not paced,
+        # so b sees the figures well inside the two seconds.
+        self.assertTrue(eventually(lambda: metric(d, "lattice_load_provider_counted_instances") == 1))
+        self.assertTrue(eventually(lambda: seen(b) == (4, 9)), b.get("/v1/lattice/load" + PATH)[2])
+        # Not renewed: the report lapses, the totals are erased everywhere.
+        self.assertTrue(eventually(lambda: metric(d, "lattice_load_provider_counted_instances") == 0, timeout=10))
+        self.assertTrue(eventually(lambda: seen(b) == (0, 0), timeout=10), b.get("/v1/lattice/load" + PATH)[2])
+        # A lapsed report is gone, not hidden: the next one counts again.
+        self.assertEqual(d.put("/v1/lattice/load" + PATH + "?id=127.0.0.1:9005", {"in_flight": 2})[0], 200)
+        self.assertTrue(eventually(lambda: seen(b) == (2, 0)), b.get("/v1/lattice/load" + PATH)[2])
+
     def test_watch_stream_sends_the_current_list_then_every_change(self):
         a, _, c = self.daemons
         a.put("/v1/lattice/instances" + PATH, instance(9001))

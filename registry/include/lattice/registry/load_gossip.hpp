@@ -67,6 +67,9 @@ struct load_gossip_stats {
   /// their totals).
   double share_bytes_per_second = 0;
   std::size_t callers = 0;
+  /// Instances registered here whose calls their provider counts
+  /// (replica::count_serving, ADR 0021): this replica writes their totals.
+  std::size_t provider_counted = 0;
 };
 
 }  // namespace lattice::registry
