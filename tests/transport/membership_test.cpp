@@ -126,7 +126,7 @@ TEST_CASE("a replica refutes a record of itself that beats its own", "[transport
   CHECK(peer.state_of(1, t0 + 1ms) == member_state::alive);
 }
 
-TEST_CASE("probes: generation moves with every verdict and grown record, and not with time or our own beat",
+TEST_CASE("probes: generation moves with every verdict and new record life, and not with a refresh, time or our own beat",
           "[transport][membership]") {
   // registry_core redoes its passes over every member only when
   // generation() moved; a change it missed would leave a dead member's
@@ -142,6 +142,16 @@ TEST_CASE("probes: generation moves with every verdict and grown record, and not
   CHECK(m.last_peer_progress() == t0 + 1s);
   CHECK_FALSE(m.merge(table_with(2, record(1, 0)), t0 + 2s));  // nothing new
   CHECK_FALSE(moved());
+  // A refresh (a later heartbeat and floor, the same life) grows the
+  // record and counts as progress, but no state can have moved with it.
+  auto refreshed = record(1, 7);
+  refreshed.clock_us = 1'000;
+  REQUIRE(m.merge(table_with(2, refreshed), t0 + 2s));
+  CHECK_FALSE(moved());
+  CHECK(m.last_peer_progress() == t0 + 2s);
+  // A new life does move it: a restart, or a leave.
+  REQUIRE(m.merge(table_with(2, record(2, 0)), t0 + 2s));
+  CHECK(moved());
   m.heard(2, t0 + 3s);
   CHECK_FALSE(moved());  // progress is not a verdict
   CHECK(m.last_peer_progress() == t0 + 3s);

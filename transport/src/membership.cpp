@@ -36,21 +36,26 @@ bool member_table::offer(replica_id id, const member_record& record) {
   return true;
 }
 
-std::vector<replica_id> member_table::merge(const member_table& other) {
+std::vector<replica_id> member_table::merge(const member_table& other, bool* new_life) {
   // Both maps are sorted by id: walk them together, so a merge costs
   // O(N + M) rather than a search per received record.
   std::vector<replica_id> grown;
+  bool born = false;
   auto mine = records_.begin();
   for (const auto& [id, record] : other.records_) {
     while (mine != records_.end() && mine->first < id) ++mine;
     if (mine == records_.end() || mine->first != id) {
       mine = records_.emplace_hint(mine, id, record);  // inserting moves the others
       grown.push_back(id);
+      born = true;
     } else if (mine->second < record) {
+      const member_record& was = mine->second;
+      born = born || was.incarnation != record.incarnation || was.left != record.left || was.address != record.address;
       mine->second = record;
       grown.push_back(id);
     }
   }
+  if (new_life != nullptr) *new_life = born;
   return grown;
 }
 
@@ -108,10 +113,11 @@ void membership::heard(replica_id id, steady_time now) {
 
 bool membership::merge(const member_table& remote, steady_time now, std::vector<replica_id>* grown_out) {
   const member_record mine = self_record();
-  auto grown = table_.merge(remote);
+  bool new_life = false;
+  auto grown = table_.merge(remote, &new_life);
   for (replica_id id : grown) progressed(id, now);
   const bool changed = !grown.empty();
-  if (changed) ++generation_;
+  if (new_life || (changed && options_.source != liveness_source::probes)) ++generation_;
   if (grown_out != nullptr) *grown_out = std::move(grown);
   if (self_record() != mine && !mine.left) {
     // Someone holds a record for us that beats ours: move past it.

@@ -97,7 +97,10 @@ std::uint64_t identity_hash(const member_record& record);
 class member_table {
  public:
   /// Keeps the greater record per member; returns the ids whose record grew.
-  std::vector<replica_id> merge(const member_table& other);
+  /// `new_life`, if given, is set when a record was new here or began a
+  /// new life (incarnation, leave or address), not just a later heartbeat
+  /// or stamp floor.
+  std::vector<replica_id> merge(const member_table& other, bool* new_life = nullptr);
   /// Sets `id`'s record if it is greater; returns whether it was.
   bool offer(replica_id id, const member_record& record);
   const member_record* find(replica_id id) const;
@@ -199,10 +202,15 @@ class membership {
   /// Peers (not ourselves) judged alive or suspect at `now`, ascending.
   std::vector<replica_id> reachable_peers(steady_time now) const;
   /// Moves whenever a state_of() or reachable_peers() answer may have
-  /// changed other than by the passage of time: a verdict, a record that
-  /// grew, a member back. With probes nothing else changes them, so a
-  /// caller that derives something from every member's state (O(N)) can
-  /// redo it only when this moved; with heartbeats time alone does.
+  /// changed other than by the passage of time: a verdict, a new member or
+  /// a new life of one (incarnation, leave, address), a member back. With
+  /// probes nothing else changes them, so a caller that derives something
+  /// from every member's state (O(N)) can redo it only when this moved;
+  /// with heartbeats time alone does, and every record that grows moves
+  /// it. (With probes a record refresh, heartbeat and floor only, does not:
+  /// each refresh received made registry_core pass over every member, where
+  /// two of three stack samples of a 5,000-replica simulation stood; at
+  /// 1,000, a quiet run of 120 s took 35.6 s of wall time instead of 39.7.)
   std::uint64_t generation() const noexcept { return generation_; }
 
   const member_table& table() const noexcept { return table_; }
