@@ -87,7 +87,8 @@ int main(int argc, char** argv) {
   app.add_option("--anti-entropy-max-ms", anti_entropy_max_ms,
                  "longest anti-entropy wait while nothing changes (200: no back-off)");
   std::size_t fanout = lattice::transport::protocol_options{}.fanout;
-  app.add_option("--fanout", fanout, "peers each change is pushed to, and each new receiver forwards it to");
+  app.add_option("--fanout", fanout,
+                 "peers each new receiver of a change forwards it to (its origin pushes it to origin_fanout)");
   CLI11_PARSE(app, argc, argv);
 
   const auto wall_start = std::chrono::steady_clock::now();

@@ -416,11 +416,7 @@ std::vector<outgoing> detector::tick(steady_time now) {
     }
   }
   flush_direct(out);
-  // A deadline already passed (news queued after a quiet spell: gossip is
-  // due at once) means "tick me now": count from now, or the prompt tick
-  // that follows reads as running late, and the probe in flight judges
-  // nobody and raises our local health.
-  expected_tick_ = std::max(next_deadline(), now);
+  expect_tick(now);
   return out;
 }
 
@@ -528,6 +524,14 @@ void detector::call_the_dead(steady_time now, std::vector<outgoing>& out) {
   send(*id, make(message_kind::ping, next_seq_++, 0, news ? &*news : nullptr), out);
 }
 
+void detector::expect_tick(steady_time now) {
+  // A deadline already passed (news queued after a quiet spell: gossip is
+  // due at once) means "tick me now": count from now, or the prompt tick
+  // that follows reads as running late, and the probe in flight judges
+  // nobody and raises our local health.
+  expected_tick_ = std::max(next_deadline(), now);
+}
+
 void detector::flush_direct(std::vector<outgoing>& out) {
   for (auto& [to, u] : std::exchange(direct_, {})) send(to, make(message_kind::news, 0, 0, &u), out);
 }
@@ -618,11 +622,7 @@ std::vector<outgoing> detector::on_message(replica_id from, const message& m, st
       break;
   }
   flush_direct(out);
-  // A deadline already passed (news queued after a quiet spell: gossip is
-  // due at once) means "tick me now": count from now, or the prompt tick
-  // that follows reads as running late, and the probe in flight judges
-  // nobody and raises our local health.
-  expected_tick_ = std::max(next_deadline(), now);
+  expect_tick(now);
   return out;
 }
 

@@ -384,6 +384,9 @@ class detector {
   std::optional<update> news_for(replica_id to) const;
   void send(replica_id to, message m, std::vector<outgoing>& out, bool stream = false);
   void flush_direct(std::vector<outgoing>& out);
+  // On return from tick() or on_message(): when the next tick is due, for
+  // telling later whether we ran late (expected_tick_).
+  void expect_tick(steady_time now);
   message whole_table(message_kind kind) const;
   // Our entry for `id` (ourselves included) as a table carries it.
   update entry(replica_id id) const;
