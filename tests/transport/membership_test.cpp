@@ -1,5 +1,7 @@
 // Membership: the gossiped table is a join; liveness is judged from local
 // progress on a hand-advanced clock; leave, restart and refutation.
+#include <algorithm>
+
 #include <catch2/catch.hpp>
 #include <rapidcheck.h>
 #include <rapidcheck/catch.h>
@@ -57,6 +59,69 @@ TEST_CASE("member tables merge as a join", "[transport][membership]") {
     RC_ASSERT(decoded.has_value());
     RC_ASSERT(decoded.value() == ab_c);
   });
+}
+
+TEST_CASE("a merge keeps what offering each record keeps, and reports the ids that grew, ascending, however many are new",
+          "[transport][membership]") {
+  // Ids from a range wide enough that a merge often brings more than a few
+  // members new to the table: member_table::merge inserts a few in place
+  // and rebuilds the table for more, two paths that must agree.
+  const auto gen_wide_table = [] {
+    return rc::gen::map(rc::gen::container<std::vector<std::tuple<int, int, int, bool>>>(
+                            rc::gen::tuple(rc::gen::inRange(1, 80), rc::gen::inRange(0, 3),
+                                           rc::gen::inRange(0, 5), rc::gen::arbitrary<bool>())),
+                        [](const std::vector<std::tuple<int, int, int, bool>>& rows) {
+                          member_table t;
+                          for (const auto& [id, inc, hb, left] : rows)
+                            t.offer(static_cast<replica_id>(id),
+                                    record(static_cast<std::uint64_t>(inc), static_cast<std::uint64_t>(hb), left));
+                          return t;
+                        });
+  };
+  rc::prop("merge == offers", [&] {
+    const auto mine = *gen_wide_table();
+    const auto theirs = *gen_wide_table();
+    member_table expected = mine;
+    std::vector<replica_id> expected_grown;
+    bool expected_born = false;
+    for (const auto& [id, r] : theirs.records()) {
+      const member_record* was = mine.find(id);
+      if (!expected.offer(id, r)) continue;
+      expected_grown.push_back(id);
+      expected_born = expected_born || was == nullptr || was->incarnation != r.incarnation || was->left != r.left;
+    }
+    member_table merged = mine;
+    bool born = false;
+    const auto grown = merged.merge(theirs, &born);
+    RC_ASSERT(merged == expected);
+    RC_ASSERT(grown == expected_grown);
+    RC_ASSERT(born == expected_born);
+  });
+}
+
+TEST_CASE("a table learned whole holds no spare capacity, and every member in it has progressed",
+          "[transport][membership]") {
+  // At 10,000 members in each of 10,000 simulated replicas, spare capacity
+  // in the per-member maps was gigabytes (bench/churn_sim.cpp --formed).
+  liveness_options probes;
+  probes.source = liveness_source::probes;
+  membership m(1, record(1, 0), probes, t0);
+  m.merge(table_with(500, record(1, 0)), t0 + 1s);  // one member known before
+  member_table everyone;
+  for (replica_id id = 2; id <= 1000; ++id) everyone.offer(id, record(1, id == 500 ? 3 : 0));
+  std::vector<replica_id> grown;
+  REQUIRE(m.merge(everyone, t0 + 2s, &grown));
+  CHECK(grown.size() == 999);  // 998 new, and 500's record grew
+  CHECK(std::is_sorted(grown.begin(), grown.end()));
+  CHECK(m.table().size() == 1000);
+  CHECK(m.table().records().capacity() == m.table().records().size());
+  for (replica_id id = 2; id <= 1000; ++id) {
+    INFO("member " << id);
+    REQUIRE(m.last_progress(id) == t0 + 2s);
+    REQUIRE(m.state_of(id, t0 + 2s) == member_state::alive);
+  }
+  CHECK(m.last_progress(1) == t0);  // ourselves: our start
+  CHECK(m.reachable_peers(t0 + 2s).size() == 999);
 }
 
 TEST_CASE("a silent peer goes alive -> suspect -> dead on the local clock",

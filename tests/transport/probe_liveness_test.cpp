@@ -255,6 +255,32 @@ TEST_CASE("probes: the two sides of a healed partition take each other back, wit
   CHECK(sim.node(0).state().contains("/right"));
 }
 
+TEST_CASE("probes: a cluster started formed holds every member alive at once, and detects and spreads as one that formed",
+          "[transport][probes]") {
+  // adopt_formed_table is how lattice_churn_sim --formed starts 10,000
+  // replicas without 10^8 join announcements: it must leave each replica
+  // as a join would (every member known, probed, alive) and send nothing.
+  sim_type sim(probing(30, 4, 1));
+  lattice::transport::member_table everyone;
+  for (std::size_t i = 0; i < sim.size(); ++i) everyone.offer(i + 1, sim.node(i).members().self_record());
+  for (std::size_t i = 0; i < sim.size(); ++i) {
+    sim.node(i).adopt_formed_table(everyone, sim.now());
+    REQUIRE(sim.node(i).take_outgoing().empty());
+    REQUIRE(sim.node(i).members().reachable_peers(sim.now()).size() == sim.size() - 1);
+  }
+  REQUIRE(sim.everyone_alive());
+  set_type scratch;
+  sim.node(7).local_change(scratch.insert("/formed", hlc_timestamp{10, 0, 8}), sim.now());
+  REQUIRE(sim.run_until([&] { return sim.converged(); }, 5s));
+  CHECK(sim.node(20).state().contains("/formed"));
+  // The detectors know every member: a kill is judged by all.
+  REQUIRE(sim.time_to_detect_kill(12, 10s).has_value());
+  for (std::size_t i = 0; i < sim.size(); ++i)
+    if (sim.alive(i))
+      for (std::size_t j = 0; j < sim.size(); ++j)
+        if (j != i && sim.alive(j)) REQUIRE(sim.node(i).members().state_of(j + 1, sim.now()) == member_state::alive);
+}
+
 TEST_CASE("probes: a replica joining through a seed is known to all and probes them", "[transport][probes]") {
   // Node 7 starts alone (killed at once, then restarted after the others
   // settled): it knows only the seed, and the seed's welcome and its

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "lattice/crdt/codec.hpp"
+#include "flat_growth.hpp"
 
 namespace lattice::transport::swim {
 namespace {
@@ -156,15 +157,18 @@ void detector::apply(const update& u, steady_time now, bool gossip, replica_id f
       // says it left) is kept: otherwise our table and the teller's would
       // differ in that member at every push-pull.
       if (gossip) return;
+      transport::detail::reserve_one_more(members_);
       members_.emplace(u.member, member{u.incarnation, u.state});
       if (listener_) listener_(u.member, u.state);
       return;
     }
+    transport::detail::reserve_one_more(members_);
     it = members_.emplace(u.member, member{u.incarnation, member_state::alive}).first;
     ++live_;
     // A newcomer joins the probe round at a random place still ahead (the
     // member it displaces goes last: still visited this round). O(1), so
     // a table of 10,000 is learned in linear time.
+    transport::detail::reserve_one_more(order_);
     order_.push_back(u.member);
     const auto at = std::uniform_int_distribution<std::size_t>(next_in_order_, order_.size() - 1)(rng_);
     std::swap(order_[at], order_.back());

@@ -250,6 +250,10 @@ class registry_core final : public transport::protocol_core {
   std::shared_ptr<const service_view> view_from_scratch(const std::string& path);
   const registry_document& state() const noexcept { return protocol_.state(); }
   const transport::membership& members() const noexcept { return protocol_.members(); }
+  /// See transport::protocol::adopt_formed_table: for simulators only.
+  void adopt_formed_table(const transport::member_table& table, steady_time now) {
+    protocol_.adopt_formed_table(table, now);
+  }
   const transport::protocol_stats& stats() const noexcept { return protocol_.stats(); }
   /// Probes: the failure detector (swim.hpp); null with heartbeats.
   const transport::swim::detector* detector() const noexcept { return protocol_.detector(); }

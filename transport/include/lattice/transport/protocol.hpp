@@ -137,6 +137,18 @@ class protocol final : public protocol_core {
   }
 
   const membership& members() const noexcept { return members_; }
+  /// Takes `table` as the cluster's, as a joiner takes its seed's answer,
+  /// except that no member in it is told our record: the caller vouches
+  /// that every one of them holds it already. For simulators that start a
+  /// cluster formed, so that a benchmark of its steady state at 10,000
+  /// replicas does not first run the 10^8 announcements of 10,000 joins
+  /// (lattice_churn_sim --formed). A real replica joins through its seeds.
+  void adopt_formed_table(const member_table& table, steady_time now) {
+    steady_now_ = now;
+    std::vector<replica_id> grown;
+    members_.merge(table, now, &grown);
+    if (detector_) learned(grown, now);
+  }
   /// Probes: the failure detector (its stats, local health); null with
   /// heartbeats.
   const swim::detector* detector() const noexcept { return detector_ ? &*detector_ : nullptr; }
