@@ -227,11 +227,13 @@ std::optional<steady_time> membership::last_progress(replica_id id) const {
   return seen->second.last_progress;
 }
 
-std::vector<replica_id> membership::reachable_peers(steady_time now) const {
+const std::vector<replica_id>& membership::reachable_peers(steady_time now) const {
+  const bool by_probes = options_.source == liveness_source::probes;
+  if (by_probes && reachable_generation_ == generation_) return reachable_;
   // One pass over the table and the local views together (both sorted by
-  // id): this runs for every message sent, so no search per member.
-  std::vector<replica_id> peers;
-  peers.reserve(table_.size());
+  // id), no search per member.
+  std::vector<replica_id>& peers = reachable_;
+  peers.clear();
   auto view = local_.begin();
   for (const auto& [id, record] : table_.records()) {
     while (view != local_.end() && view->first < id) ++view;
@@ -245,6 +247,8 @@ std::vector<replica_id> membership::reachable_peers(steady_time now) const {
       peers.push_back(id);
     }
   }
+  if (by_probes) reachable_generation_ = generation_;
+  else reachable_generation_.reset();
   return peers;
 }
 
