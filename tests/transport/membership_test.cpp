@@ -224,14 +224,23 @@ TEST_CASE("probes: generation moves with every verdict and new record life, and 
   CHECK(moved());
   m.judge(2, member_state::suspect);
   CHECK_FALSE(moved());
+  CHECK(m.reachable_peers(t0 + 3s) == std::vector<replica_id>{2});  // suspect: still reachable
   m.judge(2, member_state::dead);
   CHECK(moved());
+  // reachable_peers() is kept between generations: it must follow them.
+  CHECK(m.reachable_peers(t0 + 3s).empty());
   REQUIRE(m.judge(2, member_state::alive));  // back: dead until its record comes
   CHECK(moved());
   CHECK(m.state_of(2, t0 + 4s) == member_state::dead);
+  CHECK(m.reachable_peers(t0 + 4s).empty());
   m.record_from(2);
   CHECK(moved());
   CHECK(m.state_of(2, t0 + 4s) == member_state::alive);
+  CHECK(m.reachable_peers(t0 + 4s) == std::vector<replica_id>{2});
+  REQUIRE(m.merge(table_with(3, record(1, 0)), t0 + 4s));
+  CHECK(m.reachable_peers(t0 + 4s) == std::vector<replica_id>{2, 3});
+  REQUIRE(m.merge(table_with(3, record(1, 1, true)), t0 + 5s));  // 3 left
+  CHECK(m.reachable_peers(t0 + 5s) == std::vector<replica_id>{2});
   m.leave();
   CHECK(moved());
 }
