@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 
 jobs=${LATTICE_JOBS:-2}
-step() { printf '\n==> %s\n' "$*"; }
+step() { printf '\n==> [%d s] %s\n' "$SECONDS" "$*"; }  # seconds since the script began
 
 build() {  # dir, cmake args...
   local dir=$1; shift
