@@ -83,8 +83,9 @@ registry_sim::options large(std::uint64_t seed) {
 
 }  // namespace
 
-TEST_CASE("1,000 replicas started at once through one seed form, spread a registration, and judge its killed owner dead",
-          "[registry][sim][scale][slow]") {
+TEST_CASE(
+    "1,000 replicas started at once through one seed form, spread a registration, and judge its killed owner dead",
+    "[registry][sim][scale][slow]") {
   auto sim = make_registry_sim(large(21));
   REQUIRE(poll(*sim, [&] { return sim->everyone_alive(); }, 60s));
   spread_then_kill(*sim);

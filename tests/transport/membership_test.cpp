@@ -61,8 +61,9 @@ TEST_CASE("member tables merge as a join", "[transport][membership]") {
   });
 }
 
-TEST_CASE("a merge keeps what offering each record keeps, and reports the ids that grew, ascending, however many are new",
-          "[transport][membership]") {
+TEST_CASE(
+    "a merge keeps what offering each record keeps, and reports the ids that grew, ascending, however many are new",
+    "[transport][membership]") {
   // Ids from a range wide enough that a merge often brings more than a few
   // members new to the table: member_table::merge inserts a few in place
   // and rebuilds the table for more, two paths that must agree.

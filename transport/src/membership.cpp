@@ -40,7 +40,7 @@ const char* to_string(liveness_source source) noexcept {
 bool member_table::offer(replica_id id, const member_record& record) {
   auto it = records_.lower_bound(id);
   if (it == records_.end() || it->first != id) {
-    reserve_one_more(records_);
+    reserve_one_more(records_);  // may move the entries: the place is found again
     records_.emplace_hint(records_.lower_bound(id), id, record);
     return true;
   }
@@ -147,7 +147,7 @@ void membership::record_from(replica_id id) {
 membership::local_view& membership::view_of(replica_id id) {
   auto it = local_.lower_bound(id);
   if (it != local_.end() && it->first == id) return it->second;
-  reserve_one_more(local_);
+  reserve_one_more(local_);  // may move the entries: the place is found again
   return local_.emplace_hint(local_.lower_bound(id), id, local_view{})->second;
 }
 

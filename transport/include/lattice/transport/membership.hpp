@@ -237,7 +237,7 @@ class membership {
     member_state verdict = member_state::alive;  // probes: the detector's (alive until judged)
   };
   boost::container::flat_map<replica_id, local_view> local_;
-  boost::container::flat_set<replica_id> awaiting_record_;             // probes: back from dead
+  boost::container::flat_set<replica_id> awaiting_record_;  // probes: back from dead
   std::optional<steady_time> last_peer_progress_;
   std::uint64_t generation_ = 0;
   // reachable_peers()'s answer, and the generation it is of (probes).
