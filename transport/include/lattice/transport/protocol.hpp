@@ -69,6 +69,7 @@
 #include "lattice/transport/membership.hpp"
 #include "lattice/transport/messages.hpp"
 #include "lattice/transport/op_log.hpp"
+#include "lattice/transport/peer_selection.hpp"
 #include "lattice/transport/protocol_options.hpp"
 #include "lattice/transport/swim.hpp"
 
@@ -816,35 +817,10 @@ class protocol final : public protocol_core {
   }
 
   // Up to `count` distinct reachable peers other than `except` and
-  // `also_except`, at random. From many, by drawing indices until `count`
-  // distinct allowed ones came (O(count), where copying the list per
-  // message was O(N)); from few, by a partial Fisher-Yates shuffle of a
-  // copy (only the picked prefix is shuffled).
+  // `also_except`, at random (peer_selection.hpp).
   std::vector<replica_id> pick_peers(std::size_t count, replica_id except, steady_time now,
                                      std::optional<replica_id> also_except = std::nullopt) {
-    const auto& reachable = members_.reachable_peers(now);
-    const auto allowed = [&](replica_id p) { return p != except && p != also_except; };
-    if (reachable.size() >= 4 * count + 2) {
-      // At most two are excluded, so at least three in four draws are new
-      // and allowed; the bound on draws is never reached in practice.
-      std::vector<replica_id> picked;
-      picked.reserve(count);
-      std::uniform_int_distribution<std::size_t> any(0, reachable.size() - 1);
-      for (std::size_t draws = 0; picked.size() < count && draws < 64 * count; ++draws) {
-        const replica_id p = reachable[any(rng_)];
-        if (allowed(p) && std::find(picked.begin(), picked.end(), p) == picked.end()) picked.push_back(p);
-      }
-      return picked;
-    }
-    auto peers = reachable;
-    std::erase_if(peers, [&](replica_id p) { return !allowed(p); });
-    const std::size_t picked = std::min(count, peers.size());
-    for (std::size_t i = 0; i < picked; ++i) {
-      std::uniform_int_distribution<std::size_t> pick(i, peers.size() - 1);
-      std::swap(peers[i], peers[pick(rng_)]);
-    }
-    peers.resize(picked);
-    return peers;
+    return transport::pick_peers(members_.reachable_peers(now), count, except, rng_, also_except);
   }
 
   const std::string& address_of(replica_id peer) const { return members_.table().find(peer)->address; }
