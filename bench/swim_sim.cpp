@@ -51,6 +51,9 @@ int main(int argc, char** argv) {
   app.add_option("--seed", seed);
   app.add_flag("!--no-bytes", count_bytes, "do not encode messages to count bytes (faster at 10,000)");
   app.add_flag("--trace", trace, "print each false death to stderr");
+  unsigned progress_minutes = 0;
+  app.add_option("--progress-minutes", progress_minutes,
+                 "every this many virtual minutes, print virtual time, false deaths and wall seconds to stderr");
   lattice::transport::swim::options swim;
   app.add_option("--alpha", swim.suspicion_alpha, "suspicion minimum = alpha * log10(N) * T");
   app.add_option("--beta", swim.suspicion_beta, "suspicion maximum = beta * minimum");
@@ -96,6 +99,11 @@ int main(int argc, char** argv) {
           if (!net.killed(i) && std::uniform_int_distribution<unsigned>(0, 99)(rng) < stall_percent)
             net.stall(i, 200ms);
       if (!net.run_until(std::min(until, net.now() + 1s), stop)) return false;
+      const auto virtual_s = std::chrono::duration_cast<std::chrono::seconds>(net.now() - net.start()).count();
+      if (progress_minutes > 0 && virtual_s % (60 * progress_minutes) == 0)
+        std::fprintf(stderr, "progress: %lld virtual s, %llu false deaths, %.0f wall s\n",
+                     static_cast<long long>(virtual_s), static_cast<unsigned long long>(false_deaths),
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count());
     }
     return true;
   };
