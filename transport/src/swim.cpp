@@ -280,8 +280,26 @@ std::optional<replica_id> detector::next_target() {
 }
 
 std::vector<replica_id> detector::random_alive(std::size_t count, replica_id except1, replica_id except2) {
-  // Reservoir sampling over the alive members: one pass, no copy.
   std::vector<replica_id> picked;
+  if (count == 0) return picked;
+  // Many members, at least half of them live (a cluster's steady state at
+  // any size): draw positions until `count` distinct alive ones, a few
+  // draws in all. Each draw is rejected or not whatever member it hits, so
+  // every set of `count` is as likely as by the reservoir below, which
+  // draws a random number per member: with news every gossip interval,
+  // three quarters of a 2,000-member simulation's time went there.
+  const std::size_t n = members_.size();
+  if (n >= 4 * count + 2 && 2 * live_ >= n) {
+    std::uniform_int_distribution<std::size_t> position(0, n - 1);
+    for (std::size_t draws = 0; picked.size() < count && draws < 8 * count + 16; ++draws) {
+      const auto& [id, m] = *members_.nth(position(rng_));
+      if (m.state != member_state::alive || id == except1 || id == except2) continue;
+      if (std::find(picked.begin(), picked.end(), id) == picked.end()) picked.push_back(id);
+    }
+    if (picked.size() == count) return picked;
+    picked.clear();  // mostly suspects, or fewer alive than asked: one pass
+  }
+  // Reservoir sampling over the alive members: one pass, no copy.
   std::size_t seen = 0;
   for (const auto& [id, m] : members_) {
     if (m.state != member_state::alive || id == except1 || id == except2) continue;
