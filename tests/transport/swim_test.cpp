@@ -192,6 +192,64 @@ TEST_CASE("swim: a probe during which the replica itself ran late suspects nobod
   CHECK(health > 0);
 }
 
+TEST_CASE("swim: indirect probes go to distinct alive members other than the target, each about equally often",
+          "[transport][swim]") {
+  namespace swim = lattice::transport::swim;
+  using lattice::crdt::replica_id;
+  // Driven by hand: no ping is answered, so every probe asks three
+  // helpers, and one of them vouches for the target, so nobody is ever
+  // suspected and the alive members stay the same.
+  const auto t0 = swim::steady_time{} + std::chrono::hours(1);
+  const auto helpers_picked = [&](replica_id alive, replica_id dead) {
+    swim::detector d(1, swim::options{}, 7, t0);
+    const replica_id first_dead = 2 + alive;
+    for (replica_id id = 2; id < first_dead; ++id) d.add_member(id, 1, t0);
+    for (replica_id id = first_dead; id < first_dead + dead; ++id) d.add_member(id, 1, t0, member_state::dead);
+    std::map<replica_id, unsigned> picked;
+    unsigned rounds = 0;
+    auto now = t0;
+    for (int step = 0; step < 200'000 && rounds < 1'500; ++step) {
+      std::vector<replica_id> helpers;
+      std::uint32_t seq = 0;
+      replica_id target = 0;
+      for (const auto& out : d.tick(now += 5ms))
+        if (out.body.kind == swim::message_kind::ping_req) {
+          helpers.push_back(out.to);
+          seq = out.body.seq;
+          target = out.body.target;
+        }
+      if (helpers.empty()) continue;
+      ++rounds;
+      REQUIRE(helpers.size() == 3);
+      std::set<replica_id> distinct(helpers.begin(), helpers.end());
+      CHECK(distinct.size() == 3);
+      for (const replica_id h : helpers) {
+        CHECK(h != target);
+        CHECK(h >= 2);
+        CHECK(h < first_dead);
+        ++picked[h];
+      }
+      (void)d.on_message(helpers.front(), swim::message{swim::message_kind::ack, seq, 0}, now);
+    }
+    REQUIRE(rounds == 1'500);
+    return picked;
+  };
+  // Most members alive: helpers are drawn by position. Most dead: by a
+  // pass over the table. Each alive member is a helper in about 3 of
+  // every alive - 1 rounds (it is never its own target's helper).
+  for (const auto& [alive, dead] : {std::pair<replica_id, replica_id>{40, 20}, {10, 50}}) {
+    CAPTURE(alive, dead);
+    const auto picked = helpers_picked(alive, dead);
+    const double expected = 1'500.0 * 3.0 / static_cast<double>(alive);
+    CHECK(picked.size() == alive);
+    for (const auto& [id, times] : picked) {
+      CAPTURE(id, times, expected);
+      CHECK(static_cast<double>(times) > expected / 2);
+      CHECK(static_cast<double>(times) < expected * 3 / 2);
+    }
+  }
+}
+
 TEST_CASE("swim: news that arrives during a probe after a quiet spell does not make the probe late",
           "[transport][swim]") {
   namespace swim = lattice::transport::swim;
