@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
   app.add_option("--quiet-seconds", quiet_seconds, "virtual seconds measured with no kill (traffic, false deaths)");
   app.add_option("--seed", seed);
   app.add_flag("!--no-bytes", count_bytes, "do not encode messages to count bytes (faster at 10,000)");
-  app.add_flag("--trace", trace, "print each false death to stderr");
+  app.add_flag("--trace", trace, "print each false death, and each view a kill not seen in 30 s left, to stderr");
   unsigned progress_minutes = 0;
   app.add_option("--progress-minutes", progress_minutes,
                  "every this many virtual minutes, print virtual time, false deaths and wall seconds to stderr");
@@ -170,6 +170,13 @@ int main(int argc, char** argv) {
       }
     } else {
       ++undetected;
+      if (trace)
+        for (const std::size_t v : victims)
+          for (std::size_t i = 0; i < nodes; ++i)
+            if (!net.killed(i) && net.node(i).state_of(swim_network::id_of(v)) != member_state::dead)
+              std::fprintf(stderr, "kill not seen: at %.3f s member %zu holds killed member %zu %s\n",
+                           std::chrono::duration<double>(net.now() - net.start()).count(), i + 1, v + 1,
+                           lattice::transport::to_string(net.node(i).state_of(swim_network::id_of(v))));
     }
     run_for(2s, never);  // let the news settle before the next kill
   }

@@ -213,13 +213,10 @@ void detector::enqueue(const update& u) {
   // A newer word about a member replaces what is queued about it, and
   // starts its retransmissions over. (Confirmations of one suspicion are
   // distinct updates: each accuser counts once at every receiver.)
-  for (auto& p : queue_)
-    if (p.u.member == u.member && (u.state != member_state::suspect || p.u.state != member_state::suspect ||
-                                   p.u.incarnation != u.incarnation || p.u.by == u.by)) {
-      p = pending_update{u, 0};
-      return;
-    }
-  queue_.push_back(pending_update{u, 0});
+  queue_.push(u, u.member, [&](const update& queued) {
+    return u.state != member_state::suspect || queued.state != member_state::suspect ||
+           queued.incarnation != u.incarnation || queued.by == u.by;
+  });
 }
 
 std::optional<update> detector::news_for(replica_id to) const {
@@ -236,21 +233,21 @@ std::optional<update> detector::news_for(replica_id to) const {
   return u;
 }
 
-message detector::make(message_kind kind, std::uint32_t seq, replica_id target, const update* first) {
+message detector::make(message_kind kind, std::uint32_t seq, replica_id target, const update* first,
+                       bool to_alive) {
   message m{kind, seq, target, {}};
   if (first != nullptr) m.updates.push_back(*first);
-  if (queue_.empty()) return m;
-  // Least-sent first: a new update overtakes ones already told many times.
-  std::stable_sort(queue_.begin(), queue_.end(),
-                   [](const pending_update& a, const pending_update& b) { return a.sent < b.sent; });
-  const unsigned limit = retransmit_limit();
-  for (auto& p : queue_) {
-    if (m.updates.size() >= options_.max_piggyback) break;
-    if (first != nullptr && p.u == *first) continue;
-    m.updates.push_back(p.u);
-    ++p.sent;
-  }
-  std::erase_if(queue_, [&](const pending_update& p) { return p.sent >= limit; });
+  // A member we hold suspect or dead hears what it must about itself
+  // (`first`, the buddy rule) and nothing more: it is most likely gone,
+  // and every update it carried would count against that update's
+  // retransmissions. With 100 of 1,000 members killed at once, last calls
+  // and probes to the suspects took 46 % of a death's retransmissions,
+  // and one survivor in some 900 never heard of a death for minutes
+  // (lattice_swim_sim --nodes 1000 --together 100 --kills 3 --trace).
+  if (queue_.empty() || !to_alive) return m;
+  // Least told first: a new update overtakes ones already told many times.
+  if (m.updates.size() < options_.max_piggyback)
+    queue_.take(m.updates, options_.max_piggyback - m.updates.size(), retransmit_limit(), first);
   return m;
 }
 
@@ -326,7 +323,7 @@ void detector::start_probe(steady_time now, std::vector<outgoing>& out) {
   p.ends_at = next_probe_at_;
   ++stats_.probes;
   const auto news = news_for(p.target);
-  send(p.target, make(message_kind::ping, p.seq, 0, news ? &*news : nullptr), out);
+  send(p.target, make(message_kind::ping, p.seq, 0, news ? &*news : nullptr, !news), out);
   probe_ = p;
 }
 
@@ -412,7 +409,7 @@ std::vector<outgoing> detector::tick(steady_time now) {
       const std::uint32_t seq = next_seq_++;
       calls_[seq] = it->first;
       const auto news = news_for(it->first);
-      send(it->first, make(message_kind::ping, seq, 0, news ? &*news : nullptr), out);
+      send(it->first, make(message_kind::ping, seq, 0, news ? &*news : nullptr, /*to_alive=*/false), out);
       if (final_call)
         for (replica_id helper : random_alive(options_.indirect_probes, it->first, self_))
           send(helper, make(message_kind::ping_req, seq, it->first), out);
@@ -543,7 +540,7 @@ void detector::call_the_dead(steady_time now, std::vector<outgoing>& out) {
   // live member answers it with its refutation, piggy-backed on the ack or
   // told straight back (apply()).
   const auto news = news_for(*id);
-  send(*id, make(message_kind::ping, next_seq_++, 0, news ? &*news : nullptr), out);
+  send(*id, make(message_kind::ping, next_seq_++, 0, news ? &*news : nullptr, /*to_alive=*/false), out);
 }
 
 void detector::expect_tick(steady_time now) {
@@ -604,7 +601,7 @@ std::vector<outgoing> detector::on_message(replica_id from, const message& m, st
       forwarded_[seq] = forwarded{from, m.seq, m.target, now + options_.probe_timeout,
                                   now + options_.probe_interval * scale, false};
       const auto news = news_for(m.target);
-      send(m.target, make(message_kind::ping, seq, 0, news ? &*news : nullptr), out);
+      send(m.target, make(message_kind::ping, seq, 0, news ? &*news : nullptr, !news), out);
       break;
     }
     case message_kind::nack:

@@ -39,10 +39,10 @@
 //     0018): a root hash first, which ends the exchange when the tables
 //     agree (the quiet case); otherwise one hash per bucket of members,
 //     and only the buckets that differ are sent, both ways.
-//   - Membership updates ride piggy-backed on every message, least-sent
-//     first, and on gossip rounds to a few random members while any are
-//     pending; each is sent about retransmit_mult * ceil(log10(N + 1))
-//     times.
+//   - Membership updates ride piggy-backed on every message to a member
+//     we hold alive, least-sent first, and on gossip rounds to a few
+//     random members while any are pending; each is sent about
+//     retransmit_mult * ceil(log10(N + 1)) times.
 //
 // States of one member are ordered by (incarnation, alive < suspect < dead
 // < left), and an update is taken when it is greater than what is held: a
@@ -74,6 +74,7 @@
 #include <cereal/types/vector.hpp>
 
 #include "lattice/crdt/replica_id.hpp"
+#include "lattice/transport/detail/told_queue.hpp"
 #include "lattice/transport/membership.hpp"
 
 namespace lattice::transport::swim {
@@ -338,10 +339,6 @@ class detector {
     std::optional<steady_time> last_call;
     unsigned calls = 0;
   };
-  struct pending_update {
-    update u;
-    unsigned sent = 0;
-  };
   // Our probe in flight.
   struct probe {
     replica_id target = 0;
@@ -380,7 +377,10 @@ class detector {
   void refute(std::uint64_t above);
   void enqueue(const update& u);
   // A message with piggy-backed updates; `first` (if any) rides first.
-  message make(message_kind kind, std::uint32_t seq, replica_id target, const update* first = nullptr);
+  // `to_alive`: for a member we hold alive; to one we hold suspect or dead
+  // only `first` rides (see make()).
+  message make(message_kind kind, std::uint32_t seq, replica_id target, const update* first = nullptr,
+               bool to_alive = true);
   std::optional<update> news_for(replica_id to) const;
   void send(replica_id to, message m, std::vector<outgoing>& out, bool stream = false);
   void flush_direct(std::vector<outgoing>& out);
@@ -412,7 +412,7 @@ class detector {
   boost::container::flat_map<replica_id, member> members_;
   std::map<replica_id, suspicion> suspects_;
   std::size_t live_ = 0;  // members neither dead nor left
-  std::vector<pending_update> queue_;
+  detail::told_queue<update> queue_;  // updates to piggy-back, least told first
   std::vector<replica_id> order_;  // the probe round, shuffled
   std::size_t next_in_order_ = 0;
   steady_time next_probe_at_;
