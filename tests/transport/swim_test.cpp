@@ -250,6 +250,37 @@ TEST_CASE("swim: indirect probes go to distinct alive members other than the tar
   }
 }
 
+TEST_CASE("swim: a member held suspect or dead hears only of itself, so news is not spent on members likely gone",
+          "[transport][swim]") {
+  namespace swim = lattice::transport::swim;
+  using lattice::crdt::replica_id;
+  // Driven by hand, nothing answered. Member 3 says 2 and 4..9 are
+  // suspect: news to tell, and suspects to call until they are judged
+  // dead (and then called as the dead are).
+  const auto t0 = swim::steady_time{} + std::chrono::hours(1);
+  swim::detector d(1, swim::options{}, 7, t0);
+  for (replica_id id = 2; id <= 21; ++id) d.add_member(id, 1, t0);
+  swim::message word{swim::message_kind::news, 0, 0};
+  for (const replica_id id : std::vector<replica_id>{2, 4, 5, 6, 7, 8, 9})
+    word.updates.push_back({id, 1, member_state::suspect, 3});
+  (void)d.on_message(3, word, t0);
+  unsigned calls_to_suspect = 0, news_to_others = 0;
+  auto now = t0;
+  for (int step = 0; step < 1'000; ++step)  // 5 s
+    for (const auto& out : d.tick(now += 5ms)) {
+      if (out.to == 2 && out.body.kind == swim::message_kind::ping) {
+        ++calls_to_suspect;
+        REQUIRE(out.body.updates.size() == 1);
+        CHECK(out.body.updates.front().member == 2);
+      } else if (out.to > 9 && out.body.updates.size() > 1) {
+        ++news_to_others;
+      }
+    }
+  CHECK(d.state_of(2) == member_state::dead);
+  CHECK(calls_to_suspect >= swim::options{}.last_calls);
+  CHECK(news_to_others > 0);
+}
+
 TEST_CASE("swim: news that arrives during a probe after a quiet spell does not make the probe late",
           "[transport][swim]") {
   namespace swim = lattice::transport::swim;
