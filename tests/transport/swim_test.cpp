@@ -266,7 +266,15 @@ TEST_CASE("swim: a member held suspect or dead hears only of itself, so news is 
   (void)d.on_message(3, word, t0);
   unsigned calls_to_suspect = 0, news_to_others = 0;
   auto now = t0;
-  for (int step = 0; step < 1'000; ++step)  // 5 s
+  for (int step = 0; step < 1'000; ++step) {  // 5 s
+    // Fresh news all along (members 10..21 restarting), so the queue
+    // always holds something to piggy-back.
+    if (step % 10 == 0) {
+      const auto id = static_cast<replica_id>(10 + step / 10 % 12);
+      const auto life = static_cast<std::uint64_t>(2 + step);
+      (void)d.on_message(3, swim::message{swim::message_kind::news, 0, 0, {{id, life, member_state::alive, 0}}},
+                         now);
+    }
     for (const auto& out : d.tick(now += 5ms)) {
       if (out.to == 2 && out.body.kind == swim::message_kind::ping) {
         ++calls_to_suspect;
@@ -276,9 +284,41 @@ TEST_CASE("swim: a member held suspect or dead hears only of itself, so news is 
         ++news_to_others;
       }
     }
+  }
   CHECK(d.state_of(2) == member_state::dead);
   CHECK(calls_to_suspect >= swim::options{}.last_calls);
   CHECK(news_to_others > 0);
+}
+
+TEST_CASE("swim: a suspect that stalls for less than a probe interval as its last calls begin is not judged dead",
+          "[transport][swim]") {
+  namespace swim = lattice::transport::swim;
+  using lattice::crdt::replica_id;
+  // Driven by hand. Member 3 says 2 is suspect; 2 is stalled from the
+  // first last call for 190 ms (less than the 200 ms probe interval), and
+  // after that acks every ping it gets, as a live process would.
+  const auto t0 = swim::steady_time{} + std::chrono::hours(1);
+  swim::detector d(1, swim::options{}, 7, t0);
+  for (replica_id id = 2; id <= 5; ++id) d.add_member(id, 1, t0);
+  bool judged_dead = false;
+  d.on_change([&](replica_id id, member_state state) {
+    judged_dead = judged_dead || (id == 2 && state == member_state::dead);
+  });
+  (void)d.on_message(3, swim::message{swim::message_kind::news, 0, 0, {{2, 1, member_state::suspect, 3}}}, t0);
+  std::optional<swim::steady_time> first_call;
+  unsigned acked = 0;
+  auto now = t0;
+  for (int step = 0; step < 400; ++step)  // 2 s
+    for (const auto& out : d.tick(now += 5ms)) {
+      if (out.to != 2 || out.body.kind != swim::message_kind::ping) continue;
+      if (!first_call) first_call = now;
+      if (now - *first_call < 190ms) continue;  // stalled: unanswered
+      ++acked;
+      (void)d.on_message(2, swim::message{swim::message_kind::ack, out.body.seq, 0}, now + 1ms);
+    }
+  REQUIRE(first_call);
+  CHECK(acked > 0);
+  CHECK_FALSE(judged_dead);
 }
 
 TEST_CASE("swim: news that arrives during a probe after a quiet spell does not make the probe late",

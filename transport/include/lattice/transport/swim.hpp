@@ -114,7 +114,8 @@ struct options {
   std::chrono::milliseconds gossip_interval{50};
   unsigned gossip_fanout = 3;
   /// When a suspicion times out, the suspect is asked this many times
-  /// more (half a probe timeout apart) before it is judged dead.
+  /// more (spread over a probe interval, then a probe timeout for the
+  /// answer) before it is judged dead.
   unsigned last_calls = 3;
   /// Push-pull: about every interval (times ceil(log2(N / 32)) + 1 above
   /// 32 members, as memberlist scales it; each wait drawn from half to
