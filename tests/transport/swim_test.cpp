@@ -321,6 +321,35 @@ TEST_CASE("swim: a suspect that stalls for less than a probe interval as its las
   CHECK_FALSE(judged_dead);
 }
 
+TEST_CASE("swim: a replica that stalls through a suspect's last calls judges it only after reading the answers",
+          "[transport][swim]") {
+  namespace swim = lattice::transport::swim;
+  using lattice::crdt::replica_id;
+  // Driven by hand. Member 3 says 2 is suspect; 2 is silent until the
+  // final last call, which it answers at once, but we do not run again
+  // until 300 ms later, and then our tick comes before we read the ack.
+  const auto t0 = swim::steady_time{} + std::chrono::hours(1);
+  swim::detector d(1, swim::options{}, 7, t0);
+  for (replica_id id = 2; id <= 5; ++id) d.add_member(id, 1, t0);
+  bool judged_dead = false;
+  d.on_change([&](replica_id id, member_state state) {
+    judged_dead = judged_dead || (id == 2 && state == member_state::dead);
+  });
+  (void)d.on_message(3, swim::message{swim::message_kind::news, 0, 0, {{2, 1, member_state::suspect, 3}}}, t0);
+  // The final call is the one that also goes through others (ping_req).
+  std::optional<std::uint32_t> final_call;
+  auto now = t0;
+  for (int step = 0; step < 400 && !final_call; ++step)
+    for (const auto& out : d.tick(now += 5ms))
+      if (out.body.kind == swim::message_kind::ping_req && out.body.target == 2) final_call = out.body.seq;
+  REQUIRE(final_call);
+  now += 300ms;  // stalled: the ack waits unread
+  (void)d.tick(now);
+  (void)d.on_message(2, swim::message{swim::message_kind::ack, *final_call, 0}, now);
+  for (int step = 0; step < 10; ++step) (void)d.tick(now += 5ms);
+  CHECK_FALSE(judged_dead);
+}
+
 TEST_CASE("swim: news that arrives during a probe after a quiet spell does not make the probe late",
           "[transport][swim]") {
   namespace swim = lattice::transport::swim;

@@ -360,8 +360,8 @@ void detector::end_probe(steady_time now) {
 std::vector<outgoing> detector::tick(steady_time now) {
   std::vector<outgoing> out;
   // Called far past our own deadline: we were not running.
-  if (probe_ && now - expected_tick_ > std::chrono::duration_cast<duration>(options_.probe_timeout) / 2)
-    probe_->late = true;
+  const bool late = now - expected_tick_ > std::chrono::duration_cast<duration>(options_.probe_timeout) / 2;
+  if (probe_ && late) probe_->late = true;
   if (probe_ && !probe_->acked && !probe_->indirect_sent && now >= probe_->indirect_at) {
     probe_->indirect_sent = true;
     for (replica_id helper : random_alive(options_.indirect_probes, probe_->target, self_)) {
@@ -420,6 +420,16 @@ std::vector<outgoing> detector::tick(steady_time now) {
       if (final_call)
         for (replica_id helper : random_alive(options_.indirect_probes, it->first, self_))
           send(helper, make(message_kind::ping_req, seq, it->first), out);
+      ++it;
+      continue;
+    }
+    if (late) {
+      // The answer to the last call may be waiting unread behind our own
+      // deadlines, as for a probe (end_probe): that failure is ours. It
+      // gets a probe timeout more, now that we run. (At 10,000 members
+      // with 1 % stalling each second, observers that stalled through
+      // their own last calls judged live suspects dead.)
+      it->second.last_call = now + options_.probe_timeout * static_cast<int>(local_health_ + 1);
       ++it;
       continue;
     }
