@@ -213,6 +213,7 @@ int main(int argc, char** argv) {
       {"victim_first_judged_dead_median_s", percentile(first_dead_s, 0.5)},
       {"victim_first_judged_dead_max_s", max_of(first_dead_s)},
       {"kill_seen_by_all_max_s", max_of(detection_s)},
+      {"kill_seen_by_all_each_s", detection_s},  // in kill order, for finding the slow one
       {"simulator_setup_s", setup_s},
       {"simulator_wall_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count()},
       {"simulator_peak_rss_mib", static_cast<double>(peak_rss_kib()) / 1024.0},
