@@ -157,6 +157,10 @@ int main(int argc, char** argv) {
       victims.push_back(victim);
     }
     const auto at = net.now();
+    if (trace)
+      for (const std::size_t v : victims)
+        std::fprintf(stderr, "kill: at %.3f s member %zu\n", std::chrono::duration<double>(at - net.start()).count(),
+                     v + 1);
     // Every live member but the victims holds each of them dead (views of
     // members that die later still count: none do before this kill is seen).
     const bool seen = !run_for(30s, [&] {
