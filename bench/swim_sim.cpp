@@ -157,10 +157,16 @@ int main(int argc, char** argv) {
       victims.push_back(victim);
     }
     const auto at = net.now();
-    if (trace)
+    if (trace) {
+      // Local health slows a member's probes (period x (health + 1)): how
+      // many probe slowly when the kill comes.
+      std::size_t slowed = 0;
+      for (std::size_t i = 0; i < nodes; ++i)
+        if (!net.killed(i) && net.node(i).local_health() > 0) ++slowed;
       for (const std::size_t v : victims)
-        std::fprintf(stderr, "kill: at %.3f s member %zu\n", std::chrono::duration<double>(at - net.start()).count(),
-                     v + 1);
+        std::fprintf(stderr, "kill: at %.3f s member %zu (%zu live members with raised local health)\n",
+                     std::chrono::duration<double>(at - net.start()).count(), v + 1, slowed);
+    }
     // Every live member but the victims holds each of them dead (views of
     // members that die later still count: none do before this kill is seen).
     const bool seen = !run_for(30s, [&] {
