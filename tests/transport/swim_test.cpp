@@ -76,6 +76,26 @@ bool every_view(swim_network& net, Holds&& holds) {
   return true;
 }
 
+// Driven by hand: member 1 of members 2..5, told by member 3 that 2 is
+// suspect, and whether it ever judges 2 dead.
+struct suspecting_detector {
+  explicit suspecting_detector(lattice::transport::swim::steady_time t0)
+      : d(1, lattice::transport::swim::options{}, 7, t0) {
+    namespace swim = lattice::transport::swim;
+    for (lattice::crdt::replica_id id = 2; id <= 5; ++id) d.add_member(id, 1, t0);
+    d.on_change([this](lattice::crdt::replica_id id, member_state state) {
+      judged_dead = judged_dead || (id == 2 && state == member_state::dead);
+    });
+    (void)d.on_message(3, swim::message{swim::message_kind::news, 0, 0, {{2, 1, member_state::suspect, 3}}}, t0);
+  }
+  // The listener holds `this`.
+  suspecting_detector(const suspecting_detector&) = delete;
+  suspecting_detector& operator=(const suspecting_detector&) = delete;
+
+  lattice::transport::swim::detector d;
+  bool judged_dead = false;
+};
+
 }  // namespace
 
 TEST_CASE("swim: a killed member is judged dead by every live member, and nobody else is", "[transport][swim]") {
@@ -298,13 +318,8 @@ TEST_CASE("swim: a suspect that stalls for less than a probe interval as its las
   // first last call for 190 ms (less than the 200 ms probe interval), and
   // after that acks every ping it gets, as a live process would.
   const auto t0 = swim::steady_time{} + std::chrono::hours(1);
-  swim::detector d(1, swim::options{}, 7, t0);
-  for (replica_id id = 2; id <= 5; ++id) d.add_member(id, 1, t0);
-  bool judged_dead = false;
-  d.on_change([&](replica_id id, member_state state) {
-    judged_dead = judged_dead || (id == 2 && state == member_state::dead);
-  });
-  (void)d.on_message(3, swim::message{swim::message_kind::news, 0, 0, {{2, 1, member_state::suspect, 3}}}, t0);
+  suspecting_detector s(t0);
+  auto& d = s.d;
   std::optional<swim::steady_time> first_call;
   unsigned acked = 0;
   auto now = t0;
@@ -318,7 +333,7 @@ TEST_CASE("swim: a suspect that stalls for less than a probe interval as its las
     }
   REQUIRE(first_call);
   CHECK(acked > 0);
-  CHECK_FALSE(judged_dead);
+  CHECK_FALSE(s.judged_dead);
 }
 
 TEST_CASE("swim: a replica that stalls through a suspect's last calls judges it only after reading the answers",
@@ -329,13 +344,8 @@ TEST_CASE("swim: a replica that stalls through a suspect's last calls judges it 
   // final last call, which it answers at once, but we do not run again
   // until 300 ms later, and then our tick comes before we read the ack.
   const auto t0 = swim::steady_time{} + std::chrono::hours(1);
-  swim::detector d(1, swim::options{}, 7, t0);
-  for (replica_id id = 2; id <= 5; ++id) d.add_member(id, 1, t0);
-  bool judged_dead = false;
-  d.on_change([&](replica_id id, member_state state) {
-    judged_dead = judged_dead || (id == 2 && state == member_state::dead);
-  });
-  (void)d.on_message(3, swim::message{swim::message_kind::news, 0, 0, {{2, 1, member_state::suspect, 3}}}, t0);
+  suspecting_detector s(t0);
+  auto& d = s.d;
   // The final call is the one that also goes through others (ping_req).
   std::optional<std::uint32_t> final_call;
   auto now = t0;
@@ -347,7 +357,7 @@ TEST_CASE("swim: a replica that stalls through a suspect's last calls judges it 
   (void)d.tick(now);
   (void)d.on_message(2, swim::message{swim::message_kind::ack, *final_call, 0}, now);
   for (int step = 0; step < 10; ++step) (void)d.tick(now += 5ms);
-  CHECK_FALSE(judged_dead);
+  CHECK_FALSE(s.judged_dead);
 }
 
 TEST_CASE("swim: news that arrives during a probe after a quiet spell does not make the probe late",
