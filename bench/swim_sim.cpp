@@ -57,6 +57,8 @@ int main(int argc, char** argv) {
   lattice::transport::swim::options swim;
   app.add_option("--alpha", swim.suspicion_alpha, "suspicion minimum = alpha * log10(N) * T");
   app.add_option("--beta", swim.suspicion_beta, "suspicion maximum = beta * minimum");
+  app.add_option("--bystander-wait", swim.bystander_wait, "a bystander waits this many suspicion timeouts before its last calls");
+  app.add_option("--max-piggyback", swim.max_piggyback, "at most this many updates ride one message");
   app.add_option("--lambda", swim.retransmit_mult, "retransmissions = lambda * ceil(log10(N + 1))");
   app.add_option("--last-calls", swim.last_calls, "calls to a suspect whose suspicion timed out");
   app.add_option("--max-local-health", swim.max_local_health, "Lifeguard local health ceiling (0: never slow down)");
@@ -200,6 +202,8 @@ int main(int argc, char** argv) {
       {"probe_interval_ms", o.swim.probe_interval.count()},
       {"alpha", o.swim.suspicion_alpha},
       {"beta", o.swim.suspicion_beta},
+      {"bystander_wait", o.swim.bystander_wait},
+      {"max_piggyback", o.swim.max_piggyback},
       {"lambda", o.swim.retransmit_mult},
       {"last_calls", o.swim.last_calls},
       {"quiet_seconds", quiet_s},

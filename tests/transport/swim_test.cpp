@@ -360,6 +360,93 @@ TEST_CASE("swim: a replica that stalls through a suspect's last calls judges it 
   CHECK_FALSE(s.judged_dead);
 }
 
+TEST_CASE("swim: a bystander to a suspicion gives the refutation longer to come than an accuser does",
+          "[transport][swim]") {
+  namespace swim = lattice::transport::swim;
+  // Driven by hand: member 1 of 100 is told by member 3 that 2 is suspect.
+  // 2 answers nothing from 1 (a path that drops it, or 1's last calls all
+  // lost), and its refutation reaches 1 only later than an accuser would
+  // have judged it: 1 holds it alive. Everyone else answers every ping.
+  const auto t0 = swim::steady_time{} + std::chrono::hours(1);
+  swim::detector d(1, swim::options{}, 7, t0);
+  for (lattice::crdt::replica_id id = 2; id <= 100; ++id) d.add_member(id, 1, t0);
+  bool judged_dead = false;
+  d.on_change([&](lattice::crdt::replica_id id, member_state state) {
+    judged_dead = judged_dead || (id == 2 && state == member_state::dead);
+  });
+  (void)d.on_message(3, swim::message{swim::message_kind::news, 0, 0, {{2, 1, member_state::suspect, 3}}}, t0);
+  // An accuser with no confirmation judges after its timeout and the last
+  // calls (spread over a probe interval, then a probe timeout).
+  const swim::options o;
+  const auto accuser_judges = d.suspicion_timeout(0) + o.probe_interval + o.probe_timeout;
+  const auto refuted_at = t0 + accuser_judges + 100ms;
+  bool refuted = false;
+  auto now = t0;
+  for (int step = 0; step < 600; ++step) {  // 3 s
+    now += 5ms;
+    if (!refuted && now >= refuted_at) {
+      refuted = true;
+      (void)d.on_message(4, swim::message{swim::message_kind::news, 0, 0, {{2, 2, member_state::alive, 0}}}, now);
+    }
+    for (const auto& out : d.tick(now))
+      if (out.to != 2 && out.body.kind == swim::message_kind::ping)
+        (void)d.on_message(out.to, swim::message{swim::message_kind::ack, out.body.seq, 0}, now + 1ms);
+  }
+  // 1 never probed 2 itself (it would then be an accuser): the seed keeps
+  // 2 late in its round of 99.
+  REQUIRE(d.stats().suspicions == 0);
+  CHECK_FALSE(judged_dead);
+  CHECK(d.state_of(2) == member_state::alive);
+  CHECK(d.incarnation_of(2) == 2);
+}
+
+TEST_CASE("swim: a probe of a member we only heard was suspect that goes unanswered makes us an accuser",
+          "[transport][swim]") {
+  namespace swim = lattice::transport::swim;
+  // Driven by hand: member 1 of members 2..5 probes 2, and while the
+  // probe waits, 3 says 2 is suspect. 2 answers nothing; the helpers nack.
+  // The failed probe makes 1 an accuser: it tells the others it suspects
+  // 2 too (a confirmation, which shortens everyone's timeout) and judges
+  // 2 sooner than a bystander would.
+  const auto t0 = swim::steady_time{} + std::chrono::hours(1);
+  swim::detector d(1, swim::options{}, 7, t0);
+  for (lattice::crdt::replica_id id = 2; id <= 5; ++id) d.add_member(id, 1, t0);
+  std::optional<swim::steady_time> told_at, judged_at;
+  bool confirmed = false;
+  bool judged = false;
+  d.on_change([&](lattice::crdt::replica_id id, member_state state) {
+    judged = judged || (id == 2 && state == member_state::dead);
+  });
+  auto now = t0;
+  for (int step = 0; step < 600 && !judged; ++step) {  // 3 s
+    now += 5ms;
+    for (const auto& out : d.tick(now)) {
+      for (const auto& u : out.body.updates)
+        confirmed = confirmed || (out.to != 2 && u.member == 2 && u.state == member_state::suspect && u.by == 1);
+      if (out.to == 2 && out.body.kind == swim::message_kind::ping && !told_at) {
+        told_at = now;  // our probe of 2 is in flight
+        (void)d.on_message(3, swim::message{swim::message_kind::news, 0, 0, {{2, 1, member_state::suspect, 3}}}, now);
+      } else if (out.to != 2 && out.body.kind == swim::message_kind::ping) {
+        (void)d.on_message(out.to, swim::message{swim::message_kind::ack, out.body.seq, 0}, now + 1ms);
+      } else if (out.body.kind == swim::message_kind::ping_req) {
+        (void)d.on_message(out.to, swim::message{swim::message_kind::nack, out.body.seq, 2}, now + 1ms);
+      }
+    }
+    if (judged) judged_at = now;
+  }
+  REQUIRE(told_at);
+  CHECK(confirmed);
+  REQUIRE(judged_at);
+  // A bystander (the suspicion and its one confirmation from 3) would begin
+  // its last calls only at bystander_wait times the timeout, and judge a
+  // probe interval and a probe timeout after that.
+  const swim::options o;
+  const auto bystander_judges =
+      std::chrono::duration_cast<swim::duration>(d.suspicion_timeout(0) * o.bystander_wait) + o.probe_interval +
+      o.probe_timeout;
+  CHECK(*judged_at - *told_at < bystander_judges);
+}
+
 TEST_CASE("swim: news that arrives during a probe after a quiet spell does not make the probe late",
           "[transport][swim]") {
   namespace swim = lattice::transport::swim;

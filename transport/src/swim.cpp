@@ -199,7 +199,14 @@ void detector::suspect(replica_id id, std::uint64_t incarnation, steady_time now
   ++stats_.suspicions;
   const update u{id, incarnation, member_state::suspect, self_};
   apply(u, now);
+  if (const auto s = suspects_.find(id); s != suspects_.end()) s->second.accused = true;
   direct_.emplace_back(id, u);
+}
+
+steady_time detector::calls_begin(const suspicion& s) const {
+  const auto timeout = suspicion_timeout(static_cast<unsigned>(s.accusers.size() - 1));
+  if (s.accused) return s.since + timeout;
+  return s.since + std::chrono::duration_cast<duration>(timeout * std::max(1.0, options_.bystander_wait));
 }
 
 void detector::refute(std::uint64_t above) {
@@ -352,9 +359,16 @@ void detector::end_probe(steady_time now) {
     health(+1);
     return;
   }
+  // A suspect we only heard of: our own silence from it makes us one of
+  // its accusers (a confirmation, and a judge of it).
   const auto it = members_.find(p.target);
-  if (it != members_.end() && it->second.state == member_state::alive)
+  if (it == members_.end()) return;
+  if (it->second.state == member_state::alive) {
     suspect(p.target, it->second.incarnation, now);
+  } else if (it->second.state == member_state::suspect) {
+    const auto s = suspects_.find(p.target);
+    if (s != suspects_.end() && !s->second.accused) suspect(p.target, it->second.incarnation, now);
+  }
 }
 
 std::vector<outgoing> detector::tick(steady_time now) {
@@ -387,8 +401,7 @@ std::vector<outgoing> detector::tick(steady_time now) {
     it = now >= f.expires_at ? forwarded_.erase(it) : std::next(it);
   }
   for (auto it = suspects_.begin(); it != suspects_.end();) {
-    const auto confirmations = static_cast<unsigned>(it->second.accusers.size() - 1);
-    if (now - it->second.since < suspicion_timeout(confirmations)) {
+    if (now < calls_begin(it->second)) {
       ++it;
       continue;
     }
@@ -674,9 +687,7 @@ steady_time detector::next_deadline() const {
   if (!left_) next = std::min(next, next_push_pull_at_);
   if (!left_ && options_.dead_call_interval.count() > 0 && live_ < members_.size())
     next = std::min(next, next_dead_call_at_);
-  for (const auto& [id, s] : suspects_)
-    next = std::min(next, s.last_call ? *s.last_call
-                                      : s.since + suspicion_timeout(static_cast<unsigned>(s.accusers.size() - 1)));
+  for (const auto& [id, s] : suspects_) next = std::min(next, s.last_call ? *s.last_call : calls_begin(s));
   return next;
 }
 

@@ -20,7 +20,14 @@
 //     5 % loss the simulator found those misses turning into false deaths;
 //     a live suspect answers a call, and with its new incarnation. Cost:
 //     two probe timeouts more to judge a real death, with three calls,
-//     which lets the suspicion timeout itself be short.)
+//     which lets the suspicion timeout itself be short.) The members
+//     whose own probe went unanswered (the accusers) judge; a member that
+//     was only told of the suspicion (a bystander) waits bystander_wait
+//     times longer, so the accusers' verdict, or the suspect's refutation,
+//     normally reaches it first; a failed probe of its own makes it an
+//     accuser. (Every holder judging alone made thousands of judges of
+//     each suspicion at 10,000 members, and the few a refutation missed
+//     made every false death under stalls, ADR 0025.)
 //   - A member that learns it is suspected refutes with a higher
 //     incarnation. The suspecter tells the suspect at once, and every
 //     probe of a member we suspect carries the suspicion (the buddy rule);
@@ -99,6 +106,16 @@ struct options {
   /// 60 simulated hours at 5 % loss with 200 ms stalls.
   double suspicion_alpha = 0.5;
   double suspicion_beta = 2.0;
+  /// A member that holds a suspicion only because it was told (a
+  /// bystander: no probe of its own went unanswered) waits this many times
+  /// the suspicion timeout before its own last calls. The accusers judge;
+  /// their verdict normally reaches the bystanders first, and a
+  /// refutation has that much longer to. (At the default 1, every one of
+  /// N members that heard of a stalled member's suspicion judged it alone,
+  /// and the few that the refutation missed under 100 suspicions a second
+  /// made every false death the simulator found: lattice_swim_sim --nodes
+  /// 2000 --loss 5 --stall-percent 5, ADR 0025.)
+  double bystander_wait = 2.0;
   unsigned max_local_health = 8;
   /// Each update is sent retransmit_mult * ceil(log10(N + 1)) times by
   /// every member that learns it; a member misses it with probability
@@ -339,6 +356,9 @@ class detector {
     // is dead if no refutation has come a probe timeout after the last.
     std::optional<steady_time> last_call;
     unsigned calls = 0;
+    // One of our own probes of it went unanswered: we are an accuser, not
+    // a bystander (options::bystander_wait).
+    bool accused = false;
   };
   // Our probe in flight.
   struct probe {
@@ -375,6 +395,8 @@ class detector {
   void apply(const update& u, steady_time now, bool gossip = true, replica_id from = 0);
   void set_state(replica_id id, member& m, std::uint64_t incarnation, member_state state);
   void suspect(replica_id id, std::uint64_t incarnation, steady_time now);
+  // When our suspicion's timeout runs out and its last calls begin.
+  steady_time calls_begin(const suspicion& s) const;
   void refute(std::uint64_t above);
   void enqueue(const update& u);
   // A message with piggy-backed updates; `first` (if any) rides first.
