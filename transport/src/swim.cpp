@@ -8,6 +8,7 @@
 
 #include "lattice/crdt/codec.hpp"
 #include "flat_growth.hpp"
+#include "lattice/transport/detail/interpolation_find.hpp"
 
 namespace lattice::transport::swim {
 namespace {
@@ -86,13 +87,13 @@ void detector::leave() {
 
 member_state detector::state_of(replica_id id) const {
   if (id == self_) return left_ ? member_state::left : member_state::alive;
-  const auto it = members_.find(id);
+  const auto it = detail::interpolation_find(members_, id);
   return it == members_.end() ? member_state::dead : it->second.state;
 }
 
 std::uint64_t detector::incarnation_of(replica_id id) const {
   if (id == self_) return incarnation_;
-  const auto it = members_.find(id);
+  const auto it = detail::interpolation_find(members_, id);
   return it == members_.end() ? 0 : it->second.incarnation;
 }
 
@@ -149,7 +150,7 @@ void detector::apply(const update& u, steady_time now, bool gossip, replica_id f
     }
     return;
   }
-  auto it = members_.find(u.member);
+  auto it = detail::interpolation_find(members_, u.member);
   if (it == members_.end()) {
     if (gone(u.state)) {
       // Gossip of a stranger's death teaches nothing. A table's word (a
@@ -229,7 +230,7 @@ void detector::enqueue(const update& u) {
 std::optional<update> detector::news_for(replica_id to) const {
   // The buddy rule: a member we hold as suspect or dead hears it from us
   // first, so it can refute at once.
-  const auto it = members_.find(to);
+  const auto it = detail::interpolation_find(members_, to);
   if (it == members_.end() || it->second.state == member_state::alive || it->second.state == member_state::left)
     return std::nullopt;
   update u{to, it->second.incarnation, it->second.state, 0};
@@ -270,7 +271,7 @@ std::optional<replica_id> detector::next_target() {
   for (int pass = 0; pass < 2; ++pass) {
     while (next_in_order_ < order_.size()) {
       const replica_id id = order_[next_in_order_++];
-      const auto it = members_.find(id);
+      const auto it = detail::interpolation_find(members_, id);
       if (it != members_.end() && !gone(it->second.state)) return id;
     }
     // A round is over: the next one visits the live members in a new order.
@@ -361,7 +362,7 @@ void detector::end_probe(steady_time now) {
   }
   // A suspect we only heard of: our own silence from it makes us one of
   // its accusers (a confirmation, and a judge of it).
-  const auto it = members_.find(p.target);
+  const auto it = detail::interpolation_find(members_, p.target);
   if (it == members_.end()) return;
   if (it->second.state == member_state::alive) {
     suspect(p.target, it->second.incarnation, now);
@@ -448,7 +449,7 @@ std::vector<outgoing> detector::tick(steady_time now) {
     }
     const replica_id id = it->first;
     ++it;  // set_state erases the suspicion
-    auto& m = members_.find(id)->second;
+    auto& m = detail::interpolation_find(members_, id)->second;
     ++stats_.deaths;
     const update dead{id, m.incarnation, member_state::dead, 0};
     set_state(id, m, m.incarnation, member_state::dead);
@@ -479,7 +480,7 @@ message detector::whole_table(message_kind kind) const {
 
 update detector::entry(replica_id id) const {
   if (id == self_) return {self_, incarnation_, left_ ? member_state::left : member_state::alive, 0};
-  const auto it = members_.find(id);
+  const auto it = detail::interpolation_find(members_, id);
   if (it == members_.end()) return {};
   update u{id, it->second.incarnation, it->second.state, 0};
   if (u.state == member_state::suspect)

@@ -122,8 +122,13 @@ struct options {
   /// about e^-(that many). memberlist uses 4; 5 made the simulator's
   /// hour at 5 % loss free of false deaths (bench/swim_sim).
   unsigned retransmit_mult = 5;
-  /// At most this many updates ride one message.
-  std::size_t max_piggyback = 8;
+  /// At most this many updates ride one message (25 bytes each; 16 keep
+  /// a message near 450 bytes, well inside a datagram). Only a long queue
+  /// fills them: when 100 members a second are suspected and refute (1 %
+  /// of 10,000 stalling), 8 left refutations short of some replicas
+  /// (lattice_swim_sim --nodes 2000 --loss 5 --stall-percent 5, seeds
+  /// 7-11: 5 false deaths with 8, none with 16; ADR 0025).
+  std::size_t max_piggyback = 16;
   /// While updates wait to be told, every gossip_interval they also go to
   /// gossip_fanout random members as `news` (memberlist's gossip): they
   /// spread in about log_fanout(N) intervals instead of waiting for probe
