@@ -100,10 +100,11 @@ struct options {
   unsigned indirect_probes = 3;
   /// Suspicion minimum = alpha * log10(max(N, 10)) * T; maximum = beta * min.
   /// Shorter than memberlist's (alpha 4 with T = 1 s): the last calls
-  /// below, not the timeout, protect a live suspect whose refutation gossip
-  /// missed us. Chosen with bench/swim_sim (README): kills seen everywhere
-  /// in 0.70 s median at N = 10 and 1.17 s at 1,000, and no false death in
-  /// 60 simulated hours at 5 % loss with 200 ms stalls.
+  /// below and bystander_wait, not the timeout, protect a live suspect
+  /// whose refutation gossip missed us. Chosen with bench/swim_sim
+  /// (README): kills seen everywhere in 0.80 s median at N = 10, 1.25 s at
+  /// 1,000 and 1.57 s at 10,000, and no false death in 60 simulated hours
+  /// at N = 40, 5 % loss with 200 ms stalls.
   double suspicion_alpha = 0.5;
   double suspicion_beta = 2.0;
   /// A member that holds a suspicion only because it was told (a
