@@ -193,6 +193,13 @@ int main(int argc, char** argv) {
     run_for(2s, never);  // let the news settle before the next kill
   }
 
+  double queued_mean = 0;
+  std::size_t queued_max = 0;
+  for (std::size_t i = 0; i < nodes; ++i) {
+    if (net.killed(i)) continue;
+    queued_mean += static_cast<double>(net.node(i).queued_updates()) / static_cast<double>(nodes);
+    queued_max = std::max(queued_max, net.node(i).queued_updates());
+  }
   nlohmann::json out{
       {"nodes", nodes},
       {"loss_percent", loss_percent},
@@ -228,6 +235,9 @@ int main(int argc, char** argv) {
       {"victim_first_judged_dead_max_s", max_of(first_dead_s)},
       {"kill_seen_by_all_max_s", max_of(detection_s)},
       {"kill_seen_by_all_each_s", detection_s},  // in kill order, for finding the slow one
+      // Each member's queue of updates waiting to be told, at the end.
+      {"queued_updates_mean", queued_mean},
+      {"queued_updates_max", queued_max},
       {"simulator_setup_s", setup_s},
       {"simulator_wall_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count()},
       {"simulator_peak_rss_mib", static_cast<double>(peak_rss_kib()) / 1024.0},

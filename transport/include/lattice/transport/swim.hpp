@@ -341,6 +341,10 @@ class detector {
   unsigned local_health() const noexcept { return local_health_; }
   /// Members other than us, in any state.
   std::size_t size() const noexcept { return members_.size(); }
+  /// Updates waiting to be told (each until told retransmit_mult *
+  /// ceil(log10(N + 1)) times, or superseded). Short in a quiet cluster;
+  /// it grows when news arrives faster than messages carry it.
+  std::size_t queued_updates() const noexcept { return queue_.size(); }
   const detector_stats& stats() const noexcept { return stats_; }
   const options& opts() const noexcept { return options_; }
 
