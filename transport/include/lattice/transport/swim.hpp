@@ -111,11 +111,12 @@ struct options {
   /// bystander: no probe of its own went unanswered) waits this many times
   /// the suspicion timeout before its own last calls. The accusers judge;
   /// their verdict normally reaches the bystanders first, and a
-  /// refutation has that much longer to. (At the default 1, every one of
-  /// N members that heard of a stalled member's suspicion judged it alone,
-  /// and the few that the refutation missed under 100 suspicions a second
-  /// made every false death the simulator found: lattice_swim_sim --nodes
-  /// 2000 --loss 5 --stall-percent 5, ADR 0025.)
+  /// refutation has that much longer to. (At 1, as in SWIM and memberlist
+  /// and here before, every one of N members that heard of a stalled
+  /// member's suspicion judged it alone, and the few that the refutation
+  /// missed under 100 suspicions a second made every false death the
+  /// simulator found: lattice_swim_sim --nodes 2000 --loss 5
+  /// --stall-percent 5, ADR 0025.)
   double bystander_wait = 2.0;
   unsigned max_local_health = 8;
   /// Each update is sent retransmit_mult * ceil(log10(N + 1)) times by
