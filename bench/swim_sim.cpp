@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
   app.add_option("--beta", swim.suspicion_beta, "suspicion maximum = beta * minimum");
   app.add_option("--bystander-wait", swim.bystander_wait, "a bystander waits this many suspicion timeouts before its last calls");
   app.add_option("--max-piggyback", swim.max_piggyback, "at most this many updates ride one message");
+  app.add_option("--max-queued", swim.max_queued_updates, "at most this many updates wait to be told (0: no bound)");
   app.add_option("--lambda", swim.retransmit_mult, "retransmissions = lambda * ceil(log10(N + 1))");
   app.add_option("--last-calls", swim.last_calls, "calls to a suspect whose suspicion timed out");
   app.add_option("--max-local-health", swim.max_local_health, "Lifeguard local health ceiling (0: never slow down)");
@@ -211,6 +212,7 @@ int main(int argc, char** argv) {
       {"beta", o.swim.suspicion_beta},
       {"bystander_wait", o.swim.bystander_wait},
       {"max_piggyback", o.swim.max_piggyback},
+      {"max_queued_updates", o.swim.max_queued_updates},
       {"lambda", o.swim.retransmit_mult},
       {"last_calls", o.swim.last_calls},
       {"quiet_seconds", quiet_s},

@@ -447,6 +447,21 @@ TEST_CASE("swim: a probe of a member we only heard was suspect that goes unanswe
   CHECK(*judged_at - *told_at < bystander_judges);
 }
 
+TEST_CASE("swim: the news waiting to be told is bounded, whatever arrives", "[transport][swim]") {
+  namespace swim = lattice::transport::swim;
+  // 1,000 members this detector has never heard of, announced at once
+  // (each is news to pass on): it keeps max_queued_updates of them queued.
+  const auto t0 = swim::steady_time{} + std::chrono::hours(1);
+  const swim::options o;
+  swim::detector d(1, o, 7, t0);
+  swim::message news{swim::message_kind::news, 0, 0};
+  for (lattice::crdt::replica_id id = 2; id <= 1001; ++id) news.updates.push_back({id, 1, member_state::alive, 0});
+  (void)d.on_message(2, news, t0);
+  CHECK(d.size() == 1000);
+  REQUIRE(o.max_queued_updates > 0);
+  CHECK(d.queued_updates() == o.max_queued_updates);
+}
+
 TEST_CASE("swim: news that arrives during a probe after a quiet spell does not make the probe late",
           "[transport][swim]") {
   namespace swim = lattice::transport::swim;

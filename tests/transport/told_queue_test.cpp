@@ -38,12 +38,20 @@ bool supersedes(const word& fresh, const word& queued) { return !(fresh.confirma
 // front.
 struct model {
   std::vector<std::deque<word>> by_told;
+  std::size_t bound = 0;  // 0: none
 
   void push(const word& w) {
     for (auto& level : by_told)
       std::erase_if(level, [&](const word& queued) { return queued.member == w.member && supersedes(w, queued); });
     if (by_told.empty()) by_told.resize(1);
     by_told.front().push_front(w);
+    // Over the bound: the oldest of the most told goes.
+    if (bound != 0 && size() > bound)
+      for (auto level = by_told.rbegin(); level != by_told.rend(); ++level)
+        if (!level->empty()) {
+          level->pop_back();
+          break;
+        }
   }
 
   std::vector<word> take(std::size_t max, unsigned limit, const word* skip) {
@@ -77,11 +85,15 @@ struct model {
 
 }  // namespace
 
-TEST_CASE("told queue: least told first, newest first among equals, each told limit times, superseded words dropped",
+TEST_CASE("told queue: least told first, newest first among equals, each told limit times, superseded words dropped, "
+          "and past a bound the oldest of the most told",
           "[transport][swim]") {
   rc::prop("against a plain model", [] {
     told_queue<word> queue;
     model reference;
+    // Unbounded half the time; otherwise a bound small enough to be hit.
+    reference.bound = *rc::gen::arbitrary<bool>() ? 0 : *rc::gen::inRange<std::size_t>(1, 7);
+    queue.set_max(reference.bound);
     int serial = 0;
     const auto steps = *rc::gen::inRange(1, 200);
     for (int step = 0; step < steps; ++step) {

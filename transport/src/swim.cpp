@@ -69,6 +69,7 @@ detector::detector(replica_id self, options opts, std::uint64_t seed, steady_tim
   // A mix of the seed rather than a draw from rng_, so every later draw
   // is as it was.
   next_seq_ = static_cast<std::uint32_t>(mix(seed));
+  queue_.set_max(options_.max_queued_updates);
   // Replicas started together must not probe in lock-step.
   const auto period = std::chrono::duration_cast<duration>(options_.probe_interval);
   next_probe_at_ = now + duration(std::uniform_int_distribution<duration::rep>(0, period.count())(rng_));

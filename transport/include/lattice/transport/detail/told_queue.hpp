@@ -15,6 +15,9 @@
 // and a deque per count was 60 % slower than the sort at 2,000 members,
 // where queues are short.
 //
+// A bound (set_max) drops the oldest of the most told when a push passes
+// it: each list also keeps its tail, its oldest entry.
+//
 // Internal: swim::detector's.
 #pragma once
 
@@ -38,6 +41,10 @@ class told_queue {
   /// the same member starts its tellings over, and stale words about it
   /// would only take room in messages). So the queue holds a few entries
   /// per key at most: its size is bounded by the members'.
+  /// Past `max` entries (0: no bound), each push drops the oldest of the
+  /// most told: the word most likely heard everywhere already.
+  void set_max(std::size_t max) noexcept { max_ = max; }
+
   template <class Supersedes>
   void push(const Entry& e, std::uint64_t key, Supersedes&& supersedes) {
     if (const auto k = by_key_.find(key); k != by_key_.end())
@@ -51,6 +58,7 @@ class told_queue {
       }
     const std::uint32_t i = allocate(e, key);
     link_front(i, 0);
+    if (max_ != 0 && size_ > max_) drop_most_told();
   }
 
   /// Appends to `out` up to `max` entries, least told first and newest
@@ -101,7 +109,18 @@ class told_queue {
   };
   struct list {
     std::uint32_t head = none;
+    std::uint32_t tail = none;  // the oldest in it
   };
+
+  void drop_most_told() {
+    for (auto l = lists_.rbegin(); l != lists_.rend(); ++l)
+      if (l->tail != none) {
+        const std::uint32_t i = l->tail;
+        unlink(i);
+        release(i);
+        return;
+      }
+  }
 
   std::uint32_t allocate(const Entry& e, std::uint64_t key) {
     std::uint32_t i;
@@ -146,6 +165,7 @@ class told_queue {
     n.prev = none;
     n.next = l.head;
     if (l.head != none) nodes_[l.head].prev = i;
+    else l.tail = i;
     l.head = i;
   }
 
@@ -155,6 +175,7 @@ class told_queue {
     if (n.prev != none) nodes_[n.prev].next = n.next;
     else l.head = n.next;
     if (n.next != none) nodes_[n.next].prev = n.prev;
+    else l.tail = n.prev;
   }
 
   std::vector<node> nodes_;            // queued entries and free slots
@@ -163,6 +184,7 @@ class told_queue {
   std::unordered_map<std::uint64_t, std::uint32_t> by_key_;  // first node of each key's list
   std::vector<std::uint32_t> taken_;   // take()'s scratch, kept to spare allocations
   std::size_t size_ = 0;
+  std::size_t max_ = 0;
 };
 
 }  // namespace lattice::transport::detail
