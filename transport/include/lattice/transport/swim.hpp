@@ -49,7 +49,8 @@
 //   - Membership updates ride piggy-backed on every message to a member
 //     we hold alive, least-sent first, and on gossip rounds to a few
 //     random members while any are pending; each is sent about
-//     retransmit_mult * ceil(log10(N + 1)) times.
+//     retransmit_mult * ceil(log10(N + 1)) times, and at most
+//     max_queued_updates wait (past that the most told go first).
 //
 // States of one member are ordered by (incarnation, alive < suspect < dead
 // < left), and an update is taken when it is greater than what is held: a
