@@ -35,16 +35,16 @@ class told_queue {
   bool empty() const noexcept { return size_ == 0; }
   std::size_t size() const noexcept { return size_; }
 
+  /// Past `max` entries (0: no bound), each push drops the oldest of the
+  /// most told: the word most likely heard everywhere already.
+  void set_max(std::size_t max) noexcept { max_ = max; }
+
   /// Queues `e`, about `key` (a member), as never told, before the others
   /// never told. Every queued entry with the same key that
   /// `supersedes(queued)` says it replaces is dropped (a newer word about
   /// the same member starts its tellings over, and stale words about it
   /// would only take room in messages). So the queue holds a few entries
   /// per key at most: its size is bounded by the members'.
-  /// Past `max` entries (0: no bound), each push drops the oldest of the
-  /// most told: the word most likely heard everywhere already.
-  void set_max(std::size_t max) noexcept { max_ = max; }
-
   template <class Supersedes>
   void push(const Entry& e, std::uint64_t key, Supersedes&& supersedes) {
     if (const auto k = by_key_.find(key); k != by_key_.end())
