@@ -5,7 +5,7 @@ the figures, and every figure's command. Also writes the raw JSON of each
 run with --json.
 
     bench/scale_table.py --sizes 10,1000            # about 3 min
-    bench/scale_table.py --sizes 10000 --json t.json  # over 3 h (the false-death
+    bench/scale_table.py --sizes 10000 --json t.json  # about 7 h (the false-death
                                                       # hour), 16 GB
 
 Figures (simulator, fanout 3, 1 % loss, 1-10 ms delays, defaults):
