@@ -76,17 +76,22 @@ bool every_view(swim_network& net, Holds&& holds) {
   return true;
 }
 
-// Driven by hand: member 1 of members 2..5, told by member 3 that 2 is
-// suspect, and whether it ever judges 2 dead.
+// Driven by hand: member 1 of members 2..last, told by member 3 that 2 is
+// suspect (at t0, or when the test calls tell()), and whether it ever
+// judges 2 dead.
 struct suspecting_detector {
-  explicit suspecting_detector(lattice::transport::swim::steady_time t0)
+  explicit suspecting_detector(lattice::transport::swim::steady_time t0, lattice::crdt::replica_id last = 5,
+                               bool told_at_t0 = true)
       : d(1, lattice::transport::swim::options{}, 7, t0) {
-    namespace swim = lattice::transport::swim;
-    for (lattice::crdt::replica_id id = 2; id <= 5; ++id) d.add_member(id, 1, t0);
+    for (lattice::crdt::replica_id id = 2; id <= last; ++id) d.add_member(id, 1, t0);
     d.on_change([this](lattice::crdt::replica_id id, member_state state) {
       judged_dead = judged_dead || (id == 2 && state == member_state::dead);
     });
-    (void)d.on_message(3, swim::message{swim::message_kind::news, 0, 0, {{2, 1, member_state::suspect, 3}}}, t0);
+    if (told_at_t0) tell(t0);
+  }
+  void tell(lattice::transport::swim::steady_time now) {
+    namespace swim = lattice::transport::swim;
+    (void)d.on_message(3, swim::message{swim::message_kind::news, 0, 0, {{2, 1, member_state::suspect, 3}}}, now);
   }
   // The listener holds `this`.
   suspecting_detector(const suspecting_detector&) = delete;
@@ -368,13 +373,8 @@ TEST_CASE("swim: a bystander to a suspicion gives the refutation longer to come 
   // lost), and its refutation reaches 1 only later than an accuser would
   // have judged it: 1 holds it alive. Everyone else answers every ping.
   const auto t0 = swim::steady_time{} + std::chrono::hours(1);
-  swim::detector d(1, swim::options{}, 7, t0);
-  for (lattice::crdt::replica_id id = 2; id <= 100; ++id) d.add_member(id, 1, t0);
-  bool judged_dead = false;
-  d.on_change([&](lattice::crdt::replica_id id, member_state state) {
-    judged_dead = judged_dead || (id == 2 && state == member_state::dead);
-  });
-  (void)d.on_message(3, swim::message{swim::message_kind::news, 0, 0, {{2, 1, member_state::suspect, 3}}}, t0);
+  suspecting_detector s(t0, 100);
+  auto& d = s.d;
   // An accuser with no confirmation judges after its timeout and the last
   // calls (spread over a probe interval, then a probe timeout).
   const swim::options o;
@@ -395,7 +395,7 @@ TEST_CASE("swim: a bystander to a suspicion gives the refutation longer to come 
   // 1 never probed 2 itself (it would then be an accuser): the seed keeps
   // 2 late in its round of 99.
   REQUIRE(d.stats().suspicions == 0);
-  CHECK_FALSE(judged_dead);
+  CHECK_FALSE(s.judged_dead);
   CHECK(d.state_of(2) == member_state::alive);
   CHECK(d.incarnation_of(2) == 2);
 }
@@ -409,35 +409,31 @@ TEST_CASE("swim: a probe of a member we only heard was suspect that goes unanswe
   // 2 too (a confirmation, which shortens everyone's timeout) and judges
   // 2 sooner than a bystander would.
   const auto t0 = swim::steady_time{} + std::chrono::hours(1);
-  swim::detector d(1, swim::options{}, 7, t0);
-  for (lattice::crdt::replica_id id = 2; id <= 5; ++id) d.add_member(id, 1, t0);
+  suspecting_detector s(t0, 5, /*told_at_t0=*/false);
+  auto& d = s.d;
   std::optional<swim::steady_time> told_at, judged_at;
   bool confirmed = false;
-  bool judged = false;
-  d.on_change([&](lattice::crdt::replica_id id, member_state state) {
-    judged = judged || (id == 2 && state == member_state::dead);
-  });
   auto now = t0;
-  for (int step = 0; step < 600 && !judged; ++step) {  // 3 s
+  for (int step = 0; step < 600 && !s.judged_dead; ++step) {  // 3 s
     now += 5ms;
     for (const auto& out : d.tick(now)) {
       for (const auto& u : out.body.updates)
         confirmed = confirmed || (out.to != 2 && u.member == 2 && u.state == member_state::suspect && u.by == 1);
       if (out.to == 2 && out.body.kind == swim::message_kind::ping && !told_at) {
         told_at = now;  // our probe of 2 is in flight
-        (void)d.on_message(3, swim::message{swim::message_kind::news, 0, 0, {{2, 1, member_state::suspect, 3}}}, now);
+        s.tell(now);
       } else if (out.to != 2 && out.body.kind == swim::message_kind::ping) {
         (void)d.on_message(out.to, swim::message{swim::message_kind::ack, out.body.seq, 0}, now + 1ms);
       } else if (out.body.kind == swim::message_kind::ping_req) {
         (void)d.on_message(out.to, swim::message{swim::message_kind::nack, out.body.seq, 2}, now + 1ms);
       }
     }
-    if (judged) judged_at = now;
+    if (s.judged_dead) judged_at = now;
   }
   REQUIRE(told_at);
   CHECK(confirmed);
   REQUIRE(judged_at);
-  // A bystander (the suspicion and its one confirmation from 3) would begin
+  // A bystander (the suspicion from 3 alone, no confirmation) would begin
   // its last calls only at bystander_wait times the timeout, and judge a
   // probe interval and a probe timeout after that.
   const swim::options o;
