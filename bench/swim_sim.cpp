@@ -12,14 +12,29 @@
 //
 // Virtual time; a seed replays exactly. Wall time and peak memory are
 // reported so the simulator's own cost at 10,000 members is visible.
+//
+// The hour at 10,000 members takes hours of wall time: --threads 2 runs it
+// on both cores (the same run at any thread count), and --checkpoint saves
+// the whole run every few virtual minutes of its quiet window, so that
+// `lattice_swim_sim --resume FILE` goes on where it stopped, exactly as if
+// it had not (tests/transport/swim_network_test.cpp).
+//
+//   lattice_swim_sim --nodes 10000 --loss 5 --stall-percent 1 --quiet-seconds 3600
+//       --kills 0 --no-bytes --threads 2 --checkpoint hour.ckpt --progress-minutes 1
+//   lattice_swim_sim --resume hour.ckpt
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <cereal/archives/binary.hpp>
+#include <cereal/types/vector.hpp>
 #include <nlohmann/json.hpp>
 
 #include "swim_network.hpp"
@@ -51,6 +66,9 @@ int main(int argc, char** argv) {
   app.add_option("--seed", seed);
   app.add_flag("!--no-bytes", count_bytes, "do not encode messages to count bytes (faster at 10,000)");
   app.add_flag("--trace", trace, "print each false death, and each view a kill not seen in 30 s left, to stderr");
+  unsigned threads = 0;
+  app.add_option("--threads", threads,
+                 "0: one event at a time; n >= 1: windows of the minimum delay on n threads (the same run for every n)");
   unsigned progress_minutes = 0;
   app.add_option("--progress-minutes", progress_minutes,
                  "every this many virtual minutes, print virtual time, false deaths and wall seconds to stderr");
@@ -63,7 +81,60 @@ int main(int argc, char** argv) {
   app.add_option("--lambda", swim.retransmit_mult, "retransmissions = lambda * ceil(log10(N + 1))");
   app.add_option("--last-calls", swim.last_calls, "calls to a suspect whose suspicion timed out");
   app.add_option("--max-local-health", swim.max_local_health, "Lifeguard local health ceiling (0: never slow down)");
+  std::string checkpoint_path, resume_path;
+  unsigned checkpoint_minutes = 10;
+  app.add_option("--checkpoint", checkpoint_path,
+                 "during the quiet window, save the whole run to this file every --checkpoint-minutes virtual "
+                 "minutes (written aside, then renamed over it)");
+  app.add_option("--checkpoint-minutes", checkpoint_minutes, "virtual minutes between checkpoints")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--resume", resume_path,
+                 "go on with the run saved in this file (--checkpoint), with the options it was started with");
+  const std::vector<std::string> args(argv + 1, argv + argc);
   CLI11_PARSE(app, argc, argv);
+
+  // A resumed run takes its options from the checkpoint: only the run that
+  // was saved can go on from it.
+  static constexpr const char* checkpoint_magic = "lattice_swim_sim checkpoint 1";
+  std::ifstream resume_file;
+  std::unique_ptr<cereal::BinaryInputArchive> resume;
+  std::vector<std::string> run_args = args;
+  if (!resume_path.empty()) {
+    if (args.size() != 2) {
+      std::fprintf(stderr, "--resume takes no other option: the run goes on with those it was started with\n");
+      return 2;
+    }
+    resume_file.open(resume_path, std::ios::binary);
+    if (!resume_file) {
+      std::fprintf(stderr, "cannot read %s\n", resume_path.c_str());
+      return 1;
+    }
+    // The magic's length first, as cereal writes it: garbage is told
+    // apart before a length read from it is allocated.
+    std::uint64_t magic_length = 0;
+    resume_file.read(reinterpret_cast<char*>(&magic_length), sizeof magic_length);
+    if (!resume_file || magic_length != std::char_traits<char>::length(checkpoint_magic)) {
+      std::fprintf(stderr, "%s: not a checkpoint of this simulator\n", resume_path.c_str());
+      return 1;
+    }
+    resume_file.seekg(0);
+    resume = std::make_unique<cereal::BinaryInputArchive>(resume_file);
+    std::string magic;
+    try {
+      (*resume)(magic);
+      if (magic != checkpoint_magic) throw cereal::Exception("not a checkpoint of this simulator");
+      (*resume)(run_args);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "%s: %s\n", resume_path.c_str(), e.what());
+      return 1;
+    }
+    std::vector<std::string> reversed(run_args.rbegin(), run_args.rend());  // as CLI11 takes them
+    try {
+      app.parse(reversed);
+    } catch (const CLI::ParseError& e) {
+      return app.exit(e);
+    }
+  }
 
   const auto wall_start = std::chrono::steady_clock::now();
   swim_network::options o;
@@ -71,6 +142,7 @@ int main(int argc, char** argv) {
   o.loss_per_mille = loss_percent * 10;
   o.seed = seed;
   o.count_bytes = count_bytes;
+  o.threads = threads;
   o.swim = swim;
   swim_network net(o);
   const double setup_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
@@ -93,6 +165,54 @@ int main(int argc, char** argv) {
     }
   });
   std::mt19937_64 rng(seed ^ 0x5eed);
+  // Totals over all members at a moment: the quiet window is the
+  // difference of two.
+  struct totals {
+    std::uint64_t msgs = 0, bytes = 0, push_pull_bytes = 0, push_pulls = 0, in_sync = 0;
+  };
+  totals before;
+  auto quiet_start = net.now();
+  const auto quiet_length = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(quiet_seconds));
+  bool in_quiet = false;
+  double wall_before = 0;  // of the parts of the run before a resume
+  const auto wall_now = [&] {
+    return wall_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  };
+  // What this program holds of the run, besides the network: saved and
+  // loaded alike.
+  const auto bench_state = [&](auto& ar) {
+    lattice::transport::detail::checkpoint_engine(ar, rng);
+    double wall = wall_now();
+    ar(false_deaths, dead_by_kill, dead_views, first_dead, first_suspect, before.msgs, before.bytes,
+       before.push_pull_bytes, before.push_pulls, before.in_sync, quiet_start, wall);
+    wall_before = wall;
+  };
+  const auto save_checkpoint = [&] {
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::string aside = checkpoint_path + ".partial";
+    {
+      std::vector<char> buffer(1 << 22);
+      std::ofstream f;
+      f.rdbuf()->pubsetbuf(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+      f.open(aside, std::ios::binary | std::ios::trunc);
+      cereal::BinaryOutputArchive ar(f);
+      ar(std::string(checkpoint_magic), run_args);
+      const double wall_kept = wall_before;
+      bench_state(ar);
+      wall_before = wall_kept;
+      net.checkpoint(ar);
+      f.close();
+      if (!f) {
+        std::fprintf(stderr, "checkpoint: writing %s failed\n", aside.c_str());
+        std::exit(1);
+      }
+    }
+    std::filesystem::rename(aside, checkpoint_path);
+    std::fprintf(stderr, "checkpoint: %lld virtual s saved to %s in %.0f wall s\n",
+                 static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(net.now() - net.start()).count()),
+                 checkpoint_path.c_str(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  };
   const auto run_for = [&](std::chrono::steady_clock::duration d, auto&& stop) {
     // Second by second, so stalls are drawn each second.
     const auto until = net.now() + d;
@@ -105,20 +225,14 @@ int main(int argc, char** argv) {
       const auto virtual_s = std::chrono::duration_cast<std::chrono::seconds>(net.now() - net.start()).count();
       if (progress_minutes > 0 && virtual_s % (60 * progress_minutes) == 0)
         std::fprintf(stderr, "progress: %lld virtual s, %llu false deaths, %.0f wall s\n",
-                     static_cast<long long>(virtual_s), static_cast<unsigned long long>(false_deaths),
-                     std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count());
+                     static_cast<long long>(virtual_s), static_cast<unsigned long long>(false_deaths), wall_now());
+      if (!checkpoint_path.empty() && in_quiet && net.now() < until && virtual_s % (60 * checkpoint_minutes) == 0)
+        save_checkpoint();
     }
     return true;
   };
   const auto never = [] { return false; };
 
-  // Warm up: the joins' news told and done.
-  run_for(10s, never);
-  // Totals over all members at a moment: the quiet window is the
-  // difference of two.
-  struct totals {
-    std::uint64_t msgs = 0, bytes = 0, push_pull_bytes = 0, push_pulls = 0, in_sync = 0;
-  };
   const auto sum = [&] {
     totals t;
     for (std::size_t i = 0; i < nodes; ++i) {
@@ -131,10 +245,28 @@ int main(int argc, char** argv) {
     }
     return t;
   };
-  const totals before = sum();
-  const auto quiet_start = net.now();
-  run_for(std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(quiet_seconds)),
-          never);
+  if (resume) {
+    try {
+      bench_state(*resume);
+      net.checkpoint(*resume);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "%s: %s\n", resume_path.c_str(), e.what());
+      return 1;
+    }
+    resume.reset();
+    resume_file.close();
+    std::fprintf(stderr, "resumed: at %lld virtual s from %s\n",
+                 static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(net.now() - net.start()).count()),
+                 resume_path.c_str());
+  } else {
+    // Warm up: the joins' news told and done.
+    run_for(10s, never);
+    before = sum();
+    quiet_start = net.now();
+  }
+  in_quiet = true;
+  run_for(quiet_start + quiet_length - net.now(), never);
+  in_quiet = false;
   const totals after = sum();
   const double quiet_s = std::chrono::duration<double>(net.now() - quiet_start).count();
   const std::uint64_t quiet_false_deaths = false_deaths;
@@ -207,6 +339,7 @@ int main(int argc, char** argv) {
       {"stall_percent_per_second", stall_percent},
       {"killed_together", together},
       {"seed", seed},
+      {"threads", threads},
       {"probe_interval_ms", o.swim.probe_interval.count()},
       {"alpha", o.swim.suspicion_alpha},
       {"beta", o.swim.suspicion_beta},
@@ -241,7 +374,8 @@ int main(int argc, char** argv) {
       {"queued_updates_mean", queued_mean},
       {"queued_updates_max", queued_max},
       {"simulator_setup_s", setup_s},
-      {"simulator_wall_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count()},
+      // Over every part of a resumed run.
+      {"simulator_wall_s", wall_now()},
       {"simulator_peak_rss_mib", static_cast<double>(peak_rss_kib()) / 1024.0},
   };
   std::printf("%s\n", out.dump().c_str());

@@ -79,9 +79,14 @@
 #include <vector>
 
 #include <boost/container/flat_map.hpp>
+#include <cereal/types/chrono.hpp>
+#include <cereal/types/map.hpp>
+#include <cereal/types/optional.hpp>
+#include <cereal/types/utility.hpp>
 #include <cereal/types/vector.hpp>
 
 #include "lattice/crdt/replica_id.hpp"
+#include "lattice/transport/detail/checkpoint_fields.hpp"
 #include "lattice/transport/detail/told_queue.hpp"
 #include "lattice/transport/membership.hpp"
 
@@ -310,6 +315,12 @@ struct detector_stats {
   /// firewall for UDP on the gossip port, or turn datagrams off).
   std::uint64_t stream_probes = 0;
   std::uint64_t stream_acks = 0;
+
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(probes, indirect_probes, probes_failed, suspicions, deaths, refutations, messages_sent, updates_sent,
+            push_pulls, push_pulls_in_sync, stream_probes, stream_acks);
+  }
 };
 
 class detector {
@@ -363,11 +374,30 @@ class detector {
   /// at the current cluster size (Lifeguard: from max down to min).
   duration suspicion_timeout(unsigned confirmations) const;
 
+  /// Everything the detector holds but its id, options and listeners, so
+  /// a simulation can be checkpointed and resumed (bench/swim_sim.cpp
+  /// --checkpoint): a detector made with the same id and options and then
+  /// loaded goes on exactly as the saved one would have. Same build both
+  /// ways; not a wire or storage format.
+  template <class Archive>
+  void serialize(Archive& archive) {
+    detail::checkpoint_engine(archive, rng_);
+    archive(incarnation_, left_, local_health_);
+    detail::checkpoint_flat_map(archive, members_);
+    archive(suspects_, live_, queue_, order_, next_in_order_, next_probe_at_, next_gossip_at_, expected_tick_,
+            next_push_pull_at_, next_dead_call_at_, probe_, forwarded_, calls_, direct_, next_seq_, stats_);
+  }
+
  private:
   // 16 bytes: a simulated cluster of 10,000 holds 10^8 of these.
   struct member {
     std::uint64_t incarnation = 0;
     member_state state = member_state::alive;
+
+    template <class Archive>
+    void serialize(Archive& archive) {
+      archive(incarnation, state);
+    }
   };
   // A member we hold as suspect: since when, and its distinct accusers.
   struct suspicion {
@@ -380,6 +410,11 @@ class detector {
     // One of our own probes of it went unanswered: we are an accuser, not
     // a bystander (options::bystander_wait).
     bool accused = false;
+
+    template <class Archive>
+    void serialize(Archive& archive) {
+      archive(since, accusers, last_call, calls, accused);
+    }
   };
   // Our probe in flight.
   struct probe {
@@ -393,6 +428,11 @@ class detector {
     unsigned nacks_expected = 0;
     unsigned nacks = 0;
     bool late = false;  // we ran far behind a deadline of ours meanwhile
+
+    template <class Archive>
+    void serialize(Archive& archive) {
+      archive(target, seq, indirect_at, ends_at, acked, indirect_sent, stream_seq, nacks_expected, nacks, late);
+    }
   };
   // A ping we send for someone else's ping_req.
   struct forwarded {
@@ -408,6 +448,11 @@ class detector {
     steady_time nack_at{};
     steady_time expires_at{};
     bool nacked = false;
+
+    template <class Archive>
+    void serialize(Archive& archive) {
+      archive(requester, requester_seq, target, nack_at, expires_at, nacked);
+    }
   };
 
   void start_probe(steady_time now, std::vector<outgoing>& out);

@@ -27,6 +27,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include <cereal/types/unordered_map.hpp>
+#include <cereal/types/vector.hpp>
+
 namespace lattice::transport::detail {
 
 template <class Entry>
@@ -95,6 +98,13 @@ class told_queue {
     }
   }
 
+  /// The whole queue, for a simulation's checkpoint (swim::detector's
+  /// serialize). Entry must be serializable.
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(nodes_, free_, lists_, by_key_, size_, max_);
+  }
+
  private:
   static constexpr std::uint32_t none = std::numeric_limits<std::uint32_t>::max();
 
@@ -106,10 +116,20 @@ class told_queue {
     std::uint32_t key_prev = none;  // in the list of its key
     std::uint32_t key_next = none;
     unsigned told = 0;
+
+    template <class Archive>
+    void serialize(Archive& archive) {
+      archive(entry, key, prev, next, key_prev, key_next, told);
+    }
   };
   struct list {
     std::uint32_t head = none;
     std::uint32_t tail = none;  // the oldest in it
+
+    template <class Archive>
+    void serialize(Archive& archive) {
+      archive(head, tail);
+    }
   };
 
   void drop_most_told() {
