@@ -66,6 +66,9 @@ class swim_network {
     /// loop's. run_until's `stop` is then asked after each change of a
     /// view and after each window, not after each event.
     unsigned threads = 0;
+    /// Windowed mode: a window with fewer events runs on the calling
+    /// thread alone (waking the others costs more than it saves).
+    std::size_t parallel_from = 64;
   };
 
   /// Someone's view of someone changed to `state` at `at`.
@@ -292,7 +295,7 @@ class swim_network {
         c.changes.clear();
       }
       window_end_ = end;
-      if (!workers_.empty() && batch_.size() >= 64) {
+      if (!workers_.empty() && batch_.size() >= options_.parallel_from) {
         start_window_.arrive_and_wait();
         run_chunk(chunks_[0]);
         end_window_.arrive_and_wait();

@@ -30,6 +30,7 @@ swim_network::options harsh(unsigned threads) {
   o.loss_per_mille = 50;
   o.seed = 5;
   o.threads = threads;
+  o.parallel_from = 1;  // every window split between the threads
   return o;
 }
 
