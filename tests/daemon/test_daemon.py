@@ -1016,11 +1016,13 @@ class SessionTest(TwoDaemons):
         self.register(9001, session)
         self.assertEqual(self.a.put("/v1/lattice/instances" + PATH, instance(9002))[0], 200)  # no session
         self.assertTrue(eventually(lambda: providers(self.b, PATH) == ["127.0.0.1:9001", "127.0.0.1:9002"]))
-        # Renewed whenever half its TTL is left: it stays past its TTL.
+        # Renewed once a quarter of its TTL has passed: it stays past its
+        # TTL. (Renewing at half left it one second to spare, and a loaded
+        # machine once took longer than that between poll and renewal.)
         renewed_until = time.monotonic() + 3
         while time.monotonic() < renewed_until:
             self.assertTrue(eventually(
-                lambda: self.a.get("/v1/lattice/sessions/" + session)[2]["expires_in_ms"] < 1000, timeout=2))
+                lambda: self.a.get("/v1/lattice/sessions/" + session)[2]["expires_in_ms"] < 1500, timeout=2))
             status, _, body = self.a.put("/v1/lattice/sessions/%s/renew" % session)
             self.assertEqual(status, 200, body)
             self.assertEqual([r["id"] for r in body["registrations"]], ["127.0.0.1:9001"])
