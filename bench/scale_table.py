@@ -5,8 +5,8 @@ the figures, and every figure's command. Also writes the raw JSON of each
 run with --json.
 
     bench/scale_table.py --sizes 10,1000            # about 3 min
-    bench/scale_table.py --sizes 10000 --json t.json  # about 7 h (the false-death
-                                                      # hour), 16 GB
+    bench/scale_table.py --sizes 10000 --json t.json  # about 3.5 h (the false-death
+                                                      # hour on two threads), 16 GB
 
 Figures (simulator, fanout 3, 1 % loss, 1-10 ms delays, defaults):
   kill        lattice_swim_sim --kills K: each kill, until every live
@@ -14,7 +14,11 @@ Figures (simulator, fanout 3, 1 % loss, 1-10 ms delays, defaults):
   false       lattice_swim_sim at 5 % loss, each replica stalling 200 ms
               with 1 % chance each second, no kills: replicas ever judged
               dead (--false-death-seconds of virtual time; 3,600 for the
-              issue's hour)
+              issue's hour; above 2,000 replicas on two threads, --threads 2,
+              ADR 0026)
+  storm       lattice_swim_sim, the same load for --storm-seconds with bytes
+              counted: what a replica sends while 1 % of all stall each
+              second (suspicions and refutations, 100 a second at 10,000)
   change      lattice_churn_sim: each of 10 config changes a second, until
               every replica holds it (median / max)
   quiet       lattice_churn_sim: bytes per replica per second, framed,
@@ -62,6 +66,7 @@ def main():
     p.add_argument("--quiet-seconds", type=float, default=120,
                    help="quiet window, after 65 settling seconds (the first refresh cycle starts at 60)")
     p.add_argument("--churn-seconds", type=float, default=30)
+    p.add_argument("--storm-seconds", type=float, default=60)
     p.add_argument("--json", help="also write every run's output here")
     a = p.parse_args()
     swim = os.path.join(a.build, "bench", "lattice_swim_sim")
@@ -73,8 +78,11 @@ def main():
         kills = 20 if n <= 1000 else 5
         kill_cmd, kill = run(swim, ["--nodes", n, "--kills", kills, "--quiet-seconds", 0, "--no-bytes",
                                     "--seed", a.seed])
+        threads = ["--threads", 2] if n > 2000 else []
         false_cmd, false = run(swim, ["--nodes", n, "--loss", 5, "--stall-percent", 1, "--kills", 0, "--no-bytes",
-                                      "--quiet-seconds", a.false_death_seconds, "--seed", a.seed])
+                                      "--quiet-seconds", a.false_death_seconds, "--seed", a.seed] + threads)
+        storm_cmd, storm = run(swim, ["--nodes", n, "--loss", 5, "--stall-percent", 1, "--kills", 0,
+                                      "--quiet-seconds", a.storm_seconds, "--seed", a.seed] + threads)
         churn_args = ["--replicas", n, "--settle-seconds", 65, "--quiet-seconds", a.quiet_seconds,
                       "--seconds", a.churn_seconds, "--seed", a.seed]
         if n <= 10:
@@ -82,7 +90,7 @@ def main():
         if n > 2000:
             churn_args += ["--formed"]
         churn_cmd, ch = run(churn, churn_args)
-        raw[n] = {"kill": kill, "false_deaths": false, "churn": ch}
+        raw[n] = {"kill": kill, "false_deaths": false, "storm": storm, "churn": ch}
         (kill_target, change_target) = target_for(n)
         change = ch["change_at_every_replica_ms"]
         rows.append({
@@ -93,12 +101,16 @@ def main():
             "change": f"{change['median']:.0f} / {change['max']:.0f} ms (≤ {change_target[0]} / {change_target[1]})"
                       + ("" if ch["changes_never_everywhere"] == 0 else
                          f", {ch['changes_never_everywhere']} never everywhere"),
+            "storm": f"{storm['quiet_bytes_per_member_per_s'] / 1000:.1f} KB/s, "
+                     f"{storm['quiet_messages_per_member_per_s']:.0f} messages/s",
             "quiet": f"{ch['quiet']['framed_bytes_sent_per_replica_per_second'] / 1000:.2f} KB/s (≤ 2)",
             "churn": f"{ch['churn']['framed_bytes_sent_per_replica_per_second'] / 1000:.1f} KB/s"
                      + (" (≤ 20)" if n >= 1000 else ""),
-            "commands": {"kill": kill_cmd, "false": false_cmd, "churn": churn_cmd},
-            "wall": kill["simulator_wall_s"] + false["simulator_wall_s"] + ch["wall_seconds"],
-            "memory": max(kill["simulator_peak_rss_mib"], false["simulator_peak_rss_mib"], ch["peak_rss_mib"]),
+            "commands": {"kill": kill_cmd, "false": false_cmd, "storm": storm_cmd, "churn": churn_cmd},
+            "wall": kill["simulator_wall_s"] + false["simulator_wall_s"] + storm["simulator_wall_s"]
+                    + ch["wall_seconds"],
+            "memory": max(kill["simulator_peak_rss_mib"], false["simulator_peak_rss_mib"],
+                          storm["simulator_peak_rss_mib"], ch["peak_rss_mib"]),
         })
 
     header = "| figure | " + " | ".join(f"N = {r['n']:,}" for r in rows) + " |"
@@ -106,6 +118,7 @@ def main():
     print("|---" * (len(rows) + 1) + "|")
     for key, label in [("kill", "kill seen by every live replica, median / max"),
                        ("false", "false deaths, 5 % loss, 200 ms stalls of 1 % of replicas"),
+                       ("storm", "traffic per replica under those stalls (detector only), framed"),
                        ("change", "registry change at every replica, median / max"),
                        ("quiet", "quiet traffic per replica, framed"),
                        ("churn", "churn, 10 changes/s, per replica, framed")]:
