@@ -251,6 +251,32 @@ class swim_network {
     events_.push(event{at, next_seq_++, i, 0, nullptr});
   }
 
+  // The event that delivers `o`, sent by `from` at `now` (its sequence
+  // left to the caller), or nothing if it is lost; counts its bytes
+  // either way. Loss and delay are drawn from `rng`.
+  std::optional<event> route(std::size_t from, std::mt19937_64& rng, transport::swim::outgoing o, steady_time now) {
+    process& sender = nodes_[from];
+    if (options_.count_bytes) {
+      const auto bytes = transport::frame_header_size + transport::frame_mac_size + crdt::encode(o.body).size();
+      sender.bytes_sent += bytes;
+      if (transport::swim::is_push_pull(o.body.kind)) sender.push_pull_bytes_sent += bytes;
+    }
+    const std::size_t to = static_cast<std::size_t>(o.to - 1);
+    // A stream message (TCP) is not lost to random loss, which its
+    // retransmissions repair, only to a partition.
+    const bool lost = nodes_[to].side != sender.side ||
+                      (!o.stream && (options_.datagrams_blocked ||
+                                     std::uniform_int_distribution<unsigned>(0, 999)(rng) < options_.loss_per_mille));
+    if (lost) {
+      lost_.fetch_add(1, std::memory_order_relaxed);
+      return std::nullopt;
+    }
+    const auto delay = std::uniform_int_distribution<std::int64_t>(options_.min_delay.count(),
+                                                                    options_.max_delay.count())(rng);
+    return event{now + std::chrono::microseconds(delay), 0, to, id_of(from),
+                 std::make_shared<const transport::swim::message>(std::move(o.body))};
+  }
+
   // ---- windowed mode ----------------------------------------------------
 
   bool windowed() const { return options_.threads >= 1; }
@@ -405,50 +431,11 @@ class swim_network {
     n.changes = nullptr;
   }
 
-  // The event that delivers `o`, sent by `from` at `now`, or nothing if
-  // it is lost (counts its bytes either way).
-  std::optional<event> route(std::size_t from, std::mt19937_64& rng, transport::swim::outgoing o, steady_time now) {
-    process& sender = nodes_[from];
-    if (options_.count_bytes) {
-      const auto bytes = transport::frame_header_size + transport::frame_mac_size + crdt::encode(o.body).size();
-      sender.bytes_sent += bytes;
-      if (transport::swim::is_push_pull(o.body.kind)) sender.push_pull_bytes_sent += bytes;
-    }
-    const std::size_t to = static_cast<std::size_t>(o.to - 1);
-    const bool lost = nodes_[to].side != sender.side ||
-                      (!o.stream && (options_.datagrams_blocked ||
-                                     std::uniform_int_distribution<unsigned>(0, 999)(rng) < options_.loss_per_mille));
-    if (lost) {
-      lost_.fetch_add(1, std::memory_order_relaxed);
-      return std::nullopt;
-    }
-    const auto delay = std::uniform_int_distribution<std::int64_t>(options_.min_delay.count(),
-                                                                    options_.max_delay.count())(rng);
-    return event{now + std::chrono::microseconds(delay), 0, to, id_of(from),
-                 std::make_shared<const transport::swim::message>(std::move(o.body))};
-  }
-
   void deliver(std::size_t from, transport::swim::outgoing o) {
-    process& sender = nodes_[from];
-    if (options_.count_bytes) {
-      const auto bytes = transport::frame_header_size + transport::frame_mac_size + crdt::encode(o.body).size();
-      sender.bytes_sent += bytes;
-      if (transport::swim::is_push_pull(o.body.kind)) sender.push_pull_bytes_sent += bytes;
+    if (auto e = route(from, rng_, std::move(o), now_)) {
+      e->seq = next_seq_++;
+      events_.push(std::move(*e));
     }
-    const std::size_t to = static_cast<std::size_t>(o.to - 1);
-    // A stream message (TCP) is not lost to random loss, which its
-    // retransmissions repair, only to a partition.
-    const bool lost = nodes_[to].side != sender.side ||
-                      (!o.stream && (options_.datagrams_blocked ||
-                                     std::uniform_int_distribution<unsigned>(0, 999)(rng_) < options_.loss_per_mille));
-    if (lost) {
-      lost_.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    const auto delay = std::uniform_int_distribution<std::int64_t>(options_.min_delay.count(),
-                                                                    options_.max_delay.count())(rng_);
-    events_.push(event{now_ + std::chrono::microseconds(delay), next_seq_++, to, id_of(from),
-                       std::make_shared<const transport::swim::message>(std::move(o.body))});
   }
 
   options options_;
