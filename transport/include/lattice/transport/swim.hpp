@@ -385,7 +385,19 @@ class detector {
     archive(incarnation_, left_, local_health_);
     detail::checkpoint_flat_map(archive, members_);
     archive(suspects_, live_, queue_, order_, next_in_order_, next_probe_at_, next_gossip_at_, expected_tick_,
-            next_push_pull_at_, next_dead_call_at_, probe_, forwarded_, calls_, direct_, next_seq_, stats_);
+            next_push_pull_at_, next_dead_call_at_);
+    // As cereal's optional writes it (a flag set when empty, then the
+    // value), but not through it: it default-constructs in place, and
+    // clang holds `probe` (nested, default member initializers) for not
+    // default-constructible once std::optional<probe> is declared below.
+    bool no_probe = !probe_.has_value();
+    archive(no_probe);
+    if constexpr (Archive::is_loading::value) {
+      if (no_probe) probe_.reset();
+      else probe_ = probe{};
+    }
+    if (!no_probe) archive(*probe_);
+    archive(forwarded_, calls_, direct_, next_seq_, stats_);
   }
 
  private:
