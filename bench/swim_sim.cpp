@@ -100,7 +100,8 @@ int main(int argc, char** argv) {
   std::unique_ptr<cereal::BinaryInputArchive> resume;
   std::vector<std::string> run_args = args;
   if (!resume_path.empty()) {
-    if (args.size() != 2) {
+    const auto options_given = app.get_options([](const CLI::Option* option) { return option->count() > 0; });
+    if (options_given.size() != 1) {
       std::fprintf(stderr, "--resume takes no other option: the run goes on with those it was started with\n");
       return 2;
     }
