@@ -30,6 +30,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -184,10 +185,10 @@ int main(int argc, char** argv) {
   // loaded alike.
   const auto bench_state = [&](auto& ar) {
     lattice::transport::detail::checkpoint_engine(ar, rng);
-    double wall = wall_now();
+    double wall = wall_now();  // saved: the run's wall time so far
     ar(false_deaths, dead_by_kill, dead_views, first_dead, first_suspect, before.msgs, before.bytes,
        before.push_pull_bytes, before.push_pulls, before.in_sync, quiet_start, wall);
-    wall_before = wall;
+    if constexpr (std::decay_t<decltype(ar)>::is_loading::value) wall_before = wall;
   };
   const auto save_checkpoint = [&] {
     const auto t0 = std::chrono::steady_clock::now();
@@ -199,9 +200,7 @@ int main(int argc, char** argv) {
       f.open(aside, std::ios::binary | std::ios::trunc);
       cereal::BinaryOutputArchive ar(f);
       ar(std::string(checkpoint_magic), run_args);
-      const double wall_kept = wall_before;
       bench_state(ar);
-      wall_before = wall_kept;
       net.checkpoint(ar);
       f.close();
       if (!f) {
