@@ -7,6 +7,10 @@ run with --json.
     bench/scale_table.py --sizes 10,1000            # about 3 min
     bench/scale_table.py --sizes 10000 --json t.json  # about 3.5 h (the false-death
                                                       # hour on two threads), 16 GB
+    bench/scale_table.py --sizes 10000 --checkpoint-dir runs  # the same, resumable:
+                        # run it again after an interruption and the hour goes
+                        # on from its last checkpoint; a finished hour is kept
+                        # in runs/ and reused
 
 Figures (simulator, fanout 3, 1 % loss, 1-10 ms delays, defaults):
   kill        lattice_swim_sim --kills K: each kill, until every live
@@ -48,6 +52,46 @@ def run(binary, args):
     return " ".join([os.path.basename(cmd[0])] + cmd[1:]), json.loads(out.stdout)
 
 
+def false_death_run(swim, args, n, a):
+    """The false-death hour, resumable when --checkpoint-dir is given: it
+    saves the run every 5 virtual minutes (ADR 0026), goes on from the last
+    save when run again, and keeps the finished run's output, reused when
+    its options are those asked for."""
+    if not a.checkpoint_dir:
+        return run(swim, args)
+    os.makedirs(a.checkpoint_dir, exist_ok=True)
+    stem = os.path.join(a.checkpoint_dir, f"false-deaths-{n}-seed{a.seed}-{a.false_death_seconds:g}s")
+    command = " ".join([os.path.basename(swim)] + [str(x) for x in args])
+    threads = 2 if n > 2000 else 0
+
+    def check(out, where):
+        # A kept output or a checkpoint may be another run's: its options
+        # must be those asked for.
+        asked = {"nodes": n, "loss_percent": 5, "stall_percent_per_second": 1, "seed": a.seed, "kills": 0,
+                 "threads": threads, "quiet_seconds": a.false_death_seconds}
+        differs = {k: (out.get(k), v) for k, v in asked.items() if out.get(k) != v}
+        if differs:
+            sys.exit(f"{where} holds another run (its options, those asked: {differs}); move it away")
+
+    if os.path.exists(stem + ".json"):
+        with open(stem + ".json") as f:
+            kept = json.load(f)
+        check(kept, stem + ".json")
+        print(f"reusing: {stem}.json", file=sys.stderr, flush=True)
+        return command + f" (kept in {stem}.json)", kept
+    if os.path.exists(stem + ".ckpt"):
+        _, out = run(swim, ["--resume", stem + ".ckpt"])
+    else:
+        _, out = run(swim, args + ["--checkpoint", stem + ".ckpt", "--checkpoint-minutes", 5])
+    check(out, stem + ".ckpt")
+    with open(stem + ".json.partial", "w") as f:
+        json.dump(out, f)
+    os.replace(stem + ".json.partial", stem + ".json")
+    if os.path.exists(stem + ".ckpt"):
+        os.remove(stem + ".ckpt")  # 2.8 GB at 10,000; the kept output replaces it
+    return command, out
+
+
 def target_for(n):
     # The issue's columns are 10, 1,000 and 10,000: a size between takes
     # the next larger column's targets.
@@ -68,6 +112,8 @@ def main():
     p.add_argument("--churn-seconds", type=float, default=30)
     p.add_argument("--storm-seconds", type=float, default=60)
     p.add_argument("--json", help="also write every run's output here")
+    p.add_argument("--checkpoint-dir",
+                   help="checkpoint the false-death runs here, resume them from it, and keep their output")
     a = p.parse_args()
     swim = os.path.join(a.build, "bench", "lattice_swim_sim")
     churn = os.path.join(a.build, "bench", "lattice_churn_sim")
@@ -79,8 +125,9 @@ def main():
         kill_cmd, kill = run(swim, ["--nodes", n, "--kills", kills, "--quiet-seconds", 0, "--no-bytes",
                                     "--seed", a.seed])
         threads = ["--threads", 2] if n > 2000 else []
-        false_cmd, false = run(swim, ["--nodes", n, "--loss", 5, "--stall-percent", 1, "--kills", 0, "--no-bytes",
-                                      "--quiet-seconds", a.false_death_seconds, "--seed", a.seed] + threads)
+        false_cmd, false = false_death_run(swim, ["--nodes", n, "--loss", 5, "--stall-percent", 1, "--kills", 0, "--no-bytes",
+                                                   "--quiet-seconds", a.false_death_seconds, "--seed", a.seed]
+                                           + threads, n, a)
         storm_cmd, storm = run(swim, ["--nodes", n, "--loss", 5, "--stall-percent", 1, "--kills", 0,
                                       "--quiet-seconds", a.storm_seconds, "--seed", a.seed] + threads)
         churn_args = ["--replicas", n, "--settle-seconds", 65, "--quiet-seconds", a.quiet_seconds,
