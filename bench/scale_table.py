@@ -5,7 +5,7 @@ the figures, and every figure's command. Also writes the raw JSON of each
 run with --json.
 
     bench/scale_table.py --sizes 10,1000            # about 3 min
-    bench/scale_table.py --sizes 10000 --json t.json  # about 3.5 h (the false-death
+    bench/scale_table.py --sizes 10000 --json t.json  # about 4 h (the false-death
                                                       # hour on two threads), 16 GB
     bench/scale_table.py --sizes 10000 --checkpoint-dir runs  # the same, resumable:
                         # run it again after an interruption and the hour goes
