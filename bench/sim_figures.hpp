@@ -22,15 +22,22 @@ inline long peak_rss_kib() {
   return -1;
 }
 
-/// How long a simulated cluster took to have every live node judge every
-/// other alive, or nullopt past `limit`. Checked every 100 ms, not every
-/// tick: everyone_alive() asks each of N nodes about N members, and at 300
-/// checking it each 10 ms tick was most of a formation's wall time.
+/// When a simulated cluster counts as formed: every live node judges
+/// every other alive, or (for heartbeats, where some pair of a few dozen
+/// replicas is suspect at almost any instant) every live node lists every
+/// other, alive or suspect.
+enum class formed_when { everyone_alive, everyone_listed };
+
+/// How long a simulated cluster took to form, or nullopt past `limit`.
+/// Checked every 100 ms, not every tick: the check asks each of N nodes
+/// about N members, and at 300 checking it each 10 ms tick was most of a
+/// formation's wall time.
 template <class Sim>
-std::optional<std::chrono::milliseconds> formation_time(Sim& sim, std::chrono::milliseconds limit) {
+std::optional<std::chrono::milliseconds> formation_time(Sim& sim, std::chrono::milliseconds limit,
+                                                        formed_when when = formed_when::everyone_alive) {
   constexpr std::chrono::milliseconds step{100};
   for (std::chrono::milliseconds waited{0}; waited <= limit; waited += step) {
-    if (sim.everyone_alive()) return waited;
+    if (when == formed_when::everyone_alive ? sim.everyone_alive() : sim.everyone_listed()) return waited;
     sim.run_for(step);
   }
   return std::nullopt;

@@ -130,6 +130,42 @@ class basic_simulator {
       if (alive(i) && !all_see(i, transport::member_state::alive)) return false;
     return true;
   }
+  /// Every live node lists every other live node: judges it alive or
+  /// suspect (a suspect's instances are still served), not dead or
+  /// unknown.
+  bool everyone_listed() {
+    for (std::size_t i = 0; i < size(); ++i)
+      for (std::size_t j = 0; j < size(); ++j) {
+        if (i == j || !alive(i) || !alive(j)) continue;
+        if (!node(i).members().table().find(j + 1)) return false;
+        const auto state = node(i).members().state_of(j + 1, now_);
+        if (state != transport::member_state::alive && state != transport::member_state::suspect) return false;
+      }
+    return true;
+  }
+  /// Live pairs (i judging j) in each member_state, and pairs where i does
+  /// not know j at all: what keeps a cluster from counting as formed.
+  struct pair_counts {
+    std::size_t alive = 0, suspect = 0, dead = 0, left = 0, unknown = 0;
+  };
+  pair_counts count_pairs() {
+    pair_counts c;
+    for (std::size_t i = 0; i < size(); ++i)
+      for (std::size_t j = 0; j < size(); ++j) {
+        if (i == j || !alive(i) || !alive(j)) continue;
+        if (!node(i).members().table().find(j + 1)) {
+          ++c.unknown;
+          continue;
+        }
+        switch (node(i).members().state_of(j + 1, now_)) {
+          case transport::member_state::alive: ++c.alive; break;
+          case transport::member_state::suspect: ++c.suspect; break;
+          case transport::member_state::dead: ++c.dead; break;
+          case transport::member_state::left: ++c.left; break;
+        }
+      }
+    return c;
+  }
   /// Some live node judges another live node dead: a false positive.
   bool false_death() {
     for (std::size_t i = 0; i < size(); ++i)

@@ -182,6 +182,24 @@ TEST_CASE("a killed replica is declared dead by all within its timeout plus prop
   // bench/transport_bench.cpp ("kill_detection").
 }
 
+TEST_CASE("heartbeats: sixty-four replicas started at once through one seed all list each other",
+          "[transport][simulator]") {
+  // A heartbeat takes about log3(64) rounds of 100 ms to reach everyone,
+  // against 350 ms to suspicion, so at this size some pair of the 4,032 is
+  // suspect at almost any instant and "everyone alive" is not a state the
+  // cluster settles in (lattice_load_sim --liveness heartbeats waited for
+  // it and never reported a formation at 23 or more). Formed means every
+  // replica lists every other, alive or suspect: their instances served.
+  sim_type::options o;
+  o.nodes = 64;
+  o.drop_percent = 1;
+  o.tick = 10ms;
+  sim_type sim(o);
+  REQUIRE(sim.run_until([&] { return sim.everyone_listed(); }, 10s));
+  const auto pairs = sim.count_pairs();
+  CHECK(pairs.alive + pairs.suspect == 64u * 63u);
+}
+
 TEST_CASE("a graceful leave is seen by all at once", "[transport][simulator]") {
   sim_type::options o;
   o.nodes = 6;
