@@ -13,6 +13,8 @@
 // list and node. They bind nothing in KV (no ?acquire: Lattice has no
 // locks), so Behavior is reported back and otherwise the same.
 #include <atomic>
+#include <chrono>
+#include <future>
 
 #include <boost/asio/post.hpp>
 #include <fmt/format.h>
@@ -100,7 +102,17 @@ void api::drop_orphaned_registrations() {
   client_session ended;
   ended.id = "(previous run)";
   ended.bound.insert(orphans.begin(), orphans.end());
-  end_session(ended);
+  // Wait for the removals before the daemon serves anything: otherwise
+  // its first lookups still list what its dead sessions held (seen under
+  // AddressSanitizer, where the commit took longer than the first
+  // request). The completions run on the replica's thread, not ours, and
+  // the HTTP server does not listen yet. Bounded: a replica that cannot
+  // commit is reported, and the removals land when they can.
+  auto applied = std::make_shared<std::promise<void>>();
+  auto done = applied->get_future();
+  end_session(ended, [applied] { applied->set_value(); });
+  if (done.wait_for(std::chrono::seconds(30)) != std::future_status::ready)
+    spdlog::warn("the removals of the previous run's session registrations were not applied within 30 s");
 }
 
 std::optional<reply> api::session_of_registration(const target& t, const std::string& path, reg::instance_kind kind,

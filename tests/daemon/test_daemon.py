@@ -1078,6 +1078,10 @@ class SessionTest(TwoDaemons):
         self.register(9001, self.create("60s"))
         self.assertTrue(eventually(lambda: providers(self.b, PATH) == ["127.0.0.1:9001"]))
         self.a.kill9()
+        # Commits held two seconds: the removals take that long to be
+        # applied, and the restarted daemon must not serve before they are
+        # (it once answered this lookup while they were in flight).
+        self.a.extra = self.a.extra + ["--commit-delay", "2s"]
         self.a.start(gossip=self.a.gossip)  # where b knows it
         self.assertEqual(providers(self.a, PATH), [])
         self.assertTrue(eventually(lambda: providers(self.b, PATH) == [], timeout=10))
