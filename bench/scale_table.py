@@ -52,6 +52,11 @@ def run(binary, args):
     return " ".join([os.path.basename(cmd[0])] + cmd[1:]), json.loads(out.stdout)
 
 
+def threads_for(n):
+    # Above 2,000 replicas the stall runs use both cores (ADR 0026).
+    return 2 if n > 2000 else 0
+
+
 def false_death_run(swim, args, n, a):
     """The false-death hour, resumable when --checkpoint-dir is given: it
     saves the run every 5 virtual minutes (ADR 0026), goes on from the last
@@ -62,13 +67,11 @@ def false_death_run(swim, args, n, a):
     os.makedirs(a.checkpoint_dir, exist_ok=True)
     stem = os.path.join(a.checkpoint_dir, f"false-deaths-{n}-seed{a.seed}-{a.false_death_seconds:g}s")
     command = " ".join([os.path.basename(swim)] + [str(x) for x in args])
-    threads = 2 if n > 2000 else 0
-
     def check(out, where):
         # A kept output or a checkpoint may be another run's: its options
         # must be those asked for.
         asked = {"nodes": n, "loss_percent": 5, "stall_percent_per_second": 1, "seed": a.seed, "kills": 0,
-                 "threads": threads, "quiet_seconds": a.false_death_seconds}
+                 "threads": threads_for(n), "quiet_seconds": a.false_death_seconds}
         differs = {k: (out.get(k), v) for k, v in asked.items() if out.get(k) != v}
         if differs:
             sys.exit(f"{where} holds another run (its options, those asked: {differs}); move it away")
@@ -124,7 +127,7 @@ def main():
         kills = 20 if n <= 1000 else 5
         kill_cmd, kill = run(swim, ["--nodes", n, "--kills", kills, "--quiet-seconds", 0, "--no-bytes",
                                     "--seed", a.seed])
-        threads = ["--threads", 2] if n > 2000 else []
+        threads = ["--threads", threads_for(n)] if threads_for(n) else []
         false_cmd, false = false_death_run(swim, ["--nodes", n, "--loss", 5, "--stall-percent", 1, "--kills", 0, "--no-bytes",
                                                    "--quiet-seconds", a.false_death_seconds, "--seed", a.seed]
                                            + threads, n, a)

@@ -3,7 +3,7 @@
 interrupted with a checkpoint left behind is resumed from it, its output
 is kept and the checkpoint removed, a second table reuses the kept output
 without running it again, and a kept output of other options is refused.
-The 10,000-replica hour (about 3.5 h here) relies on this to span
+The 10,000-replica hour (about 3.3 h of wall time here) relies on this to span
 sessions."""
 import json
 import os

@@ -130,19 +130,6 @@ class basic_simulator {
       if (alive(i) && !all_see(i, transport::member_state::alive)) return false;
     return true;
   }
-  /// Every live node lists every other live node: judges it alive or
-  /// suspect (a suspect's instances are still served), not dead or
-  /// unknown.
-  bool everyone_listed() {
-    for (std::size_t i = 0; i < size(); ++i)
-      for (std::size_t j = 0; j < size(); ++j) {
-        if (i == j || !alive(i) || !alive(j)) continue;
-        if (!node(i).members().table().find(j + 1)) return false;
-        const auto state = node(i).members().state_of(j + 1, now_);
-        if (state != transport::member_state::alive && state != transport::member_state::suspect) return false;
-      }
-    return true;
-  }
   /// Live pairs (i judging j) in each member_state, and pairs where i does
   /// not know j at all: what keeps a cluster from counting as formed.
   struct pair_counts {
@@ -165,6 +152,13 @@ class basic_simulator {
         }
       }
     return c;
+  }
+  /// Every live node lists every other live node: judges it alive or
+  /// suspect (a suspect's instances are still served), not dead, left or
+  /// unknown.
+  bool everyone_listed() {
+    const auto c = count_pairs();
+    return c.dead == 0 && c.left == 0 && c.unknown == 0;
   }
   /// Some live node judges another live node dead: a false positive.
   bool false_death() {

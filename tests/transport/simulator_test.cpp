@@ -188,16 +188,15 @@ TEST_CASE("heartbeats: sixty-four replicas started at once through one seed all 
   // against 350 ms to suspicion, so at this size some pair of the 4,032 is
   // suspect at almost any instant and "everyone alive" is not a state the
   // cluster settles in (lattice_load_sim --liveness heartbeats waited for
-  // it and never reported a formation at 23 or more). Formed means every
-  // replica lists every other, alive or suspect: their instances served.
+  // it: 60-104 virtual s at 23-25 replicas, and not within 120 s from 26).
+  // Formed means every replica lists every other, alive or suspect: their
+  // instances served.
   sim_type::options o;
   o.nodes = 64;
   o.drop_percent = 1;
   o.tick = 10ms;
   sim_type sim(o);
   REQUIRE(sim.run_until([&] { return sim.everyone_listed(); }, 10s));
-  const auto pairs = sim.count_pairs();
-  CHECK(pairs.alive + pairs.suspect == 64u * 63u);
 }
 
 TEST_CASE("a graceful leave is seen by all at once", "[transport][simulator]") {
